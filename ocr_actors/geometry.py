@@ -1,0 +1,250 @@
+"""Pure geometry: quads, crops, rotations and reading order.
+
+Conventions: a *quad* is a float32 array of shape ``(4, 2)`` holding ``(x, y)`` pixel
+coordinates ordered top-left, top-right, bottom-right, bottom-left. A *box* is
+``(x_min, y_min, x_max, y_max)``. Images are ``(H, W[, C])`` uint8 arrays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+TALL_CROP_RATIO = 1.5
+"""A crop whose height is at least this multiple of its width is turned 90 degrees."""
+
+
+def order_quad(points: np.ndarray) -> np.ndarray:
+    """Order four points as top-left, top-right, bottom-right, bottom-left.
+
+    Args:
+        points: ``(4, 2)`` array of ``(x, y)`` in any order.
+
+    Returns:
+        ``(4, 2)`` float32 array, clockwise from the top-left corner.
+    """
+    pts = np.asarray(points, dtype=np.float32).reshape(4, 2)
+    by_x = pts[np.argsort(pts[:, 0], kind="stable")]
+    left, right = by_x[:2], by_x[2:]
+    top_left, bottom_left = left[np.argsort(left[:, 1], kind="stable")]
+    top_right, bottom_right = right[np.argsort(right[:, 1], kind="stable")]
+    return np.stack([top_left, top_right, bottom_right, bottom_left]).astype(np.float32)
+
+
+def quad_to_box(quad: np.ndarray) -> np.ndarray:
+    """Axis-aligned bounding box ``[x_min, y_min, x_max, y_max]`` (int32) of a quad."""
+    q = np.asarray(quad, dtype=np.float32).reshape(-1, 2)
+    return np.array(
+        [np.floor(q[:, 0].min()), np.floor(q[:, 1].min()), np.ceil(q[:, 0].max()), np.ceil(q[:, 1].max())],
+        dtype=np.int32,
+    )
+
+
+def quads_to_boxes(quads: np.ndarray) -> np.ndarray:
+    """Bounding boxes ``(N, 4)`` int32 of quads ``(N, 4, 2)``."""
+    if len(quads) == 0:
+        return np.zeros((0, 4), dtype=np.int32)
+    return np.stack([quad_to_box(q) for q in quads])
+
+
+def crop_quad(image: np.ndarray, quad: np.ndarray) -> np.ndarray:
+    """Perspective-crop a quad to an upright rectangle; tall crops are turned 90 degrees.
+
+    Args:
+        image: ``(H, W, 3)`` uint8 page.
+        quad: ``(4, 2)`` quad in page pixels, ordered top-left first.
+
+    Returns:
+        ``(h, w, 3)`` uint8 crop. When ``h >= 1.5 * w`` the crop is rotated 90 degrees
+        counter-clockwise so vertical lines read left to right.
+    """
+    q = np.asarray(quad, dtype=np.float32)
+    width = int(max(np.linalg.norm(q[0] - q[1]), np.linalg.norm(q[2] - q[3])))
+    height = int(max(np.linalg.norm(q[0] - q[3]), np.linalg.norm(q[1] - q[2])))
+    width, height = max(width, 1), max(height, 1)
+    target = np.array([[0, 0], [width, 0], [width, height], [0, height]], dtype=np.float32)
+    matrix = cv2.getPerspectiveTransform(q, target)
+    crop = cv2.warpPerspective(
+        image, matrix, (width, height), borderMode=cv2.BORDER_REPLICATE, flags=cv2.INTER_CUBIC
+    )
+    if crop.shape[0] >= TALL_CROP_RATIO * crop.shape[1]:
+        crop = np.ascontiguousarray(np.rot90(crop))
+    return crop
+
+
+def rotate_image(image: np.ndarray, angle: int) -> np.ndarray:
+    """Rotate an image counter-clockwise by a multiple of 90 degrees.
+
+    Args:
+        image: ``(H, W[, C])`` array.
+        angle: 0, 90, 180 or 270 (degrees, counter-clockwise).
+    """
+    codes = {90: cv2.ROTATE_90_COUNTERCLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_CLOCKWISE}
+    if angle % 360 == 0:
+        return image
+    if angle % 360 not in codes:
+        raise ValueError(f"angle must be a multiple of 90, got {angle}")
+    return cv2.rotate(image, codes[angle % 360])
+
+
+def unrotate_points(points: np.ndarray, angle: int, rotated_shape: tuple[int, int]) -> np.ndarray:
+    """Map points from an image rotated by ``angle`` back to the image before the rotation.
+
+    Args:
+        points: ``(..., 2)`` float array of ``(x, y)`` in the rotated image.
+        angle: the counter-clockwise rotation that was applied (0, 90, 180, 270), as in
+            :func:`rotate_image`.
+        rotated_shape: ``(H, W)`` of the rotated image.
+
+    Returns:
+        Points of the same shape in the frame of the original image.
+    """
+    pts = np.asarray(points, dtype=np.float32)
+    h, w = rotated_shape
+    x, y = pts[..., 0], pts[..., 1]
+    a = angle % 360
+    if a == 0:
+        return pts.copy()
+    if a == 90:  # rotated counter-clockwise: original (x0, y0) -> (y0, W0 - x0); W0 = h
+        out = np.stack([h - y, x], axis=-1)
+    elif a == 180:
+        out = np.stack([w - x, h - y], axis=-1)
+    elif a == 270:  # rotated clockwise: original (x0, y0) -> (H0 - y0, x0); H0 = w
+        out = np.stack([y, w - x], axis=-1)
+    else:
+        raise ValueError(f"angle must be a multiple of 90, got {angle}")
+    return out.astype(np.float32)
+
+
+# --------------------------------------------------------------------------- reading order
+
+
+def _row_order(boxes: np.ndarray, indices: Sequence[int]) -> list[int]:
+    """Order boxes as rows top to bottom, left to right within a row.
+
+    Two boxes share a row when their vertical centres differ by less than half the
+    smaller box height, which tolerates slightly skewed lines.
+    """
+    idx = sorted(indices, key=lambda i: (boxes[i, 1] + boxes[i, 3]) / 2)
+    rows: list[list[int]] = []
+    row_centre = 0.0
+    row_height = 0.0
+    for i in idx:
+        centre = (boxes[i, 1] + boxes[i, 3]) / 2
+        height = boxes[i, 3] - boxes[i, 1]
+        if rows and abs(centre - row_centre) < 0.5 * min(height, row_height):
+            rows[-1].append(i)
+        else:
+            rows.append([i])
+            row_centre, row_height = centre, height
+    return [i for row in rows for i in sorted(row, key=lambda j: boxes[j, 0])]
+
+
+def find_column_gutters(boxes: np.ndarray, min_lines_per_column: int = 3) -> list[tuple[float, float]]:
+    """Find vertical gutters that separate text columns.
+
+    A gutter is an x-interval that no *column line* crosses, where column lines are the
+    boxes narrower than 60% of the text extent (titles and footers spanning columns are
+    ignored). A gutter is kept only when both neighbouring columns hold at least
+    ``min_lines_per_column`` lines and most of those lines fill their column (prose, not
+    table cells), so tables keep row order.
+
+    Args:
+        boxes: ``(N, 4)`` float array of ``[x_min, y_min, x_max, y_max]``.
+
+    Returns:
+        Sorted list of ``(x_start, x_end)`` gutters, in the boxes' pixel frame.
+    """
+    if len(boxes) < 2 * min_lines_per_column:
+        return []
+    x0, x1 = float(boxes[:, 0].min()), float(boxes[:, 2].max())
+    extent = x1 - x0
+    widths = boxes[:, 2] - boxes[:, 0]
+    heights = boxes[:, 3] - boxes[:, 1]
+    narrow = boxes[widths < 0.6 * extent]
+    if len(narrow) < 2 * min_lines_per_column:
+        return []
+    min_gap = max(0.5 * float(np.median(heights)), 0.01 * extent)
+    # Coverage of the x axis by narrow boxes, on a 1-px grid over the extent.
+    size = int(np.ceil(extent)) + 1
+    diff = np.zeros(size + 1, dtype=np.int32)
+    starts = np.clip(np.floor(narrow[:, 0] - x0).astype(int), 0, size)
+    ends = np.clip(np.ceil(narrow[:, 2] - x0).astype(int), 0, size)
+    np.add.at(diff, starts, 1)
+    np.add.at(diff, ends, -1)
+    covered = np.cumsum(diff)[:size] > 0
+    gaps: list[tuple[float, float]] = []
+    run_start = None
+    for pos, cov in enumerate(covered):
+        if not cov and run_start is None:
+            run_start = pos
+        elif cov and run_start is not None:
+            if pos - run_start >= min_gap and run_start > 0:
+                gaps.append((x0 + run_start, x0 + pos))
+            run_start = None
+    if not gaps:
+        return []
+    # Validate every column between consecutive gutters.
+    edges = [x0] + [g for gap in gaps for g in gap] + [x1]
+    columns = [(edges[2 * k], edges[2 * k + 1]) for k in range(len(gaps) + 1)]
+    for c_start, c_end in columns:
+        centres = (narrow[:, 0] + narrow[:, 2]) / 2
+        members = narrow[(centres >= c_start) & (centres <= c_end)]
+        if len(members) < min_lines_per_column:
+            return []
+        col_width = members[:, 2].max() - members[:, 0].min()
+        fill = (members[:, 2] - members[:, 0]) >= 0.5 * col_width
+        if fill.mean() < 0.5:
+            return []
+    return gaps
+
+
+def reading_order(quads: np.ndarray) -> np.ndarray:
+    """Indices that put text-line quads in natural reading order.
+
+    Single-column pages read in rows, top to bottom and left to right. Multi-column
+    pages read each column top to bottom before the next one; lines that span the
+    gutters (titles, footers, wide captions) split the page into sections read in turn.
+
+    Args:
+        quads: ``(N, 4, 2)`` float array of quads in page pixels.
+
+    Returns:
+        ``(N,)`` int64 permutation.
+    """
+    n = len(quads)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    q = np.asarray(quads, dtype=np.float32).reshape(n, 4, 2)
+    boxes = np.stack([q[:, :, 0].min(1), q[:, :, 1].min(1), q[:, :, 0].max(1), q[:, :, 1].max(1)], axis=1)
+    gutters = find_column_gutters(boxes)
+    if not gutters:
+        return np.asarray(_row_order(boxes, range(n)), dtype=np.int64)
+
+    def crosses_gutter(i: int) -> bool:
+        return any(boxes[i, 0] < g_end and boxes[i, 2] > g_start for g_start, g_end in gutters)
+
+    spanning = sorted((i for i in range(n) if crosses_gutter(i)), key=lambda i: boxes[i, 1])
+    span_set = set(spanning)
+    column_edges = [g_start for g_start, _ in gutters]
+    order: list[int] = []
+    section_tops = [-np.inf] + [float((boxes[s, 1] + boxes[s, 3]) / 2) for s in spanning] + [np.inf]
+    for k in range(len(section_tops) - 1):
+        top, bottom = section_tops[k], section_tops[k + 1]
+        members = [
+            i
+            for i in range(n)
+            if i not in span_set and top <= (boxes[i, 1] + boxes[i, 3]) / 2 < bottom
+        ]
+        by_column: dict[int, list[int]] = {}
+        for i in members:
+            centre = (boxes[i, 0] + boxes[i, 2]) / 2
+            col = int(np.searchsorted(column_edges, centre))
+            by_column.setdefault(col, []).append(i)
+        for col in sorted(by_column):
+            order.extend(_row_order(boxes, by_column[col]))
+        if k < len(spanning):
+            order.append(spanning[k])
+    return np.asarray(order, dtype=np.int64)

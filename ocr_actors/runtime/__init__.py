@@ -1,0 +1,1 @@
+"""Model sessions, model resolution and runners (no Ray)."""

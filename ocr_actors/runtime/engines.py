@@ -1,0 +1,162 @@
+"""Inference engines behind one small interface: ``session.run(batch) -> array``.
+
+Every engine takes one float32 NCHW input and returns the model's first output as a
+float32 numpy array. Engines are imported lazily; a missing one raises
+:class:`EngineUnavailableError` naming the package to install.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+ENGINES = ("onnxruntime", "openvino", "paddle")
+
+
+class EngineUnavailableError(ImportError):
+    """The requested inference engine (or device) is not installed."""
+
+
+class InferenceSession(Protocol):
+    """A loaded model: one input, first output returned."""
+
+    engine: str
+    input_dtype: np.dtype
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """Run a ``(N, C, H, W)`` batch; returns the model's first output."""
+        ...
+
+
+class OnnxRuntimeSession:
+    """ONNX Runtime; CUDA when ``device`` starts with ``gpu`` and the provider exists."""
+
+    engine = "onnxruntime"
+
+    def __init__(self, model_file: Path, device: str = "cpu", threads: int = 0) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise EngineUnavailableError(
+                "ONNX Runtime is not installed: pip install onnxruntime (or onnxruntime-gpu)"
+            ) from exc
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        providers: list[str | tuple[str, dict[str, str]]] = ["CPUExecutionProvider"]
+        if device.startswith("gpu"):
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                raise EngineUnavailableError(
+                    "device 'gpu' asked for but ONNX Runtime has no CUDA provider: "
+                    "pip install 'ocr-batch[gpu]' (onnxruntime-gpu)"
+                )
+            device_id = device.split(":", 1)[1] if ":" in device else "0"
+            providers.insert(0, ("CUDAExecutionProvider", {"device_id": device_id}))
+        self._session = ort.InferenceSession(str(model_file), options, providers=providers)
+        model_input = self._session.get_inputs()[0]
+        self._input_name = model_input.name
+        self.input_dtype = np.dtype(np.float16 if "float16" in model_input.type else np.float32)
+        self.metadata: dict[str, str] = dict(self._session.get_modelmeta().custom_metadata_map)
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        output = self._session.run(None, {self._input_name: batch.astype(self.input_dtype, copy=False)})[0]
+        return np.asarray(output, dtype=np.float32)
+
+
+class OpenVINOSession:
+    """OpenVINO on CPU. f32 unless ``precision="bf16"`` (it would pick bf16 silently)."""
+
+    engine = "openvino"
+
+    def __init__(self, model_file: Path, device: str = "cpu", threads: int = 0, precision: str = "f32") -> None:
+        try:
+            import openvino as ov
+        except ImportError as exc:
+            raise EngineUnavailableError("OpenVINO is not installed: pip install 'ocr-batch[openvino]'") from exc
+        if device != "cpu":
+            raise EngineUnavailableError("the OpenVINO engine runs on device 'cpu' only here")
+        if precision not in ("f32", "bf16"):
+            raise ValueError(f"OpenVINO precision must be 'f32' or 'bf16', got {precision!r}")
+        core = ov.Core()
+        config: dict[str, object] = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY"}
+        if threads > 0:
+            config["INFERENCE_NUM_THREADS"] = threads
+        model = core.read_model(str(model_file))
+        self._compiled = core.compile_model(model, "CPU", config)
+        self._request = self._compiled.create_infer_request()
+        self.input_dtype = np.dtype(np.float32)
+        self.metadata = {}
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        result = self._request.infer({0: batch.astype(np.float32, copy=False)})
+        return np.asarray(result[self._compiled.output(0)], dtype=np.float32)
+
+
+class PaddleSession:
+    """Paddle Inference (``paddlepaddle`` / ``paddlepaddle-gpu``) on a model folder.
+
+    Legacy ``inference.pdmodel`` programs run on the old IR: the new IR with oneDNN
+    crashes on the PP-OCRv4 detector.
+    """
+
+    engine = "paddle"
+
+    def __init__(self, model_dir: Path, device: str = "cpu", threads: int = 0) -> None:
+        try:
+            from paddle import inference as paddle_inference
+        except ImportError as exc:
+            raise EngineUnavailableError(
+                "Paddle Inference is not installed: pip install 'ocr-batch[paddle]' (paddlepaddle or paddlepaddle-gpu)"
+            ) from exc
+        legacy = model_dir / "inference.pdmodel"
+        program = legacy if legacy.exists() else model_dir / "inference.json"
+        config = paddle_inference.Config(str(program), str(model_dir / "inference.pdiparams"))
+        if device.startswith("gpu"):
+            device_id = int(device.split(":", 1)[1]) if ":" in device else 0
+            config.enable_use_gpu(256, device_id)
+        else:
+            config.disable_gpu()
+            config.enable_mkldnn()
+            config.set_mkldnn_cache_capacity(10)
+            config.set_cpu_math_library_num_threads(threads if threads > 0 else (os.cpu_count() or 1))
+        if legacy.exists() and hasattr(config, "enable_new_ir"):
+            config.enable_new_ir(False)
+        config.enable_memory_optim()
+        config.disable_glog_info()
+        config.switch_ir_optim(True)
+        self._predictor = paddle_inference.create_predictor(config)
+        self._input = self._predictor.get_input_handle(self._predictor.get_input_names()[0])
+        self._output = self._predictor.get_output_handle(self._predictor.get_output_names()[0])
+        self.input_dtype = np.dtype(np.float32)
+        self.metadata = {}
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        self._input.copy_from_cpu(np.ascontiguousarray(batch, dtype=np.float32))
+        self._predictor.run()
+        return np.asarray(self._output.copy_to_cpu(), dtype=np.float32)
+
+
+def create_session(
+    model_path: Path, engine: str, device: str = "cpu", threads: int = 0, precision: str = "f32"
+) -> InferenceSession:
+    """Open a model with the named engine.
+
+    Args:
+        model_path: an ``.onnx`` file (onnxruntime, openvino) or a Paddle model folder.
+        engine: one of :data:`ENGINES`.
+        device: ``"cpu"``, ``"gpu"`` or ``"gpu:N"``.
+        threads: intra-op threads; 0 lets the engine choose.
+        precision: OpenVINO only: ``"f32"`` (default) or ``"bf16"``.
+    """
+    if engine == "onnxruntime":
+        return OnnxRuntimeSession(model_path, device, threads)
+    if engine == "openvino":
+        return OpenVINOSession(model_path, device, threads, precision)
+    if engine == "paddle":
+        return PaddleSession(model_path, device, threads)
+    raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")

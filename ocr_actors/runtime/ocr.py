@@ -1,0 +1,271 @@
+"""The General OCR flow on one process, built from the runners.
+
+The steps are separate functions so the batch job's Ray stages can call them one by
+one; :class:`OCREngine` chains them for the Python API, the CLI and the service.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from ocr_actors.config import OCRConfig
+from ocr_actors.geometry import crop_quad, quads_to_boxes, reading_order, unrotate_points
+from ocr_actors.postprocess import DBParams
+from ocr_actors.runtime.runners import (
+    DetParams,
+    DocOrientationClassifier,
+    DocUnwarper,
+    TextDetector,
+    TextlineClassifier,
+    TextRecognizer,
+)
+
+
+@dataclass(frozen=True)
+class PredictParams:
+    """Per-call switches of the reference pipeline (never stored on the engine)."""
+
+    use_doc_orientation_classify: bool
+    use_doc_unwarping: bool
+    use_textline_orientation: bool
+    det: DetParams
+    text_rec_score_thresh: float
+
+    @property
+    def use_doc_preprocessor(self) -> bool:
+        return self.use_doc_orientation_classify or self.use_doc_unwarping
+
+
+@dataclass(frozen=True)
+class PreparedPage:
+    """A page after document preprocessing.
+
+    Attributes:
+        image: the page the detector sees (upright, unwarped if asked), BGR uint8.
+        angle: counter-clockwise turn found on the input page (0/90/180/270), -1 if not classified.
+        unwarped: True when ``image`` was unwarped; polygons then refer to ``image``.
+        source_shape: ``(H, W)`` of the page as given.
+    """
+
+    image: np.ndarray
+    angle: int
+    unwarped: bool
+    source_shape: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class PageOCR:
+    """OCR of one page. Polygons are ``(N, 4, 2)`` float32 in the output frame:
+    the page as given, or the unwarped page when ``prepared.unwarped``.
+
+    Attributes:
+        dt_polys / dt_scores: every detected line, in reading order.
+        rec_polys / rec_texts / rec_scores / textline_angles: the lines kept after the
+            recognition score threshold, in reading order.
+    """
+
+    prepared: PreparedPage
+    dt_polys: np.ndarray
+    dt_scores: np.ndarray
+    rec_polys: np.ndarray
+    rec_texts: list[str]
+    rec_scores: list[float]
+    textline_angles: list[int]
+    params: PredictParams
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def rec_boxes(self) -> np.ndarray:
+        """``(N, 4)`` int32 ``[x_min, y_min, x_max, y_max]`` of ``rec_polys``."""
+        return quads_to_boxes(self.rec_polys)
+
+    @property
+    def text(self) -> str:
+        """Recognised lines joined with newlines, in reading order."""
+        return "\n".join(self.rec_texts)
+
+
+def crop_lines(image: np.ndarray, quads: np.ndarray) -> list[np.ndarray]:
+    """Perspective crops of every quad ``(N, 4, 2)`` of a BGR page."""
+    return [crop_quad(image, q) for q in quads]
+
+
+def to_output_frame(quads: np.ndarray, prepared: PreparedPage) -> np.ndarray:
+    """Map quads from the detector's frame back to the page as given (unless unwarped)."""
+    if prepared.unwarped or prepared.angle <= 0 or len(quads) == 0:
+        return quads.astype(np.float32)
+    turn = (360 - prepared.angle) % 360  # the turn that made the page upright
+    return unrotate_points(quads, turn, prepared.image.shape[:2])
+
+
+def assemble_page(
+    prepared: PreparedPage,
+    quads: np.ndarray,
+    det_scores: np.ndarray,
+    recognized: Sequence[tuple[str, float]],
+    textline_angles: Sequence[int] | None,
+    params: PredictParams,
+) -> PageOCR:
+    """Put a page's lines in reading order, apply the score threshold, map polygons back.
+
+    Args:
+        quads: ``(N, 4, 2)`` detector quads in ``prepared.image`` pixels.
+        recognized: ``(text, score)`` per quad, same order as ``quads``.
+        textline_angles: 0/180 per quad, or None when the classifier was off.
+    """
+    order = reading_order(quads)
+    quads, det_scores = quads[order], det_scores[order]
+    recognized = [recognized[i] for i in order]
+    angles = [textline_angles[i] for i in order] if textline_angles is not None else [-1] * len(order)
+    output_quads = to_output_frame(quads, prepared)
+    keep = [i for i, (text, score) in enumerate(recognized) if text and score >= params.text_rec_score_thresh]
+    return PageOCR(
+        prepared=prepared,
+        dt_polys=output_quads,
+        dt_scores=det_scores,
+        rec_polys=output_quads[keep] if keep else np.zeros((0, 4, 2), np.float32),
+        rec_texts=[recognized[i][0] for i in keep],
+        rec_scores=[recognized[i][1] for i in keep],
+        textline_angles=angles,
+        params=params,
+    )
+
+
+class OCREngine:
+    """Detector, recogniser and optional classifiers, built once and reused.
+
+    Optional models load on first use, so a pipeline that never turns a switch on
+    never loads (or needs) that model.
+    """
+
+    def __init__(self, config: OCRConfig) -> None:
+        self.config = config
+        self.detector = TextDetector(config.text_detection, config.engine)
+        rec = config.text_recognition
+        self.recognizer = TextRecognizer(rec.model, config.engine, rec.batch_size, rec.min_width, rec.max_width)
+        self._orientation: DocOrientationClassifier | None = None
+        self._unwarper: DocUnwarper | None = None
+        self._textline: TextlineClassifier | None = None
+
+    @property
+    def orientation(self) -> DocOrientationClassifier:
+        if self._orientation is None:
+            self._orientation = DocOrientationClassifier(self.config.doc_preprocessor.orientation_model, self.config.engine)
+        return self._orientation
+
+    @property
+    def unwarper(self) -> DocUnwarper:
+        if self._unwarper is None:
+            self._unwarper = DocUnwarper(self.config.doc_preprocessor.unwarping_model, self.config.engine)
+        return self._unwarper
+
+    @property
+    def textline(self) -> TextlineClassifier:
+        if self._textline is None:
+            cfg = self.config.textline_orientation
+            self._textline = TextlineClassifier(cfg.model, self.config.engine, cfg.batch_size, cfg.thresh)
+        return self._textline
+
+    def default_params(self) -> PredictParams:
+        cfg = self.config
+        return PredictParams(
+            use_doc_orientation_classify=cfg.doc_preprocessor.use_doc_orientation_classify,
+            use_doc_unwarping=cfg.doc_preprocessor.use_doc_unwarping,
+            use_textline_orientation=cfg.textline_orientation.use_textline_orientation,
+            det=self.detector.default_params,
+            text_rec_score_thresh=cfg.text_recognition.score_thresh,
+        )
+
+    def params(
+        self,
+        use_doc_orientation_classify: bool | None = None,
+        use_doc_unwarping: bool | None = None,
+        use_textline_orientation: bool | None = None,
+        text_det_limit_side_len: int | None = None,
+        text_det_limit_type: str | None = None,
+        text_det_thresh: float | None = None,
+        text_det_box_thresh: float | None = None,
+        text_det_unclip_ratio: float | None = None,
+        text_rec_score_thresh: float | None = None,
+    ) -> PredictParams:
+        """Per-call parameters: the config's defaults with the given switches replaced."""
+        base = self.default_params()
+        det = base.det
+        db: DBParams = det.db
+        if text_det_limit_type is not None and text_det_limit_type not in ("max", "min", "resize_long"):
+            raise ValueError(f"text_det_limit_type must be 'max', 'min' or 'resize_long', got {text_det_limit_type!r}")
+        for name, value in (
+            ("text_det_limit_side_len", text_det_limit_side_len),
+            ("text_det_unclip_ratio", text_det_unclip_ratio),
+        ):
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be positive, got {value}")
+        for name, value in (("text_det_thresh", text_det_thresh), ("text_det_box_thresh", text_det_box_thresh)):
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must lie in [0, 1], got {value}")
+        db = replace(
+            db,
+            thresh=db.thresh if text_det_thresh is None else float(text_det_thresh),
+            box_thresh=db.box_thresh if text_det_box_thresh is None else float(text_det_box_thresh),
+            unclip_ratio=db.unclip_ratio if text_det_unclip_ratio is None else float(text_det_unclip_ratio),
+        )
+        det = replace(
+            det,
+            limit_side_len=det.limit_side_len if text_det_limit_side_len is None else int(text_det_limit_side_len),
+            limit_type=det.limit_type if text_det_limit_type is None else text_det_limit_type,
+            db=db,
+        )
+        return PredictParams(
+            use_doc_orientation_classify=base.use_doc_orientation_classify
+            if use_doc_orientation_classify is None
+            else bool(use_doc_orientation_classify),
+            use_doc_unwarping=base.use_doc_unwarping if use_doc_unwarping is None else bool(use_doc_unwarping),
+            use_textline_orientation=base.use_textline_orientation
+            if use_textline_orientation is None
+            else bool(use_textline_orientation),
+            det=det,
+            text_rec_score_thresh=base.text_rec_score_thresh
+            if text_rec_score_thresh is None
+            else float(text_rec_score_thresh),
+        )
+
+    def prepare(self, image: np.ndarray, params: PredictParams) -> PreparedPage:
+        """Document preprocessing: turn the page upright, then unwarp it (each optional)."""
+        angle = -1
+        working = image
+        if params.use_doc_orientation_classify:
+            angle, _ = self.orientation.classify(image)
+            working = DocOrientationClassifier.upright(image, angle)
+        if params.use_doc_unwarping:
+            working = self.unwarper.unwarp(working)
+        return PreparedPage(working, angle, params.use_doc_unwarping, image.shape[:2])
+
+    def ocr_pages(self, images: Sequence[np.ndarray], params: PredictParams | None = None) -> list[PageOCR]:
+        """Run the whole flow on BGR pages; recognition batches mix the crops of all pages."""
+        p = params or self.default_params()
+        prepared = [self.prepare(im, p) for im in images]
+        detections = self.detector.detect([pp.image for pp in prepared], p.det)
+        crops: list[np.ndarray] = []
+        spans: list[tuple[int, int]] = []
+        for pp, det in zip(prepared, detections, strict=True):
+            start = len(crops)
+            crops.extend(crop_lines(pp.image, det.quads))
+            spans.append((start, len(crops)))
+        angles: list[int] | None = None
+        if p.use_textline_orientation and crops:
+            crops, angles = self.textline.apply(crops)
+        recognized = self.recognizer.recognize(crops) if crops else []
+        return [
+            assemble_page(
+                pp,
+                det.quads,
+                det.scores,
+                recognized[a:b],
+                angles[a:b] if angles is not None else None,
+                p,
+            )
+            for pp, det, (a, b) in zip(prepared, detections, spans, strict=True)
+        ]

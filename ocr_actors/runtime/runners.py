@@ -1,0 +1,219 @@
+"""Model runners: pre-process + engine session + post-process. No Ray here.
+
+Each runner is built once (per process or actor) and is stateless per call: per-call
+parameters are arguments, never stored on the runner.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from ocr_actors.config import EngineConfig, TextDetectionConfig
+from ocr_actors.geometry import rotate_image
+from ocr_actors.postprocess import DBParams, ctc_characters, ctc_greedy_decode, db_boxes, filter_tiny_quads
+from ocr_actors.preprocess import (
+    batches_by_aspect_ratio,
+    det_resize_shape,
+    normalize_det,
+    prepare_doc_orientation_input,
+    prepare_rec_batch,
+    prepare_textline_cls_batch,
+)
+from ocr_actors.runtime.engines import InferenceSession, create_session
+from ocr_actors.runtime.models import ModelNotFoundError, ResolvedModel, resolve_model
+
+
+def open_model(name: str, engine: EngineConfig) -> tuple[ResolvedModel, InferenceSession]:
+    """Resolve a model name/path/URI and open it with the configured engine."""
+    resolved = resolve_model(name, engine.engine)
+    session = create_session(resolved.path_for(engine.engine), engine.engine, engine.device, engine.threads, engine.precision)
+    return resolved, session
+
+
+@dataclass(frozen=True)
+class DetParams:
+    """Per-call detection parameters (the reference's ``text_det_*`` switches)."""
+
+    limit_side_len: int
+    limit_type: str
+    max_side_limit: int
+    db: DBParams
+
+    def as_reference_dict(self) -> dict[str, object]:
+        """The reference's ``text_det_params`` result key."""
+        return {
+            "limit_side_len": self.limit_side_len,
+            "limit_type": self.limit_type,
+            "thresh": self.db.thresh,
+            "max_side_limit": self.max_side_limit,
+            "box_thresh": self.db.box_thresh,
+            "unclip_ratio": self.db.unclip_ratio,
+        }
+
+
+@dataclass(frozen=True)
+class Detection:
+    """Text quads of one image: ``quads`` (N, 4, 2) float32 and ``scores`` (N,) float32, image pixels."""
+
+    quads: np.ndarray
+    scores: np.ndarray
+
+
+class TextDetector:
+    """PP-OCR DB detector: resize/normalise -> session -> DB post-process."""
+
+    def __init__(self, config: TextDetectionConfig, engine: EngineConfig) -> None:
+        self.model_name = config.model
+        self._model, self._session = open_model(config.model, engine)
+        defaults = {"thresh": 0.3, "box_thresh": 0.6, "unclip_ratio": 1.5, "max_candidates": 1000}
+        defaults.update(self._model.det_defaults)
+        self.default_params = DetParams(
+            limit_side_len=config.limit_side_len,
+            limit_type=config.limit_type,
+            max_side_limit=config.max_side_limit,
+            db=DBParams(
+                thresh=config.thresh if config.thresh is not None else float(defaults["thresh"]),
+                box_thresh=config.box_thresh if config.box_thresh is not None else float(defaults["box_thresh"]),
+                unclip_ratio=config.unclip_ratio if config.unclip_ratio is not None else float(defaults["unclip_ratio"]),
+                max_candidates=config.max_candidates
+                if config.max_candidates is not None
+                else int(defaults["max_candidates"]),
+                min_size=config.min_size,
+                use_dilation=config.use_dilation,
+            ),
+        )
+
+    def detect(self, images: Sequence[np.ndarray], params: DetParams | None = None) -> list[Detection]:
+        """Detect text lines on BGR ``(H, W, 3)`` uint8 images.
+
+        Images whose resized shapes match are run as one batch.
+        """
+        p = params or self.default_params
+        shapes = [det_resize_shape(im.shape[0], im.shape[1], p.limit_side_len, p.limit_type, p.max_side_limit) for im in images]
+        results: list[Detection | None] = [None] * len(images)
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, shape in enumerate(shapes):
+            groups.setdefault(shape, []).append(i)
+        for (new_h, new_w), members in groups.items():
+            batch = np.stack(
+                [normalize_det(cv2.resize(images[i], (new_w, new_h), interpolation=cv2.INTER_LINEAR)) for i in members]
+            )
+            probs = self._session.run(batch)
+            for k, i in enumerate(members):
+                quads, scores = db_boxes(probs[k, 0], images[i].shape[:2], p.db)
+                keep = filter_tiny_quads(quads)
+                results[i] = Detection(quads[keep], scores[keep])
+        return [r for r in results if r is not None]
+
+
+class TextRecognizer:
+    """PP-OCR CTC recogniser: resize/pad by aspect ratio -> session -> greedy CTC."""
+
+    def __init__(self, model: str, engine: EngineConfig, batch_size: int = 8, min_width: int = 320, max_width: int = 3200) -> None:
+        self.model_name = model
+        self._model, self._session = open_model(model, engine)
+        dictionary = self._model.dictionary
+        if dictionary is None:
+            metadata = getattr(self._session, "metadata", {}) or {}
+            if "character" not in metadata:
+                raise ModelNotFoundError(
+                    f"no dictionary found for recognition model {model!r}: put inference.yml or a *dict*.txt beside it"
+                )
+            dictionary = tuple(metadata["character"].splitlines())
+        self.characters = ctc_characters(dictionary)
+        self.batch_size = batch_size
+        self.min_width = min_width
+        self.max_width = max_width
+
+    def recognize(self, crops: Sequence[np.ndarray]) -> list[tuple[str, float]]:
+        """Read BGR line crops; returns ``(text, score)`` in the order of ``crops``."""
+        results: list[tuple[str, float]] = [("", 0.0)] * len(crops)
+        for batch in batches_by_aspect_ratio([c.shape[:2] for c in crops], self.batch_size):
+            members = [crops[i] for i in batch.indices]
+            probs = self._session.run(prepare_rec_batch(members, 48, self.min_width, self.max_width))
+            for i, decoded in zip(batch.indices, ctc_greedy_decode(probs, self.characters), strict=True):
+                results[i] = decoded
+        return results
+
+
+class TextlineClassifier:
+    """0/180 text-line classifier; turns crops it is confident are upside down."""
+
+    def __init__(self, model: str, engine: EngineConfig, batch_size: int = 16, thresh: float = 0.9) -> None:
+        self.model_name = model
+        self._model, self._session = open_model(model, engine)
+        self.labels = self._model.labels or ("0", "180")
+        self.batch_size = batch_size
+        self.thresh = thresh
+
+    def classify(self, crops: Sequence[np.ndarray]) -> list[tuple[int, float]]:
+        """Returns ``(angle, score)`` per crop, angle 0 or 180."""
+        out: list[tuple[int, float]] = []
+        for start in range(0, len(crops), self.batch_size):
+            probs = self._session.run(prepare_textline_cls_batch(crops[start : start + self.batch_size]))
+            for row in probs:
+                label = int(row.argmax())
+                out.append((int(self.labels[label]), float(row[label])))
+        return out
+
+    def apply(self, crops: Sequence[np.ndarray]) -> tuple[list[np.ndarray], list[int]]:
+        """Classify and turn 180-degree crops above ``thresh``; returns crops and angles."""
+        turned: list[np.ndarray] = []
+        angles: list[int] = []
+        for crop, (angle, score) in zip(crops, self.classify(crops), strict=True):
+            if angle == 180 and score >= self.thresh:
+                turned.append(cv2.rotate(crop, cv2.ROTATE_180))
+                angles.append(180)
+            else:
+                turned.append(crop)
+                angles.append(0)
+        return turned, angles
+
+
+class DocOrientationClassifier:
+    """4-class page orientation (0/90/180/270, counter-clockwise turn seen on the page)."""
+
+    def __init__(self, model: str, engine: EngineConfig) -> None:
+        self.model_name = model
+        self._model, self._session = open_model(model, engine)
+        labels = self._model.labels
+        if not labels:
+            metadata = getattr(self._session, "metadata", {}) or {}
+            labels = tuple(metadata.get("character", "0\n90\n180\n270").splitlines())
+        self.labels = labels
+
+    def classify(self, image: np.ndarray) -> tuple[int, float]:
+        """Angle (degrees) by which the page content is turned counter-clockwise, and its score."""
+        probs = self._session.run(prepare_doc_orientation_input(image))[0]
+        label = int(probs.argmax())
+        return int(self.labels[label]), float(probs[label])
+
+    @staticmethod
+    def upright(image: np.ndarray, angle: int) -> np.ndarray:
+        """Undo a counter-clockwise turn of ``angle`` degrees."""
+        return rotate_image(image, (360 - angle) % 360)
+
+
+class DocUnwarper:
+    """UVDoc: predicts a coarse sampling grid, applied to the full-resolution page."""
+
+    input_size = (488, 712)  # (W, H) the model expects
+
+    def __init__(self, model: str, engine: EngineConfig) -> None:
+        self.model_name = model
+        self._model, self._session = open_model(model, engine)
+
+    def unwarp(self, image: np.ndarray) -> np.ndarray:
+        """Return the unwarped BGR page, same size as ``image``."""
+        h, w = image.shape[:2]
+        small = cv2.resize(image, self.input_size, interpolation=cv2.INTER_LINEAR)
+        batch = (small[:, :, ::-1].astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
+        grid = self._session.run(np.ascontiguousarray(batch))[0]  # (2, gh, gw) in [-1, 1]
+        full = cv2.resize(grid.transpose(1, 2, 0), (w, h), interpolation=cv2.INTER_LINEAR)
+        map_x = ((full[:, :, 0] + 1.0) * 0.5 * (w - 1)).astype(np.float32)
+        map_y = ((full[:, :, 1] + 1.0) * 0.5 * (h - 1)).astype(np.float32)
+        return cv2.remap(image, map_x, map_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
