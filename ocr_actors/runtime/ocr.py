@@ -45,7 +45,8 @@ class PreparedPage:
 
     Attributes:
         image: the page the detector sees (upright, unwarped if asked), BGR uint8.
-        angle: counter-clockwise turn found on the input page (0/90/180/270), -1 if not classified.
+        angle: clockwise turn the input page's content shows (0/90/180/270); the page was
+            turned counter-clockwise by it to be upright. -1 when not classified.
         unwarped: True when ``image`` was unwarped; polygons then refer to ``image``.
         source_shape: ``(H, W)`` of the page as given.
     """
@@ -97,8 +98,8 @@ def to_output_frame(quads: np.ndarray, prepared: PreparedPage) -> np.ndarray:
     """Map quads from the detector's frame back to the page as given (unless unwarped)."""
     if prepared.unwarped or prepared.angle <= 0 or len(quads) == 0:
         return quads.astype(np.float32)
-    turn = (360 - prepared.angle) % 360  # the turn that made the page upright
-    return unrotate_points(quads, turn, prepared.image.shape[:2])
+    # The upright page is the input turned counter-clockwise by ``angle``.
+    return unrotate_points(quads, prepared.angle, prepared.image.shape[:2])
 
 
 def assemble_page(

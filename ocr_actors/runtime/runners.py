@@ -175,7 +175,10 @@ class TextlineClassifier:
 
 
 class DocOrientationClassifier:
-    """4-class page orientation (0/90/180/270, counter-clockwise turn seen on the page)."""
+    """4-class page orientation: 0/90/180/270 is the clockwise turn the page content shows.
+
+    As in the reference, turning the page counter-clockwise by that angle makes it upright.
+    """
 
     def __init__(self, model: str, engine: EngineConfig) -> None:
         self.model_name = model
@@ -187,15 +190,15 @@ class DocOrientationClassifier:
         self.labels = labels
 
     def classify(self, image: np.ndarray) -> tuple[int, float]:
-        """Angle (degrees) by which the page content is turned counter-clockwise, and its score."""
+        """Clockwise turn (degrees) of the page content, and the class probability."""
         probs = self._session.run(prepare_doc_orientation_input(image))[0]
         label = int(probs.argmax())
         return int(self.labels[label]), float(probs[label])
 
     @staticmethod
     def upright(image: np.ndarray, angle: int) -> np.ndarray:
-        """Undo a counter-clockwise turn of ``angle`` degrees."""
-        return rotate_image(image, (360 - angle) % 360)
+        """Turn the page counter-clockwise by ``angle`` so its content is upright."""
+        return rotate_image(image, angle)
 
 
 class DocUnwarper:

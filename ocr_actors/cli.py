@@ -1,0 +1,120 @@
+"""Command line: ``ocr-batch predict`` (single images/PDFs, like the reference's CLI)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from ocr_actors.config import ConfigError
+
+
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("true", "1", "yes", "on"):
+        return True
+    if value in ("false", "0", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected True or False, got {text!r}")
+
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("predict", help="OCR images or PDFs and save JSON + annotated images")
+    p.add_argument("--input", required=True, help="file, folder, glob or URI (s3://, gs://, ...)")
+    p.add_argument("--save_path", default=None, help="folder for <name>_res.json and annotated images")
+    p.add_argument("--device", default=None, help="cpu (default), gpu or gpu:N")
+    p.add_argument("--config", default=None, help="YAML config (see README)")
+    p.add_argument("--engine", default=None, choices=("onnxruntime", "openvino", "paddle"))
+    p.add_argument("--use_doc_orientation_classify", type=_bool, default=None)
+    p.add_argument("--use_doc_unwarping", type=_bool, default=None)
+    p.add_argument("--use_textline_orientation", type=_bool, default=None)
+    p.add_argument("--text_det_limit_side_len", type=int, default=None)
+    p.add_argument("--text_det_limit_type", choices=("max", "min", "resize_long"), default=None)
+    p.add_argument("--text_det_thresh", type=float, default=None)
+    p.add_argument("--text_det_box_thresh", type=float, default=None)
+    p.add_argument("--text_det_unclip_ratio", type=float, default=None)
+    p.add_argument("--text_rec_score_thresh", type=float, default=None)
+    p.add_argument("--text_detection_model_name", default=None, help="e.g. PP-OCRv6_small_det or a folder/URI")
+    p.add_argument("--text_recognition_model_name", default=None, help="e.g. PP-OCRv6_small_rec or a folder/URI")
+    p.add_argument("--pdf_page_limit", type=int, default=None, help="most pages read per PDF (0 = all)")
+    p.add_argument("--no_print", action="store_true", help="do not print each result")
+    p.add_argument("overrides", nargs="*", help="config overrides: section.key=value")
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from ocr_actors.api import create_pipeline
+    from ocr_actors.io.decode import InputError
+
+    overrides: dict[str, object] = {}
+    for text in args.overrides:
+        from ocr_actors.config import parse_override
+
+        key, value = parse_override(text)
+        overrides[key] = value
+    if args.engine:
+        overrides["engine.engine"] = args.engine
+    if args.text_detection_model_name:
+        overrides["text_detection.model"] = args.text_detection_model_name
+    if args.text_recognition_model_name:
+        overrides["text_recognition.model"] = args.text_recognition_model_name
+    if args.pdf_page_limit is not None:
+        overrides["input.pdf_page_limit"] = args.pdf_page_limit
+    from ocr_actors.config import OCRConfig, load_config
+
+    config = load_config(OCRConfig, args.config, overrides)
+    pipeline = create_pipeline("OCR", config=config, device=args.device)
+    switches = {
+        name: getattr(args, name)
+        for name in (
+            "use_doc_orientation_classify",
+            "use_doc_unwarping",
+            "use_textline_orientation",
+            "text_det_limit_side_len",
+            "text_det_limit_type",
+            "text_det_thresh",
+            "text_det_box_thresh",
+            "text_det_unclip_ratio",
+            "text_rec_score_thresh",
+        )
+    }
+    pages = 0
+    try:
+        for result in pipeline.predict(args.input, **switches):
+            pages += 1
+            if not args.no_print:
+                result.print()
+            if args.save_path:
+                result.save_to_json(args.save_path)
+                result.save_to_img(args.save_path)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    summary = {"pages": pages, "save_path": str(Path(args.save_path).resolve()) if args.save_path else None}
+    print(json.dumps(summary), file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ocr-batch", description="PP-OCR General OCR: API, CLI and batch job")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_predict(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "predict":
+            return _predict(args)
+    except (ConfigError, ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    parser.error(f"unknown command {args.command}")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
