@@ -74,12 +74,21 @@ class TextDetectionConfig:
 
 @dataclass(frozen=True)
 class TextlineOrientationConfig:
-    """0/180 text-line classifier."""
+    """0/180 text-line orientation.
+
+    Attributes:
+        thresh: the classifier's "180" counts only at or above this probability.
+        verify_score_below: lines the classifier calls "180", and lines whose
+            recognition score is below this, are also read turned by 180 degrees; the
+            reading with the higher score wins. The classifier alone misreads clean
+            upright lines; this check keeps upright pages from getting worse.
+    """
 
     use_textline_orientation: bool = False
     model: str = "ch_ppocr_mobile_v2.0_cls"
     batch_size: int = 16
     thresh: float = 0.9
+    verify_score_below: float = 0.9
 
 
 @dataclass(frozen=True)

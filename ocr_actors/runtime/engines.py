@@ -25,6 +25,8 @@ class InferenceSession(Protocol):
 
     engine: str
     input_dtype: np.dtype
+    metadata: dict[str, str]
+    """Model metadata (ONNX ``metadata_props``), e.g. a recogniser's ``character`` list."""
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Run a ``(N, C, H, W)`` batch; returns the model's first output."""
@@ -87,10 +89,13 @@ class OpenVINOSession:
         if threads > 0:
             config["INFERENCE_NUM_THREADS"] = threads
         model = core.read_model(str(model_file))
+        rt_info = model.get_rt_info()
+        framework = rt_info["framework"] if "framework" in rt_info.keys() else {}
+        keys = framework.keys() if isinstance(framework, dict) else []
+        self.metadata = {str(k): model.get_rt_info(["framework", str(k)]).astype(str) for k in keys}
         self._compiled = core.compile_model(model, "CPU", config)
         self._request = self._compiled.create_infer_request()
         self.input_dtype = np.dtype(np.float32)
-        self.metadata = {}
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         result = self._request.infer({0: batch.astype(np.float32, copy=False)})

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
+import cv2
 import numpy as np
 
 from ocr_actors.config import OCRConfig
@@ -92,6 +93,40 @@ class PageOCR:
 def crop_lines(image: np.ndarray, quads: np.ndarray) -> list[np.ndarray]:
     """Perspective crops of every quad ``(N, 4, 2)`` of a BGR page."""
     return [crop_quad(image, q) for q in quads]
+
+
+def orient_lines(
+    crops: Sequence[np.ndarray],
+    recognized: Sequence[tuple[str, float]],
+    classified: Sequence[tuple[int, float]],
+    recognizer: TextRecognizer,
+    cls_thresh: float,
+    verify_score_below: float,
+) -> tuple[list[tuple[str, float]], list[int]]:
+    """Settle each line's 0/180 orientation by classifier *and* recognition score.
+
+    Suspects are lines the classifier calls 180 (probability >= ``cls_thresh``) and lines
+    read with a score below ``verify_score_below``; each suspect is read again turned by
+    180 degrees and the better-scoring reading wins.
+
+    Returns:
+        The final ``(text, score)`` per crop and the angle (0 or 180) per crop.
+    """
+    final = list(recognized)
+    angles = [0] * len(crops)
+    suspects = [
+        i
+        for i, ((angle, prob), (_, score)) in enumerate(zip(classified, recognized, strict=True))
+        if (angle == 180 and prob >= cls_thresh) or score < verify_score_below
+    ]
+    if not suspects:
+        return final, angles
+    second = recognizer.recognize([cv2.rotate(crops[i], cv2.ROTATE_180) for i in suspects])
+    for i, reading in zip(suspects, second, strict=True):
+        if reading[1] > final[i][1]:
+            final[i] = reading
+            angles[i] = 180
+    return final, angles
 
 
 def to_output_frame(quads: np.ndarray, prepared: PreparedPage) -> np.ndarray:
@@ -255,10 +290,13 @@ class OCREngine:
             start = len(crops)
             crops.extend(crop_lines(pp.image, det.quads))
             spans.append((start, len(crops)))
-        angles: list[int] | None = None
-        if p.use_textline_orientation and crops:
-            crops, angles = self.textline.apply(crops)
         recognized = self.recognizer.recognize(crops) if crops else []
+        angles: list[int] | None = None
+        if p.use_textline_orientation:
+            cfg = self.config.textline_orientation
+            recognized, angles = orient_lines(
+                crops, recognized, self.textline.classify(crops), self.recognizer, cfg.thresh, cfg.verify_score_below
+            )
         return [
             assemble_page(
                 pp,

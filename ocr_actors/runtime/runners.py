@@ -118,7 +118,7 @@ class TextRecognizer:
         self._model, self._session = open_model(model, engine)
         dictionary = self._model.dictionary
         if dictionary is None:
-            metadata = getattr(self._session, "metadata", {}) or {}
+            metadata = self._session.metadata
             if "character" not in metadata:
                 raise ModelNotFoundError(
                     f"no dictionary found for recognition model {model!r}: put inference.yml or a *dict*.txt beside it"
@@ -160,19 +160,6 @@ class TextlineClassifier:
                 out.append((int(self.labels[label]), float(row[label])))
         return out
 
-    def apply(self, crops: Sequence[np.ndarray]) -> tuple[list[np.ndarray], list[int]]:
-        """Classify and turn 180-degree crops above ``thresh``; returns crops and angles."""
-        turned: list[np.ndarray] = []
-        angles: list[int] = []
-        for crop, (angle, score) in zip(crops, self.classify(crops), strict=True):
-            if angle == 180 and score >= self.thresh:
-                turned.append(cv2.rotate(crop, cv2.ROTATE_180))
-                angles.append(180)
-            else:
-                turned.append(crop)
-                angles.append(0)
-        return turned, angles
-
 
 class DocOrientationClassifier:
     """4-class page orientation: 0/90/180/270 is the clockwise turn the page content shows.
@@ -185,8 +172,7 @@ class DocOrientationClassifier:
         self._model, self._session = open_model(model, engine)
         labels = self._model.labels
         if not labels:
-            metadata = getattr(self._session, "metadata", {}) or {}
-            labels = tuple(metadata.get("character", "0\n90\n180\n270").splitlines())
+            labels = tuple(self._session.metadata.get("character", "0\n90\n180\n270").splitlines())
         self.labels = labels
 
     def classify(self, image: np.ndarray) -> tuple[int, float]:

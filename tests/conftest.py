@@ -1,0 +1,37 @@
+"""Shared fixtures: real pipelines on shipped weights, built once per test session."""
+
+from __future__ import annotations
+
+import pytest
+
+from ocr_actors import OCRPipeline, create_pipeline
+
+
+@pytest.fixture(scope="session")
+def pipeline() -> OCRPipeline:
+    """The default pipeline (default model set, ONNX Runtime, CPU)."""
+    return create_pipeline("OCR", engine__threads=2)
+
+
+def exact_line_ratio(predicted: list[str], truth: list[str]) -> float:
+    """Share of truth lines found verbatim, in the same position."""
+    if not truth:
+        return 1.0
+    return sum(p == t for p, t in zip(predicted, truth, strict=False)) / len(truth)
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance between two strings."""
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i]
+        for j, cb in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        previous = current
+    return previous[-1]
+
+
+def page_cer(predicted: list[str], truth: list[str]) -> float:
+    """Character error rate of the page text (lines joined with newlines)."""
+    reference = "\n".join(truth)
+    return edit_distance("\n".join(predicted), reference) / max(len(reference), 1)

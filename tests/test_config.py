@@ -1,0 +1,220 @@
+"""Unit tests for ocr_actors.config: defaults, YAML files, overrides and validation."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from ocr_actors.config import (
+    ConfigError,
+    EngineConfig,
+    OCRConfig,
+    TextDetectionConfig,
+    from_dict,
+    load_config,
+    parse_override,
+    to_dict,
+)
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "ocr.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_defaults() -> None:
+    cfg = load_config(OCRConfig)
+    assert cfg == OCRConfig()
+    assert cfg.engine.engine == "onnxruntime"
+    assert cfg.engine.device == "cpu"
+    assert cfg.text_detection.model == "PP-OCRv6_small_det"
+    assert cfg.text_detection.limit_side_len == 960
+    assert cfg.text_detection.limit_type == "max"
+    assert cfg.text_detection.thresh is None
+    assert cfg.text_recognition.batch_size == 8
+    assert cfg.text_recognition.min_width == 320
+    assert cfg.textline_orientation.use_textline_orientation is False
+    assert cfg.doc_preprocessor.use_doc_orientation_classify is False
+    assert cfg.input.pdf_dpi == 144
+    assert cfg.input.max_bytes == 512 << 20
+    assert cfg.input.storage_options == {}
+    assert cfg.page_batch_size == 4
+
+
+def test_config_is_frozen() -> None:
+    cfg = OCRConfig()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.page_batch_size = 2  # type: ignore[misc]
+
+
+def test_yaml_file_load(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+engine:
+  device: "gpu:0"
+  threads: 4
+text_detection:
+  limit_side_len: 1280
+  limit_type: min
+  box_thresh: 0.5
+text_recognition:
+  batch_size: 16
+input:
+  storage_options:
+    anon: true
+page_batch_size: 2
+""",
+    )
+    cfg = load_config(OCRConfig, path)
+    assert cfg.engine == EngineConfig(device="gpu:0", threads=4)
+    assert cfg.text_detection.limit_side_len == 1280
+    assert cfg.text_detection.limit_type == "min"
+    assert cfg.text_detection.box_thresh == 0.5
+    assert cfg.text_detection.thresh is None  # untouched keys keep defaults
+    assert cfg.text_recognition.batch_size == 16
+    assert cfg.input.storage_options == {"anon": True}
+    assert cfg.page_batch_size == 2
+    # The same from a str path.
+    assert load_config(OCRConfig, str(path)) == cfg
+
+
+def test_empty_yaml_file_gives_defaults(tmp_path: Path) -> None:
+    assert load_config(OCRConfig, write(tmp_path, "")) == OCRConfig()
+
+
+def test_yaml_top_level_must_be_mapping(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="top level of a config file must be a mapping"):
+        load_config(OCRConfig, write(tmp_path, "- a\n- b\n"))
+
+
+def test_dotted_overrides_on_top_of_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "text_detection:\n  thresh: 0.4\n  box_thresh: 0.7\n")
+    cfg = load_config(
+        OCRConfig,
+        path,
+        [
+            "text_detection.thresh=0.25",
+            "text_detection.box_thresh=None",
+            "textline_orientation.use_textline_orientation=true",
+            "doc_preprocessor.use_doc_unwarping=False",
+            "text_detection.max_candidates=null",
+            "text_recognition.batch_size=32",
+            "engine.device=gpu:1",
+            "page_batch_size=8",
+        ],
+    )
+    assert cfg.text_detection.thresh == 0.25
+    assert isinstance(cfg.text_detection.thresh, float)
+    assert cfg.text_detection.box_thresh is None
+    assert cfg.text_detection.max_candidates is None
+    assert cfg.textline_orientation.use_textline_orientation is True
+    assert cfg.doc_preprocessor.use_doc_unwarping is False
+    assert cfg.text_recognition.batch_size == 32
+    assert cfg.engine.device == "gpu:1"
+    assert cfg.page_batch_size == 8
+
+
+def test_override_int_to_optional_float_becomes_float() -> None:
+    cfg = load_config(OCRConfig, overrides=["text_detection.unclip_ratio=2"])
+    assert cfg.text_detection.unclip_ratio == 2.0
+    assert isinstance(cfg.text_detection.unclip_ratio, float)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"), [("true", True), ("True", True), ("yes", True), ("false", False), ("no", False)]
+)
+def test_boolean_overrides(raw: str, expected: bool) -> None:
+    cfg = load_config(OCRConfig, overrides=[f"text_detection.use_dilation={raw}"])
+    assert cfg.text_detection.use_dilation is expected
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("true", True), ("1", True), ("0", False), ("FALSE", False)])
+def test_boolean_strings_in_mapping_overrides(raw: str, expected: bool) -> None:
+    cfg = load_config(OCRConfig, overrides={"text_detection.use_dilation": raw})
+    assert cfg.text_detection.use_dilation is expected
+
+
+def test_mapping_source_and_mapping_overrides_do_not_mutate_input() -> None:
+    source = {"text_detection": {"limit_side_len": 640}}
+    cfg = load_config(OCRConfig, source, {"text_detection.thresh": 0.2, "engine.threads": 2})
+    assert cfg.text_detection.limit_side_len == 640
+    assert cfg.text_detection.thresh == 0.2
+    assert cfg.engine.threads == 2
+    assert source == {"text_detection": {"limit_side_len": 640}}
+
+
+def test_parse_override() -> None:
+    assert parse_override("a.b=0.5") == ("a.b", 0.5)
+    assert parse_override(" a.b = [1, 2]") == ("a.b", [1, 2])
+    assert parse_override("a.b=x=y") == ("a.b", "x=y")
+    assert parse_override("a.b=") == ("a.b", "")
+    with pytest.raises(ConfigError, match="must look like section.key=value"):
+        parse_override("text_detection.thresh")
+
+
+def test_unknown_nested_key_is_named_with_valid_keys() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(OCRConfig, overrides=["text_detection.treshold=0.2"])
+    message = str(info.value)
+    assert "text_detection.treshold" in message
+    valid = sorted(f.name for f in dataclasses.fields(TextDetectionConfig))
+    assert f"valid keys here: {', '.join(valid)}" in message
+
+
+def test_unknown_top_level_key_in_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "text_detection:\n  thresh: 0.3\nrecogniser:\n  batch_size: 4\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(OCRConfig, path)
+    message = str(info.value)
+    assert "recogniser" in message
+    for key in ("engine", "text_detection", "text_recognition", "input", "page_batch_size"):
+        assert key in message
+
+
+def test_several_unknown_keys_are_all_named() -> None:
+    with pytest.raises(ConfigError, match=r"engine\.colour, engine\.gpu"):
+        from_dict(EngineConfig, {"gpu": 1, "colour": "red"}, "engine")
+
+
+@pytest.mark.parametrize(
+    ("override", "fragment"),
+    [
+        ("text_recognition.batch_size=abc", "text_recognition.batch_size: expected int, got 'abc'"),
+        ("text_recognition.batch_size=8.5", "text_recognition.batch_size: expected an integer, got 8.5"),
+        ("text_recognition.batch_size=true", "text_recognition.batch_size: expected a number, got True"),
+        ("text_detection.thresh=high", "text_detection.thresh: expected float, got 'high'"),
+        ("text_detection.use_dilation=maybe", "text_detection.use_dilation: expected true/false, got 'maybe'"),
+        ("text_detection.use_dilation=2", "text_detection.use_dilation: expected true/false, got 2"),
+        ("engine=gpu", "engine: expected a mapping, got 'gpu'"),
+        ("input.storage_options=5", "input.storage_options: expected a mapping, got 5"),
+    ],
+)
+def test_wrong_types_rejected(override: str, fragment: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(OCRConfig, overrides=[override])
+    assert fragment in str(info.value)
+
+
+def test_integral_float_accepted_for_int() -> None:
+    assert load_config(OCRConfig, overrides=["text_recognition.batch_size=8.0"]).text_recognition.batch_size == 8
+
+
+def test_override_below_a_scalar_is_rejected() -> None:
+    with pytest.raises(ConfigError, match="page_batch_size is not a section"):
+        load_config(OCRConfig, {"page_batch_size": 2}, ["page_batch_size.x=1"])
+
+
+def test_config_error_is_value_error() -> None:
+    assert issubclass(ConfigError, ValueError)
+
+
+def test_to_dict_round_trip() -> None:
+    cfg = load_config(OCRConfig, overrides=["text_detection.thresh=0.25", "engine.device=gpu"])
+    data = to_dict(cfg)
+    assert data["text_detection"]["thresh"] == 0.25
+    assert data["engine"]["device"] == "gpu"
+    assert load_config(OCRConfig, data) == cfg

@@ -1,0 +1,343 @@
+"""Unit tests for ocr_actors.geometry (pure numpy / OpenCV, no models)."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from ocr_actors.geometry import (
+    crop_quad,
+    find_column_gutters,
+    order_quad,
+    quad_to_box,
+    quads_to_boxes,
+    reading_order,
+    rotate_image,
+    unrotate_points,
+)
+
+RED = (0, 0, 255)  # BGR
+BLUE = (255, 0, 0)
+
+
+def rect_quad(x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
+    """Axis-aligned quad TL, TR, BR, BL."""
+    return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=np.float32)
+
+
+def boxes_of(quads: list[np.ndarray]) -> np.ndarray:
+    q = np.asarray(quads, dtype=np.float32)
+    return np.stack([q[:, :, 0].min(1), q[:, :, 1].min(1), q[:, :, 0].max(1), q[:, :, 1].max(1)], axis=1)
+
+
+# --------------------------------------------------------------------------- quads
+
+
+@pytest.mark.parametrize("perm", list(itertools.permutations(range(4))))
+def test_order_quad_axis_aligned_any_permutation(perm: tuple[int, ...]) -> None:
+    expected = rect_quad(10, 20, 110, 60)
+    out = order_quad(expected[list(perm)])
+    assert out.dtype == np.float32
+    assert out.shape == (4, 2)
+    np.testing.assert_array_equal(out, expected)
+
+
+@pytest.mark.parametrize("perm", list(itertools.permutations(range(4))))
+def test_order_quad_rotated_rectangle_any_permutation(perm: tuple[int, ...]) -> None:
+    # A 200x40 rectangle rotated by 20 degrees (rising to the right in image coordinates).
+    angle = np.deg2rad(-20)
+    rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]], dtype=np.float32)
+    expected = (rect_quad(0, 0, 200, 40) @ rot.T + np.float32([100, 200])).astype(np.float32)
+    out = order_quad(expected[list(perm)])
+    np.testing.assert_allclose(out, expected, atol=1e-4)
+
+
+def test_order_quad_accepts_flat_list() -> None:
+    out = order_quad([5, 9, 1, 1, 1, 9, 5, 1])  # BR, TL, BL, TR as a flat list
+    np.testing.assert_array_equal(out, [[1, 1], [5, 1], [5, 9], [1, 9]])
+
+
+def test_quad_to_box_floors_mins_and_ceils_maxes() -> None:
+    quad = np.array([[10.2, 20.7], [110.5, 19.9], [110.1, 60.01], [9.99, 60.0]], dtype=np.float32)
+    box = quad_to_box(quad)
+    assert box.dtype == np.int32
+    assert box.tolist() == [9, 19, 111, 61]
+
+
+def test_quad_to_box_integer_quad_is_exact() -> None:
+    assert quad_to_box(rect_quad(3, 4, 30, 40)).tolist() == [3, 4, 30, 40]
+
+
+def test_quads_to_boxes_shapes() -> None:
+    empty = quads_to_boxes(np.zeros((0, 4, 2), dtype=np.float32))
+    assert empty.shape == (0, 4)
+    assert empty.dtype == np.int32
+    boxes = quads_to_boxes(np.stack([rect_quad(0, 0, 10, 5), rect_quad(20, 30, 40, 35)]))
+    assert boxes.tolist() == [[0, 0, 10, 5], [20, 30, 40, 35]]
+
+
+# --------------------------------------------------------------------------- crops
+
+
+def test_crop_quad_axis_aligned_size() -> None:
+    image = np.zeros((200, 300, 3), dtype=np.uint8)
+    crop = crop_quad(image, rect_quad(10, 20, 110, 60))
+    assert crop.shape == (40, 100, 3)
+    assert crop.dtype == np.uint8
+
+
+def test_crop_quad_content_of_coloured_rectangle() -> None:
+    image = np.full((100, 200, 3), 255, dtype=np.uint8)
+    image[30:60, 50:150] = RED
+    crop = crop_quad(image, rect_quad(50, 30, 150, 60))
+    assert crop.shape == (30, 100, 3)
+    # Every pixel of the crop is the rectangle's colour, nothing of the white page.
+    assert np.abs(crop.astype(int) - np.array(RED)).max() <= 2
+
+
+def test_crop_quad_takes_the_right_region() -> None:
+    # Left half of the quad is red, right half blue: the crop must keep that layout.
+    image = np.full((100, 200, 3), 255, dtype=np.uint8)
+    image[20:50, 40:90] = RED
+    image[20:50, 90:140] = BLUE
+    crop = crop_quad(image, rect_quad(40, 20, 140, 50))
+    assert crop.shape == (30, 100, 3)
+    assert np.abs(crop[:, 2:48].astype(int) - np.array(RED)).max() <= 2
+    assert np.abs(crop[:, 52:98].astype(int) - np.array(BLUE)).max() <= 2
+
+
+def test_crop_quad_tall_quad_is_turned_so_it_reads_left_to_right() -> None:
+    # A tall (vertical) text line: top half red, bottom half blue.
+    image = np.full((300, 200, 3), 255, dtype=np.uint8)
+    image[50:100, 80:100] = RED
+    image[100:150, 80:100] = BLUE
+    crop = crop_quad(image, rect_quad(80, 50, 100, 150))
+    assert crop.shape == (20, 100, 3)
+    assert crop.shape[1] > crop.shape[0]
+    # Rotated counter-clockwise: what was at the top is now on the left.
+    assert np.abs(crop[:, 2:48].astype(int) - np.array(RED)).max() <= 2
+    assert np.abs(crop[:, 52:98].astype(int) - np.array(BLUE)).max() <= 2
+
+
+def test_crop_quad_not_tall_enough_is_not_turned() -> None:
+    image = np.zeros((300, 300, 3), dtype=np.uint8)
+    crop = crop_quad(image, rect_quad(0, 0, 40, 59))  # 59 < 1.5 * 40
+    assert crop.shape == (59, 40, 3)
+
+
+def test_crop_quad_degenerate_quad_gives_at_least_one_pixel() -> None:
+    image = np.zeros((50, 50, 3), dtype=np.uint8)
+    crop = crop_quad(image, rect_quad(10, 10, 10.4, 10.4))
+    assert crop.shape[0] >= 1 and crop.shape[1] >= 1
+
+
+# --------------------------------------------------------------------------- rotation
+
+
+@pytest.mark.parametrize("angle", [90, 180, 270])
+def test_rotate_image_and_unrotate_points_round_trip(angle: int) -> None:
+    height, width = 40, 70  # not square, so a swapped H/W would show
+    image = np.zeros((height, width), dtype=np.uint8)
+    marker_x, marker_y = 9, 31
+    image[marker_y, marker_x] = 255
+    rotated = rotate_image(image, angle)
+    assert rotated.shape == ((width, height) if angle in (90, 270) else (height, width))
+    ys, xs = np.nonzero(rotated)
+    assert len(xs) == 1
+    # Pixel centres are continuous coordinates (x + 0.5, y + 0.5).
+    back = unrotate_points(np.array([[xs[0] + 0.5, ys[0] + 0.5]], dtype=np.float32), angle, rotated.shape[:2])
+    np.testing.assert_allclose(back, [[marker_x + 0.5, marker_y + 0.5]], atol=1e-5)
+
+
+@pytest.mark.parametrize("angle", [90, 180, 270])
+def test_unrotate_points_maps_rotated_page_corners_to_original_corners(angle: int) -> None:
+    height, width = 40, 70
+    image = np.zeros((height, width, 3), dtype=np.uint8)
+    image[:10, :10] = 255  # top-left block of the original
+    rotated = rotate_image(image, angle)
+    ys, xs = np.nonzero(rotated[:, :, 0])
+    block = np.array(
+        [[xs.min(), ys.min()], [xs.max() + 1, ys.min()], [xs.max() + 1, ys.max() + 1], [xs.min(), ys.max() + 1]],
+        dtype=np.float32,
+    )
+    back = unrotate_points(block, angle, rotated.shape[:2])
+    assert back.shape == (4, 2)
+    np.testing.assert_allclose(np.sort(back[:, 0]), [0, 0, 10, 10], atol=1e-5)
+    np.testing.assert_allclose(np.sort(back[:, 1]), [0, 0, 10, 10], atol=1e-5)
+
+
+def test_rotate_image_90_is_counter_clockwise() -> None:
+    image = np.zeros((2, 3), dtype=np.uint8)
+    image[0, 2] = 1  # top-right corner
+    rotated = rotate_image(image, 90)
+    assert rotated.shape == (3, 2)
+    assert rotated[0, 0] == 1  # counter-clockwise: top-right goes to top-left
+
+
+def test_rotate_image_zero_and_invalid() -> None:
+    image = np.arange(6, dtype=np.uint8).reshape(2, 3)
+    np.testing.assert_array_equal(rotate_image(image, 0), image)
+    np.testing.assert_array_equal(rotate_image(image, 360), image)
+    with pytest.raises(ValueError, match="multiple of 90"):
+        rotate_image(image, 45)
+    with pytest.raises(ValueError, match="multiple of 90"):
+        unrotate_points(np.zeros((1, 2), dtype=np.float32), 45, (2, 3))
+
+
+def test_unrotate_points_zero_is_a_copy() -> None:
+    pts = np.array([[1.0, 2.0]], dtype=np.float32)
+    out = unrotate_points(pts, 0, (10, 10))
+    np.testing.assert_array_equal(out, pts)
+    out[0, 0] = 99
+    assert pts[0, 0] == 1.0
+
+
+# --------------------------------------------------------------------------- reading order
+
+
+def shuffled(quads: list[np.ndarray], seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Shuffle quads; returns (shuffled quads, perm) where shuffled[k] = quads[perm[k]]."""
+    perm = np.random.default_rng(seed).permutation(len(quads))
+    return np.asarray(quads, dtype=np.float32)[perm], perm
+
+
+def read(quads: list[np.ndarray], seed: int = 0) -> list[int]:
+    """Reading order expressed as indices into the *unshuffled* list."""
+    shuffled_quads, perm = shuffled(quads, seed)
+    order = reading_order(shuffled_quads)
+    assert order.dtype == np.int64
+    assert sorted(order.tolist()) == list(range(len(quads)))
+    return [int(perm[i]) for i in order]
+
+
+def test_reading_order_empty() -> None:
+    out = reading_order(np.zeros((0, 4, 2), dtype=np.float32))
+    assert out.shape == (0,)
+    assert out.dtype == np.int64
+
+
+def test_reading_order_single_column_rows() -> None:
+    quads = [rect_quad(100, 50 + 40 * i, 100 + 300 + 20 * (i % 3), 80 + 40 * i) for i in range(8)]
+    for seed in range(3):
+        assert read(quads, seed) == list(range(8))
+
+
+def test_reading_order_row_with_two_boxes_left_to_right() -> None:
+    quads = [
+        rect_quad(50, 10, 300, 40),  # row 0, left
+        rect_quad(400, 12, 700, 42),  # row 0, right
+        rect_quad(50, 60, 300, 90),  # row 1, left
+        rect_quad(400, 60, 700, 90),  # row 1, right
+    ]
+    for seed in range(4):
+        assert read(quads, seed) == [0, 1, 2, 3]
+
+
+def two_column_page(title: bool, footer: bool, lines: int = 6) -> tuple[list[np.ndarray], list[int]]:
+    """A two-column page; returns the quads and their expected reading order."""
+    quads: list[np.ndarray] = []
+    title_idx: list[int] = []
+    if title:
+        title_idx = [len(quads)]
+        quads.append(rect_quad(100, 20, 900, 60))
+    left = []
+    right = []
+    for i in range(lines):
+        y = 100 + 40 * i
+        # Interleave left and right in the list so list order is not reading order.
+        left.append(len(quads))
+        quads.append(rect_quad(100, y, 480 - 15 * (i == lines - 1), y + 28))
+        right.append(len(quads))
+        quads.append(rect_quad(520, y + 2, 900 - 40 * (i == lines - 1), y + 30))
+    footer_idx: list[int] = []
+    if footer:
+        footer_idx = [len(quads)]
+        quads.append(rect_quad(100, 100 + 40 * lines + 30, 900, 100 + 40 * lines + 60))
+    return quads, title_idx + left + right + footer_idx
+
+
+def test_two_columns_have_one_gutter() -> None:
+    quads, _ = two_column_page(title=True, footer=True)
+    gutters = find_column_gutters(boxes_of(quads))
+    assert len(gutters) == 1
+    start, end = gutters[0]
+    assert 480 <= start < end <= 520
+
+
+def test_reading_order_two_columns_with_title() -> None:
+    quads, expected = two_column_page(title=True, footer=False)
+    for seed in range(3):
+        assert read(quads, seed) == expected
+
+
+def test_reading_order_two_columns_with_footer() -> None:
+    quads, expected = two_column_page(title=False, footer=True)
+    assert expected[-1] == len(quads) - 1
+    for seed in range(3):
+        assert read(quads, seed) == expected
+
+
+def test_reading_order_two_columns_with_title_and_footer() -> None:
+    quads, expected = two_column_page(title=True, footer=True)
+    for seed in range(3):
+        assert read(quads, seed) == expected
+
+
+def test_reading_order_two_columns_without_spanning_lines() -> None:
+    quads, expected = two_column_page(title=False, footer=False)
+    assert read(quads) == expected
+
+
+def table_quads(widths: list[list[int]]) -> list[np.ndarray]:
+    """Rows of a 3-column table whose columns start at x = 100, 400, 700 (row-major list)."""
+    quads = []
+    for r, row in enumerate(widths):
+        for c, w in enumerate(row):
+            x0 = 100 + 300 * c
+            quads.append(rect_quad(x0, 100 + 40 * r, x0 + w, 125 + 40 * r))
+    return quads
+
+
+TABLE_WIDTHS = {
+    # Cells such as "12.50", "2024-01-03": about the same width down each column.
+    "uniform": [[60, 60, 60]] * 5,
+    # Word-like cells of mixed length (header wider than the values).
+    "mixed": [[80, 40, 30], [50, 60, 35], [30, 45, 50], [70, 40, 30], [40, 90, 45]],
+    # Very ragged cells: most are under half of the column's widest.
+    "ragged": [[90, 90, 90], [20, 30, 25], [35, 20, 30], [25, 40, 20], [30, 25, 35]],
+}
+
+
+@pytest.mark.parametrize("kind", sorted(TABLE_WIDTHS))
+def test_table_of_short_cells_has_no_column_gutters(kind: str) -> None:
+    quads = table_quads(TABLE_WIDTHS[kind])
+    assert find_column_gutters(boxes_of(quads)) == []
+
+
+@pytest.mark.parametrize("kind", sorted(TABLE_WIDTHS))
+def test_reading_order_table_of_short_cells_reads_row_by_row(kind: str) -> None:
+    quads = table_quads(TABLE_WIDTHS[kind])
+    for seed in range(3):
+        assert read(quads, seed) == list(range(len(quads)))
+
+
+@pytest.mark.parametrize("offsets", [[0, 4, 8, 12], [12, 8, 4, 0], [0, 10, 3, 7]])
+def test_reading_order_slightly_skewed_row_keeps_left_to_right(offsets: list[int]) -> None:
+    # Four segments of one row whose vertical positions wander by up to 12 px (height 30),
+    # then a second, straight row below.
+    quads = [rect_quad(100 + 200 * i, 100 + dy, 250 + 200 * i, 130 + dy) for i, dy in enumerate(offsets)]
+    quads += [rect_quad(100 + 200 * i, 170, 250 + 200 * i, 200) for i in range(4)]
+    for seed in range(3):
+        assert read(quads, seed) == list(range(8))
+
+
+@pytest.mark.parametrize("step", [6, -6])
+def test_reading_order_gently_sloping_line_keeps_left_to_right(step: int) -> None:
+    # One text line split into four segments 200 px apart, sloping by 6 px per segment
+    # (about 1.7 degrees); neighbouring segments overlap vertically by 80%.
+    quads = [rect_quad(100 + 200 * i, 120 + step * i, 250 + 200 * i, 150 + step * i) for i in range(4)]
+    quads += [rect_quad(100, 220, 850, 250)]  # the next line, well below
+    for seed in range(3):
+        assert read(quads, seed) == [0, 1, 2, 3, 4]

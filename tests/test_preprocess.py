@@ -1,0 +1,249 @@
+"""Unit tests for ocr_actors.preprocess (pure numpy / OpenCV, no models)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ocr_actors.preprocess import (
+    DET_MEAN,
+    DET_STD,
+    Batch,
+    batches_by_aspect_ratio,
+    det_resize_shape,
+    normalize_det,
+    prepare_det_input,
+    prepare_doc_orientation_input,
+    prepare_rec_batch,
+    prepare_textline_cls_batch,
+    rec_resized_width,
+    stack_padded,
+)
+
+# --------------------------------------------------------------------------- detection resize
+
+
+@pytest.mark.parametrize(
+    ("height", "width", "limit", "limit_type", "expected"),
+    [
+        # max: shrink so the long side is at most the limit
+        (1000, 2000, 960, "max", (480, 960)),
+        (2000, 1000, 960, "max", (960, 480)),
+        # max: a small image is not enlarged, only rounded to multiples of 32
+        (500, 600, 960, "max", (512, 608)),
+        # min: enlarge so the short side is at least the limit
+        (100, 200, 736, "min", (736, 1472)),
+        # min: a large image is not shrunk
+        (800, 1000, 736, "min", (800, 992)),
+        # resize_long: the long side becomes exactly the limit (up or down)
+        (100, 200, 960, "resize_long", (480, 960)),
+        (3000, 1500, 960, "resize_long", (960, 480)),
+    ],
+)
+def test_det_resize_shape_limit_types(
+    height: int, width: int, limit: int, limit_type: str, expected: tuple[int, int]
+) -> None:
+    assert det_resize_shape(height, width, limit, limit_type) == expected
+
+
+def test_det_resize_shape_caps_long_side_at_max_side_limit() -> None:
+    # resize_long to 9000 would give 3000x9000; the cap scales the long side to 4000
+    # (short side 1333.3 -> 1344 as a multiple of 32).
+    assert det_resize_shape(100, 300, 9000, "resize_long", max_side_limit=4000) == (1344, 4000)
+    assert det_resize_shape(100, 300, 9000, "resize_long", max_side_limit=10_000) == (3008, 8992)
+    # min on a very elongated image: short side 32 -> 960 makes the long side 30000.
+    h, w = det_resize_shape(32, 1000, 960, "min", max_side_limit=4000)
+    assert w == 4000
+    assert h == 128
+
+
+@pytest.mark.parametrize("limit_type", ["max", "min", "resize_long"])
+@pytest.mark.parametrize(("height", "width"), [(17, 999), (333, 777), (1234, 567), (50, 50), (4100, 3000)])
+def test_det_resize_shape_multiples_of_32(limit_type: str, height: int, width: int) -> None:
+    h, w = det_resize_shape(height, width, 960, limit_type)
+    assert h % 32 == 0 and w % 32 == 0
+    assert h >= 32 and w >= 32
+
+
+def test_det_resize_shape_minimum_32() -> None:
+    # A 10 px high strip shrunk by 0.96 would round to 0 rows; the minimum is 32.
+    assert det_resize_shape(10, 1000, 960, "max") == (32, 960)
+    assert det_resize_shape(1, 1, 960, "max") == (32, 32)
+
+
+def test_det_resize_shape_invalid_limit_type() -> None:
+    with pytest.raises(ValueError, match="limit_type must be 'max', 'min' or 'resize_long', got 'long'"):
+        det_resize_shape(100, 100, 960, "long")
+
+
+def test_det_resize_shape_empty_side() -> None:
+    with pytest.raises(ValueError, match="empty side"):
+        det_resize_shape(0, 100, 960, "max")
+
+
+def test_normalize_det_values() -> None:
+    image = np.zeros((2, 3, 3), dtype=np.uint8)
+    image[0, 0] = (255, 255, 255)
+    image[1, 2] = (0, 128, 255)
+    out = normalize_det(image)
+    assert out.shape == (3, 2, 3)
+    assert out.dtype == np.float32
+    assert out.flags["C_CONTIGUOUS"]
+    black = -DET_MEAN / DET_STD
+    white = (1.0 - DET_MEAN) / DET_STD
+    np.testing.assert_allclose(out[:, 0, 1], black, rtol=1e-5)
+    np.testing.assert_allclose(out[:, 0, 0], white, rtol=1e-5)
+    # Channels are taken in the order given (BGR image -> statistics by position).
+    expected = (np.array([0, 128, 255], dtype=np.float32) / 255.0 - DET_MEAN) / DET_STD
+    np.testing.assert_allclose(out[:, 1, 2], expected, rtol=1e-5)
+
+
+def test_prepare_det_input_shape() -> None:
+    image = np.full((1000, 2000, 3), 255, dtype=np.uint8)
+    out = prepare_det_input(image, 960, "max")
+    assert out.shape == (1, 3, 480, 960)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out[0, :, 10, 10], (1.0 - DET_MEAN) / DET_STD, rtol=1e-5)
+
+
+def test_stack_padded_pads_right_and_bottom_with_zeros() -> None:
+    a = np.ones((3, 2, 5), dtype=np.float32)
+    b = np.full((3, 4, 3), 2.0, dtype=np.float32)
+    out = stack_padded([a, b])
+    assert out.shape == (2, 3, 4, 5)
+    assert (out[0, :, :2, :5] == 1).all() and (out[0, :, 2:, :] == 0).all()
+    assert (out[1, :, :, :3] == 2).all() and (out[1, :, :, 3:] == 0).all()
+
+
+# --------------------------------------------------------------------------- recognition
+
+
+def test_rec_resized_width() -> None:
+    assert rec_resized_width(32, 64) == 96
+    assert rec_resized_width(48, 10) == 10
+    assert rec_resized_width(10, 1) == 5  # ceil(4.8)
+    assert rec_resized_width(10, 10_000, max_width=3200) == 3200
+    assert rec_resized_width(0, 5) == 240  # height guarded against 0
+
+
+def test_prepare_rec_batch_shape_and_padding() -> None:
+    crops = [
+        np.full((32, 64, 3), 255, dtype=np.uint8),  # -> 48 x 96
+        np.zeros((24, 480, 3), dtype=np.uint8),  # -> 48 x 960 (widest)
+    ]
+    out = prepare_rec_batch(crops, min_width=320)
+    assert out.shape == (2, 3, 48, 960)
+    assert out.dtype == np.float32
+    # Crop 0: white -> 1.0 over its 96 columns, zero padding on the right.
+    np.testing.assert_allclose(out[0, :, :, :96], 1.0)
+    assert (out[0, :, :, 96:] == 0).all()
+    # Crop 1: black -> -1.0 over the full width.
+    np.testing.assert_allclose(out[1], -1.0)
+
+
+def test_prepare_rec_batch_min_width() -> None:
+    crops = [np.full((48, 48, 3), 100, dtype=np.uint8), np.full((48, 96, 3), 200, dtype=np.uint8)]
+    out = prepare_rec_batch(crops, min_width=320)
+    assert out.shape == (2, 3, 48, 320)
+    np.testing.assert_allclose(out[0, :, :, :48], 100 * 2.0 / 255.0 - 1.0, rtol=1e-6)
+    assert (out[0, :, :, 48:] == 0).all()
+    np.testing.assert_allclose(out[1, :, :, :96], 200 * 2.0 / 255.0 - 1.0, rtol=1e-6)
+    assert (out[1, :, :, 96:] == 0).all()
+    # A smaller min_width only pads to the widest crop.
+    assert prepare_rec_batch(crops, min_width=16).shape == (2, 3, 48, 96)
+
+
+def test_prepare_rec_batch_value_range_and_height() -> None:
+    rng = np.random.default_rng(0)
+    crops = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in [(20, 100), (60, 30), (48, 500)]]
+    out = prepare_rec_batch(crops, height=48, min_width=320, max_width=3200)
+    assert out.shape == (3, 3, 48, 500)
+    assert out.min() >= -1.0 and out.max() <= 1.0
+    assert out.min() < -0.9 and out.max() > 0.9
+
+
+def test_prepare_rec_batch_max_width_cap() -> None:
+    crops = [np.zeros((10, 2000, 3), dtype=np.uint8)]  # 48 * 200 = 9600 before the cap
+    assert prepare_rec_batch(crops, max_width=1000).shape == (1, 3, 48, 1000)
+
+
+def _check_batches(shapes: list[tuple[int, int]], batch_size: int, spread: float) -> list[Batch]:
+    batches = batches_by_aspect_ratio(shapes, batch_size, spread)
+    flat = [i for b in batches for i in b.indices]
+    assert sorted(flat) == list(range(len(shapes)))  # every index exactly once
+    assert all(1 <= len(b.indices) <= batch_size for b in batches)
+    ratios = [w / max(h, 1) for h, w in shapes]
+    ordered = [ratios[i] for i in flat]
+    assert ordered == sorted(ordered)  # sorted by aspect ratio across batches
+    for b in batches:
+        narrowest = ratios[b.indices[0]]
+        assert max(ratios[i] for i in b.indices) <= spread * max(narrowest, 1.0)
+    return batches
+
+
+def test_batches_by_aspect_ratio_random_properties() -> None:
+    rng = np.random.default_rng(1)
+    shapes = [(int(h), int(w)) for h, w in zip(rng.integers(10, 60, 57), rng.integers(5, 2000, 57), strict=True)]
+    for batch_size in (1, 3, 8, 100):
+        _check_batches(shapes, batch_size, 2.0)
+
+
+def test_batches_by_aspect_ratio_spread_rule() -> None:
+    # Aspect ratios 1, 1.5, 2, 3, 5, 10 given out of order.
+    shapes = [(10, 50), (10, 10), (10, 100), (10, 20), (10, 15), (10, 30)]
+    batches = _check_batches(shapes, batch_size=8, spread=2.0)
+    assert [b.indices for b in batches] == [(1, 4, 3), (5, 0), (2,)]
+
+
+def test_batches_by_aspect_ratio_batch_size_closes_batches() -> None:
+    shapes = [(10, 10 + i) for i in range(7)]  # all within the spread
+    batches = _check_batches(shapes, batch_size=3, spread=2.0)
+    assert [b.indices for b in batches] == [(0, 1, 2), (3, 4, 5), (6,)]
+
+
+def test_batches_by_aspect_ratio_empty_and_invalid() -> None:
+    assert batches_by_aspect_ratio([], 4) == []
+    with pytest.raises(ValueError, match="batch_size"):
+        batches_by_aspect_ratio([(10, 10)], 0)
+
+
+# --------------------------------------------------------------------------- classifiers
+
+
+def test_prepare_textline_cls_batch_shape() -> None:
+    crops = [np.full((30, 60, 3), 255, dtype=np.uint8), np.zeros((20, 2000, 3), dtype=np.uint8)]
+    out = prepare_textline_cls_batch(crops)
+    assert out.shape == (2, 3, 48, 192)
+    assert out.dtype == np.float32
+    # 30x60 -> 48x96, then zero padding.
+    np.testing.assert_allclose(out[0, :, :, :96], 1.0)
+    assert (out[0, :, :, 96:] == 0).all()
+    # A very wide crop is squeezed to the full 192 columns.
+    np.testing.assert_allclose(out[1], -1.0)
+
+
+def test_prepare_doc_orientation_input_shape_and_rgb_order() -> None:
+    image = np.zeros((600, 400, 3), dtype=np.uint8)
+    image[:, :] = (255, 0, 0)  # pure blue in BGR
+    out = prepare_doc_orientation_input(image)
+    assert out.shape == (1, 3, 224, 224)
+    assert out.dtype == np.float32
+    # Channel 0 is red (0), channel 2 is blue (255), with the ImageNet statistics.
+    np.testing.assert_allclose(out[0, 0], -DET_MEAN[0] / DET_STD[0], rtol=1e-5)
+    np.testing.assert_allclose(out[0, 1], -DET_MEAN[1] / DET_STD[1], rtol=1e-5)
+    np.testing.assert_allclose(out[0, 2], (1.0 - DET_MEAN[2]) / DET_STD[2], rtol=1e-5)
+
+
+@pytest.mark.parametrize(("h", "w"), [(100, 3000), (3000, 100), (224, 224), (50, 60)])
+def test_prepare_doc_orientation_input_any_page_shape(h: int, w: int) -> None:
+    out = prepare_doc_orientation_input(np.zeros((h, w, 3), dtype=np.uint8))
+    assert out.shape == (1, 3, 224, 224)
+
+
+def test_prepare_doc_orientation_input_centre_crop() -> None:
+    # 256x512 page: left quarter white, the rest black. The centre 224 columns
+    # start at x=144, so they are all black.
+    image = np.zeros((256, 512, 3), dtype=np.uint8)
+    image[:, :128] = 255
+    out = prepare_doc_orientation_input(image)
+    np.testing.assert_allclose(out[0, 0], -DET_MEAN[0] / DET_STD[0], rtol=1e-5)
