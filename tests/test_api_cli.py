@@ -1,0 +1,216 @@
+"""Python API and CLI surfaces: input kinds, result keys, files written, bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from ocr_actors import InputError, create_pipeline
+from ocr_actors.config import ConfigError
+from ocr_actors.io.decode import (
+    CorruptInputError,
+    EmptyInputError,
+    InputNotFoundError,
+    TooLargeInputError,
+    TruncatedInputError,
+    UnsupportedInputError,
+)
+from ocr_actors.synth import render_page
+
+REFERENCE_KEYS = {
+    "input_path",
+    "page_index",
+    "model_settings",
+    "doc_preprocessor_res",
+    "dt_polys",
+    "text_det_params",
+    "text_type",
+    "textline_orientation_angles",
+    "text_rec_score_thresh",
+    "rec_texts",
+    "rec_scores",
+    "rec_polys",
+    "rec_boxes",
+}
+
+
+@pytest.fixture(scope="module")
+def sample_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("inputs")
+    pages = [render_page(seed=200 + i, lines_per_column=4) for i in range(2)]
+    cv2.imwrite(str(folder / "a.png"), pages[0].image)
+    (folder / "sub").mkdir()
+    cv2.imwrite(str(folder / "sub" / "b.jpg"), pages[1].image, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    (folder / "notes.txt").write_text("not a document")
+    return folder, pages
+
+
+def test_result_has_the_reference_keys_and_types(pipeline, sample_dir):
+    folder, pages = sample_dir
+    result = next(pipeline.predict(str(folder / "a.png")))
+    assert set(result) == REFERENCE_KEYS
+    assert result["input_path"] == str(folder / "a.png")
+    assert result["page_index"] is None
+    assert result["text_type"] == "general"
+    assert result["rec_texts"] == [line.text for line in pages[0].lines]
+    assert result["dt_polys"].shape == (4, 4, 2)
+    assert result["rec_boxes"].dtype == np.int16
+    assert result["text_det_params"] == {
+        "limit_side_len": 960,
+        "limit_type": "max",
+        "thresh": 0.2,
+        "max_side_limit": 4000,
+        "box_thresh": 0.45,
+        "unclip_ratio": 1.4,
+    }
+    assert result["doc_preprocessor_res"]["angle"] == -1
+    as_json = result.json["res"]
+    assert as_json["rec_texts"] == result["rec_texts"]
+    assert isinstance(as_json["rec_polys"][0][0][0], int)
+    json.dumps(result.json)
+
+
+def test_inputs_folder_list_glob_and_array(pipeline, sample_dir):
+    folder, pages = sample_dir
+    from_folder = list(pipeline.predict(str(folder)))
+    assert [r["input_path"] for r in from_folder] == [str(folder / "a.png"), str(folder / "sub" / "b.jpg")]
+    from_list = list(pipeline.predict([str(folder / "sub" / "b.jpg"), pages[0].image]))
+    assert [r["input_path"] for r in from_list] == [str(folder / "sub" / "b.jpg"), None]
+    assert from_list[1]["rec_texts"] == from_folder[0]["rec_texts"]
+    from_glob = list(pipeline.predict(str(folder / "*.png")))
+    assert [r["input_path"] for r in from_glob] == [str(folder / "a.png")]
+    assert from_folder[1]["rec_texts"] == [line.text for line in pages[1].lines]
+
+
+def test_per_call_switches_do_not_change_the_pipeline(pipeline, sample_dir):
+    folder, pages = sample_dir
+    strict = next(pipeline.predict(pages[0].image, text_rec_score_thresh=1.01, text_det_box_thresh=0.5))
+    assert strict["rec_texts"] == []
+    assert len(strict["dt_polys"]) == 4
+    assert strict["text_det_params"]["box_thresh"] == 0.5
+    small = next(pipeline.predict(pages[0].image, text_det_limit_side_len=640, text_det_limit_type="max"))
+    assert small["text_det_params"]["limit_side_len"] == 640
+    again = next(pipeline.predict(pages[0].image))
+    assert again["text_rec_score_thresh"] == 0.0
+    assert again["text_det_params"]["box_thresh"] == 0.45
+    assert again["rec_texts"] == [line.text for line in pages[0].lines]
+    with pytest.raises(ValueError, match="text_det_thresh"):
+        next(pipeline.predict(pages[0].image, text_det_thresh=1.5))
+    with pytest.raises(ValueError, match="limit_type"):
+        next(pipeline.predict(pages[0].image, text_det_limit_type="middle"))
+
+
+def test_save_to_json_and_img(pipeline, sample_dir, tmp_path):
+    folder, pages = sample_dir
+    result = next(pipeline.predict(str(folder / "a.png")))
+    json_path = result.save_to_json(tmp_path)
+    assert json_path.name == "a_res.json"
+    saved = json.loads(json_path.read_text())
+    assert saved["res"]["rec_texts"] == result["rec_texts"]
+    images = result.save_to_img(tmp_path)
+    assert [p.name for p in images] == ["a_ocr_res_img.png"]
+    annotated = cv2.imread(str(images[0]))
+    h, w = pages[0].image.shape[:2]
+    assert annotated.shape == (h, 2 * w, 3)
+    # Left half is the page with tinted text boxes; right half renders the texts on white.
+    assert annotated[:, w:].mean() > 240
+    result.print(file=open(tmp_path / "printed.txt", "w"))
+    assert "rec_texts" in (tmp_path / "printed.txt").read_text()
+
+
+@pytest.mark.parametrize(
+    ("content", "error"),
+    [
+        (b"", EmptyInputError),
+        (b"hello, this is plain text", UnsupportedInputError),
+        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, CorruptInputError),
+        (b"%PDF-1.4\n1 0 obj\n<<", (TruncatedInputError, CorruptInputError)),
+    ],
+)
+def test_bad_files_raise_clear_errors(pipeline, tmp_path, content, error):
+    path = tmp_path / "bad.png"
+    path.write_bytes(content)
+    with pytest.raises(error) as info:
+        next(pipeline.predict(str(path)))
+    assert str(path) in str(info.value)
+    assert isinstance(info.value, InputError)
+
+
+def test_truncated_png_and_huge_image(pipeline, tmp_path):
+    page = render_page(seed=300, lines_per_column=2)
+    ok, encoded = cv2.imencode(".png", page.image)
+    truncated = tmp_path / "cut.png"
+    truncated.write_bytes(encoded.tobytes()[: len(encoded) // 2])
+    with pytest.raises((TruncatedInputError, CorruptInputError), match="truncated|decode"):
+        next(pipeline.predict(str(truncated)))
+    guarded = create_pipeline("OCR", engine__threads=2, input__max_pixels=1_000_000)
+    big = tmp_path / "big.png"
+    cv2.imwrite(str(big), np.full((1200, 1000, 3), 255, np.uint8))
+    with pytest.raises(TooLargeInputError, match="pixel"):
+        next(guarded.predict(str(big)))
+    with pytest.raises(InputNotFoundError):
+        next(guarded.predict(str(tmp_path / "missing.png")))
+    with pytest.raises(InputError, match="uint8"):
+        next(guarded.predict(np.zeros((10, 10, 3), np.float32)))
+
+
+def test_config_errors_are_clear():
+    with pytest.raises(ConfigError, match="text_detection.tresh"):
+        create_pipeline("OCR", text_detection__tresh=0.3)
+    with pytest.raises(ValueError, match="OCR"):
+        create_pipeline("layout")
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ocr_actors.cli", *args], capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+def test_cli_predict_writes_json_and_images(sample_dir, tmp_path):
+    folder, pages = sample_dir
+    out = tmp_path / "out"
+    proc = _cli(
+        "predict",
+        "--input",
+        str(folder),
+        "--save_path",
+        str(out),
+        "--device",
+        "cpu",
+        "--use_doc_orientation_classify",
+        "True",
+        "--text_rec_score_thresh",
+        "0.5",
+        "engine.threads=2",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == [
+        "a_ocr_res_img.png",
+        "a_preprocessed_img.png",
+        "a_res.json",
+        "b_ocr_res_img.png",
+        "b_preprocessed_img.png",
+        "b_res.json",
+    ]
+    saved = json.loads((out / "b_res.json").read_text())["res"]
+    assert saved["rec_texts"] == [line.text for line in pages[1].lines]
+    assert saved["text_rec_score_thresh"] == 0.5
+    assert saved["doc_preprocessor_res"]["angle"] == 0
+    assert '"rec_texts"' in proc.stdout
+
+
+def test_cli_bad_input_exits_2_with_a_message(tmp_path):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0" + b"garbage" * 10)
+    proc = _cli("predict", "--input", str(bad), "--save_path", str(tmp_path / "o"))
+    assert proc.returncode == 2
+    assert "broken.jpg" in proc.stderr and "error:" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    proc = _cli("predict", "--input", str(bad), "text_detection.nope=1")
+    assert proc.returncode == 2 and "unknown config key" in proc.stderr

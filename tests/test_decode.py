@@ -1,0 +1,431 @@
+"""Unit tests for ocr_actors.io.decode: images of every kind and PDFs made in the test."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pypdfium2 as pdfium
+import pypdfium2.raw as pdfium_c
+import pytest
+from PIL import Image
+
+from ocr_actors.io.decode import (
+    CorruptInputError,
+    EmptyInputError,
+    EncryptedInputError,
+    InputError,
+    TooLargeInputError,
+    TruncatedInputError,
+    UnsupportedInputError,
+    decode_document,
+    decode_image,
+    pdf_page_count,
+    rasterize_pdf,
+    sniff_kind,
+)
+
+BIG = 10**8  # a pixel limit no test image reaches
+
+
+def encode(img: Image.Image, fmt: str, **kwargs: object) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kwargs)
+    return buf.getvalue()
+
+
+def rgb_test_image() -> Image.Image:
+    """40x30 RGB: left half red, right half blue, top-left 4x4 green."""
+    arr = np.zeros((30, 40, 3), dtype=np.uint8)
+    arr[:, :20] = (255, 0, 0)
+    arr[:, 20:] = (0, 0, 255)
+    arr[:4, :4] = (0, 255, 0)
+    return Image.fromarray(arr, "RGB")
+
+
+def expected_bgr() -> np.ndarray:
+    return np.asarray(rgb_test_image())[:, :, ::-1]
+
+
+def decode_all(data: bytes, max_pixels: int = BIG) -> list:
+    return list(decode_image(data, max_pixels))
+
+
+def make_pdf(sizes: list[tuple[float, float]]) -> bytes:
+    pdf = pdfium.PdfDocument.new()
+    for width, height in sizes:
+        pdf.new_page(width, height)
+    buf = io.BytesIO()
+    pdf.save(buf)
+    pdf.close()
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------- sniffing
+
+
+def test_sniff_kind() -> None:
+    assert sniff_kind(encode(rgb_test_image(), "PNG")) == "image"
+    assert sniff_kind(encode(rgb_test_image(), "JPEG")) == "image"
+    assert sniff_kind(encode(rgb_test_image(), "TIFF")) == "image"
+    assert sniff_kind(encode(rgb_test_image(), "BMP")) == "image"
+    assert sniff_kind(encode(rgb_test_image(), "GIF")) == "image"
+    assert sniff_kind(encode(rgb_test_image(), "WEBP")) == "image"
+    assert sniff_kind(make_pdf([(100, 100)])) == "pdf"
+    assert sniff_kind(b"\n\r  %PDF-1.7\n...") == "pdf"  # leading whitespace tolerated
+
+
+def test_sniff_kind_empty() -> None:
+    with pytest.raises(EmptyInputError, match="empty"):
+        sniff_kind(b"")
+
+
+@pytest.mark.parametrize("data", [b"hello, this is plain text\n", b"<html><body>x</body></html>", b"\x00\x01\x02"])
+def test_sniff_kind_unsupported(data: bytes) -> None:
+    with pytest.raises(UnsupportedInputError, match="not an image or PDF") as info:
+        sniff_kind(data)
+    assert info.value.error_type == "unsupported_type"
+
+
+def test_error_types_are_input_errors_with_stable_codes() -> None:
+    assert EmptyInputError("x").error_type == "empty"
+    assert CorruptInputError("x").error_type == "corrupt"
+    assert TruncatedInputError("x").error_type == "truncated"
+    assert TooLargeInputError("x").error_type == "too_large"
+    for cls in (EmptyInputError, CorruptInputError, TruncatedInputError, TooLargeInputError, UnsupportedInputError):
+        assert issubclass(cls, InputError)
+
+
+# --------------------------------------------------------------------------- images
+
+
+def test_decode_rgb_png() -> None:
+    pages = decode_all(encode(rgb_test_image(), "PNG"))
+    assert len(pages) == 1
+    page = pages[0]
+    assert page.page_index == 0 and page.page_count == 1
+    assert page.image.dtype == np.uint8
+    assert page.image.shape == (30, 40, 3)
+    assert page.image.flags["C_CONTIGUOUS"]
+    np.testing.assert_array_equal(page.image, expected_bgr())
+    assert page.image[0, 0].tolist() == [0, 255, 0]
+    assert page.image[10, 10].tolist() == [0, 0, 255]  # red in BGR
+    assert page.image[10, 30].tolist() == [255, 0, 0]  # blue in BGR
+
+
+def test_decode_png_dpi() -> None:
+    page = decode_all(encode(rgb_test_image(), "PNG", dpi=(300, 300)))[0]
+    assert page.dpi == pytest.approx(300, abs=0.1)
+    assert decode_all(encode(rgb_test_image(), "PNG"))[0].dpi is None
+
+
+def test_decode_greyscale() -> None:
+    arr = np.array([[0, 100], [200, 255]], dtype=np.uint8)
+    page = decode_all(encode(Image.fromarray(arr, "L"), "PNG"))[0]
+    assert page.image.shape == (2, 2, 3)
+    np.testing.assert_array_equal(page.image, np.repeat(arr[:, :, None], 3, axis=2))
+
+
+def test_decode_rgba_transparent_becomes_white() -> None:
+    arr = np.zeros((10, 20, 4), dtype=np.uint8)
+    arr[:, :10] = (255, 0, 0, 255)  # opaque red
+    arr[:, 10:] = (0, 0, 0, 0)  # fully transparent black
+    arr[0, 0] = (255, 0, 0, 128)  # half-transparent red
+    page = decode_all(encode(Image.fromarray(arr, "RGBA"), "PNG"))[0]
+    assert page.image.shape == (10, 20, 3)
+    assert page.image[5, 5].tolist() == [0, 0, 255]
+    assert (page.image[:, 10:] == 255).all()
+    b, g, r = page.image[0, 0].tolist()
+    assert r == 255 and abs(g - 127) <= 1 and abs(b - 127) <= 1
+
+
+def test_decode_greyscale_with_alpha() -> None:
+    arr = np.zeros((4, 4, 2), dtype=np.uint8)
+    arr[:2] = (0, 255)  # opaque black
+    arr[2:] = (0, 0)  # transparent
+    page = decode_all(encode(Image.fromarray(arr, "LA"), "PNG"))[0]
+    assert (page.image[:2] == 0).all()
+    assert (page.image[2:] == 255).all()
+
+
+def test_decode_palette() -> None:
+    img = Image.new("P", (6, 4))
+    img.putpalette([255, 0, 0, 0, 255, 0, 0, 0, 255] + [0] * (256 * 3 - 9))
+    img.paste(1, (0, 0, 3, 4))  # green left
+    img.paste(2, (3, 0, 6, 4))  # blue right
+    data = encode(img, "PNG")
+    assert Image.open(io.BytesIO(data)).mode == "P"
+    page = decode_all(data)[0]
+    assert page.image.shape == (4, 6, 3)
+    assert page.image[0, 0].tolist() == [0, 255, 0]
+    assert page.image[0, 5].tolist() == [255, 0, 0]
+
+
+def test_decode_palette_with_transparency_becomes_white() -> None:
+    img = Image.new("P", (4, 2))
+    img.putpalette([0, 0, 0, 255, 0, 0] + [0] * (256 * 3 - 6))
+    img.paste(1, (0, 0, 2, 2))  # red left; right stays index 0 (black, transparent)
+    data = encode(img, "PNG", transparency=0)
+    page = decode_all(data)[0]
+    assert page.image[0, 0].tolist() == [0, 0, 255]
+    assert (page.image[:, 2:] == 255).all()
+
+
+def test_decode_16_bit_greyscale_scaled_to_uint8() -> None:
+    arr = np.array([[0, 65535], [32896, 257 * 50]], dtype=np.uint16)
+    data = encode(Image.fromarray(arr), "PNG")
+    assert Image.open(io.BytesIO(data)).mode.startswith("I")
+    page = decode_all(data)[0]
+    assert page.image.dtype == np.uint8
+    assert page.image.shape == (2, 2, 3)
+    assert page.image[:, :, 0].tolist() == [[0, 255], [128, 50]]
+    assert (page.image[:, :, 0] == page.image[:, :, 2]).all()
+
+
+def test_decode_jpeg_exif_orientation_6_is_applied() -> None:
+    # Stored 60 wide x 30 high; left half red, right half blue. Orientation 6 means
+    # "rotate 90 degrees clockwise to display": the left half ends up on top.
+    arr = np.zeros((30, 60, 3), dtype=np.uint8)
+    arr[:, :30] = (255, 0, 0)
+    arr[:, 30:] = (0, 0, 255)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    data = encode(Image.fromarray(arr, "RGB"), "JPEG", exif=exif, quality=95)
+    page = decode_all(data)[0]
+    assert page.image.shape == (60, 30, 3)
+    top = page.image[5:25, 5:25].astype(int)
+    bottom = page.image[35:55, 5:25].astype(int)
+    assert np.abs(top - [0, 0, 255]).max() <= 20  # red (BGR)
+    assert np.abs(bottom - [255, 0, 0]).max() <= 20  # blue (BGR)
+
+
+def test_decode_jpeg_without_exif() -> None:
+    page = decode_all(encode(rgb_test_image(), "JPEG", quality=95))[0]
+    assert page.image.shape == (30, 40, 3)
+    assert np.abs(page.image[10, 10].astype(int) - [0, 0, 255]).max() <= 20
+
+
+def test_decode_multipage_tiff() -> None:
+    first = Image.new("RGB", (30, 20), (255, 0, 0))
+    second = Image.new("RGB", (15, 25), (0, 0, 255))
+    data = encode(first, "TIFF", save_all=True, append_images=[second])
+    pages = decode_all(data)
+    assert len(pages) == 2
+    assert [p.page_index for p in pages] == [0, 1]
+    assert [p.page_count for p in pages] == [2, 2]
+    assert pages[0].image.shape == (20, 30, 3)
+    assert pages[1].image.shape == (25, 15, 3)
+    assert (pages[0].image == [0, 0, 255]).all()
+    assert (pages[1].image == [255, 0, 0]).all()
+
+
+def test_decode_animated_gif_is_one_page() -> None:
+    frames = [Image.new("RGB", (8, 8), c) for c in ((255, 0, 0), (0, 255, 0))]
+    data = encode(frames[0], "GIF", save_all=True, append_images=frames[1:])
+    pages = decode_all(data)
+    assert len(pages) == 1
+    assert pages[0].page_count == 1
+    assert pages[0].image[0, 0].tolist() == [0, 0, 255]
+
+
+@pytest.mark.parametrize(("fmt", "kwargs"), [("BMP", {}), ("WEBP", {"lossless": True}), ("TIFF", {})])
+def test_decode_other_formats(fmt: str, kwargs: dict) -> None:
+    pages = decode_all(encode(rgb_test_image(), fmt, **kwargs))
+    assert len(pages) == 1
+    np.testing.assert_array_equal(pages[0].image, expected_bgr())
+
+
+def test_decode_truncated_png() -> None:
+    rng = np.random.default_rng(0)
+    noisy = Image.fromarray(rng.integers(0, 256, (200, 200, 3), dtype=np.uint8), "RGB")
+    data = encode(noisy, "PNG")
+    with pytest.raises(TruncatedInputError) as info:
+        decode_all(data[: len(data) // 2])
+    assert info.value.error_type == "truncated"
+    assert "image data is truncated" in str(info.value)
+
+
+def test_decode_png_signature_with_garbage() -> None:
+    with pytest.raises(CorruptInputError) as info:
+        decode_all(b"\x89PNG\r\n\x1a\n" + b"this is not a png" * 10)
+    assert info.value.error_type == "corrupt"
+    assert "image" in str(info.value)
+
+
+def test_decode_png_with_corrupt_compressed_data() -> None:
+    data = encode(Image.fromarray(np.random.default_rng(1).integers(0, 256, (50, 50), np.uint8), "L"), "PNG")
+    start = data.index(b"IDAT")
+    length = struct.unpack(">I", data[start - 4 : start])[0]
+    payload = bytearray(data[start + 4 : start + 4 + length])
+    payload[8:100] = bytes(range(92))  # garbage inside the zlib stream
+    crc = struct.pack(">I", zlib.crc32(b"IDAT" + bytes(payload)) & 0xFFFFFFFF)  # valid chunk CRC
+    bad = data[: start + 4] + bytes(payload) + crc + data[start + 8 + length :]
+    with pytest.raises(CorruptInputError, match="cannot decode image"):
+        decode_all(bad)
+
+
+def test_decode_pixel_limit() -> None:
+    data = encode(Image.new("RGB", (100, 50)), "PNG")
+    with pytest.raises(TooLargeInputError) as info:
+        decode_all(data, max_pixels=4999)
+    assert "100x50 = 5000 pixels, above the limit of 4999" in str(info.value)
+    assert len(decode_all(data, max_pixels=5000)) == 1
+
+
+def test_decode_honours_max_pixels_above_pillows_own_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Pillow refuses images above its global MAX_IMAGE_PIXELS (about 89 Mpx by default),
+    # below the engine's default max_pixels of 180 Mpx. Scaled down here: Pillow's limit
+    # 1000 px, the caller's limit 10_000 px, an image of 1600 px must decode.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    data = encode(Image.new("RGB", (40, 40), (255, 255, 255)), "PNG")
+    pages = decode_all(data, max_pixels=10_000)
+    assert pages[0].image.shape == (40, 40, 3)
+
+
+def test_decode_image_rejects_non_image_bytes() -> None:
+    with pytest.raises(CorruptInputError, match="cannot identify the image data"):
+        decode_all(b"GIF8 but not really a gif at all")
+
+
+# --------------------------------------------------------------------------- PDFs
+
+
+def test_rasterize_pdf_a4_at_72_dpi() -> None:
+    pages = list(rasterize_pdf(make_pdf([(595, 842)]), dpi=72, max_pixels=BIG))
+    assert len(pages) == 1
+    page = pages[0]
+    assert page.image.shape == (842, 595, 3)
+    assert page.image.dtype == np.uint8
+    assert page.dpi == 72.0
+    assert page.page_index == 0 and page.page_count == 1
+    assert (page.image == 255).all()  # a blank page renders white
+
+
+def test_rasterize_pdf_scales_with_dpi() -> None:
+    page = next(rasterize_pdf(make_pdf([(300, 200)]), dpi=144, max_pixels=BIG))
+    assert page.image.shape == (400, 600, 3)
+    assert page.dpi == 144.0
+
+
+def test_rasterize_pdf_colours_are_bgr() -> None:
+    pdf = pdfium.PdfDocument.new()
+    page = pdf.new_page(200, 100)
+    rect = pdfium_c.FPDFPageObj_CreateNewRect(0, 50, 100, 50)  # PDF origin is bottom-left
+    pdfium_c.FPDFPageObj_SetFillColor(rect, 255, 0, 0, 255)
+    pdfium_c.FPDFPath_SetDrawMode(rect, pdfium_c.FPDF_FILLMODE_ALTERNATE, 0)
+    pdfium_c.FPDFPage_InsertObject(page, rect)
+    page.gen_content()
+    buf = io.BytesIO()
+    pdf.save(buf)
+    pdf.close()
+    image = next(rasterize_pdf(buf.getvalue(), dpi=72, max_pixels=BIG)).image
+    assert image.shape == (100, 200, 3)
+    assert (image[5:45, 5:95] == [0, 0, 255]).all()  # red, top-left quarter
+    assert (image[55:95, 105:195] == 255).all()
+
+
+def test_rasterize_pdf_pages_and_page_limit() -> None:
+    data = make_pdf([(100, 200), (300, 100), (50, 50)])
+    assert pdf_page_count(data) == 3
+    pages = list(rasterize_pdf(data, 72, BIG))
+    assert [p.image.shape[:2] for p in pages] == [(200, 100), (100, 300), (50, 50)]
+    assert [(p.page_index, p.page_count) for p in pages] == [(0, 3), (1, 3), (2, 3)]
+    limited = list(rasterize_pdf(data, 72, BIG, page_limit=2))
+    assert [(p.page_index, p.page_count) for p in limited] == [(0, 2), (1, 2)]
+    picked = list(rasterize_pdf(data, 72, BIG, page_indices=[2, 0, 7]))
+    assert [p.page_index for p in picked] == [2, 0]
+    assert list(rasterize_pdf(data, 72, BIG, page_limit=2, page_indices=[2])) == []
+
+
+def test_rasterize_pdf_pixel_limit() -> None:
+    data = make_pdf([(595, 842)])
+    with pytest.raises(TooLargeInputError, match="above the limit of 100000"):
+        list(rasterize_pdf(data, 72, max_pixels=100_000))
+
+
+def test_empty_pdf_has_no_pages() -> None:
+    data = make_pdf([])
+    with pytest.raises(EmptyInputError, match="no pages") as info:
+        list(rasterize_pdf(data, 72, BIG))
+    assert info.value.error_type == "empty"
+
+
+def test_truncated_pdf() -> None:
+    data = make_pdf([(595, 842), (595, 842)])
+    with pytest.raises(InputError) as info:
+        list(rasterize_pdf(data[: len(data) // 2], 72, BIG))
+    assert isinstance(info.value, TruncatedInputError)
+    assert "cannot open the PDF" in str(info.value)
+    with pytest.raises(TruncatedInputError):
+        pdf_page_count(data[: len(data) // 2])
+
+
+def hand_built_pdf(objects: list[bytes], trailer_extra: bytes = b"") -> bytes:
+    """A minimal PDF with a correct xref table from numbered object bodies."""
+    out = b"%PDF-1.4\n"
+    offsets = []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R %s>>\nstartxref\n%d\n%%%%EOF\n" % (
+        len(objects) + 1,
+        trailer_extra,
+        xref,
+    )
+    return out
+
+
+PAGE_TREE = [
+    b"<< /Type /Catalog /Pages 2 0 R >>",
+    b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+    b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 100] >>",
+]
+
+
+def test_hand_built_pdf_renders() -> None:
+    page = next(rasterize_pdf(hand_built_pdf(PAGE_TREE), 72, BIG))
+    assert page.image.shape == (100, 200, 3)
+
+
+def test_encrypted_pdf() -> None:
+    # Standard security handler (RC4, revision 2) whose user password is not empty: the
+    # /U entry does not match the empty password, so the PDF cannot be opened without one.
+    encrypt = b"<< /Filter /Standard /V 1 /R 2 /O <" + b"11" * 32 + b"> /U <" + b"22" * 32 + b"> /P -4 >>"
+    file_id = b"<00112233445566778899aabbccddeeff>"
+    data = hand_built_pdf([*PAGE_TREE, encrypt], b"/Encrypt 4 0 R /ID [" + file_id + file_id + b"] ")
+    with pytest.raises(EncryptedInputError, match="encrypted") as info:
+        list(rasterize_pdf(data, 72, BIG))
+    assert info.value.error_type == "encrypted"
+    with pytest.raises(EncryptedInputError):
+        pdf_page_count(data)
+
+
+def test_hand_built_zero_page_pdf_is_empty() -> None:
+    data = hand_built_pdf([b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [] /Count 0 >>"])
+    with pytest.raises(EmptyInputError, match="no pages"):
+        list(rasterize_pdf(data, 72, BIG))
+
+
+def test_corrupt_pdf_with_eof_marker() -> None:
+    data = b"%PDF-1.7\n" + b"garbage " * 50 + b"\n%%EOF\n"
+    with pytest.raises(CorruptInputError, match="cannot open the PDF"):
+        list(rasterize_pdf(data, 72, BIG))
+
+
+def test_decode_document_dispatches() -> None:
+    pdf_pages = list(decode_document(make_pdf([(100, 50)]), pdf_dpi=72))
+    assert pdf_pages[0].image.shape == (50, 100, 3)
+    assert pdf_pages[0].dpi == 72.0
+    img_pages = list(decode_document(encode(rgb_test_image(), "PNG")))
+    np.testing.assert_array_equal(img_pages[0].image, expected_bgr())
+    with pytest.raises(EmptyInputError):
+        list(decode_document(b""))
+    with pytest.raises(UnsupportedInputError):
+        list(decode_document(b"just text"))
+    limited = list(decode_document(make_pdf([(10, 10)] * 3), pdf_dpi=72, pdf_page_limit=1))
+    assert len(limited) == 1 and limited[0].page_count == 1

@@ -1,0 +1,149 @@
+"""Unit tests for ocr_actors.io.sources: local folders, globs and fsspec URIs."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import fsspec
+import pytest
+
+from ocr_actors.io.decode import InputNotFoundError, TooLargeInputError
+from ocr_actors.io.sources import expand_inputs, is_remote, read_bytes
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    """docs/ with images and PDFs at several depths plus files that are not documents."""
+    root = tmp_path / "docs"
+    files = {
+        "b.png": b"png",
+        "a.pdf": b"%PDF",
+        "notes.txt": b"text",
+        "sub/c.JPG": b"jpg",
+        "sub/deeper/d.tiff": b"tif",
+        "sub/deeper/e.webp": b"webp",
+        "sub/readme.md": b"md",
+        "sub/data.json": b"{}",
+        "z.pdf.bak": b"bak",
+    }
+    for name, content in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+    (root / "empty_dir").mkdir()
+    return root
+
+
+def test_expand_folder_recursive_sorted_documents_only(tree: Path) -> None:
+    found = list(expand_inputs(str(tree)))
+    expected = [str(tree / n) for n in ("a.pdf", "b.png", "sub/c.JPG", "sub/deeper/d.tiff", "sub/deeper/e.webp")]
+    assert found == expected
+
+
+def test_expand_file_uri_folder(tree: Path) -> None:
+    found = list(expand_inputs(f"file://{tree}"))
+    assert [Path(p).name for p in found] == ["a.pdf", "b.png", "c.JPG", "d.tiff", "e.webp"]
+    assert all(Path(p).exists() for p in found)
+
+
+def test_expand_glob(tree: Path) -> None:
+    assert list(expand_inputs(str(tree / "[ab].*"))) == [str(tree / "a.pdf"), str(tree / "b.png")]
+    # A glob matching folders yields only files.
+    assert list(expand_inputs(str(tree / "*"))) == [
+        str(tree / n) for n in ("a.pdf", "b.png", "notes.txt", "z.pdf.bak")
+    ]
+    assert list(expand_inputs(str(tree / "**" / "*.tiff"))) == [str(tree / "sub/deeper/d.tiff")]
+    assert list(expand_inputs(str(tree / "*.gif"))) == []
+
+
+def test_expand_explicit_file_is_kept_as_is(tree: Path) -> None:
+    # A file named explicitly is yielded even without a document suffix.
+    assert list(expand_inputs(str(tree / "notes.txt"))) == [str(tree / "notes.txt")]
+
+
+def test_expand_several_inputs_in_order(tree: Path) -> None:
+    found = list(expand_inputs([str(tree / "sub" / "deeper"), str(tree / "a.pdf")]))
+    assert found == [str(tree / "sub/deeper/d.tiff"), str(tree / "sub/deeper/e.webp"), str(tree / "a.pdf")]
+
+
+def test_expand_empty_folder(tree: Path) -> None:
+    assert list(expand_inputs(str(tree / "empty_dir"))) == []
+
+
+def test_expand_missing_path(tmp_path: Path) -> None:
+    missing = str(tmp_path / "nope" / "scan.png")
+    with pytest.raises(InputNotFoundError, match="input not found") as info:
+        list(expand_inputs(missing))
+    assert missing in str(info.value)
+    assert info.value.error_type == "not_found"
+
+
+def test_read_bytes_local(tree: Path) -> None:
+    assert read_bytes(str(tree / "b.png")) == b"png"
+    assert read_bytes(f"file://{tree / 'a.pdf'}") == b"%PDF"
+
+
+def test_read_bytes_max_bytes(tmp_path: Path) -> None:
+    path = tmp_path / "big.png"
+    path.write_bytes(b"x" * 1000)
+    assert len(read_bytes(str(path), max_bytes=1000)) == 1000
+    with pytest.raises(TooLargeInputError) as info:
+        read_bytes(str(path), max_bytes=999)
+    assert "1000 bytes, above the limit of 999" in str(info.value)
+    assert info.value.error_type == "too_large"
+
+
+def test_read_bytes_missing(tmp_path: Path) -> None:
+    with pytest.raises(InputNotFoundError, match="input not found"):
+        read_bytes(str(tmp_path / "missing.png"))
+
+
+def test_is_remote() -> None:
+    assert is_remote("s3://bucket/key.png")
+    assert is_remote("memory://x/y")
+    assert not is_remote("/tmp/a.png")
+    assert not is_remote("file:///tmp/a.png")
+
+
+@pytest.fixture
+def memory_bucket() -> Iterator[str]:
+    """A unique folder in fsspec's in-memory filesystem, removed afterwards."""
+    name = f"bucket-{uuid.uuid4().hex}"
+    contents = {"docs/a.png": b"A" * 10, "docs/sub/b.pdf": b"%PDF-B", "docs/c.txt": b"text"}
+    for key, value in contents.items():
+        with fsspec.open(f"memory://{name}/{key}", "wb") as fh:
+            fh.write(value)
+    yield name
+    fs = fsspec.filesystem("memory")
+    fs.rm(f"/{name}", recursive=True)
+
+
+def test_memory_uri_expand_and_read(memory_bucket: str) -> None:
+    uris = list(expand_inputs(f"memory://{memory_bucket}/docs"))
+    assert len(uris) == 2
+    assert all(u.startswith("memory://") for u in uris)
+    assert [u.split("://", 1)[1].lstrip("/") for u in uris] == [
+        f"{memory_bucket}/docs/a.png",
+        f"{memory_bucket}/docs/sub/b.pdf",
+    ]
+    assert [read_bytes(u) for u in uris] == [b"A" * 10, b"%PDF-B"]
+
+
+def test_memory_uri_glob_and_explicit(memory_bucket: str) -> None:
+    globbed = list(expand_inputs(f"memory://{memory_bucket}/docs/*.png"))
+    assert len(globbed) == 1 and globbed[0].endswith(f"{memory_bucket}/docs/a.png")
+    assert read_bytes(globbed[0]) == b"A" * 10
+    explicit = f"memory://{memory_bucket}/docs/c.txt"
+    assert list(expand_inputs(explicit)) == [explicit]
+    assert read_bytes(explicit) == b"text"
+
+
+def test_memory_uri_limits_and_missing(memory_bucket: str) -> None:
+    with pytest.raises(TooLargeInputError):
+        read_bytes(f"memory://{memory_bucket}/docs/a.png", max_bytes=9)
+    with pytest.raises(InputNotFoundError):
+        read_bytes(f"memory://{memory_bucket}/docs/missing.png")
+    with pytest.raises(InputNotFoundError):
+        list(expand_inputs(f"memory://{memory_bucket}/nothing-here.png"))
