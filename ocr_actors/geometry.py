@@ -124,22 +124,27 @@ def unrotate_points(points: np.ndarray, angle: int, rotated_shape: tuple[int, in
 def _row_order(boxes: np.ndarray, indices: Sequence[int]) -> list[int]:
     """Order boxes as rows top to bottom, left to right within a row.
 
-    Two boxes share a row when their vertical centres differ by less than half the
-    smaller box height, which tolerates slightly skewed lines.
+    A box joins the current row when its vertical centre is within half the smaller
+    height of the row's mean centre, which tolerates slightly skewed lines.
     """
     idx = sorted(indices, key=lambda i: (boxes[i, 1] + boxes[i, 3]) / 2)
     rows: list[list[int]] = []
-    row_centre = 0.0
+    row_centre = 0.0  # running mean of the row's centres, so sloping lines stay one row
     row_height = 0.0
     for i in idx:
-        centre = (boxes[i, 1] + boxes[i, 3]) / 2
-        height = boxes[i, 3] - boxes[i, 1]
+        centre = float(boxes[i, 1] + boxes[i, 3]) / 2
+        height = float(boxes[i, 3] - boxes[i, 1])
         if rows and abs(centre - row_centre) < 0.5 * min(height, row_height):
             rows[-1].append(i)
+            row_centre += (centre - row_centre) / len(rows[-1])
         else:
             rows.append([i])
             row_centre, row_height = centre, height
     return [i for row in rows for i in sorted(row, key=lambda j: boxes[j, 0])]
+
+
+MIN_PROSE_ASPECT = 5.0
+"""Median width/height of the lines of a text column; table cells ("572", "$9.50") fall below."""
 
 
 def find_column_gutters(boxes: np.ndarray, min_lines_per_column: int = 3) -> list[tuple[float, float]]:
@@ -148,8 +153,9 @@ def find_column_gutters(boxes: np.ndarray, min_lines_per_column: int = 3) -> lis
     A gutter is an x-interval that no *column line* crosses, where column lines are the
     boxes narrower than 60% of the text extent (titles and footers spanning columns are
     ignored). A gutter is kept only when both neighbouring columns hold at least
-    ``min_lines_per_column`` lines and most of those lines fill their column (prose, not
-    table cells), so tables keep row order.
+    ``min_lines_per_column`` lines, most of those lines fill their column and their median
+    width is at least :data:`MIN_PROSE_ASPECT` times their height (prose, not table
+    cells), so tables keep row order.
 
     Args:
         boxes: ``(N, 4)`` float array of ``[x_min, y_min, x_max, y_max]``.
@@ -194,9 +200,12 @@ def find_column_gutters(boxes: np.ndarray, min_lines_per_column: int = 3) -> lis
         members = narrow[(centres >= c_start) & (centres <= c_end)]
         if len(members) < min_lines_per_column:
             return []
+        widths_in_col = members[:, 2] - members[:, 0]
         col_width = members[:, 2].max() - members[:, 0].min()
-        fill = (members[:, 2] - members[:, 0]) >= 0.5 * col_width
-        if fill.mean() < 0.5:
+        fill = widths_in_col >= 0.5 * col_width
+        aspect = widths_in_col / np.maximum(members[:, 3] - members[:, 1], 1.0)
+        # Prose lines fill their column and hold several words; table cells do not.
+        if fill.mean() < 0.5 or float(np.median(aspect)) < MIN_PROSE_ASPECT:
             return []
     return gaps
 

@@ -23,7 +23,8 @@ Usage::
     . .venv/bin/activate
     python scripts/bench_engine.py                          # 12 pages, 2 threads
     python scripts/bench_engine.py --pages 3 --json /tmp/bench.json
-    python scripts/bench_engine.py --ours tiny:text_detection.model=PP-OCRv6_tiny_det,text_recognition.model=PP-OCRv6_tiny_rec
+    python scripts/bench_engine.py --ours tiny:text_recognition.model=PP-OCRv6_tiny_rec \
+        --ours tiny2:text_detection.model=PP-OCRv6_tiny_det,text_recognition.model=PP-OCRv6_tiny_rec
     python scripts/bench_engine.py --ours ov:engine.engine=openvino --engines ours,ours/ov,rapidocr-openvino
     python scripts/bench_engine.py --orientation            # ours classifies rotated pages' orientation
 
@@ -56,6 +57,9 @@ IOU_THRESHOLD = 0.5
 
 RAPIDOCR_KINDS = ("rapidocr", "rapidocr_onnxruntime")
 """Engine kinds that can serve as the reference row (the fastest of them does)."""
+
+BUSY_WARNING_CORES = 0.15
+"""Warn when other processes used more than this many cores, on average, during an engine's run."""
 
 THREAD_ENV_VARS = (
     "OMP_NUM_THREADS",
@@ -153,7 +157,7 @@ def levenshtein(a: Sequence[Hashable], b: Sequence[Hashable]) -> int:
     long_ids = np.fromiter((vocab.setdefault(x, len(vocab)) for x in long), dtype=np.int64, count=len(long))
     short_ids = [vocab.get(x, -1) for x in short]
     offsets = np.arange(len(long) + 1, dtype=np.int64)
-    prev = offsets.copy()
+    prev: np.ndarray = offsets.copy()
     cur = np.empty_like(prev)
     for i, symbol in enumerate(short_ids, start=1):
         cur[0] = i
@@ -269,10 +273,10 @@ class Line:
     score: float
 
 
-def score_page(lines: Sequence[Line], truth: TruthPage) -> Counts:
+def score_page(lines: Sequence[Line], truth: TruthPage, iou_threshold: float = IOU_THRESHOLD) -> Counts:
     """Detection, page-text and line-text error counts of one page."""
     iou = iou_matrix([ln.quad for ln in lines], truth.quads)
-    pairs = greedy_match(iou)
+    pairs = greedy_match(iou, iou_threshold)
     page_pred = normalise_text(ln.text for ln in lines)
     page_truth = normalise_text(truth.texts)
     char_err, chars = char_errors(page_pred, page_truth)
@@ -322,6 +326,10 @@ def _version(dist: str) -> str | None:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
         return None
+
+
+def _enum_value(value: Any) -> Any:
+    return getattr(value, "value", value)
 
 
 class OursEngine:
@@ -389,8 +397,8 @@ class RapidOCR3Engine:
             "package": f"rapidocr {_version('rapidocr')}",
             "engine": engine,
             "engine_version": _version(engine),
-            "det_model": f"{cfg.Det.ocr_version.value} {cfg.Det.model_type.value} ({cfg.Det.lang_type})",
-            "rec_model": f"{cfg.Rec.ocr_version.value} {cfg.Rec.model_type.value} ({cfg.Rec.lang_type})",
+            "det_model": f"{cfg.Det.ocr_version.value} {cfg.Det.model_type.value} ({_enum_value(cfg.Det.lang_type)})",
+            "rec_model": f"{cfg.Rec.ocr_version.value} {cfg.Rec.model_type.value} ({_enum_value(cfg.Rec.lang_type)})",
             "use_cls": bool(cfg.Global.use_cls),
             "text_score": float(cfg.Global.text_score),
             "det_limit": f"{cfg.Det.limit_side_len}/{cfg.Det.limit_type}",
@@ -401,16 +409,18 @@ class RapidOCR3Engine:
         """Record what OpenVINO compiled the models for (it may pick bf16 by itself)."""
         if self.engine != "openvino":
             return
-        for key, runner in (("det", self.ocr_engine.text_det), ("rec", self.ocr_engine.text_rec)):
-            try:
+        runners: dict[str, Any] = {"det": self.ocr_engine.text_det, "rec": self.ocr_engine.text_rec}
+        for key, runner in runners.items():
+            try:  # rapidocr internals: informational only, so never fatal
                 compiled = runner.session.session.get_compiled_model()
-                self.info[f"{key}_precision"] = str(compiled.get_property("INFERENCE_PRECISION_HINT"))
+                precision = compiled.get_property("INFERENCE_PRECISION_HINT")
+                self.info[f"{key}_precision"] = precision.to_string() if hasattr(precision, "to_string") else precision
                 self.info[f"{key}_threads"] = int(compiled.get_property("INFERENCE_NUM_THREADS"))
-            except Exception as exc:  # noqa: BLE001 - informational only; rapidocr internals may change
+            except Exception as exc:
                 self.info[f"{key}_precision"] = f"unknown ({type(exc).__name__})"
 
     def ocr(self, pages: Sequence[np.ndarray], orientation: Sequence[bool]) -> list[list[Line]]:
-        results = []
+        results: list[list[Line]] = []
         for page in pages:
             out = self.ocr_engine(page)
             boxes, txts, scores = getattr(out, "boxes", None), getattr(out, "txts", None), getattr(out, "scores", None)
@@ -530,6 +540,7 @@ class EngineResult:
     total_s: float = 0.0
     base_rss_mb: float = 0.0
     peak_rss_mb: float = 0.0
+    foreign_cpu: float | None = None
     pages_per_s: float = 0.0
     ms_per_page: float = 0.0
     metrics: dict[str, float] = field(default_factory=dict)
@@ -539,13 +550,16 @@ class EngineResult:
 
 def parse_ours(text: str) -> EngineSpec:
     """``NAME:key=value,key=value`` → an ``ours/NAME`` spec (values read as YAML)."""
-    from ocr_actors.config import OCRConfig, load_config, parse_override
+    from ocr_actors.config import ConfigError, OCRConfig, load_config, parse_override
 
     name, sep, body = text.partition(":")
     if not sep or not name.strip():
         raise argparse.ArgumentTypeError(f"--ours {text!r}: expected NAME:key=value[,key=value...]")
-    overrides = dict(parse_override(item) for item in body.split(",") if item.strip())
-    load_config(OCRConfig, None, overrides)  # fail now, not in the worker
+    try:
+        overrides = dict(parse_override(item) for item in body.split(",") if item.strip())
+        load_config(OCRConfig, None, overrides)  # fail now, not in the worker
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(f"--ours {text!r}: {exc}") from exc
     return EngineSpec(f"ours/{name.strip()}", "ours", overrides)
 
 
@@ -566,10 +580,29 @@ def worker_env(threads: int) -> dict[str, str]:
     return env
 
 
+def machine_busy_seconds() -> float | None:
+    """CPU time all processes of the machine have used so far (Linux ``/proc/stat``), or None."""
+    try:
+        with open("/proc/stat", encoding="ascii") as fh:
+            values = [int(v) for v in fh.readline().split()[1:9]]  # user nice system idle iowait irq softirq steal
+    except (OSError, ValueError):
+        return None
+    return (sum(values) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_engine(
     spec: EngineSpec, pages_file: Path, count: int, threads: int, orientation: Sequence[bool], verbose: bool
 ) -> tuple[dict[str, Any] | None, str]:
-    """Run one engine in a fresh interpreter; returns ``(result, error text)``."""
+    """Run one engine in a fresh interpreter; returns ``(result, error text)``.
+
+    The result gets ``foreign_cpu``: the CPU other processes used while the worker ran, in
+    cores (busy machine time minus the worker's own, over wall time); None off Linux.
+    """
     request = {
         "spec": asdict(spec),
         "pages_file": str(pages_file),
@@ -577,6 +610,7 @@ def run_engine(
         "threads": threads,
         "orientation": list(orientation),
     }
+    busy0, own0, t0 = machine_busy_seconds(), children_cpu_seconds(), time.perf_counter()
     proc = subprocess.run(
         [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(request)],
         env=worker_env(threads),
@@ -585,23 +619,34 @@ def run_engine(
         text=True,
         check=False,
     )
+    busy1, own1, wall = machine_busy_seconds(), children_cpu_seconds(), time.perf_counter() - t0
     if proc.returncode != 0:
         tail = "\n".join((proc.stderr or "").strip().splitlines()[-15:])
         return None, f"worker exited with {proc.returncode}\n{tail}"
     try:
-        return json.loads(proc.stdout), ""
+        result = json.loads(proc.stdout)
     except json.JSONDecodeError as exc:
         return None, f"worker output is not JSON ({exc}): {proc.stdout[-500:]!r}"
+    foreign = None
+    if busy0 is not None and busy1 is not None and wall > 0:
+        foreign = max(0.0, (busy1 - busy0) - (own1 - own0)) / wall
+    result["foreign_cpu"] = foreign
+    return result, ""
 
 
 def evaluate(
-    spec: EngineSpec, raw: dict[str, Any], specs: Sequence[PageSpec], truths: Sequence[TruthPage]
+    spec: EngineSpec,
+    raw: dict[str, Any],
+    specs: Sequence[PageSpec],
+    truths: Sequence[TruthPage],
+    iou_threshold: float = IOU_THRESHOLD,
 ) -> EngineResult:
     """Score a worker's predictions against the truth."""
     predictions = [
-        [Line(np.asarray(ln["quad"], np.float64), ln["text"], ln["score"]) for ln in page] for page in raw["predictions"]
+        [Line(np.asarray(ln["quad"], np.float64), ln["text"], ln["score"]) for ln in page]
+        for page in raw["predictions"]
     ]
-    page_counts = [score_page(pred, truth) for pred, truth in zip(predictions, truths, strict=True)]
+    page_counts = [score_page(pred, truth, iou_threshold) for pred, truth in zip(predictions, truths, strict=True)]
     total = sum(page_counts, Counts())
     by_tag: dict[str, Counts] = {}
     for page_spec, counts in zip(specs, page_counts, strict=True):
@@ -617,6 +662,7 @@ def evaluate(
         total_s=raw["total_s"],
         base_rss_mb=raw["base_rss_mb"],
         peak_rss_mb=raw["peak_rss_mb"],
+        foreign_cpu=raw.get("foreign_cpu"),
         pages_per_s=n / raw["total_s"] if raw["total_s"] > 0 else 0.0,
         ms_per_page=1000 * raw["total_s"] / n,
         metrics=total.summary(),
@@ -697,7 +743,9 @@ def describe(r: EngineResult) -> str:
     parts = [f"{k}={info[k]}" for k in keys if k in info and info[k] is not None]
     if r.spec.kind == "ours":
         engine_cfg = info.get("engine", {})
-        parts[1:2] = [f"engine={engine_cfg.get('engine')}/{engine_cfg.get('precision')}/threads={engine_cfg.get('threads')}"]
+        parts[1:2] = [
+            f"engine={engine_cfg.get('engine')}/{engine_cfg.get('precision')}/threads={engine_cfg.get('threads')}"
+        ]
         parts.append(f"page_batch_size={info.get('page_batch_size')}")
         if info.get("overrides"):
             parts.append(f"overrides={info['overrides']}")
@@ -705,7 +753,9 @@ def describe(r: EngineResult) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--pages", type=int, default=12, help="pages to generate (default 12)")
     parser.add_argument("--threads", type=int, default=2, help="inference threads per engine (default 2)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the first page (default 0)")
@@ -725,6 +775,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         choices=("off", "rotated", "all"),
         help="ours: use_doc_orientation_classify on rotated pages only (the bare flag), or on all pages",
     )
+    parser.add_argument(
+        "--iou", type=float, default=IOU_THRESHOLD, help=f"IoU for a detection match (default {IOU_THRESHOLD})"
+    )
     parser.add_argument("--engines", help="comma-separated engine names to run (default: all)")
     parser.add_argument("--json", type=Path, help="write the results as JSON here")
     parser.add_argument("--save-pages", type=Path, metavar="DIR", help="also write the pages (PNG) and truth here")
@@ -737,7 +790,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.pages < 1 or args.threads < 1:
         parser.error("--pages and --threads must be at least 1")
     if args.threads > (os.cpu_count() or 1):
-        print(f"warning: {args.threads} threads > {os.cpu_count()} CPUs; RapidOCR ignores such a setting", file=sys.stderr)
+        print(
+            f"warning: {args.threads} threads > {os.cpu_count()} CPUs; RapidOCR ignores such a setting", file=sys.stderr
+        )
 
     engines = default_specs(args.ours)
     if args.engines:
@@ -763,7 +818,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: list[EngineResult] = []
     with tempfile.TemporaryDirectory(prefix="bench_engine_") as tmp:
         pages_file = Path(tmp) / "pages.npz"
-        np.savez(pages_file, **{f"page_{i}": image for i, image in enumerate(images)})
+        arrays: dict[str, Any] = {f"page_{i}": image for i, image in enumerate(images)}
+        np.savez(pages_file, **arrays)
         del images
         for i, spec in enumerate(engines, start=1):
             orientation = ours_orientation if spec.kind == "ours" else [False] * len(specs)
@@ -773,8 +829,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f" FAILED\n{error}", file=sys.stderr)
                 results.append(EngineResult(spec, ok=False, error=error))
                 continue
-            result = evaluate(spec, raw, specs, truths)
-            print(f" {result.total_s:.1f} s, {result.pages_per_s:.3f} pages/s", file=sys.stderr)
+            result = evaluate(spec, raw, specs, truths, args.iou)
+            busy = f", other processes used {result.foreign_cpu:.2f} cores" if result.foreign_cpu else ""
+            print(f" {result.total_s:.1f} s, {result.pages_per_s:.3f} pages/s{busy}", file=sys.stderr)
             results.append(result)
 
     ref = reference_of(results)
@@ -792,8 +849,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(f"  Ours: page orientation classification {args.orientation}; RapidOCR has no page orientation step.")
     print("  setup s = load + warm-up on page 1; CER/WER compare the lines in the engine's order with the truth's.")
+    disturbed = [r for r in results if r.ok and (r.foreign_cpu or 0.0) > BUSY_WARNING_CORES]
+    if disturbed:
+        worst = max(disturbed, key=lambda r: r.foreign_cpu or 0.0)
+        print(
+            f"  WARNING: other processes used CPU during {len(disturbed)} engine run(s) (up to {worst.foreign_cpu:.2f} "
+            f"cores, {worst.spec.name}): timings are not reliable; rerun on an idle machine."
+        )
     for r in results:
-        print(describe(r) if r.ok else f"  {r.spec.name}: FAILED: {r.error.splitlines()[0]}")
+        print(describe(r) if r.ok else f"  {r.spec.name}: FAILED: {r.error.strip().splitlines()[-1]}")
 
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -803,7 +867,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "threads": args.threads,
                 "seed": args.seed,
                 "orientation": args.orientation,
-                "iou_threshold": IOU_THRESHOLD,
+                "iou_threshold": args.iou,
                 "python": platform.python_version(),
                 "machine": platform.machine(),
                 "processor": platform.processor(),
@@ -818,7 +882,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0 if all(r.ok for r in results) else 1
 
 
-def save_pages(folder: Path, specs: Sequence[PageSpec], images: Sequence[np.ndarray], truths: Sequence[TruthPage]) -> None:
+def save_pages(
+    folder: Path, specs: Sequence[PageSpec], images: Sequence[np.ndarray], truths: Sequence[TruthPage]
+) -> None:
     """Write ``page_NN.png`` and ``truth.json`` (texts, quads, tags) for inspection."""
     import cv2
 
@@ -827,7 +893,10 @@ def save_pages(folder: Path, specs: Sequence[PageSpec], images: Sequence[np.ndar
     for spec, image, truth in zip(specs, images, truths, strict=True):
         cv2.imwrite(str(folder / f"page_{spec.index:02d}.png"), image)
         records.append(
-            {**asdict(spec), "lines": [{"text": t, "quad": q.tolist()} for t, q in zip(truth.texts, truth.quads, strict=True)]}
+            {
+                **asdict(spec),
+                "lines": [{"text": t, "quad": q.tolist()} for t, q in zip(truth.texts, truth.quads, strict=True)],
+            }
         )
     (folder / "truth.json").write_text(json.dumps(records, indent=2, ensure_ascii=False), encoding="utf-8")
 

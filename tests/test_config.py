@@ -152,7 +152,7 @@ def test_parse_override() -> None:
     assert parse_override(" a.b = [1, 2]") == ("a.b", [1, 2])
     assert parse_override("a.b=x=y") == ("a.b", "x=y")
     assert parse_override("a.b=") == ("a.b", "")
-    with pytest.raises(ConfigError, match="must look like section.key=value"):
+    with pytest.raises(ConfigError, match=r"must look like section\.key=value"):
         parse_override("text_detection.thresh")
 
 

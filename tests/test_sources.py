@@ -51,9 +51,7 @@ def test_expand_file_uri_folder(tree: Path) -> None:
 def test_expand_glob(tree: Path) -> None:
     assert list(expand_inputs(str(tree / "[ab].*"))) == [str(tree / "a.pdf"), str(tree / "b.png")]
     # A glob matching folders yields only files.
-    assert list(expand_inputs(str(tree / "*"))) == [
-        str(tree / n) for n in ("a.pdf", "b.png", "notes.txt", "z.pdf.bak")
-    ]
+    assert list(expand_inputs(str(tree / "*"))) == [str(tree / n) for n in ("a.pdf", "b.png", "notes.txt", "z.pdf.bak")]
     assert list(expand_inputs(str(tree / "**" / "*.tiff"))) == [str(tree / "sub/deeper/d.tiff")]
     assert list(expand_inputs(str(tree / "*.gif"))) == []
 

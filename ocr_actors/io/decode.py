@@ -7,6 +7,7 @@ subclasses whose ``error_type`` is a short stable code (for error rows).
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -104,13 +105,14 @@ def _to_bgr(img: object) -> np.ndarray:
 
     assert isinstance(img, Image.Image)
     mode = img.mode
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+    if mode.startswith("I;16") or mode == "I":
         arr = np.asarray(img, dtype=np.float64)
-        top = arr.max() if arr.size else 0
-        scale = 255.0 / (65535.0 if top > 255 else 255.0) if mode != "I" or top > 255 else 1.0
-        if mode == "I" and top > 65535:
-            scale = 255.0 / top
-        grey = np.clip(arr * scale, 0, 255).astype(np.uint8)
+        top = float(arr.max()) if arr.size else 0.0
+        if mode.startswith("I;16") or 255 < top <= 65535:
+            arr = arr / 257.0  # the 16-bit range onto 0-255
+        elif top > 65535:
+            arr = arr * (255.0 / top)
+        grey = np.clip(np.round(arr), 0, 255).astype(np.uint8)
         return np.ascontiguousarray(np.repeat(grey[:, :, None], 3, axis=2))
     if mode == "F":
         arr = np.asarray(img, dtype=np.float32)
@@ -138,13 +140,14 @@ def decode_image(data: bytes, max_pixels: int) -> Iterator[Page]:
     from PIL import Image, ImageFile, ImageOps, ImageSequence, UnidentifiedImageError
 
     ImageFile.LOAD_TRUNCATED_IMAGES = False
+    # Our own ``max_pixels`` check below is the guard; Pillow's global one must not be stricter.
+    if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < max_pixels:
+        Image.MAX_IMAGE_PIXELS = max_pixels
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as exc:
-        raise TooLargeInputError(f"image exceeds the pixel limit: {exc}") from exc
-    except Image.DecompressionBombWarning as exc:
         raise TooLargeInputError(f"image exceeds the pixel limit: {exc}") from exc
     except UnidentifiedImageError as exc:
         raise CorruptInputError("cannot identify the image data (corrupt or unsupported image)") from exc
@@ -188,6 +191,10 @@ def pdf_page_count(data: bytes) -> int:
         return len(pdf)
 
 
+_ZERO_PAGES = re.compile(rb"/Type\s*/Pages\b[^>]*?/Count\s+0\b|/Count\s+0\b[^>]*?/Type\s*/Pages\b")
+"""PDFium refuses to open page-less PDFs; this recognises their page tree."""
+
+
 class _open_pdf:
     """Context manager around ``pypdfium2.PdfDocument`` mapping failures to InputError."""
 
@@ -204,6 +211,8 @@ class _open_pdf:
             message = str(exc)
             if "password" in message.lower() or "security" in message.lower():
                 raise EncryptedInputError("the PDF is encrypted (password required)") from exc
+            if _ZERO_PAGES.search(self._data):
+                raise EmptyInputError("the PDF has no pages") from exc
             if not self._data.rstrip().endswith(b"%%EOF") and len(self._data) < 1 << 30:
                 raise TruncatedInputError(f"cannot open the PDF (truncated?): {message}") from exc
             raise CorruptInputError(f"cannot open the PDF: {message}") from exc
