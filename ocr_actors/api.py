@@ -31,7 +31,7 @@ class OCRPipeline:
 
     def predict(
         self,
-        input: PipelineInput,  # noqa: A002 - the reference's name
+        input: PipelineInput,
         *,
         use_doc_orientation_classify: bool | None = None,
         use_doc_unwarping: bool | None = None,
@@ -81,7 +81,7 @@ class OCRPipeline:
         for (path, page_index, image), page in zip(chunk, pages, strict=True):
             yield OCRResult(page, path, page_index, image)
 
-    def _pages(self, input: PipelineInput) -> Iterator[tuple[str | None, int | None, np.ndarray]]:  # noqa: A002
+    def _pages(self, input: PipelineInput) -> Iterator[tuple[str | None, int | None, np.ndarray]]:
         items: Iterable[Any] = [input] if isinstance(input, (str, Path, np.ndarray)) else input
         cfg = self.config.input
         for item in items:

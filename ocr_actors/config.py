@@ -143,7 +143,7 @@ class OCRConfig:
 def _coerce(value: Any, annotation: Any, where: str) -> Any:
     """Convert a YAML/CLI value to a field's annotated type."""
     if isinstance(annotation, str):
-        annotation = eval(annotation, vars(typing) | globals())  # noqa: S307 - our own annotations
+        annotation = eval(annotation, vars(typing) | globals())
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
@@ -190,9 +190,7 @@ def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "") -> T:
             f"valid keys here: {', '.join(sorted(known))}"
         )
     hints = typing.get_type_hints(cls)
-    kwargs = {
-        name: _coerce(value, hints[name], f"{where}.{name}" if where else name) for name, value in data.items()
-    }
+    kwargs = {name: _coerce(value, hints[name], f"{where}.{name}" if where else name) for name, value in data.items()}
     return cls(**kwargs)
 
 

@@ -66,9 +66,7 @@ def crop_quad(image: np.ndarray, quad: np.ndarray) -> np.ndarray:
     width, height = max(width, 1), max(height, 1)
     target = np.array([[0, 0], [width, 0], [width, height], [0, height]], dtype=np.float32)
     matrix = cv2.getPerspectiveTransform(q, target)
-    crop = cv2.warpPerspective(
-        image, matrix, (width, height), borderMode=cv2.BORDER_REPLICATE, flags=cv2.INTER_CUBIC
-    )
+    crop = cv2.warpPerspective(image, matrix, (width, height), borderMode=cv2.BORDER_REPLICATE, flags=cv2.INTER_CUBIC)
     if crop.shape[0] >= TALL_CROP_RATIO * crop.shape[1]:
         crop = np.ascontiguousarray(np.rot90(crop))
     return crop
@@ -242,11 +240,7 @@ def reading_order(quads: np.ndarray) -> np.ndarray:
     section_tops = [-np.inf] + [float((boxes[s, 1] + boxes[s, 3]) / 2) for s in spanning] + [np.inf]
     for k in range(len(section_tops) - 1):
         top, bottom = section_tops[k], section_tops[k + 1]
-        members = [
-            i
-            for i in range(n)
-            if i not in span_set and top <= (boxes[i, 1] + boxes[i, 3]) / 2 < bottom
-        ]
+        members = [i for i in range(n) if i not in span_set and top <= (boxes[i, 1] + boxes[i, 3]) / 2 < bottom]
         by_column: dict[int, list[int]] = {}
         for i in members:
             centre = (boxes[i, 0] + boxes[i, 2]) / 2

@@ -46,7 +46,8 @@ def box_score(prob: np.ndarray, quad: np.ndarray) -> float:
     mask = np.zeros((y_max - y_min + 1, x_max - x_min + 1), dtype=np.uint8)
     shifted = (quad - np.array([x_min, y_min], dtype=np.float32)).astype(np.int32)
     cv2.fillPoly(mask, [shifted], 1)
-    return float(cv2.mean(prob[y_min : y_max + 1, x_min : x_max + 1], mask)[0])
+    mean = cv2.mean(prob[y_min : y_max + 1, x_min : x_max + 1], mask)
+    return float(mean[0])  # type: ignore[index]
 
 
 def unclip(quad: np.ndarray, unclip_ratio: float) -> np.ndarray | None:
@@ -67,9 +68,7 @@ def unclip(quad: np.ndarray, unclip_ratio: float) -> np.ndarray | None:
     return np.asarray(expanded[0], dtype=np.int32).reshape(-1, 1, 2)
 
 
-def db_boxes(
-    prob: np.ndarray, source_shape: tuple[int, int], params: DBParams
-) -> tuple[np.ndarray, np.ndarray]:
+def db_boxes(prob: np.ndarray, source_shape: tuple[int, int], params: DBParams) -> tuple[np.ndarray, np.ndarray]:
     """Extract text quads from a DB probability map.
 
     Steps: binarise at ``thresh`` -> contours -> min-area quad -> mean probability
@@ -89,7 +88,7 @@ def db_boxes(
     src_h, src_w = source_shape
     bitmap = (prob > params.thresh).astype(np.uint8)
     if params.use_dilation:
-        bitmap = cv2.dilate(bitmap, np.ones((2, 2), np.uint8))
+        bitmap = np.asarray(cv2.dilate(bitmap, np.ones((2, 2), np.uint8)), dtype=np.uint8)
     contours, _ = cv2.findContours(bitmap, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
     scale = np.array([src_w / width, src_h / height], dtype=np.float32)
     quads: list[np.ndarray] = []

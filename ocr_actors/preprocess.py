@@ -140,9 +140,7 @@ def batches_by_aspect_ratio(
     batches: list[Batch] = []
     current: list[int] = []
     for i in order:
-        if current and (
-            len(current) >= batch_size or ratios[i] > max_width_spread * max(ratios[current[0]], 1.0)
-        ):
+        if current and (len(current) >= batch_size or ratios[i] > max_width_spread * max(ratios[current[0]], 1.0)):
             batches.append(Batch(tuple(current)))
             current = []
         current.append(i)
@@ -179,7 +177,7 @@ def prepare_doc_orientation_input(image: np.ndarray, short_side: int = 256, crop
     """
     h, w = image.shape[:2]
     scale = short_side / min(h, w)
-    new_w, new_h = max(int(round(w * scale)), crop), max(int(round(h * scale)), crop)
+    new_w, new_h = max(round(w * scale), crop), max(round(h * scale), crop)
     resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
     top, left = (new_h - crop) // 2, (new_w - crop) // 2
     patch = resized[top : top + crop, left : left + crop, ::-1]

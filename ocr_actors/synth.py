@@ -17,15 +17,85 @@ import numpy as np
 
 from ocr_actors.geometry import rotate_image, unrotate_points
 
-WORDS = (
-    "the quarterly report shows revenue growth across all regions while operating costs "
-    "remained stable compared with last year board approved new investment program for "
-    "digital archive services customers received invoices within thirty days and payment "
-    "terms were extended for public libraries museums universities the committee reviewed "
-    "records from northern southern offices scanning project completed ahead of schedule "
-    "quality checks found fewer errors than expected staff training continued through "
-    "autumn winter spring summer each department submitted budget forecasts"
-).split()
+WORDS = [
+    "the",
+    "quarterly",
+    "report",
+    "shows",
+    "revenue",
+    "growth",
+    "across",
+    "all",
+    "regions",
+    "while",
+    "operating",
+    "costs",
+    "remained",
+    "stable",
+    "compared",
+    "with",
+    "last",
+    "year",
+    "board",
+    "approved",
+    "new",
+    "investment",
+    "program",
+    "for",
+    "digital",
+    "archive",
+    "services",
+    "customers",
+    "received",
+    "invoices",
+    "within",
+    "thirty",
+    "days",
+    "and",
+    "payment",
+    "terms",
+    "were",
+    "extended",
+    "for",
+    "public",
+    "libraries",
+    "museums",
+    "universities",
+    "the",
+    "committee",
+    "reviewed",
+    "records",
+    "from",
+    "northern",
+    "southern",
+    "offices",
+    "scanning",
+    "project",
+    "completed",
+    "ahead",
+    "of",
+    "schedule",
+    "quality",
+    "checks",
+    "found",
+    "fewer",
+    "errors",
+    "than",
+    "expected",
+    "staff",
+    "training",
+    "continued",
+    "through",
+    "autumn",
+    "winter",
+    "spring",
+    "summer",
+    "each",
+    "department",
+    "submitted",
+    "budget",
+    "forecasts",
+]
 CHINESE = ("文档识别", "年度报告", "数字档案", "客户服务", "质量检查", "项目完成", "北京上海", "发票金额")
 CURRENCY = ("$", "€", "£")
 
@@ -93,7 +163,8 @@ def _font(path: str, size: int):  # type: ignore[no-untyped-def]
 def random_line(rng: random.Random, max_words: int, kind: str = "prose") -> str:
     """A line of words, numbers, amounts or Chinese, depending on ``kind``."""
     if kind == "number":
-        return f"No. {rng.randint(1000, 99999)}-{rng.randint(10, 99)} dated {rng.randint(1, 28):02d}/{rng.randint(1, 12):02d}/20{rng.randint(10, 30)}"
+        day, month, year = rng.randint(1, 28), rng.randint(1, 12), rng.randint(2010, 2030)
+        return f"No. {rng.randint(1000, 99999)}-{rng.randint(10, 99)} dated {day:02d}/{month:02d}/{year}"
     if kind == "currency":
         symbol = rng.choice(CURRENCY)
         return f"Total {rng.choice(WORDS)} {symbol}{rng.randint(1, 9999)}.{rng.randint(0, 99):02d}"
@@ -144,12 +215,13 @@ def render_page(
     y = margin
 
     def place(text: str, x: int, y: int, path: str, size: int) -> int:
+        """Draw one line and record its truth; returns the line's bottom y."""
         font = _font(path, size)
         left, top, right, bottom = draw.textbbox((x, y), text, font=font)
         draw.text((x, y), text, fill=(rng.randint(0, 40),) * 3, font=font)
         quad = np.array([[left, top], [right, top], [right, bottom], [left, bottom]], dtype=np.float32)
         lines.append(TruthLine(text, quad))
-        return bottom
+        return int(bottom)
 
     if title:
         size = int((font_size or 28) * 1.5)
@@ -179,11 +251,17 @@ def render_page(
             size = font_size or 26
             path = fonts[0]
             bottoms = []
-            cells = [rng.choice(WORDS).capitalize(), str(rng.randint(1, 999)), f"{rng.choice(CURRENCY)}{rng.randint(1, 999)}.{rng.randint(0, 99):02d}"]
+            cells = [
+                rng.choice(WORDS).capitalize(),
+                str(rng.randint(1, 999)),
+                f"{rng.choice(CURRENCY)}{rng.randint(1, 999)}.{rng.randint(0, 99):02d}",
+            ]
             for c, cell in enumerate(cells):
                 bottoms.append(place(cell, margin + c * cell_w + 10, y, path, size))
             for c in range(4):
-                draw.line([(margin + c * cell_w, y - 6), (margin + c * cell_w, max(bottoms) + 6)], fill=(0, 0, 0), width=1)
+                draw.line(
+                    [(margin + c * cell_w, y - 6), (margin + c * cell_w, max(bottoms) + 6)], fill=(0, 0, 0), width=1
+                )
             draw.line([(margin, y - 6), (margin + 3 * cell_w, y - 6)], fill=(0, 0, 0), width=1)
             y = max(bottoms) + int(size * 0.9)
             if y > height - margin - 2 * size:
@@ -192,9 +270,7 @@ def render_page(
     if skew_degrees:
         matrix = cv2.getRotationMatrix2D((width / 2, height / 2), skew_degrees, 1.0)
         image = cv2.warpAffine(image, matrix, (width, height), borderValue=(255, 255, 255))
-        lines = [
-            TruthLine(t.text, (np.c_[t.quad, np.ones(4)] @ matrix.T).astype(np.float32)) for t in lines
-        ]
+        lines = [TruthLine(t.text, (np.c_[t.quad, np.ones(4)] @ matrix.T).astype(np.float32)) for t in lines]
     if noise:
         noisy = image.astype(np.float32) + np.random.default_rng(seed).normal(0, noise, image.shape)
         image = np.clip(noisy, 0, 255).astype(np.uint8)
@@ -202,7 +278,8 @@ def render_page(
         rotated = rotate_image(image, rotation)
         # unrotate_points maps rotated->original; to go original->rotated use the inverse turn.
         lines = [
-            TruthLine(t.text, unrotate_points(t.quad, (360 - rotation) % 360, image.shape[:2])) for t in lines
+            TruthLine(t.text, unrotate_points(t.quad, (360 - rotation) % 360, (image.shape[0], image.shape[1])))
+            for t in lines
         ]
         image = rotated
     return SyntheticPage(image=image, lines=lines, rotation=rotation % 360)

@@ -88,7 +88,7 @@ def test_inputs_folder_list_glob_and_array(pipeline, sample_dir):
 
 
 def test_per_call_switches_do_not_change_the_pipeline(pipeline, sample_dir):
-    folder, pages = sample_dir
+    _, pages = sample_dir
     strict = next(pipeline.predict(pages[0].image, text_rec_score_thresh=1.01, text_det_box_thresh=0.5))
     assert strict["rec_texts"] == []
     assert len(strict["dt_polys"]) == 4
@@ -119,7 +119,8 @@ def test_save_to_json_and_img(pipeline, sample_dir, tmp_path):
     assert annotated.shape == (h, 2 * w, 3)
     # Left half is the page with tinted text boxes; right half renders the texts on white.
     assert annotated[:, w:].mean() > 240
-    result.print(file=open(tmp_path / "printed.txt", "w"))
+    with open(tmp_path / "printed.txt", "w") as fh:
+        result.print(file=fh)
     assert "rec_texts" in (tmp_path / "printed.txt").read_text()
 
 
@@ -143,10 +144,10 @@ def test_bad_files_raise_clear_errors(pipeline, tmp_path, content, error):
 
 def test_truncated_png_and_huge_image(pipeline, tmp_path):
     page = render_page(seed=300, lines_per_column=2)
-    ok, encoded = cv2.imencode(".png", page.image)
+    _, encoded = cv2.imencode(".png", page.image)
     truncated = tmp_path / "cut.png"
     truncated.write_bytes(encoded.tobytes()[: len(encoded) // 2])
-    with pytest.raises((TruncatedInputError, CorruptInputError), match="truncated|decode"):
+    with pytest.raises((TruncatedInputError, CorruptInputError), match=r"truncated|decode"):
         next(pipeline.predict(str(truncated)))
     guarded = create_pipeline("OCR", engine__threads=2, input__max_pixels=1_000_000)
     big = tmp_path / "big.png"
@@ -160,7 +161,7 @@ def test_truncated_png_and_huge_image(pipeline, tmp_path):
 
 
 def test_config_errors_are_clear():
-    with pytest.raises(ConfigError, match="text_detection.tresh"):
+    with pytest.raises(ConfigError, match=r"text_detection\.tresh"):
         create_pipeline("OCR", text_detection__tresh=0.3)
     with pytest.raises(ValueError, match="OCR"):
         create_pipeline("layout")

@@ -70,7 +70,7 @@ PDF_MAGIC = b"%PDF"
 
 
 def sniff_kind(data: bytes) -> str:
-    """"pdf" or "image" from the leading bytes; raises for empty or unknown content."""
+    """ "pdf" or "image" from the leading bytes; raises for empty or unknown content."""
     if not data:
         raise EmptyInputError("the input is empty (0 bytes)")
     head = data[:1024].lstrip()
@@ -141,7 +141,7 @@ def decode_image(data: bytes, max_pixels: int) -> Iterator[Page]:
 
     ImageFile.LOAD_TRUNCATED_IMAGES = False
     # Our own ``max_pixels`` check below is the guard; Pillow's global one must not be stricter.
-    if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < max_pixels:
+    if Image.MAX_IMAGE_PIXELS is not None and max_pixels > Image.MAX_IMAGE_PIXELS:
         Image.MAX_IMAGE_PIXELS = max_pixels
     try:
         with warnings.catch_warnings():
@@ -209,7 +209,8 @@ class _open_pdf:
             self._pdf = pdfium.PdfDocument(self._data)
         except pdfium.PdfiumError as exc:
             message = str(exc)
-            if "password" in message.lower() or "security" in message.lower():
+            # PDFium's last-error code can be stale, so confirm from the bytes themselves.
+            if b"/Encrypt" in self._data and ("password" in message.lower() or "security" in message.lower()):
                 raise EncryptedInputError("the PDF is encrypted (password required)") from exc
             if _ZERO_PAGES.search(self._data):
                 raise EmptyInputError("the PDF has no pages") from exc
@@ -249,7 +250,8 @@ def rasterize_pdf(
                 pixels = (width_pt * dpi / 72) * (height_pt * dpi / 72)
                 if pixels > max_pixels:
                     raise TooLargeInputError(
-                        f"page {index} would render to {int(pixels)} pixels at {dpi} dpi, above the limit of {max_pixels}"
+                        f"page {index} would render to {int(pixels)} pixels at {dpi} dpi, "
+                        f"above the limit of {max_pixels}"
                     )
                 bitmap = page.render(scale=dpi / 72, may_draw_forms=True)
                 try:

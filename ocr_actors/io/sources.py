@@ -32,9 +32,7 @@ def _with_scheme(uri: str, path: str) -> str:
     return path
 
 
-def expand_inputs(
-    inputs: str | Iterable[str], storage_options: Mapping[str, Any] | None = None
-) -> Iterator[str]:
+def expand_inputs(inputs: str | Iterable[str], storage_options: Mapping[str, Any] | None = None) -> Iterator[str]:
     """Expand paths, folders (recursively), globs and URIs into document URIs, sorted per input.
 
     Folders yield files with a known image/PDF suffix; a path named explicitly is yielded

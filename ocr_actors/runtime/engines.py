@@ -90,7 +90,8 @@ class OpenVINOSession:
             config["INFERENCE_NUM_THREADS"] = threads
         model = core.read_model(str(model_file))
         rt_info = model.get_rt_info()
-        framework = rt_info["framework"] if "framework" in rt_info.keys() else {}
+        has_framework = "framework" in rt_info.keys()  # noqa: SIM118 - RTMap has no __contains__
+        framework = rt_info["framework"] if has_framework else {}
         keys = framework.keys() if isinstance(framework, dict) else []
         self.metadata = {str(k): model.get_rt_info(["framework", str(k)]).astype(str) for k in keys}
         self._compiled = core.compile_model(model, "CPU", config)
@@ -138,7 +139,7 @@ class PaddleSession:
         self._input = self._predictor.get_input_handle(self._predictor.get_input_names()[0])
         self._output = self._predictor.get_output_handle(self._predictor.get_output_names()[0])
         self.input_dtype = np.dtype(np.float32)
-        self.metadata = {}
+        self.metadata: dict[str, str] = {}
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         self._input.copy_from_cpu(np.ascontiguousarray(batch, dtype=np.float32))

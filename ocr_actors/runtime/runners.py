@@ -30,7 +30,9 @@ from ocr_actors.runtime.models import ModelNotFoundError, ResolvedModel, resolve
 def open_model(name: str, engine: EngineConfig) -> tuple[ResolvedModel, InferenceSession]:
     """Resolve a model name/path/URI and open it with the configured engine."""
     resolved = resolve_model(name, engine.engine)
-    session = create_session(resolved.path_for(engine.engine), engine.engine, engine.device, engine.threads, engine.precision)
+    session = create_session(
+        resolved.path_for(engine.engine), engine.engine, engine.device, engine.threads, engine.precision
+    )
     return resolved, session
 
 
@@ -78,7 +80,9 @@ class TextDetector:
             db=DBParams(
                 thresh=config.thresh if config.thresh is not None else float(defaults["thresh"]),
                 box_thresh=config.box_thresh if config.box_thresh is not None else float(defaults["box_thresh"]),
-                unclip_ratio=config.unclip_ratio if config.unclip_ratio is not None else float(defaults["unclip_ratio"]),
+                unclip_ratio=config.unclip_ratio
+                if config.unclip_ratio is not None
+                else float(defaults["unclip_ratio"]),
                 max_candidates=config.max_candidates
                 if config.max_candidates is not None
                 else int(defaults["max_candidates"]),
@@ -93,7 +97,10 @@ class TextDetector:
         Images whose resized shapes match are run as one batch.
         """
         p = params or self.default_params
-        shapes = [det_resize_shape(im.shape[0], im.shape[1], p.limit_side_len, p.limit_type, p.max_side_limit) for im in images]
+        shapes = [
+            det_resize_shape(im.shape[0], im.shape[1], p.limit_side_len, p.limit_type, p.max_side_limit)
+            for im in images
+        ]
         results: list[Detection | None] = [None] * len(images)
         groups: dict[tuple[int, int], list[int]] = {}
         for i, shape in enumerate(shapes):
@@ -113,7 +120,9 @@ class TextDetector:
 class TextRecognizer:
     """PP-OCR CTC recogniser: resize/pad by aspect ratio -> session -> greedy CTC."""
 
-    def __init__(self, model: str, engine: EngineConfig, batch_size: int = 8, min_width: int = 320, max_width: int = 3200) -> None:
+    def __init__(
+        self, model: str, engine: EngineConfig, batch_size: int = 8, min_width: int = 320, max_width: int = 3200
+    ) -> None:
         self.model_name = model
         self._model, self._session = open_model(model, engine)
         dictionary = self._model.dictionary
