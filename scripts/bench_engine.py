@@ -16,7 +16,10 @@ Each engine is loaded and warmed on the first page, then the whole page loop is 
 (wall clock). Peak RSS is the worker's ``ru_maxrss``. Accuracy is scored against the
 rendered ground truth: detection Hmean at IoU 0.5 (polygon IoU, greedy one-to-one
 matching), CER and WER of the page text (lines in the engine's reading order vs the
-truth's), and an order-independent line CER (lines matched by IoU first).
+truth's), and an order-independent line CER (lines paired by IoU >= 0.1 first, unpaired
+lines counting in full). The truth quads are tight to the ink while PP-OCR pads its boxes,
+so short words (1-3 characters) often fall under IoU 0.5: compare det Hmean across
+engines, not against 1.0.
 
 Usage::
 
@@ -54,6 +57,10 @@ import numpy as np
 
 IOU_THRESHOLD = 0.5
 """A detected line counts as found when its IoU with an unmatched truth line reaches this."""
+
+LINE_MATCH_IOU = 0.1
+"""Looser IoU for pairing lines in the order-independent CER: it compares texts, and the
+truth quads are tight to the ink while PP-OCR boxes are padded (short words rarely reach 0.5)."""
 
 RAPIDOCR_KINDS = ("rapidocr", "rapidocr_onnxruntime")
 """Engine kinds that can serve as the reference row (the fastest of them does)."""
@@ -276,21 +283,21 @@ class Line:
 def score_page(lines: Sequence[Line], truth: TruthPage, iou_threshold: float = IOU_THRESHOLD) -> Counts:
     """Detection, page-text and line-text error counts of one page."""
     iou = iou_matrix([ln.quad for ln in lines], truth.quads)
-    pairs = greedy_match(iou, iou_threshold)
+    detected = greedy_match(iou, iou_threshold)
     page_pred = normalise_text(ln.text for ln in lines)
     page_truth = normalise_text(truth.texts)
     char_err, chars = char_errors(page_pred, page_truth)
     word_err, words = word_errors(page_pred, page_truth)
-    # Order-independent: matched lines compare their texts, unmatched ones count in full.
-    line_err = 0
-    matched_pred = {p for p, _ in pairs}
-    matched_truth = {t for _, t in pairs}
-    for p, t in pairs:
-        line_err += levenshtein(normalise_text([lines[p].text]), normalise_text([truth.texts[t]]))
-    line_err += sum(len(normalise_text([lines[p].text])) for p in range(len(lines)) if p not in matched_pred)
-    line_err += sum(len(normalise_text([truth.texts[t]])) for t in range(len(truth.texts)) if t not in matched_truth)
-    line_chars = sum(len(normalise_text([text])) for text in truth.texts)
-    return Counts(len(pairs), len(lines), len(truth.texts), char_err, chars, word_err, words, line_err, line_chars)
+    # Order-independent: paired lines compare their texts, unpaired ones count in full.
+    pred_texts = [normalise_text([ln.text]) for ln in lines]
+    truth_texts = [normalise_text([text]) for text in truth.texts]
+    pairs = greedy_match(iou, LINE_MATCH_IOU)
+    line_err = sum(levenshtein(pred_texts[p], truth_texts[t]) for p, t in pairs)
+    paired_pred, paired_truth = {p for p, _ in pairs}, {t for _, t in pairs}
+    line_err += sum(len(text) for p, text in enumerate(pred_texts) if p not in paired_pred)
+    line_err += sum(len(text) for t, text in enumerate(truth_texts) if t not in paired_truth)
+    line_chars = sum(len(text) for text in truth_texts)
+    return Counts(len(detected), len(lines), len(truth.texts), char_err, chars, word_err, words, line_err, line_chars)
 
 
 # ============================================================================ engines (worker side)
@@ -849,6 +856,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(f"  Ours: page orientation classification {args.orientation}; RapidOCR has no page orientation step.")
     print("  setup s = load + warm-up on page 1; CER/WER compare the lines in the engine's order with the truth's.")
+    print(
+        f"  det Hmean at IoU {args.iou}: truth boxes are tight to the ink, PP-OCR boxes are padded, so short words "
+        "can miss; compare it across engines. line CER pairs lines at IoU >= 0.1, whatever their order."
+    )
+    base = [r.base_rss_mb for r in results if r.ok]
+    if base:
+        print(
+            f"  Peak RSS includes the interpreter and the {len(specs)} pages held in memory "
+            f"({min(base):.0f}-{max(base):.0f} MB before the engine was imported)."
+        )
     disturbed = [r for r in results if r.ok and (r.foreign_cpu or 0.0) > BUSY_WARNING_CORES]
     if disturbed:
         worst = max(disturbed, key=lambda r: r.foreign_cpu or 0.0)
