@@ -39,6 +39,12 @@ class EngineConfig:
     threads: int = 0
     precision: str = "f32"
 
+    def __post_init__(self) -> None:
+        _check(self.engine in ("onnxruntime", "openvino", "paddle"), "engine.engine", self.engine)
+        _check(self.device == "cpu" or self.device.startswith("gpu"), "engine.device", self.device)
+        _check(self.threads >= 0, "engine.threads", self.threads)
+        _check(self.precision in ("f32", "bf16"), "engine.precision", self.precision)
+
 
 @dataclass(frozen=True)
 class DocPreprocessorConfig:
@@ -71,6 +77,10 @@ class TextDetectionConfig:
     min_size: int = 3
     use_dilation: bool = False
 
+    def __post_init__(self) -> None:
+        _check(self.limit_type in ("max", "min", "resize_long"), "text_detection.limit_type", self.limit_type)
+        _check(self.limit_side_len > 0, "text_detection.limit_side_len", self.limit_side_len)
+
 
 @dataclass(frozen=True)
 class TextlineOrientationConfig:
@@ -98,6 +108,8 @@ class TextRecognitionConfig:
     Attributes:
         batch_size: crops per model call, grouped by aspect ratio across pages.
         min_width: each batch is padded to at least this width (the reference uses 320).
+        width_scale: horizontal scale applied to every crop before recognition; below 1
+            it trades a little accuracy on condensed fonts for speed (see README).
         score_thresh: lines scoring below are dropped from ``rec_texts``.
     """
 
@@ -105,7 +117,12 @@ class TextRecognitionConfig:
     batch_size: int = 8
     min_width: int = 320
     max_width: int = 3200
+    width_scale: float = 1.0
     score_thresh: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check(self.batch_size >= 1, "text_recognition.batch_size", self.batch_size)
+        _check(0.2 <= self.width_scale <= 2.0, "text_recognition.width_scale", self.width_scale)
 
 
 @dataclass(frozen=True)
@@ -138,6 +155,11 @@ class OCRConfig:
     input: InputConfig = field(default_factory=InputConfig)
     page_batch_size: int = 4
     """Pages processed together, so recognition batches mix crops of several pages."""
+
+
+def _check(ok: bool, key: str, value: Any) -> None:
+    if not ok:
+        raise ConfigError(f"invalid value for {key}: {value!r}")
 
 
 def _coerce(value: Any, annotation: Any, where: str) -> Any:

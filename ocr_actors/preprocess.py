@@ -84,24 +84,32 @@ def stack_padded(chw_images: Sequence[np.ndarray]) -> np.ndarray:
 # --------------------------------------------------------------------------- recognition
 
 
-def rec_resized_width(crop_h: int, crop_w: int, height: int = 48, max_width: int = 3200) -> int:
-    """Width a crop gets when resized to ``height`` keeping its aspect ratio (capped)."""
-    ratio = crop_w / max(crop_h, 1)
+def rec_resized_width(
+    crop_h: int, crop_w: int, height: int = 48, max_width: int = 3200, width_scale: float = 1.0
+) -> int:
+    """Width a crop gets when resized to ``height`` keeping its aspect ratio (times
+    ``width_scale``), capped at ``max_width``."""
+    ratio = width_scale * crop_w / max(crop_h, 1)
     return int(min(max(math.ceil(height * ratio), 1), max_width))
 
 
 def prepare_rec_batch(
-    crops: Sequence[np.ndarray], height: int = 48, min_width: int = 320, max_width: int = 3200
+    crops: Sequence[np.ndarray],
+    height: int = 48,
+    min_width: int = 320,
+    max_width: int = 3200,
+    width_scale: float = 1.0,
 ) -> np.ndarray:
     """Resize crops to ``height`` keeping aspect ratio, normalise to [-1, 1], right-pad.
 
     The batch is padded to the widest resized crop, but to at least ``min_width``
     (the reference pads to 320; a smaller value avoids work on short lines).
+    ``width_scale`` < 1 narrows every crop horizontally (fewer CTC steps, less compute).
 
     Returns:
         ``(N, 3, height, W)`` float32 with ``W = max(min_width, widest crop)``.
     """
-    widths = [rec_resized_width(c.shape[0], c.shape[1], height, max_width) for c in crops]
+    widths = [rec_resized_width(c.shape[0], c.shape[1], height, max_width, width_scale) for c in crops]
     batch_w = max(min_width, max(widths))
     out = np.zeros((len(crops), 3, height, batch_w), dtype=np.float32)
     for i, (crop, w) in enumerate(zip(crops, widths, strict=True)):

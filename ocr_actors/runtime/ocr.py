@@ -180,8 +180,7 @@ class OCREngine:
     def __init__(self, config: OCRConfig) -> None:
         self.config = config
         self.detector = TextDetector(config.text_detection, config.engine)
-        rec = config.text_recognition
-        self.recognizer = TextRecognizer(rec.model, config.engine, rec.batch_size, rec.min_width, rec.max_width)
+        self.recognizer = TextRecognizer(config.text_recognition, config.engine)
         self._orientation: DocOrientationClassifier | None = None
         self._unwarper: DocUnwarper | None = None
         self._textline: TextlineClassifier | None = None

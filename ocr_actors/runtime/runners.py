@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ocr_actors.config import EngineConfig, TextDetectionConfig
+from ocr_actors.config import EngineConfig, TextDetectionConfig, TextRecognitionConfig
 from ocr_actors.geometry import rotate_image
 from ocr_actors.postprocess import DBParams, ctc_characters, ctc_greedy_decode, db_boxes, filter_tiny_quads
 from ocr_actors.preprocess import (
@@ -120,30 +120,28 @@ class TextDetector:
 class TextRecognizer:
     """PP-OCR CTC recogniser: resize/pad by aspect ratio -> session -> greedy CTC."""
 
-    def __init__(
-        self, model: str, engine: EngineConfig, batch_size: int = 8, min_width: int = 320, max_width: int = 3200
-    ) -> None:
-        self.model_name = model
-        self._model, self._session = open_model(model, engine)
+    def __init__(self, config: TextRecognitionConfig, engine: EngineConfig) -> None:
+        self.model_name = config.model
+        self.config = config
+        self._model, self._session = open_model(config.model, engine)
         dictionary = self._model.dictionary
         if dictionary is None:
             metadata = self._session.metadata
             if "character" not in metadata:
                 raise ModelNotFoundError(
-                    f"no dictionary found for recognition model {model!r}: put inference.yml or a *dict*.txt beside it"
+                    f"no dictionary found for recognition model {config.model!r}: "
+                    "put inference.yml or a *dict*.txt beside it"
                 )
             dictionary = tuple(metadata["character"].splitlines())
         self.characters = ctc_characters(dictionary)
-        self.batch_size = batch_size
-        self.min_width = min_width
-        self.max_width = max_width
 
     def recognize(self, crops: Sequence[np.ndarray]) -> list[tuple[str, float]]:
         """Read BGR line crops; returns ``(text, score)`` in the order of ``crops``."""
         results: list[tuple[str, float]] = [("", 0.0)] * len(crops)
-        for batch in batches_by_aspect_ratio([c.shape[:2] for c in crops], self.batch_size):
+        cfg = self.config
+        for batch in batches_by_aspect_ratio([c.shape[:2] for c in crops], cfg.batch_size):
             members = [crops[i] for i in batch.indices]
-            probs = self._session.run(prepare_rec_batch(members, 48, self.min_width, self.max_width))
+            probs = self._session.run(prepare_rec_batch(members, 48, cfg.min_width, cfg.max_width, cfg.width_scale))
             for i, decoded in zip(batch.indices, ctc_greedy_decode(probs, self.characters), strict=True):
                 results[i] = decoded
         return results
