@@ -110,6 +110,8 @@ class TextRecognitionConfig:
         min_width: each batch is padded to at least this width (the reference uses 320).
         width_scale: horizontal scale applied to every crop before recognition; below 1
             it trades a little accuracy on condensed fonts for speed (see README).
+        space_bias: CTC decoding favours the space class by this factor (PP-OCR models
+            under-predict spaces between words); 1.0 is plain greedy decoding.
         score_thresh: lines scoring below are dropped from ``rec_texts``.
     """
 
@@ -118,11 +120,13 @@ class TextRecognitionConfig:
     min_width: int = 320
     max_width: int = 3200
     width_scale: float = 1.0
+    space_bias: float = 4.0
     score_thresh: float = 0.0
 
     def __post_init__(self) -> None:
         _check(self.batch_size >= 1, "text_recognition.batch_size", self.batch_size)
         _check(0.2 <= self.width_scale <= 2.0, "text_recognition.width_scale", self.width_scale)
+        _check(self.space_bias >= 1.0, "text_recognition.space_bias", self.space_bias)
 
 
 @dataclass(frozen=True)

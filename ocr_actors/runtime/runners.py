@@ -142,7 +142,8 @@ class TextRecognizer:
         for batch in batches_by_aspect_ratio([c.shape[:2] for c in crops], cfg.batch_size):
             members = [crops[i] for i in batch.indices]
             probs = self._session.run(prepare_rec_batch(members, 48, cfg.min_width, cfg.max_width, cfg.width_scale))
-            for i, decoded in zip(batch.indices, ctc_greedy_decode(probs, self.characters), strict=True):
+            decoded_batch = ctc_greedy_decode(probs, self.characters, cfg.space_bias)
+            for i, decoded in zip(batch.indices, decoded_batch, strict=True):
                 results[i] = decoded
         return results
 
