@@ -66,7 +66,7 @@ class TextDetectionConfig:
         thresh / box_thresh / unclip_ratio / max_candidates: DB post-processing.
     """
 
-    model: str = "PP-OCRv6_small_det"
+    model: str = "PP-OCRv6_tiny_det"
     limit_side_len: int = 960
     limit_type: str = "max"
     max_side_limit: int = 4000
@@ -115,11 +115,11 @@ class TextRecognitionConfig:
         score_thresh: lines scoring below are dropped from ``rec_texts``.
     """
 
-    model: str = "PP-OCRv6_small_rec"
+    model: str = "PP-OCRv6_tiny_rec"
     batch_size: int = 8
     min_width: int = 320
     max_width: int = 3200
-    width_scale: float = 1.0
+    width_scale: float = 0.8
     space_bias: float = 4.0
     score_thresh: float = 0.0
 

@@ -138,9 +138,7 @@ def ctc_characters(dictionary: Sequence[str], use_space_char: bool = True) -> li
     return chars
 
 
-def ctc_greedy_decode(
-    probs: np.ndarray, characters: Sequence[str], space_bias: float = 1.0
-) -> list[tuple[str, float]]:
+def ctc_greedy_decode(probs: np.ndarray, characters: Sequence[str], space_bias: float = 1.0) -> list[tuple[str, float]]:
     """Greedy CTC decoding.
 
     Args:

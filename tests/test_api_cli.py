@@ -65,7 +65,7 @@ def test_result_has_the_reference_keys_and_types(pipeline, sample_dir):
         "limit_type": "max",
         "thresh": 0.2,
         "max_side_limit": 4000,
-        "box_thresh": 0.45,
+        "box_thresh": 0.4,
         "unclip_ratio": 1.4,
     }
     assert result["doc_preprocessor_res"]["angle"] == -1
@@ -97,7 +97,7 @@ def test_per_call_switches_do_not_change_the_pipeline(pipeline, sample_dir):
     assert small["text_det_params"]["limit_side_len"] == 640
     again = next(pipeline.predict(pages[0].image))
     assert again["text_rec_score_thresh"] == 0.0
-    assert again["text_det_params"]["box_thresh"] == 0.45
+    assert again["text_det_params"]["box_thresh"] == 0.4
     assert again["rec_texts"] == [line.text for line in pages[0].lines]
     with pytest.raises(ValueError, match="text_det_thresh"):
         next(pipeline.predict(pages[0].image, text_det_thresh=1.5))

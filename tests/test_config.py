@@ -25,12 +25,23 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
+def test_shipped_yaml_presets_load() -> None:
+    root = Path(__file__).resolve().parent.parent / "jobs" / "configs"
+    assert load_config(OCRConfig, root / "ocr_default.yaml") == OCRConfig()
+    accurate = load_config(OCRConfig, root / "ocr_accurate.yaml")
+    assert accurate.text_recognition.model == "PP-OCRv6_small_rec"
+    assert accurate.text_detection.model == "PP-OCRv6_small_det"
+
+
 def test_defaults() -> None:
     cfg = load_config(OCRConfig)
     assert cfg == OCRConfig()
     assert cfg.engine.engine == "onnxruntime"
     assert cfg.engine.device == "cpu"
-    assert cfg.text_detection.model == "PP-OCRv6_small_det"
+    assert cfg.text_detection.model == "PP-OCRv6_tiny_det"
+    assert cfg.text_recognition.model == "PP-OCRv6_tiny_rec"
+    assert cfg.text_recognition.width_scale == 0.8
+    assert cfg.text_recognition.space_bias == 4.0
     assert cfg.text_detection.limit_side_len == 960
     assert cfg.text_detection.limit_type == "max"
     assert cfg.text_detection.thresh is None
