@@ -32,7 +32,6 @@ class OCRResult(dict[str, Any]):
 
     def __init__(self, page: PageOCR, input_path: str | None, page_index: int | None, source_image: np.ndarray) -> None:
         params = page.params
-        prepared = page.prepared
         super().__init__(
             input_path=input_path,
             page_index=page_index,
@@ -47,7 +46,7 @@ class OCRResult(dict[str, Any]):
                     "use_doc_orientation_classify": params.use_doc_orientation_classify,
                     "use_doc_unwarping": params.use_doc_unwarping,
                 },
-                "angle": prepared.angle,
+                "angle": page.frame.angle,
             },
             dt_polys=np.round(page.dt_polys).astype(np.int16),
             text_det_params=params.det.as_reference_dict(),
@@ -78,12 +77,13 @@ class OCRResult(dict[str, Any]):
         """Annotated images (BGR uint8): ``ocr_res_img``; with document preprocessing on,
         also ``preprocessed_img`` (the upright/unwarped page the detector saw)."""
         images = {"ocr_res_img": draw_ocr(self._output_frame_image(), self["rec_polys"], self["rec_texts"])}
-        if self._page.params.use_doc_preprocessor:
-            images["preprocessed_img"] = self._page.prepared.image
+        if self._page.prepared_image is not None:
+            images["preprocessed_img"] = self._page.prepared_image
         return images
 
     def _output_frame_image(self) -> np.ndarray:
-        return self._page.prepared.image if self._page.prepared.unwarped else self._source_image
+        page = self._page
+        return page.prepared_image if page.frame.unwarped and page.prepared_image is not None else self._source_image
 
     # ------------------------------------------------------------------ output
     def print(self, file: Any = None) -> None:

@@ -7,7 +7,7 @@ one; :class:`OCREngine` chains them for the Python API, the CLI and the service.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -41,43 +41,59 @@ class PredictParams:
 
 
 @dataclass(frozen=True)
-class PreparedPage:
-    """A page after document preprocessing.
+class PageFrame:
+    """How the detector's page relates to the page as given.
 
     Attributes:
-        image: the page the detector sees (upright, unwarped if asked), BGR uint8.
         angle: clockwise turn the input page's content shows (0/90/180/270); the page was
             turned counter-clockwise by it to be upright. -1 when not classified.
-        unwarped: True when ``image`` was unwarped; polygons then refer to ``image``.
+        unwarped: True when the page was unwarped; polygons then refer to the unwarped page.
+        upright_shape: ``(H, W)`` of the page the detector saw.
         source_shape: ``(H, W)`` of the page as given.
     """
 
-    image: np.ndarray
     angle: int
     unwarped: bool
+    upright_shape: tuple[int, int]
     source_shape: tuple[int, int]
+
+    @property
+    def output_shape(self) -> tuple[int, int]:
+        """``(H, W)`` of the frame polygons are reported in."""
+        return self.upright_shape if self.unwarped else self.source_shape
+
+
+@dataclass(frozen=True)
+class PreparedPage:
+    """A page after document preprocessing: the BGR uint8 ``image`` the detector sees
+    (upright, unwarped if asked) and its :class:`PageFrame`."""
+
+    image: np.ndarray
+    frame: PageFrame
 
 
 @dataclass(frozen=True)
 class PageOCR:
     """OCR of one page. Polygons are ``(N, 4, 2)`` float32 in the output frame:
-    the page as given, or the unwarped page when ``prepared.unwarped``.
+    the page as given, or the unwarped page when ``frame.unwarped``.
 
     Attributes:
-        dt_polys / dt_scores: every detected line, in reading order.
-        rec_polys / rec_texts / rec_scores / textline_angles: the lines kept after the
-            recognition score threshold, in reading order.
+        dt_polys / dt_scores / textline_angles: every detected line, in reading order.
+        rec_polys / rec_texts / rec_scores: the lines kept after the recognition score
+            threshold, in reading order; ``rec_indices`` are their positions in ``dt_polys``.
+        prepared_image: the page the detector saw, when kept (the API keeps it).
     """
 
-    prepared: PreparedPage
+    frame: PageFrame
     dt_polys: np.ndarray
     dt_scores: np.ndarray
     rec_polys: np.ndarray
     rec_texts: list[str]
     rec_scores: list[float]
     textline_angles: list[int]
+    rec_indices: list[int]
     params: PredictParams
-    extra: dict[str, object] = field(default_factory=dict)
+    prepared_image: np.ndarray | None = None
 
     @property
     def rec_boxes(self) -> np.ndarray:
@@ -129,26 +145,27 @@ def orient_lines(
     return final, angles
 
 
-def to_output_frame(quads: np.ndarray, prepared: PreparedPage) -> np.ndarray:
+def to_output_frame(quads: np.ndarray, frame: PageFrame) -> np.ndarray:
     """Map quads from the detector's frame back to the page as given (unless unwarped)."""
-    if prepared.unwarped or prepared.angle <= 0 or len(quads) == 0:
+    if frame.unwarped or frame.angle <= 0 or len(quads) == 0:
         return quads.astype(np.float32)
     # The upright page is the input turned counter-clockwise by ``angle``.
-    return unrotate_points(quads, prepared.angle, prepared.image.shape[:2])
+    return unrotate_points(quads, frame.angle, frame.upright_shape)
 
 
 def assemble_page(
-    prepared: PreparedPage,
+    frame: PageFrame,
     quads: np.ndarray,
     det_scores: np.ndarray,
     recognized: Sequence[tuple[str, float]],
     textline_angles: Sequence[int] | None,
     params: PredictParams,
+    prepared_image: np.ndarray | None = None,
 ) -> PageOCR:
     """Put a page's lines in reading order, apply the score threshold, map polygons back.
 
     Args:
-        quads: ``(N, 4, 2)`` detector quads in ``prepared.image`` pixels.
+        quads: ``(N, 4, 2)`` detector quads in pixels of the page the detector saw.
         recognized: ``(text, score)`` per quad, same order as ``quads``.
         textline_angles: 0/180 per quad, or None when the classifier was off.
     """
@@ -156,17 +173,19 @@ def assemble_page(
     quads, det_scores = quads[order], det_scores[order]
     recognized = [recognized[i] for i in order]
     angles = [textline_angles[i] for i in order] if textline_angles is not None else [-1] * len(order)
-    output_quads = to_output_frame(quads, prepared)
+    output_quads = to_output_frame(quads, frame)
     keep = [i for i, (text, score) in enumerate(recognized) if text and score >= params.text_rec_score_thresh]
     return PageOCR(
-        prepared=prepared,
+        frame=frame,
         dt_polys=output_quads,
         dt_scores=det_scores,
         rec_polys=output_quads[keep] if keep else np.zeros((0, 4, 2), np.float32),
         rec_texts=[recognized[i][0] for i in keep],
         rec_scores=[recognized[i][1] for i in keep],
         textline_angles=angles,
+        rec_indices=keep,
         params=params,
+        prepared_image=prepared_image,
     )
 
 
@@ -278,7 +297,8 @@ class OCREngine:
             working = DocOrientationClassifier.upright(image, angle)
         if params.use_doc_unwarping:
             working = self.unwarper.unwarp(working)
-        return PreparedPage(working, angle, params.use_doc_unwarping, image.shape[:2])
+        frame = PageFrame(angle, params.use_doc_unwarping, working.shape[:2], image.shape[:2])
+        return PreparedPage(working, frame)
 
     def ocr_pages(self, images: Sequence[np.ndarray], params: PredictParams | None = None) -> list[PageOCR]:
         """Run the whole flow on BGR pages; recognition batches mix the crops of all pages."""
@@ -300,12 +320,13 @@ class OCREngine:
             )
         return [
             assemble_page(
-                pp,
+                pp.frame,
                 det.quads,
                 det.scores,
                 recognized[a:b],
                 angles[a:b] if angles is not None else None,
                 p,
+                pp.image if p.use_doc_preprocessor else None,
             )
             for pp, det, (a, b) in zip(prepared, detections, spans, strict=True)
         ]
