@@ -12,9 +12,10 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
-from ocr_actors.config import OCRConfig
+from ocr_actors.config import DocPreprocessorConfig, EngineConfig, OCRConfig
 from ocr_actors.geometry import crop_quad, quads_to_boxes, reading_order, unrotate_points
 from ocr_actors.postprocess import DBParams
+from ocr_actors.runtime.models import resolve_model
 from ocr_actors.runtime.runners import (
     DetParams,
     DocOrientationClassifier,
@@ -22,6 +23,7 @@ from ocr_actors.runtime.runners import (
     TextDetector,
     TextlineClassifier,
     TextRecognizer,
+    det_params,
 )
 
 
@@ -189,6 +191,52 @@ def assemble_page(
     )
 
 
+def params_from_config(config: OCRConfig) -> PredictParams:
+    """The configured switches as :class:`PredictParams`, without loading any model."""
+    resolved = resolve_model(config.text_detection.model, config.engine.engine)
+    return PredictParams(
+        use_doc_orientation_classify=config.doc_preprocessor.use_doc_orientation_classify,
+        use_doc_unwarping=config.doc_preprocessor.use_doc_unwarping,
+        use_textline_orientation=config.textline_orientation.use_textline_orientation,
+        det=det_params(config.text_detection, resolved.det_defaults),
+        text_rec_score_thresh=config.text_recognition.score_thresh,
+    )
+
+
+class DocPreprocessor:
+    """Page orientation and unwarping; each model loads on first use."""
+
+    def __init__(self, config: DocPreprocessorConfig, engine: EngineConfig) -> None:
+        self.config = config
+        self.engine = engine
+        self._orientation: DocOrientationClassifier | None = None
+        self._unwarper: DocUnwarper | None = None
+
+    @property
+    def orientation(self) -> DocOrientationClassifier:
+        if self._orientation is None:
+            self._orientation = DocOrientationClassifier(self.config.orientation_model, self.engine)
+        return self._orientation
+
+    @property
+    def unwarper(self) -> DocUnwarper:
+        if self._unwarper is None:
+            self._unwarper = DocUnwarper(self.config.unwarping_model, self.engine)
+        return self._unwarper
+
+    def prepare(self, image: np.ndarray, use_orientation: bool, use_unwarping: bool) -> PreparedPage:
+        """Turn the page upright, then unwarp it (each optional)."""
+        angle = -1
+        working = image
+        if use_orientation:
+            angle, _ = self.orientation.classify(image)
+            working = DocOrientationClassifier.upright(image, angle)
+        if use_unwarping:
+            working = self.unwarper.unwarp(working)
+        frame = PageFrame(angle, use_unwarping, working.shape[:2], image.shape[:2])
+        return PreparedPage(working, frame)
+
+
 class OCREngine:
     """Detector, recogniser and optional classifiers, built once and reused.
 
@@ -200,23 +248,8 @@ class OCREngine:
         self.config = config
         self.detector = TextDetector(config.text_detection, config.engine)
         self.recognizer = TextRecognizer(config.text_recognition, config.engine)
-        self._orientation: DocOrientationClassifier | None = None
-        self._unwarper: DocUnwarper | None = None
+        self.doc_preprocessor = DocPreprocessor(config.doc_preprocessor, config.engine)
         self._textline: TextlineClassifier | None = None
-
-    @property
-    def orientation(self) -> DocOrientationClassifier:
-        if self._orientation is None:
-            self._orientation = DocOrientationClassifier(
-                self.config.doc_preprocessor.orientation_model, self.config.engine
-            )
-        return self._orientation
-
-    @property
-    def unwarper(self) -> DocUnwarper:
-        if self._unwarper is None:
-            self._unwarper = DocUnwarper(self.config.doc_preprocessor.unwarping_model, self.config.engine)
-        return self._unwarper
 
     @property
     def textline(self) -> TextlineClassifier:
@@ -289,16 +322,8 @@ class OCREngine:
         )
 
     def prepare(self, image: np.ndarray, params: PredictParams) -> PreparedPage:
-        """Document preprocessing: turn the page upright, then unwarp it (each optional)."""
-        angle = -1
-        working = image
-        if params.use_doc_orientation_classify:
-            angle, _ = self.orientation.classify(image)
-            working = DocOrientationClassifier.upright(image, angle)
-        if params.use_doc_unwarping:
-            working = self.unwarper.unwarp(working)
-        frame = PageFrame(angle, params.use_doc_unwarping, working.shape[:2], image.shape[:2])
-        return PreparedPage(working, frame)
+        """Document preprocessing as the per-call switches ask."""
+        return self.doc_preprocessor.prepare(image, params.use_doc_orientation_classify, params.use_doc_unwarping)
 
     def ocr_pages(self, images: Sequence[np.ndarray], params: PredictParams | None = None) -> list[PageOCR]:
         """Run the whole flow on BGR pages; recognition batches mix the crops of all pages."""

@@ -65,31 +65,39 @@ class Detection:
     scores: np.ndarray
 
 
+def det_params(config: TextDetectionConfig, model_defaults: dict[str, object]) -> DetParams:
+    """Detection parameters: the config's values, else the model's own, else PP-OCR's."""
+    merged: dict[str, object] = {"thresh": 0.3, "box_thresh": 0.6, "unclip_ratio": 1.5, "max_candidates": 1000}
+    merged.update(model_defaults)
+    configured = {
+        "thresh": config.thresh,
+        "box_thresh": config.box_thresh,
+        "unclip_ratio": config.unclip_ratio,
+        "max_candidates": config.max_candidates,
+    }
+    merged.update({k: v for k, v in configured.items() if v is not None})
+    return DetParams(
+        limit_side_len=config.limit_side_len,
+        limit_type=config.limit_type,
+        max_side_limit=config.max_side_limit,
+        db=DBParams(
+            thresh=float(merged["thresh"]),  # type: ignore[arg-type]
+            box_thresh=float(merged["box_thresh"]),  # type: ignore[arg-type]
+            unclip_ratio=float(merged["unclip_ratio"]),  # type: ignore[arg-type]
+            max_candidates=int(merged["max_candidates"]),  # type: ignore[call-overload]
+            min_size=config.min_size,
+            use_dilation=config.use_dilation,
+        ),
+    )
+
+
 class TextDetector:
     """PP-OCR DB detector: resize/normalise -> session -> DB post-process."""
 
     def __init__(self, config: TextDetectionConfig, engine: EngineConfig) -> None:
         self.model_name = config.model
         self._model, self._session = open_model(config.model, engine)
-        defaults = {"thresh": 0.3, "box_thresh": 0.6, "unclip_ratio": 1.5, "max_candidates": 1000}
-        defaults.update(self._model.det_defaults)
-        self.default_params = DetParams(
-            limit_side_len=config.limit_side_len,
-            limit_type=config.limit_type,
-            max_side_limit=config.max_side_limit,
-            db=DBParams(
-                thresh=config.thresh if config.thresh is not None else float(defaults["thresh"]),
-                box_thresh=config.box_thresh if config.box_thresh is not None else float(defaults["box_thresh"]),
-                unclip_ratio=config.unclip_ratio
-                if config.unclip_ratio is not None
-                else float(defaults["unclip_ratio"]),
-                max_candidates=config.max_candidates
-                if config.max_candidates is not None
-                else int(defaults["max_candidates"]),
-                min_size=config.min_size,
-                use_dilation=config.use_dilation,
-            ),
-        )
+        self.default_params = det_params(config, self._model.det_defaults)
 
     def detect(self, images: Sequence[np.ndarray], params: DetParams | None = None) -> list[Detection]:
         """Detect text lines on BGR ``(H, W, 3)`` uint8 images.

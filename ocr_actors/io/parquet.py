@@ -1,0 +1,177 @@
+"""The job's output: one explicit Arrow schema, atomic deterministic Parquet files, and the
+scan that tells a rerun what is already done.
+
+One row per page; a file that cannot be opened at all gives one row with a null
+``page_index``. Polygons are in pixels of the page as given (see README).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+LINE_TYPE = pa.struct(
+    [
+        pa.field("text", pa.string(), nullable=False),
+        pa.field("score", pa.float32(), nullable=False),
+        pa.field("poly", pa.list_(pa.list_(pa.float32(), 2), 4), nullable=False),
+        pa.field("box", pa.list_(pa.int32(), 4), nullable=False),
+        pa.field("angle", pa.int16(), nullable=False),
+    ]
+)
+
+PAGE_SCHEMA = pa.schema(
+    [
+        pa.field("source_uri", pa.string(), nullable=False),
+        pa.field("doc_id", pa.string(), nullable=False),
+        pa.field("page_index", pa.int32()),
+        pa.field("page_count", pa.int32()),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("error_type", pa.string()),
+        pa.field("error_message", pa.string()),
+        pa.field("width", pa.int32()),
+        pa.field("height", pa.int32()),
+        pa.field("dpi", pa.float32()),
+        pa.field("doc_angle", pa.int16()),
+        pa.field("text", pa.string()),
+        pa.field("lines", pa.list_(LINE_TYPE)),
+        pa.field("det_model", pa.string(), nullable=False),
+        pa.field("rec_model", pa.string(), nullable=False),
+        pa.field("job_id", pa.string(), nullable=False),
+        pa.field("processed_at", pa.timestamp("us", tz="UTC"), nullable=False),
+    ],
+    metadata={
+        b"ocr_batch.coordinates": b"poly and box in pixels of the page as given (of the unwarped page when unwarping is on)",
+        b"ocr_batch.poly": b"4 points [x, y] clockwise from the text's top-left corner",
+    },
+)
+"""One row per page (or per unreadable file). ``status`` is ``ok`` or ``error``; error rows
+carry ``error_type`` and ``error_message`` and null OCR columns. ``text`` joins ``lines`` in
+reading order with newlines. ``doc_angle`` is null when orientation was not classified."""
+
+PART_PREFIX = "part-"
+TMP_DIR = "_tmp"
+JOBS_DIR = "_jobs"
+
+
+def doc_id_for(uri: str) -> str:
+    """Stable document id: the first 16 hex digits of the URI's SHA-1."""
+    return hashlib.sha1(uri.encode()).hexdigest()[:16]
+
+
+def part_name(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Deterministic file name from the ``(source_uri, page_index)`` keys of its rows."""
+    keys = sorted(f"{r['source_uri']}\x00{r['page_index']}" for r in rows)
+    digest = hashlib.sha1("\x01".join(keys).encode()).hexdigest()[:24]
+    return f"{PART_PREFIX}{digest}.parquet"
+
+
+def write_part(
+    rows: Sequence[Mapping[str, Any]], output: str, storage_options: Mapping[str, Any], compression: str = "zstd"
+) -> str:
+    """Write rows as one Parquet file (one row group) atomically; returns the final path.
+
+    The file is written under ``_tmp/`` and moved into place, so a reader or a rerun never
+    sees a partial file: on object stores the final key appears only once it is complete.
+    """
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(output, **dict(storage_options))
+    table = pa.Table.from_pylist(list(rows), schema=PAGE_SCHEMA)
+    name = part_name(rows)
+    final = f"{root.rstrip('/')}/{name}"
+    tmp = f"{root.rstrip('/')}/{TMP_DIR}/{name}.{uuid.uuid4().hex}"
+    fs.makedirs(f"{root.rstrip('/')}/{TMP_DIR}", exist_ok=True)
+    with fs.open(tmp, "wb") as fh:
+        pq.write_table(table, fh, compression=compression, row_group_size=max(len(rows), 1))
+    fs.mv(tmp, final)
+    return final
+
+
+@dataclass
+class DoneIndex:
+    """What the output already holds, per source URI.
+
+    Attributes:
+        pages: URI -> page indices present (ok or error rows).
+        page_counts: URI -> the document's page count as recorded.
+        failed_files: URIs with a file-level error row (null page_index).
+    """
+
+    pages: dict[str, set[int]] = field(default_factory=dict)
+    page_counts: dict[str, int] = field(default_factory=dict)
+    failed_files: set[str] = field(default_factory=set)
+    rows: int = 0
+
+    def is_complete(self, uri: str) -> bool:
+        """True when every page of the document (or its file-level error) is present."""
+        if uri in self.failed_files:
+            return True
+        count = self.page_counts.get(uri)
+        return count is not None and len(self.pages.get(uri, ())) >= count
+
+    def missing_pages(self, uri: str) -> list[int] | None:
+        """Pages still to do for a partly written document; None when nothing is known."""
+        if uri not in self.pages or uri not in self.page_counts:
+            return None
+        done = self.pages[uri]
+        return [i for i in range(self.page_counts[uri]) if i not in done]
+
+
+def list_parts(output: str, storage_options: Mapping[str, Any]) -> list[str]:
+    """Paths of the finished part files under the output (none if it does not exist)."""
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(output, **dict(storage_options))
+    if not fs.exists(root):
+        return []
+    return sorted(p for p in fs.ls(root, detail=False) if p.rsplit("/", 1)[-1].startswith(PART_PREFIX))
+
+
+def scan_done(output: str, storage_options: Mapping[str, Any]) -> DoneIndex:
+    """Read the key columns of every finished part file into a :class:`DoneIndex`."""
+    import fsspec
+
+    fs, _ = fsspec.core.url_to_fs(output, **dict(storage_options))
+    index = DoneIndex()
+    columns = ["source_uri", "page_index", "page_count"]
+    for path in list_parts(output, storage_options):
+        with fs.open(path, "rb") as fh:
+            table = pq.read_table(fh, columns=columns)
+        for uri, page, count in zip(*(table.column(c).to_pylist() for c in columns), strict=True):
+            index.rows += 1
+            if page is None:
+                index.failed_files.add(uri)
+                continue
+            index.pages.setdefault(uri, set()).add(int(page))
+            if count is not None:
+                index.page_counts[uri] = int(count)
+    return index
+
+
+def remove_parts(output: str, storage_options: Mapping[str, Any]) -> int:
+    """Delete the part files (and leftovers under ``_tmp/``); returns how many parts."""
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(output, **dict(storage_options))
+    parts = list_parts(output, storage_options)
+    for path in parts:
+        fs.rm(path)
+    clean_tmp(output, storage_options)
+    return len(parts)
+
+
+def clean_tmp(output: str, storage_options: Mapping[str, Any]) -> None:
+    """Remove temporary files left by an interrupted run."""
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(output, **dict(storage_options))
+    tmp = f"{root.rstrip('/')}/{TMP_DIR}"
+    if fs.exists(tmp):
+        fs.rm(tmp, recursive=True)

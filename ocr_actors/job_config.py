@@ -1,0 +1,165 @@
+"""Typed configuration of the batch job (``ocr-batch run``): the OCR config plus sources,
+output, per-stage resources and the Ray connection. Loaded like :class:`OCRConfig`."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ocr_actors.config import ConfigError, OCRConfig, _check
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """Where the documents come from.
+
+    Attributes:
+        uri: a folder or prefix (``s3://bucket/scans/``), a glob (``gs://b/**/*.pdf``), or a
+            manifest file (``.txt``: one URI a line; ``.csv``/``.parquet``: the
+            ``manifest_column`` column) listing millions of objects without listing a bucket.
+        manifest_column: URI column of CSV/Parquet manifests.
+        pdf_pages: optional page ranges read from every PDF, e.g. ``"0-9,20"`` (0-based).
+        storage_options: fsspec options (``key``, ``secret``, ``endpoint_url``, ...). Never
+            logged or saved; the usual environment credentials work without them.
+    """
+
+    uri: str = ""
+    manifest_column: str = "uri"
+    pdf_pages: str = ""
+    storage_options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """The Parquet dataset written.
+
+    Attributes:
+        uri: output folder or prefix.
+        mode: ``resume`` (default: skip pages already in the output, finish partial
+            documents), ``incremental`` (skip every source already in the output: for
+            scheduled backfills over a growing prefix), or ``overwrite``.
+        rows_per_file: pages per Parquet file (one row group each).
+        compression: Parquet compression codec.
+        storage_options: fsspec options for the output (default: the source's).
+    """
+
+    uri: str = ""
+    mode: str = "resume"
+    rows_per_file: int = 500
+    compression: str = "zstd"
+    storage_options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check(self.mode in ("resume", "incremental", "overwrite"), "output.mode", self.mode)
+        _check(self.rows_per_file >= 1, "output.rows_per_file", self.rows_per_file)
+
+
+@dataclass(frozen=True)
+class StageResources:
+    """Resources of one stage.
+
+    Attributes:
+        batch_size: pages per call (recognition: pages whose crops are batched together).
+        num_cpus / num_gpus: per task or actor; fractional GPUs share a device.
+        min_actors / max_actors: actor pool bounds (model stages only).
+    """
+
+    batch_size: int = 4
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+    min_actors: int = 1
+    max_actors: int = 1
+
+    def __post_init__(self) -> None:
+        _check(self.batch_size >= 1, "resources.*.batch_size", self.batch_size)
+        _check(1 <= self.min_actors <= self.max_actors, "resources.*.min_actors/max_actors", self.min_actors)
+
+
+@dataclass(frozen=True)
+class ResourcesConfig:
+    """Per-stage resources. CPU stages (load, crop, assemble) run as tasks."""
+
+    load: StageResources = field(default_factory=lambda: StageResources(batch_size=1))
+    docprep: StageResources = field(default_factory=lambda: StageResources(batch_size=4))
+    detect: StageResources = field(default_factory=lambda: StageResources(batch_size=4))
+    crop: StageResources = field(default_factory=lambda: StageResources(batch_size=4))
+    lineori: StageResources = field(default_factory=lambda: StageResources(batch_size=8))
+    recognize: StageResources = field(default_factory=lambda: StageResources(batch_size=8))
+
+
+@dataclass(frozen=True)
+class RayConfig:
+    """How to reach Ray.
+
+    Attributes:
+        address: "" starts Ray in this process (embedded); "auto" or ``ray://host:port``
+            joins a cluster. Under ``ray job submit`` the job joins its cluster either way.
+        num_cpus: CPUs of the embedded Ray (0 = all).
+        object_store_memory: bytes of the embedded Ray's object store.
+    """
+
+    address: str = ""
+    num_cpus: int = 0
+    object_store_memory: int = 1 << 30
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """The batch job.
+
+    Attributes:
+        max_error_rate: the job exits non-zero when error rows exceed this share of all rows
+            (checked while running once ``min_rows_for_budget`` rows are in, and at the end).
+        job_id: names the job's summary folder; generated when empty.
+        progress_interval_s: seconds between progress lines.
+    """
+
+    ocr: OCRConfig = field(default_factory=OCRConfig)
+    source: SourceConfig = field(default_factory=SourceConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+    max_error_rate: float = 0.2
+    min_rows_for_budget: int = 200
+    job_id: str = ""
+    progress_interval_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        _check(0.0 <= self.max_error_rate <= 1.0, "max_error_rate", self.max_error_rate)
+
+
+def parse_page_ranges(text: str) -> list[int] | None:
+    """``"0-4,9"`` -> ``[0, 1, 2, 3, 4, 9]``; empty -> None (every page)."""
+    if not text.strip():
+        return None
+    pages: set[int] = set()
+    for part in text.split(","):
+        match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+        if not match:
+            raise ConfigError(f"invalid page range {part!r} in {text!r}; use e.g. 0-4,9")
+        start = int(match.group(1))
+        end = int(match.group(2)) if match.group(2) else start
+        if end < start:
+            raise ConfigError(f"invalid page range {part!r}: end before start")
+        pages.update(range(start, end + 1))
+    return sorted(pages)
+
+
+_SECRET_KEY = re.compile(r"(key|secret|token|password|passwd|credential|session|auth)", re.IGNORECASE)
+_URL_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+:[^/@\s]+@")
+
+
+def redact(value: Any) -> Any:
+    """Copy of a config dict with secrets replaced by ``"***"`` (keys that look secret,
+    credentials inside URLs)."""
+    if isinstance(value, Mapping):
+        return {
+            k: ("***" if _SECRET_KEY.search(str(k)) and v not in (None, "") else redact(v)) for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [redact(v) for v in value]
+    if isinstance(value, str):
+        return _URL_CREDENTIALS.sub("***@", value)
+    return value
