@@ -47,7 +47,8 @@ PAGE_SCHEMA = pa.schema(
         pa.field("processed_at", pa.timestamp("us", tz="UTC"), nullable=False),
     ],
     metadata={
-        b"ocr_batch.coordinates": b"poly and box in pixels of the page as given (of the unwarped page when unwarping is on)",
+        b"ocr_batch.coordinates": b"poly and box in pixels of the page as given "
+        b"(of the unwarped page when unwarping is on)",
         b"ocr_batch.poly": b"4 points [x, y] clockwise from the text's top-left corner",
     },
 )
@@ -159,7 +160,7 @@ def remove_parts(output: str, storage_options: Mapping[str, Any]) -> int:
     """Delete the part files (and leftovers under ``_tmp/``); returns how many parts."""
     import fsspec
 
-    fs, root = fsspec.core.url_to_fs(output, **dict(storage_options))
+    fs, _ = fsspec.core.url_to_fs(output, **dict(storage_options))
     parts = list_parts(output, storage_options)
     for path in parts:
         fs.rm(path)
