@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ocr_actors.config import OCRConfig, load_config
-from ocr_actors.io.decode import InputError, Page, decode_document
+from ocr_actors.io.decode import InputError, Page, PageFailure, decode_document
 from ocr_actors.io.sources import expand_inputs, read_bytes
 from ocr_actors.result import OCRResult
 from ocr_actors.runtime.ocr import OCREngine, PredictParams
@@ -94,6 +94,8 @@ class OCRPipeline:
                     for page in decode_document(
                         data, pdf_dpi=cfg.pdf_dpi, max_pixels=cfg.max_pixels, pdf_page_limit=cfg.pdf_page_limit
                     ):
+                        if isinstance(page, PageFailure):  # not asked for: decode_document raises them
+                            raise page.error
                         yield uri, _page_index(uri, page), page.image
                 except InputError as exc:
                     raise type(exc)(f"{uri}: {exc}") from exc

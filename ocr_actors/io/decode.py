@@ -11,6 +11,7 @@ import re
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -224,18 +225,31 @@ class _open_pdf:
             self._pdf.close()  # type: ignore[attr-defined]
 
 
+@dataclass(frozen=True)
+class PageFailure:
+    """A page of a readable document that could not be decoded (yielded, not raised,
+    when the caller asks for per-page failures)."""
+
+    page_index: int
+    page_count: int
+    error: InputError
+
+
 def rasterize_pdf(
     data: bytes,
     dpi: float,
     max_pixels: int,
     page_limit: int = 0,
     page_indices: list[int] | None = None,
-) -> Iterator[Page]:
+    yield_page_failures: bool = False,
+) -> Iterator[Page | PageFailure]:
     """Render PDF pages with pypdfium2 at ``dpi``; yields pages one at a time.
 
     Args:
         page_limit: at most this many pages (0 = all).
         page_indices: only these 0-based pages (after the limit).
+        yield_page_failures: a page that fails (e.g. above the pixel limit) is yielded as a
+            :class:`PageFailure` and the next page follows; otherwise the error is raised.
     """
     with _open_pdf(data) as pdf:
         total = len(pdf)
@@ -244,36 +258,49 @@ def rasterize_pdf(
         count = min(total, page_limit) if page_limit > 0 else total
         wanted = range(count) if page_indices is None else [i for i in page_indices if 0 <= i < count]
         for index in wanted:
-            page = pdf[index]
             try:
-                width_pt, height_pt = page.get_size()
-                pixels = (width_pt * dpi / 72) * (height_pt * dpi / 72)
-                if pixels > max_pixels:
-                    raise TooLargeInputError(
-                        f"page {index} would render to {int(pixels)} pixels at {dpi} dpi, "
-                        f"above the limit of {max_pixels}"
-                    )
-                bitmap = page.render(scale=dpi / 72, may_draw_forms=True)
-                try:
-                    array = bitmap.to_numpy()
-                    mode = bitmap.mode
-                finally:
-                    bitmap.close()
-            finally:
-                page.close()
-            yield Page(_pdfium_to_bgr(array, mode), index, count, float(dpi))
+                image = _render_page(pdf, index, dpi, max_pixels)
+            except InputError as exc:
+                if not yield_page_failures:
+                    raise
+                yield PageFailure(index, count, exc)
+                continue
+            yield Page(image, index, count, float(dpi))
+
+
+def _render_page(pdf: Any, index: int, dpi: float, max_pixels: int) -> np.ndarray:
+    """One PDF page as BGR uint8 (the bitmap is copied before PDFium frees it)."""
+    import pypdfium2 as pdfium
+
+    page = pdf[index]
+    try:
+        width_pt, height_pt = page.get_size()
+        pixels = (width_pt * dpi / 72) * (height_pt * dpi / 72)
+        if pixels > max_pixels:
+            raise TooLargeInputError(
+                f"page {index} would render to {int(pixels)} pixels at {dpi} dpi, above the limit of {max_pixels}"
+            )
+        try:
+            bitmap = page.render(scale=dpi / 72, may_draw_forms=True)
+        except pdfium.PdfiumError as exc:
+            raise CorruptInputError(f"cannot render page {index}: {exc}") from exc
+        try:
+            return _pdfium_to_bgr(bitmap.to_numpy(), bitmap.mode)
+        finally:
+            bitmap.close()
+    finally:
+        page.close()
 
 
 def _pdfium_to_bgr(array: np.ndarray, mode: str) -> np.ndarray:
+    """Copy a PDFium bitmap view into a BGR uint8 array."""
     if array.ndim == 2:
-        return np.ascontiguousarray(np.repeat(array[:, :, None], 3, axis=2))
-    if mode in ("BGRA", "BGRX", "BGRx"):
-        return np.ascontiguousarray(array[:, :, :3])
+        return np.repeat(array[:, :, None], 3, axis=2)
     if mode in ("RGBA", "RGBX", "RGBx"):
-        return np.ascontiguousarray(array[:, :, 2::-1])
+        return np.array(array[:, :, 2::-1], order="C", copy=True)
     if mode == "RGB":
-        return np.ascontiguousarray(array[:, :, ::-1])
-    return np.ascontiguousarray(array[:, :, :3])
+        return np.array(array[:, :, ::-1], order="C", copy=True)
+    return np.array(array[:, :, :3], order="C", copy=True)  # BGR, BGRA, BGRX
 
 
 def decode_document(
@@ -282,10 +309,23 @@ def decode_document(
     pdf_dpi: float = 144,
     max_pixels: int = 180_000_000,
     pdf_page_limit: int = 0,
-) -> Iterator[Page]:
-    """Decode a file's bytes into pages (lazily; PDFs page by page)."""
+    page_indices: list[int] | None = None,
+    yield_page_failures: bool = False,
+) -> Iterator[Page | PageFailure]:
+    """Decode a file's bytes into pages, lazily (PDFs page by page).
+
+    Args:
+        page_indices: only these 0-based pages (PDF pages, TIFF frames).
+        yield_page_failures: see :func:`rasterize_pdf`.
+
+    Raises:
+        InputError: the file as a whole cannot be read.
+    """
     kind = sniff_kind(data)
     if kind == "pdf":
-        yield from rasterize_pdf(data, pdf_dpi, max_pixels, pdf_page_limit)
-    else:
-        yield from decode_image(data, max_pixels)
+        yield from rasterize_pdf(data, pdf_dpi, max_pixels, pdf_page_limit, page_indices, yield_page_failures)
+        return
+    wanted = None if page_indices is None else set(page_indices)
+    for page in decode_image(data, max_pixels):
+        if wanted is None or page.page_index in wanted:
+            yield page

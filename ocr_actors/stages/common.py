@@ -1,0 +1,82 @@
+"""Shared helpers of the stage adapters: column checks, ragged columns, error marking."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+
+Batch = dict[str, np.ndarray]
+
+OK = "ok"
+ERROR = "error"
+
+
+class MissingColumnError(KeyError):
+    """A stage got a batch without a column it needs (a wiring bug, not bad input)."""
+
+
+def require(batch: Batch, stage: str, *columns: str) -> int:
+    """Check that ``columns`` exist; returns the batch's row count."""
+    missing = [c for c in columns if c not in batch]
+    if missing:
+        raise MissingColumnError(f"stage {stage!r} needs columns {missing}; got {sorted(batch)}")
+    return len(batch[columns[0]])
+
+
+def ragged(items: Sequence[Any]) -> np.ndarray:
+    """An object array holding arrays (or lists) of different shapes, one per row."""
+    out = np.empty(len(items), dtype=object)
+    for i, item in enumerate(items):
+        out[i] = item
+    return out
+
+
+def ok_rows(batch: Batch) -> list[int]:
+    """Indices of rows still in play (not already failed)."""
+    return [i for i, s in enumerate(batch["status"]) if s == OK]
+
+
+def mark_failed(batch: Batch, index: int, error_type: str, message: str) -> None:
+    """Turn row ``index`` into an error row in place (status columns must be writable)."""
+    batch["status"][index] = ERROR
+    batch["error_type"][index] = error_type
+    batch["error_message"][index] = message[:2000]
+
+
+def writable_status(batch: Batch) -> Batch:
+    """Copy the status columns as object arrays so :func:`mark_failed` can write them."""
+    out = dict(batch)
+    for column in ("status", "error_type", "error_message"):
+        out[column] = np.asarray(batch[column], dtype=object).copy()
+    return out
+
+
+@contextmanager
+def timed(batch: Batch, stage: str) -> Iterator[None]:
+    """Add ``t_<stage>``: seconds spent on the batch, split evenly over its rows."""
+    start = time.perf_counter()
+    yield
+    rows = len(batch["status"])
+    batch[f"t_{stage}"] = np.full(rows, (time.perf_counter() - start) / max(rows, 1), dtype=np.float64)
+
+
+def pack_crops(crops: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Flatten BGR crops into ``(pixels (sum h*w*3,) uint8, shapes (N, 2) int32)``."""
+    shapes = np.array([c.shape[:2] for c in crops], dtype=np.int32).reshape(-1, 2)
+    pixels = np.concatenate([c.reshape(-1) for c in crops]) if crops else np.zeros(0, np.uint8)
+    return pixels.astype(np.uint8, copy=False), shapes
+
+
+def unpack_crops(pixels: np.ndarray, shapes: np.ndarray) -> list[np.ndarray]:
+    """Inverse of :func:`pack_crops`."""
+    crops = []
+    offset = 0
+    for h, w in np.asarray(shapes, dtype=np.int64).reshape(-1, 2):
+        size = int(h * w * 3)
+        crops.append(np.asarray(pixels[offset : offset + size], dtype=np.uint8).reshape(int(h), int(w), 3))
+        offset += size
+    return crops
