@@ -1,0 +1,264 @@
+"""The batch job's driver: plan the work, wire the Ray Data stages, stream summaries,
+report progress, enforce the error budget, and write the summary next to the output.
+
+The driver holds the list of sources to do and one small summary row per written file;
+OCR results never pass through it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+import yaml
+
+from ocr_actors.config import to_dict
+from ocr_actors.io.listing import list_sources
+from ocr_actors.io.parquet import JOBS_DIR, clean_tmp, remove_parts, scan_done
+from ocr_actors.job_config import JobConfig, StageResources, parse_page_ranges, redact
+from ocr_actors.pipeline.plan import WorkItem, plan_work
+from ocr_actors.runtime.ocr import params_from_config
+from ocr_actors.stages.write import STAGES
+
+log = logging.getLogger("ocr_batch.job")
+
+
+class ErrorBudgetExceeded(RuntimeError):
+    """Too many error rows: the job stopped (or finished) above ``max_error_rate``."""
+
+
+@dataclass
+class JobSummary:
+    """What a run did. ``seconds_per_stage`` sums each stage's time over its pages."""
+
+    job_id: str
+    output: str
+    mode: str
+    sources_total: int = 0
+    sources_skipped: int = 0
+    sources_partial: int = 0
+    sources_processed: int = 0
+    rows_written: int = 0
+    pages_ok: int = 0
+    error_rows: int = 0
+    errors_by_type: dict[str, int] = field(default_factory=dict)
+    lines: int = 0
+    files_written: int = 0
+    wall_seconds: float = 0.0
+    pages_per_second: float = 0.0
+    seconds_per_stage: dict[str, float] = field(default_factory=dict)
+    error_rate: float = 0.0
+    status: str = "running"
+    message: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _ensure_ray(config: JobConfig) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = config.ray.address or os.environ.get("RAY_ADDRESS", "")
+    if address:
+        ray.init(address=address, log_to_driver=False)
+        return
+    ray.init(
+        num_cpus=config.ray.num_cpus or None,
+        object_store_memory=config.ray.object_store_memory,
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=False,
+    )
+
+
+def _stage_threads(config: JobConfig, stage: StageResources) -> JobConfig:
+    """Engine threads for a model actor: the configured count, else its CPU share (>= 1)."""
+    if config.ocr.engine.threads:
+        return config
+    threads = max(1, round(stage.num_cpus))
+    return replace(config, ocr=replace(config.ocr, engine=replace(config.ocr.engine, threads=threads)))
+
+
+def build_dataset(config: JobConfig, items: list[WorkItem], job_id: str):  # type: ignore[no-untyped-def]
+    """Wire the stages into a Ray Dataset that yields one summary row per written file."""
+    import ray.data
+    from ray.data import ActorPoolStrategy
+
+    from ocr_actors.stages.crop import crop_text_lines
+    from ocr_actors.stages.detect import DetectText
+    from ocr_actors.stages.docprep import DocPreprocess
+    from ocr_actors.stages.lineori import ClassifyTextlines
+    from ocr_actors.stages.load import load_documents
+    from ocr_actors.stages.recognize import RecognizeText
+    from ocr_actors.stages.write import write_parquet
+
+    ocr = config.ocr
+    res = config.resources
+    source_options = dict(config.source.storage_options)
+    output_options = dict(config.output.storage_options) or source_options
+
+    def actor_stage(ds, cls, stage: StageResources):  # type: ignore[no-untyped-def]
+        stage_config = _stage_threads(config, stage).ocr
+        return ds.map_batches(
+            cls,
+            fn_constructor_args=(stage_config,),
+            batch_size=stage.batch_size,
+            batch_format="numpy",
+            compute=ActorPoolStrategy(min_size=stage.min_actors, max_size=stage.max_actors),
+            num_cpus=stage.num_cpus,
+            num_gpus=stage.num_gpus or None,
+        )
+
+    rows = [{"source_uri": item.source_uri, "todo_pages": item.todo_pages} for item in items]
+    ds: Any = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), 1000)))
+    ds = ds.map_batches(
+        load_documents,
+        fn_kwargs={
+            "config": ocr.input,
+            "storage_options": source_options,
+            "pdf_pages": parse_page_ranges(config.source.pdf_pages),
+        },
+        batch_size=res.load.batch_size,
+        batch_format="numpy",
+        num_cpus=res.load.num_cpus,
+    )
+    if ocr.doc_preprocessor.use_doc_orientation_classify or ocr.doc_preprocessor.use_doc_unwarping:
+        ds = actor_stage(ds, DocPreprocess, res.docprep)
+    ds = actor_stage(ds, DetectText, res.detect)
+    ds = ds.map_batches(
+        crop_text_lines, batch_size=res.crop.batch_size, batch_format="numpy", num_cpus=res.crop.num_cpus
+    )
+    if ocr.textline_orientation.use_textline_orientation:
+        ds = actor_stage(ds, ClassifyTextlines, res.lineori)
+    ds = actor_stage(ds, RecognizeText, res.recognize)
+    params = params_from_config(ocr)
+    ds = ds.map_batches(
+        write_parquet,
+        fn_kwargs={
+            "output": config.output.uri,
+            "storage_options": output_options,
+            "compression": config.output.compression,
+            "params": params,
+            "det_model": ocr.text_detection.model,
+            "rec_model": ocr.text_recognition.model,
+            "job_id": job_id,
+        },
+        batch_size=config.output.rows_per_file,
+        batch_format="numpy",
+        num_cpus=res.crop.num_cpus,
+    )
+    return ds
+
+
+def _write_job_files(config: JobConfig, summary: JobSummary) -> None:
+    import fsspec
+
+    options = dict(config.output.storage_options) or dict(config.source.storage_options)
+    fs, root = fsspec.core.url_to_fs(config.output.uri, **options)
+    folder = f"{root.rstrip('/')}/{JOBS_DIR}/{summary.job_id}"
+    fs.makedirs(folder, exist_ok=True)
+    with fs.open(f"{folder}/config.yaml", "w") as fh:
+        yaml.safe_dump(redact(to_dict(config)), fh, sort_keys=False, allow_unicode=True)
+    with fs.open(f"{folder}/summary.json", "w") as fh:
+        json.dump(redact(summary.as_dict()), fh, indent=2)
+
+
+def run_job(config: JobConfig, progress: TextIO | None = sys.stderr) -> JobSummary:
+    """Run the batch job to completion.
+
+    Raises:
+        ErrorBudgetExceeded: error rows passed ``max_error_rate`` (the summary is written first).
+    """
+    if not config.output.uri:
+        raise ValueError("no output given: set output.uri (or --output)")
+    job_id = config.job_id or f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+    config = replace(config, job_id=job_id)
+    summary = JobSummary(job_id=job_id, output=config.output.uri, mode=config.output.mode)
+    started = time.perf_counter()
+    out_options = dict(config.output.storage_options) or dict(config.source.storage_options)
+
+    def say(message: str) -> None:
+        if progress is not None:
+            print(f"[ocr-batch {job_id}] {message}", file=progress, flush=True)
+
+    sources = list_sources(config.source.uri, config.source.manifest_column, config.source.storage_options)
+    if config.output.mode == "overwrite":
+        removed = remove_parts(config.output.uri, out_options)
+        say(f"overwrite: removed {removed} existing part files")
+        from ocr_actors.io.parquet import DoneIndex
+
+        done = DoneIndex()
+    else:
+        clean_tmp(config.output.uri, out_options)
+        done = scan_done(config.output.uri, out_options)
+    plan = plan_work(sources, done, config.output.mode, parse_page_ranges(config.source.pdf_pages))
+    summary.sources_total = plan.sources_total
+    summary.sources_skipped = plan.sources_skipped
+    summary.sources_partial = plan.sources_partial
+    summary.sources_processed = len(plan.items)
+    say(
+        f"{plan.sources_total} sources; {plan.sources_skipped} already done, {plan.sources_partial} partly done, "
+        f"{len(plan.items)} to process ({done.rows} rows already in {config.output.uri})"
+    )
+    if plan.items:
+        _ensure_ray(config)
+        import ray.data
+
+        context = ray.data.DataContext.get_current()
+        context.enable_progress_bars = False
+        context.execution_options.preserve_order = False
+        dataset = build_dataset(config, plan.items, job_id)
+        errors: Counter[str] = Counter()
+        stage_seconds: dict[str, float] = dict.fromkeys(STAGES, 0.0)
+        last_report = time.perf_counter()
+        for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+            for k in range(len(batch["path"])):
+                summary.files_written += 1
+                summary.rows_written += int(batch["rows"][k])
+                summary.pages_ok += int(batch["ok_pages"][k])
+                summary.error_rows += int(batch["error_rows"][k])
+                summary.lines += int(batch["lines"][k])
+                errors.update(json.loads(batch["errors_by_type"][k]))
+                for stage in STAGES:
+                    stage_seconds[stage] += float(batch[f"t_{stage}"][k])
+            elapsed = time.perf_counter() - started
+            rate = summary.error_rows / max(summary.rows_written, 1)
+            if time.perf_counter() - last_report >= config.progress_interval_s:
+                last_report = time.perf_counter()
+                say(
+                    f"{summary.rows_written} rows ({summary.pages_ok} pages ok, {summary.error_rows} errors) "
+                    f"in {summary.files_written} files, {summary.rows_written / elapsed:.2f} rows/s"
+                )
+            if summary.rows_written >= config.min_rows_for_budget and rate > config.max_error_rate:
+                summary.status = "failed"
+                summary.message = f"error rate {rate:.1%} above the budget of {config.max_error_rate:.1%}; stopped"
+                break
+        summary.errors_by_type = dict(errors)
+        summary.seconds_per_stage = {k: round(v, 3) for k, v in stage_seconds.items() if v > 0}
+    summary.wall_seconds = round(time.perf_counter() - started, 3)
+    summary.pages_per_second = round(summary.rows_written / max(summary.wall_seconds, 1e-9), 3)
+    summary.error_rate = round(summary.error_rows / max(summary.rows_written, 1), 4)
+    if summary.status == "running":
+        over = summary.rows_written > 0 and summary.error_rate > config.max_error_rate
+        summary.status = "failed" if over else "succeeded"
+        if over:
+            summary.message = f"error rate {summary.error_rate:.1%} above the budget of {config.max_error_rate:.1%}"
+    _write_job_files(config, summary)
+    say(
+        f"{summary.status}: {summary.rows_written} rows ({summary.pages_ok} pages ok, {summary.error_rows} errors "
+        f"{summary.errors_by_type}) in {summary.wall_seconds:.1f} s, {summary.pages_per_second:.2f} rows/s; "
+        f"summary in {config.output.uri.rstrip('/')}/{JOBS_DIR}/{job_id}/summary.json"
+    )
+    if summary.status == "failed":
+        raise ErrorBudgetExceeded(summary.message)
+    return summary

@@ -1,0 +1,118 @@
+"""Load stage (CPU task): source URIs -> page rows; PDFs fan out; bad files become error rows."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+
+from ocr_actors.config import InputConfig
+from ocr_actors.io.decode import InputError, PageFailure, decode_document
+from ocr_actors.io.parquet import doc_id_for
+from ocr_actors.io.sources import read_bytes
+from ocr_actors.stages.common import ERROR, OK, Batch, require
+
+PLACEHOLDER_IMAGE = np.zeros((1, 1, 3), dtype=np.uint8)
+
+
+def page_row(
+    uri: str,
+    page_index: int,
+    page_count: int,
+    image: np.ndarray,
+    dpi: float | None,
+    status: str = OK,
+    error_type: str = "",
+    error_message: str = "",
+) -> dict[str, Any]:
+    """One row of the load stage's output. Sentinels (-1, "") stand in for nulls inside the
+    pipeline; the writer turns them into Parquet nulls."""
+    return {
+        "source_uri": uri,
+        "doc_id": doc_id_for(uri),
+        "page_index": page_index,
+        "page_count": page_count,
+        "dpi": -1.0 if dpi is None else float(dpi),
+        "status": status,
+        "error_type": error_type,
+        "error_message": error_message,
+        "width": int(image.shape[1]) if status == OK else 0,
+        "height": int(image.shape[0]) if status == OK else 0,
+        "image": image,
+        "doc_angle": -1,
+        "unwarped": False,
+    }
+
+
+def _as_batch(row: dict[str, Any], seconds: float) -> Batch:
+    batch = {k: np.array([v]) if k != "image" else _single(v) for k, v in row.items()}
+    batch["t_load"] = np.array([seconds])
+    return batch
+
+
+def _single(image: np.ndarray) -> np.ndarray:
+    out = np.empty(1, dtype=object)
+    out[0] = image
+    return out
+
+
+def load_pages(
+    uri: str,
+    config: InputConfig,
+    storage_options: Mapping[str, Any],
+    page_indices: list[int] | None,
+    pdf_pages: list[int] | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Rows for one source: one per page, an error row per failed page, or one file-level
+    error row (``page_index`` -1) when the file cannot be read at all.
+
+    Args:
+        page_indices: only these pages (resume of a partly written document), or None.
+        pdf_pages: page ranges applied to PDFs only (``source.pdf_pages``), or None.
+    """
+    try:
+        data = read_bytes(uri, storage_options, config.max_bytes)
+        if pdf_pages is not None and data.lstrip()[:4] == b"%PDF":
+            page_indices = pdf_pages if page_indices is None else sorted(set(page_indices) & set(pdf_pages))
+        for item in decode_document(
+            data,
+            pdf_dpi=config.pdf_dpi,
+            max_pixels=config.max_pixels,
+            pdf_page_limit=config.pdf_page_limit,
+            page_indices=page_indices,
+            yield_page_failures=True,
+        ):
+            if isinstance(item, PageFailure):
+                yield page_row(
+                    uri,
+                    item.page_index,
+                    item.page_count,
+                    PLACEHOLDER_IMAGE,
+                    None,
+                    ERROR,
+                    item.error.error_type,
+                    str(item.error),
+                )
+            else:
+                yield page_row(uri, item.page_index, item.page_count, item.image, item.dpi)
+    except InputError as exc:
+        yield page_row(uri, -1, -1, PLACEHOLDER_IMAGE, None, ERROR, exc.error_type, str(exc))
+    except PermissionError as exc:
+        yield page_row(uri, -1, -1, PLACEHOLDER_IMAGE, None, ERROR, "access_denied", f"{uri}: access denied ({exc})")
+
+
+def load_documents(
+    batch: Batch, *, config: InputConfig, storage_options: Mapping[str, Any], pdf_pages: list[int] | None = None
+) -> Iterator[Batch]:
+    """``map_batches`` generator UDF (task): rows ``source_uri``, ``todo_pages`` (JSON list,
+    or "" for every page) -> one output batch per page, so a long PDF streams."""
+    require(batch, "load", "source_uri", "todo_pages")
+    for uri, todo in zip(batch["source_uri"], batch["todo_pages"], strict=True):
+        pages = json.loads(todo) if todo else None
+        start = time.perf_counter()
+        for row in load_pages(str(uri), config, storage_options, pages, pdf_pages):
+            yield _as_batch(row, time.perf_counter() - start)
+            start = time.perf_counter()
