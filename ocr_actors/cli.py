@@ -96,20 +96,60 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_run(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("run", help="the batch job: documents in object storage -> Parquet, on Ray")
+    p.add_argument("--input", default=None, help="folder/prefix, glob or manifest (.txt/.csv/.parquet) URI")
+    p.add_argument("--output", default=None, help="output folder/prefix URI for the Parquet dataset")
+    p.add_argument("--config", default=None, help="job YAML (see jobs/configs/job_default.yaml)")
+    p.add_argument("--mode", choices=("resume", "incremental", "overwrite"), default=None)
+    p.add_argument("--address", default=None, help="Ray address; default: start Ray in this process")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("overrides", nargs="*", help="config overrides: section.key=value (e.g. ocr.engine.device=gpu)")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ocr_actors.config import load_config, parse_override
+    from ocr_actors.job_config import JobConfig
+    from ocr_actors.pipeline.job import ErrorBudgetExceeded, run_job
+
+    overrides: dict[str, object] = dict(parse_override(text) for text in args.overrides)
+    for key, value in (
+        ("source.uri", args.input),
+        ("output.uri", args.output),
+        ("output.mode", args.mode),
+        ("ray.address", args.address),
+    ):
+        if value is not None:
+            overrides[key] = value
+    config = load_config(JobConfig, args.config, overrides)
+    try:
+        summary = run_job(config, progress=None if args.quiet else sys.stderr)
+    except ErrorBudgetExceeded as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(summary.as_dict()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ocr-batch", description="PP-OCR General OCR: API, CLI and batch job")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_predict(sub)
+    _add_run(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from ocr_actors.io.sources import SourceAccessError
+
     try:
         if args.command == "predict":
             return _predict(args)
-    except (ConfigError, ValueError, FileNotFoundError) as exc:
+        if args.command == "run":
+            return _run(args)
+    except (ConfigError, ValueError, FileNotFoundError, SourceAccessError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     parser.error(f"unknown command {args.command}")

@@ -79,14 +79,18 @@ class StageResources:
 
 @dataclass(frozen=True)
 class ResourcesConfig:
-    """Per-stage resources. CPU stages (load, crop, assemble) run as tasks."""
+    """Per-stage resources. CPU stages (load, crop, write) run as tasks; model stages as
+    actor pools. CPU shares are Ray's logical CPUs: the defaults leave room on a 2-CPU
+    machine for the CPU tasks next to one detection and one recognition actor. A model
+    actor's engine threads default to its CPU share rounded (at least 1)."""
 
-    load: StageResources = field(default_factory=lambda: StageResources(batch_size=1))
-    docprep: StageResources = field(default_factory=lambda: StageResources(batch_size=4))
-    detect: StageResources = field(default_factory=lambda: StageResources(batch_size=4))
-    crop: StageResources = field(default_factory=lambda: StageResources(batch_size=4))
-    lineori: StageResources = field(default_factory=lambda: StageResources(batch_size=8))
-    recognize: StageResources = field(default_factory=lambda: StageResources(batch_size=8))
+    load: StageResources = field(default_factory=lambda: StageResources(batch_size=1, num_cpus=0.25))
+    docprep: StageResources = field(default_factory=lambda: StageResources(batch_size=4, num_cpus=0.5))
+    detect: StageResources = field(default_factory=lambda: StageResources(batch_size=4, num_cpus=0.5))
+    crop: StageResources = field(default_factory=lambda: StageResources(batch_size=4, num_cpus=0.25))
+    lineori: StageResources = field(default_factory=lambda: StageResources(batch_size=8, num_cpus=0.5))
+    recognize: StageResources = field(default_factory=lambda: StageResources(batch_size=8, num_cpus=1.0))
+    write: StageResources = field(default_factory=lambda: StageResources(batch_size=1, num_cpus=0.25))
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,10 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".g
 DOCUMENT_SUFFIXES = (*IMAGE_SUFFIXES, ".pdf")
 
 
+class SourceAccessError(PermissionError):
+    """Storage refused access (bad or missing credentials, no permission)."""
+
+
 def is_remote(uri: str) -> bool:
     """True for URIs with a scheme other than ``file://``."""
     return "://" in uri and not uri.startswith("file://")
@@ -40,20 +44,29 @@ def expand_inputs(inputs: str | Iterable[str], storage_options: Mapping[str, Any
     """
     items = [inputs] if isinstance(inputs, str) else list(inputs)
     for item in items:
-        fs, path = _filesystem(item, storage_options)
-        if any(ch in path for ch in "*?["):
-            for match in sorted(fs.glob(path)):
-                if not fs.isdir(match):
-                    yield _with_scheme(item, match)
-            continue
-        if fs.isdir(path):
-            found = sorted(p for p in fs.find(path) if p.lower().endswith(DOCUMENT_SUFFIXES))
-            for p in found:
-                yield _with_scheme(item, p)
-            continue
-        if not fs.exists(path):
-            raise InputNotFoundError(f"input not found: {item}")
-        yield item
+        try:
+            yield from _expand_one(item, storage_options)
+        except PermissionError as exc:
+            raise SourceAccessError(
+                f"access denied listing {item}: check the credentials (storage options or environment)"
+            ) from exc
+
+
+def _expand_one(item: str, storage_options: Mapping[str, Any] | None) -> Iterator[str]:
+    """Expand one path, folder, glob or URI."""
+    fs, path = _filesystem(item, storage_options)
+    if any(ch in path for ch in "*?["):
+        for match in sorted(fs.glob(path)):
+            if not fs.isdir(match):
+                yield _with_scheme(item, match)
+        return
+    if fs.isdir(path):
+        for found in sorted(p for p in fs.find(path) if p.lower().endswith(DOCUMENT_SUFFIXES)):
+            yield _with_scheme(item, found)
+        return
+    if not fs.exists(path):
+        raise InputNotFoundError(f"input not found: {item}")
+    yield item
 
 
 def read_bytes(uri: str, storage_options: Mapping[str, Any] | None = None, max_bytes: int = 512 << 20) -> bytes:
@@ -63,6 +76,8 @@ def read_bytes(uri: str, storage_options: Mapping[str, Any] | None = None, max_b
         size = fs.size(path)
     except FileNotFoundError as exc:
         raise InputNotFoundError(f"input not found: {uri}") from exc
+    except PermissionError as exc:
+        raise SourceAccessError(f"access denied reading {uri}: check the credentials") from exc
     if size is not None and size > max_bytes:
         raise TooLargeInputError(f"{uri} is {size} bytes, above the limit of {max_bytes}")
     with fs.open(path, "rb") as fh:

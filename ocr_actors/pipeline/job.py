@@ -155,7 +155,7 @@ def build_dataset(config: JobConfig, items: list[WorkItem], job_id: str):  # typ
         },
         batch_size=config.output.rows_per_file,
         batch_format="numpy",
-        num_cpus=res.crop.num_cpus,
+        num_cpus=res.write.num_cpus,
     )
     return ds
 
