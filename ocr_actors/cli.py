@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from ocr_actors.config import ConfigError
 
@@ -132,16 +134,33 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ocr-batch", description="PP-OCR General OCR: API, CLI and batch job")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _SafeParser(prog="ocr-batch", description="PP-OCR General OCR: API, CLI and batch job")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_SafeParser)
     _add_predict(sub)
     _add_run(sub)
     return parser
 
 
+_SECRET_ARG = re.compile(r"([\w.]*(?:secret|key|token|password|credential)[\w.]*=)\S+", re.IGNORECASE)
+
+
+class _SafeParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors never echo secret-looking ``key=value`` args."""
+
+    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+        super().error(_SECRET_ARG.sub(r"\1***", message))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Options and key=value overrides may come in any order after the subcommand.
+    subparsers = {name: p for a in parser._subparsers._group_actions for name, p in a.choices.items()}  # type: ignore[union-attr]
+    if argv and argv[0] in subparsers:
+        args = subparsers[argv[0]].parse_intermixed_args(argv[1:])
+        args.command = argv[0]
+    else:
+        args = parser.parse_args(argv)
     from ocr_actors.io.sources import SourceAccessError
 
     try:

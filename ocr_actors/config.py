@@ -205,8 +205,23 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
     return value
 
 
-def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "") -> T:
-    """Build a config dataclass from a mapping, rejecting unknown keys."""
+def _field_default(cls: type, name: str) -> Any:
+    """A dataclass field's default value (calling its factory), or MISSING."""
+    spec = {f.name: f for f in fields(cls)}[name]
+    if spec.default is not dataclasses.MISSING:
+        return spec.default
+    if spec.default_factory is not dataclasses.MISSING:
+        return spec.default_factory()
+    return dataclasses.MISSING
+
+
+def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "", base: T | None = None) -> T:
+    """Build a config dataclass from a mapping, rejecting unknown keys.
+
+    A nested section given in part keeps the defaults of that section as its parent
+    declares them (e.g. ``resources.detect.batch_size`` alone keeps the detect stage's
+    own CPU share), because each section starts from its default instance.
+    """
     known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
     unknown = set(data) - set(known)
     if unknown:
@@ -216,7 +231,17 @@ def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "") -> T:
             f"valid keys here: {', '.join(sorted(known))}"
         )
     hints = typing.get_type_hints(cls)
-    kwargs = {name: _coerce(value, hints[name], f"{where}.{name}" if where else name) for name, value in data.items()}
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        path = f"{where}.{name}" if where else name
+        hint = hints[name]
+        if is_dataclass(hint) and isinstance(hint, type) and isinstance(value, Mapping):
+            default = getattr(base, name) if base is not None else _field_default(cls, name)
+            kwargs[name] = from_dict(hint, value, path, default if is_dataclass(default) else None)
+        else:
+            kwargs[name] = _coerce(value, hint, path)
+    if base is not None:
+        return dataclasses.replace(base, **kwargs)  # type: ignore[type-var]
     return cls(**kwargs)
 
 

@@ -7,7 +7,7 @@ import io
 from collections.abc import Mapping
 from typing import Any
 
-from ocr_actors.io.sources import expand_inputs
+from ocr_actors.io.sources import expand_inputs, storage_access
 
 MANIFEST_SUFFIXES = (".txt", ".csv", ".parquet", ".lst")
 
@@ -49,6 +49,11 @@ def list_sources(uri: str, manifest_column: str, storage_options: Mapping[str, A
     """Every document URI of the job, deduplicated, in a stable order."""
     if not uri:
         raise ValueError("no input given: set source.uri (or --input)")
+    with storage_access(f"reading the manifest {uri}"):
+        return _list_sources(uri, manifest_column, storage_options)
+
+
+def _list_sources(uri: str, manifest_column: str, storage_options: Mapping[str, Any]) -> list[str]:
     uris = (
         read_manifest(uri, manifest_column, storage_options)
         if is_manifest(uri)

@@ -6,6 +6,7 @@ Reading is lazy: :func:`expand_inputs` lists URIs; :func:`read_bytes` fetches on
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from ocr_actors.io.decode import InputNotFoundError, TooLargeInputError
@@ -44,12 +45,26 @@ def expand_inputs(inputs: str | Iterable[str], storage_options: Mapping[str, Any
     """
     items = [inputs] if isinstance(inputs, str) else list(inputs)
     for item in items:
-        try:
+        with storage_access(f"listing {item}"):
             yield from _expand_one(item, storage_options)
-        except PermissionError as exc:
-            raise SourceAccessError(
-                f"access denied listing {item}: check the credentials (storage options or environment)"
-            ) from exc
+
+
+@contextmanager
+def storage_access(action: str) -> Iterator[None]:
+    """Turn storage permission and missing-credential failures into :class:`SourceAccessError`
+    with a message that names the action (never the credentials)."""
+    try:
+        yield
+    except SourceAccessError:
+        raise
+    except PermissionError as exc:
+        raise SourceAccessError(
+            f"access denied {action}: check the credentials (storage options or environment)"
+        ) from exc
+    except Exception as exc:
+        if type(exc).__name__ in ("NoCredentialsError", "PartialCredentialsError", "DefaultCredentialsError"):
+            raise SourceAccessError(f"no credentials found {action}: {type(exc).__name__}") from exc
+        raise
 
 
 def _expand_one(item: str, storage_options: Mapping[str, Any] | None) -> Iterator[str]:
@@ -78,6 +93,10 @@ def read_bytes(uri: str, storage_options: Mapping[str, Any] | None = None, max_b
         raise InputNotFoundError(f"input not found: {uri}") from exc
     except PermissionError as exc:
         raise SourceAccessError(f"access denied reading {uri}: check the credentials") from exc
+    except Exception as exc:
+        if type(exc).__name__ in ("NoCredentialsError", "PartialCredentialsError"):
+            raise SourceAccessError(f"no credentials found reading {uri}") from exc
+        raise
     if size is not None and size > max_bytes:
         raise TooLargeInputError(f"{uri} is {size} bytes, above the limit of {max_bytes}")
     with fs.open(path, "rb") as fh:

@@ -20,9 +20,10 @@ from typing import Any, TextIO
 
 import yaml
 
-from ocr_actors.config import to_dict
+from ocr_actors.config import ConfigError, to_dict
 from ocr_actors.io.listing import list_sources
-from ocr_actors.io.parquet import JOBS_DIR, clean_tmp, remove_parts, scan_done
+from ocr_actors.io.parquet import JOBS_DIR, DoneIndex, clean_tmp, remove_parts, scan_done
+from ocr_actors.io.sources import storage_access
 from ocr_actors.job_config import JobConfig, StageResources, parse_page_ranges, redact
 from ocr_actors.pipeline.plan import WorkItem, plan_work
 from ocr_actors.runtime.ocr import params_from_config
@@ -73,12 +74,32 @@ def _ensure_ray(config: JobConfig) -> None:
         ray.init(address=address, log_to_driver=False)
         return
     ray.init(
+        address="local",  # a new Ray in this process, never a cluster left running on this host
         num_cpus=config.ray.num_cpus or None,
         object_store_memory=config.ray.object_store_memory,
         include_dashboard=False,
         log_to_driver=False,
         configure_logging=False,
     )
+
+
+def check_cpu_budget(config: JobConfig, cluster_cpus: float) -> None:
+    """Refuse a layout whose model actors leave no CPU for the load/crop/write tasks
+    (Ray Data would wait forever)."""
+    res = config.resources
+    ocr = config.ocr
+    pools = [res.detect, res.recognize]
+    if ocr.doc_preprocessor.use_doc_orientation_classify or ocr.doc_preprocessor.use_doc_unwarping:
+        pools.append(res.docprep)
+    if ocr.textline_orientation.use_textline_orientation:
+        pools.append(res.lineori)
+    reserved = sum(stage.num_cpus * stage.min_actors for stage in pools)
+    task_need = max(res.load.num_cpus, res.crop.num_cpus, res.write.num_cpus)
+    if reserved + task_need > cluster_cpus + 1e-9:
+        raise ConfigError(
+            f"the model actors reserve {reserved:g} of the cluster's {cluster_cpus:g} CPUs, leaving less than the "
+            f"{task_need:g} a load/crop/write task needs: lower resources.<stage>.num_cpus or min_actors"
+        )
 
 
 def _stage_threads(config: JobConfig, stage: StageResources) -> JobConfig:
@@ -192,15 +213,14 @@ def run_job(config: JobConfig, progress: TextIO | None = sys.stderr) -> JobSumma
             print(f"[ocr-batch {job_id}] {message}", file=progress, flush=True)
 
     sources = list_sources(config.source.uri, config.source.manifest_column, config.source.storage_options)
-    if config.output.mode == "overwrite":
-        removed = remove_parts(config.output.uri, out_options)
-        say(f"overwrite: removed {removed} existing part files")
-        from ocr_actors.io.parquet import DoneIndex
-
-        done = DoneIndex()
-    else:
-        clean_tmp(config.output.uri, out_options)
-        done = scan_done(config.output.uri, out_options)
+    with storage_access(f"on the output {config.output.uri}"):
+        if config.output.mode == "overwrite":
+            removed = remove_parts(config.output.uri, out_options)
+            say(f"overwrite: removed {removed} existing part files")
+            done = DoneIndex()
+        else:
+            clean_tmp(config.output.uri, out_options)
+            done = scan_done(config.output.uri, out_options)
     plan = plan_work(sources, done, config.output.mode, parse_page_ranges(config.source.pdf_pages))
     summary.sources_total = plan.sources_total
     summary.sources_skipped = plan.sources_skipped
@@ -214,6 +234,8 @@ def run_job(config: JobConfig, progress: TextIO | None = sys.stderr) -> JobSumma
         _ensure_ray(config)
         import ray.data
 
+        if not (config.ray.address or os.environ.get("RAY_ADDRESS")):
+            check_cpu_budget(config, float(ray.cluster_resources().get("CPU", 0)))
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False
         context.execution_options.preserve_order = False
@@ -253,7 +275,9 @@ def run_job(config: JobConfig, progress: TextIO | None = sys.stderr) -> JobSumma
         summary.status = "failed" if over else "succeeded"
         if over:
             summary.message = f"error rate {summary.error_rate:.1%} above the budget of {config.max_error_rate:.1%}"
-    _write_job_files(config, summary)
+    with storage_access(f"writing the job summary under {config.output.uri}"):
+        _write_job_files(config, summary)
+        clean_tmp(config.output.uri, out_options)
     say(
         f"{summary.status}: {summary.rows_written} rows ({summary.pages_ok} pages ok, {summary.error_rows} errors "
         f"{summary.errors_by_type}) in {summary.wall_seconds:.1f} s, {summary.pages_per_second:.2f} rows/s; "

@@ -1,0 +1,233 @@
+"""The batch job on a local Ray with real models: rows, error rows, resume, incremental,
+manifests, the error budget, the CLI, and a driver killed with SIGKILL midway."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from ocr_actors.config import load_config
+from ocr_actors.io.parquet import PAGE_SCHEMA
+from ocr_actors.job_config import JobConfig
+from ocr_actors.pipeline import run_job
+from ocr_actors.pipeline.job import ErrorBudgetExceeded
+from ocr_actors.synth import render_page
+from tests.conftest import page_cer
+
+RAY = {"ray.num_cpus": 2, "ray.object_store_memory": 512 << 20, "progress_interval_s": 1}
+
+
+def job_config(source: str, output: Path, **overrides: object) -> JobConfig:
+    values: dict[str, object] = {"source.uri": source, "output.uri": str(output), "max_error_rate": 1.0, **RAY}
+    values.update({k.replace("__", "."): v for k, v in overrides.items()})
+    return load_config(JobConfig, None, values)
+
+
+def write_pdf(path: Path, pages: list) -> None:
+    grey = [Image.fromarray(cv2.cvtColor(p.image, cv2.COLOR_BGR2GRAY)) for p in pages]
+    grey[0].save(path, "PDF", resolution=144, save_all=True, append_images=grey[1:])
+
+
+def rows_of(output: Path) -> list[dict]:
+    return duckdb.sql(f"select * from '{output}/*.parquet' order by source_uri, page_index").to_arrow_table().to_pylist()
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("job_inputs")
+    truth: dict[tuple[str, int], str] = {}
+    for i in range(2):
+        page = render_page(seed=400 + i, lines_per_column=5)
+        path = folder / f"page{i}.png"
+        cv2.imwrite(str(path), page.image)
+        truth[(str(path), 0)] = page.text
+    pdf_pages = [render_page(seed=410 + i, lines_per_column=4) for i in range(3)]
+    write_pdf(folder / "doc.pdf", pdf_pages)
+    for i, page in enumerate(pdf_pages):
+        truth[(str(folder / "doc.pdf"), i)] = page.text
+    (folder / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    (folder / "empty.pdf").write_bytes(b"")
+    (folder / "notes.pdf").write_bytes(b"this is a text file, not a PDF")
+    return folder, truth
+
+
+def test_job_writes_one_row_per_page_plus_error_rows(inputs, tmp_path):
+    folder, truth = inputs
+    summary = run_job(job_config(str(folder), tmp_path / "out"))
+    assert summary.status == "succeeded"
+    assert summary.sources_total == 6
+    assert summary.rows_written == 5 + 3  # pages in + failed files
+    assert summary.errors_by_type == {"corrupt": 1, "empty": 1, "unsupported_type": 1}
+    assert set(summary.seconds_per_stage) >= {"load", "detect", "crop", "recognize"}
+
+    table = pq.read_table(next((tmp_path / "out").glob("part-*.parquet")))
+    assert table.schema.remove_metadata().equals(PAGE_SCHEMA.remove_metadata())
+    rows = rows_of(tmp_path / "out")
+    assert len(rows) == 8
+    assert len({(r["source_uri"], r["page_index"]) for r in rows}) == 8
+    for row in rows:
+        key = (row["source_uri"], row["page_index"])
+        if row["status"] == "ok":
+            assert page_cer(row["text"].splitlines(), truth[key].splitlines()) < 0.02, row["text"]
+            assert row["page_count"] == (3 if row["source_uri"].endswith("doc.pdf") else 1)
+            assert len(row["lines"]) == len(truth[key].splitlines())
+            first = row["lines"][0]
+            assert len(first["poly"]) == 4 and all(len(p) == 2 for p in first["poly"])
+            assert first["box"][0] <= first["poly"][0][0] and first["angle"] == -1
+            assert row["width"] == 1240 and row["height"] == 1754 or row["dpi"] == 144.0
+            assert row["det_model"] == "PP-OCRv6_tiny_det" and row["job_id"] == summary.job_id
+        else:
+            assert row["page_index"] is None and row["text"] is None
+            assert row["error_type"] in {"corrupt", "empty", "unsupported_type"}
+            assert Path(row["source_uri"]).name in {"corrupt.png", "empty.pdf", "notes.pdf"}
+            assert row["error_message"]
+
+    # DuckDB answers the README's example queries on the output.
+    by_status = dict(duckdb.sql(f"select status, count(*) from '{tmp_path}/out/*.parquet' group by 1").fetchall())
+    assert by_status == {"ok": 5, "error": 3}
+    lines = duckdb.sql(
+        f"select count(*) from (select unnest(lines) as l from '{tmp_path}/out/*.parquet') where l.score > 0.5"
+    ).fetchall()
+    assert lines[0][0] == sum(len(t.splitlines()) for t in truth.values())
+
+    job_dir = tmp_path / "out" / "_jobs" / summary.job_id
+    saved = json.loads((job_dir / "summary.json").read_text())
+    assert saved["rows_written"] == 8
+    assert "source:" in (job_dir / "config.yaml").read_text()
+
+
+def test_rerun_skips_done_work_and_finishes_a_partial_document(inputs, tmp_path):
+    folder, _ = inputs
+    out = tmp_path / "out"
+    first = run_job(job_config(str(folder), out, output__rows_per_file=1))
+    assert first.files_written == 8
+    again = run_job(job_config(str(folder), out, output__rows_per_file=1))
+    assert (again.sources_skipped, again.rows_written) == (6, 0)
+    # Lose the file holding page 1 of the PDF: the rerun redoes that page alone.
+    lost = duckdb.sql(
+        f"select filename from read_parquet('{out}/*.parquet', filename=true) "
+        "where source_uri like '%doc.pdf' and page_index = 1"
+    ).fetchall()
+    assert len(lost) == 1
+    Path(lost[0][0]).unlink()
+    healed = run_job(job_config(str(folder), out, output__rows_per_file=1))
+    assert (healed.sources_partial, healed.rows_written) == (1, 1)
+    rows = rows_of(out)
+    assert len(rows) == 8
+    assert sorted(r["page_index"] for r in rows if r["source_uri"].endswith("doc.pdf")) == [0, 1, 2]
+
+
+def test_incremental_processes_only_new_objects_and_overwrite_redoes_all(inputs, tmp_path):
+    folder, _ = inputs
+    source = tmp_path / "src"
+    source.mkdir()
+    for name in ("page0.png", "doc.pdf"):
+        (source / name).write_bytes((folder / name).read_bytes())
+    out = tmp_path / "out"
+    assert run_job(job_config(str(source), out)).rows_written == 4
+    (source / "page1.png").write_bytes((folder / "page1.png").read_bytes())
+    new = run_job(job_config(str(source), out, output__mode="incremental"))
+    assert (new.sources_skipped, new.sources_processed, new.rows_written) == (2, 1, 1)
+    redo = run_job(job_config(str(source), out, output__mode="overwrite"))
+    assert redo.rows_written == 5
+    assert len(rows_of(out)) == 5
+
+
+def test_manifests_in_text_csv_and_parquet(inputs, tmp_path):
+    folder, _ = inputs
+    (tmp_path / "list.txt").write_text(f"# scans\n{folder}/page0.png\n\n{folder}/doc.pdf\n")
+    (tmp_path / "list.csv").write_text(f"id,uri\n1,{folder}/page1.png\n")
+    pq.write_table(pa.table({"path": [f"{folder}/page0.png"]}), tmp_path / "list.parquet")
+    assert run_job(job_config(str(tmp_path / "list.txt"), tmp_path / "o1")).rows_written == 4
+    assert run_job(job_config(str(tmp_path / "list.csv"), tmp_path / "o2")).rows_written == 1
+    parquet = job_config(str(tmp_path / "list.parquet"), tmp_path / "o3", source__manifest_column="path")
+    assert run_job(parquet).rows_written == 1
+
+
+def test_error_budget_fails_the_job(inputs, tmp_path):
+    folder, _ = inputs
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for i in range(4):
+        (bad / f"b{i}.png").write_bytes(b"not an image")
+    (bad / "good.png").write_bytes((folder / "page0.png").read_bytes())
+    with pytest.raises(ErrorBudgetExceeded, match="error rate 80.0%"):
+        run_job(job_config(str(bad), tmp_path / "out", max_error_rate=0.5, min_rows_for_budget=1000))
+    summaries = list((tmp_path / "out" / "_jobs").glob("*/summary.json"))
+    assert json.loads(summaries[0].read_text())["status"] == "failed"
+
+
+def _cli(*args: str, **popen) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "ocr_actors.cli", "run", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        **popen,
+    )
+
+
+def test_cli_run_prints_summary_and_exit_codes(inputs, tmp_path):
+    folder, _ = inputs
+    proc = _cli("--input", f"{folder}/page*.png", "--output", str(tmp_path / "out"), "ray.num_cpus=2", "--quiet")
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr
+    assert json.loads(stdout.strip().splitlines()[-1])["rows_written"] == 2
+    proc = _cli("--input", str(folder), "--output", str(tmp_path / "o2"), "max_error_rate=0.1", "ray.num_cpus=2")
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 1 and "above the budget" in stderr
+    proc = _cli("--input", str(folder / "missing"), "--output", str(tmp_path / "o3"))
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and "input not found" in stderr and "Traceback" not in stderr
+
+
+def test_killed_driver_then_rerun_gives_every_page_exactly_once(tmp_path):
+    source = tmp_path / "src"
+    source.mkdir()
+    pages = [render_page(seed=600 + i, lines_per_column=20) for i in range(24)]
+    write_pdf(source / "long.pdf", pages[:12])
+    for i, page in enumerate(pages[12:]):
+        cv2.imwrite(str(source / f"p{i:02d}.png"), page.image)
+    out = tmp_path / "out"
+    args = (
+        "--input",
+        str(source),
+        "--output",
+        str(out),
+        "output.rows_per_file=1",
+        "resources.detect.batch_size=1",
+        "resources.recognize.batch_size=1",
+        "ray.num_cpus=2",
+    )
+    proc = _cli(*args, start_new_session=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and len(list(out.glob("part-*.parquet"))) < 3:
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray it started, mid-run
+    proc.wait(timeout=30)
+    before = rows_of(out)
+    assert 3 <= len(before) < 24, "the kill must land midway"
+    rerun = _cli(*args)
+    stdout, stderr = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, stderr
+    summary = json.loads(stdout.strip().splitlines()[-1])
+    rows = rows_of(out)
+    keys = [(r["source_uri"], r["page_index"]) for r in rows]
+    assert len(keys) == len(set(keys)) == 24
+    assert summary["rows_written"] == 24 - len(before)
+    assert sorted(k[1] for k in keys if k[0].endswith("long.pdf")) == list(range(12))
+    assert all(r["status"] == "ok" for r in rows)
