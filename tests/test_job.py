@@ -41,7 +41,9 @@ def write_pdf(path: Path, pages: list) -> None:
 
 
 def rows_of(output: Path) -> list[dict]:
-    return duckdb.sql(f"select * from '{output}/*.parquet' order by source_uri, page_index").to_arrow_table().to_pylist()
+    return (
+        duckdb.sql(f"select * from '{output}/*.parquet' order by source_uri, page_index").to_arrow_table().to_pylist()
+    )
 
 
 @pytest.fixture(scope="module")

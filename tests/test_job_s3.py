@@ -443,18 +443,7 @@ def test_cli_endpoint_and_credentials_from_aws_environment(s3_server: S3Server) 
         assert s3_server.secret not in text
 
 
-# Known gaps in the library's access-error mapping (see the report that came with these
-# tests). Strict xfail: once fixed, these pass and the marker must go.
-ACCESS_GAPS = {
-    "manifest": "read_manifest() does not map PermissionError to SourceAccessError: traceback, exit 1",
-    "output": "clean_tmp()/scan_done()/remove_parts() do not map the output's PermissionError: traceback, exit 1",
-    "no-credentials": "botocore's NoCredentialsError is not mapped to an access error: traceback, exit 1",
-}
-
-
-@pytest.mark.parametrize(
-    "case", [pytest.param(name, marks=pytest.mark.xfail(reason=why, strict=True)) for name, why in ACCESS_GAPS.items()]
-)
+@pytest.mark.parametrize("case", ["manifest", "output", "no-credentials"])
 def test_cli_access_errors_beyond_the_source_listing(s3_server: S3Server, inputs: Inputs, case: str) -> None:
     wrong = "wrong-" + s3_server.secret[::-1]
     endpoint = f"source.storage_options.endpoint_url={s3_server.endpoint_url}"
@@ -477,4 +466,5 @@ def test_cli_access_errors_beyond_the_source_listing(s3_server: S3Server, inputs
     for secret in (wrong, s3_server.secret):
         assert secret not in result.stderr + result.stdout
     assert "Traceback" not in result.stderr, result.stderr[-600:]
-    assert result.returncode == 2 and "access denied" in result.stderr
+    expected = "no credentials found" if case == "no-credentials" else "access denied"
+    assert result.returncode == 2 and expected in result.stderr, result.stderr[-600:]
