@@ -88,7 +88,10 @@ def test_job_writes_one_row_per_page_plus_error_rows(inputs, tmp_path):
             first = row["lines"][0]
             assert len(first["poly"]) == 4 and all(len(p) == 2 for p in first["poly"])
             assert first["box"][0] <= first["poly"][0][0] and first["angle"] == -1
-            assert row["width"] == 1240 and row["height"] == 1754 or row["dpi"] == 144.0
+            if row["source_uri"].endswith(".png"):
+                assert (row["width"], row["height"], row["dpi"]) == (1240, 1754, None)
+            else:
+                assert row["dpi"] == 144.0 and row["width"] > 0 and row["height"] > 0
             assert row["det_model"] == "PP-OCRv6_tiny_det" and row["job_id"] == summary.job_id
         else:
             assert row["page_index"] is None and row["text"] is None
@@ -165,7 +168,7 @@ def test_error_budget_fails_the_job(inputs, tmp_path):
     for i in range(4):
         (bad / f"b{i}.png").write_bytes(b"not an image")
     (bad / "good.png").write_bytes((folder / "page0.png").read_bytes())
-    with pytest.raises(ErrorBudgetExceeded, match="error rate 80.0%"):
+    with pytest.raises(ErrorBudgetExceeded, match=r"error rate 80\.0%"):
         run_job(job_config(str(bad), tmp_path / "out", max_error_rate=0.5, min_rows_for_budget=1000))
     summaries = list((tmp_path / "out" / "_jobs").glob("*/summary.json"))
     assert json.loads(summaries[0].read_text())["status"] == "failed"
