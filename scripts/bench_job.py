@@ -1,0 +1,182 @@
+"""Benchmark of the batch job against the engine alone, on the same generated pages.
+
+    python scripts/bench_job.py --pages 20 --scale 10
+
+Runs, one after another, each in its own process:
+1. the engine alone (``create_pipeline("OCR")``, one process, 2 threads) on N pages;
+2. the whole job (``ocr-batch run`` with an embedded local Ray of ``--cpus`` CPUs) on the same N pages;
+3. the whole job on ``--scale`` x N pages (the same pages repeated under new names).
+
+Prints pages/s of each, the job/engine ratio, time per stage (from the job summary) and
+the driver's peak RSS at N and scale x N pages. Targets: ratio >= 0.9, RSS growth <= 10%.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def make_pages(folder: Path, count: int, unique: int) -> None:
+    """Write ``count`` PNG pages cycling through ``unique`` distinct text-heavy pages."""
+    from ocr_actors.synth import render_page
+
+    folder.mkdir(parents=True, exist_ok=True)
+    encoded = []
+    for i in range(unique):
+        page = render_page(
+            seed=9000 + i, columns=1 + i % 2, lines_per_column=22, kinds=("prose", "prose", "number", "currency")
+        )
+        encoded.append(cv2.imencode(".png", page.image)[1].tobytes())
+    for i in range(count):
+        (folder / f"page{i:05d}.png").write_bytes(encoded[i % unique])
+
+
+def engine_worker(folder: str, threads: int) -> dict[str, float]:
+    """The engine alone: load, warm up on one page, then time every page."""
+    from ocr_actors import create_pipeline
+
+    pipeline = create_pipeline("OCR", engine__threads=threads)
+    paths = sorted(str(p) for p in Path(folder).glob("*.png"))
+    next(pipeline.predict(paths[0]))
+    start = time.perf_counter()
+    pages = sum(1 for _ in pipeline.predict(paths))
+    seconds = time.perf_counter() - start
+    return {"pages": pages, "seconds": seconds, "pages_per_s": pages / seconds, "peak_rss_mb": _peak_rss_mb()}
+
+
+def job_worker(folder: str, output: str, cpus: int, overrides: dict[str, object]) -> dict[str, object]:
+    """The whole job with an embedded Ray; returns its summary plus the driver's peak RSS."""
+    from ocr_actors.config import load_config
+    from ocr_actors.job_config import JobConfig
+    from ocr_actors.pipeline import run_job
+
+    config = load_config(
+        JobConfig,
+        None,
+        {
+            "source.uri": folder,
+            "output.uri": output,
+            "ray.num_cpus": cpus,
+            "ray.object_store_memory": 1 << 30,
+            "output.rows_per_file": 20,
+            **overrides,
+        },
+    )
+    start = time.perf_counter()
+    summary = run_job(config, progress=None).as_dict()
+    summary["job_seconds_incl_ray_start"] = time.perf_counter() - start
+    summary["driver_peak_rss_mb"] = _peak_rss_mb()
+    return summary
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _run_worker(*args: str) -> dict:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run(
+        [sys.executable, __file__, "--worker", *args], capture_output=True, text=True, env=env, check=False
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"worker {args[0]} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pages", type=int, default=20, help="N pages (default 20)")
+    parser.add_argument("--scale", type=int, default=10, help="the large run has scale x N pages (default 10)")
+    parser.add_argument("--unique", type=int, default=10, help="distinct pages rendered (default 10)")
+    parser.add_argument("--cpus", type=int, default=2, help="CPUs of the embedded Ray and engine threads")
+    parser.add_argument("--json", default=None, help="write the results here")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="job config override (repeatable)"
+    )
+    parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        kind, *rest = args.worker
+        if kind == "engine":
+            result = engine_worker(rest[0], int(rest[1]))
+        else:
+            result = job_worker(rest[0], rest[1], int(rest[2]), json.loads(rest[3]))
+        print(json.dumps(result))
+        return
+
+    from ocr_actors.config import parse_override
+
+    overrides = json.dumps(dict(parse_override(text) for text in args.set))
+    work = Path(tempfile.mkdtemp(prefix="bench_job_"))
+    try:
+        one, small, large = work / "one", work / "small", work / "large"
+        make_pages(one, 1, 1)
+        make_pages(small, args.pages, min(args.unique, args.pages))
+        make_pages(large, args.pages * args.scale, min(args.unique, args.pages))
+        print(f"{args.pages} and {args.pages * args.scale} pages in {work}; {args.cpus} CPUs", flush=True)
+        engine = _run_worker("engine", str(small), str(args.cpus))
+        print(f"engine alone: {engine['pages_per_s']:.2f} pages/s", flush=True)
+        runs = {}
+        for name, folder in (("1 page", one), ("N pages", small), ("scale x N pages", large)):
+            runs[name] = _run_worker("job", str(folder), str(work / f"out_{folder.name}"), str(args.cpus), overrides)
+            print(f"job on {name}: {runs[name]['job_seconds_incl_ray_start']:.1f} s", flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    # A 1-page run measures the fixed start-up (Ray, actors, model loading): subtracting it
+    # leaves the rate a long job runs at.
+    startup = runs["1 page"]["job_seconds_incl_ray_start"]
+    print()
+    print(
+        f"{'run':<24}{'pages':>7}{'wall s':>9}{'pages/s':>9}{'after start-up':>16}{'x engine':>10}{'driver RSS MB':>15}"
+    )
+    print(
+        f"{'engine alone, 1 process':<24}{engine['pages']:>7}{engine['seconds']:>9.1f}{engine['pages_per_s']:>9.2f}"
+        f"{engine['pages_per_s']:>16.2f}{1.0:>10.2f}{engine['peak_rss_mb']:>15.0f}"
+    )
+    ratios = {}
+    for name in ("N pages", "scale x N pages"):
+        run = runs[name]
+        wall = run["job_seconds_incl_ray_start"]
+        steady = run["rows_written"] / max(wall - startup, 1e-9)
+        ratios[name] = steady / engine["pages_per_s"]
+        print(
+            f"{'job, ' + name:<24}{run['rows_written']:>7}{wall:>9.1f}{run['rows_written'] / wall:>9.2f}"
+            f"{steady:>16.2f}{ratios[name]:>10.2f}{run['driver_peak_rss_mb']:>15.0f}"
+        )
+    print(f"start-up (job on 1 page): {startup:.1f} s")
+    large_run = runs["scale x N pages"]
+    stages = large_run["seconds_per_stage"]
+    total = sum(stages.values())
+    print("time per stage on the large run (seconds summed over pages; share of all stage time):")
+    for stage, seconds in stages.items():
+        print(
+            f"  {stage:<10} {seconds:8.1f} s  {1000 * seconds / large_run['rows_written']:7.1f} ms/page  "
+            f"{100 * seconds / total:5.1f}%"
+        )
+    growth = large_run["driver_peak_rss_mb"] / runs["N pages"]["driver_peak_rss_mb"] - 1
+    ratio = ratios["scale x N pages"]
+    print()
+    print(
+        f"targets: job/engine >= 0.90 -> {ratio:.2f} ({'met' if ratio >= 0.9 else 'missed'}); "
+        f"driver RSS growth N -> {args.scale}N <= 10% -> {100 * growth:+.1f}% ({'met' if growth <= 0.10 else 'missed'})"
+    )
+    if args.json:
+        Path(args.json).write_text(json.dumps({"engine": engine, **runs}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
