@@ -32,12 +32,16 @@ class EngineConfig:
         device: "cpu", "gpu" or "gpu:N".
         threads: intra-op threads per model session; 0 = engine default (all cores).
         precision: OpenVINO only: "f32" (default) or "bf16".
+        allow_spinning: ONNX Runtime's intra-op threads spin while waiting (lower latency
+            alone; wasted CPU when several sessions share the cores, as in the batch job,
+            which turns it off).
     """
 
     engine: str = "onnxruntime"
     device: str = "cpu"
     threads: int = 0
     precision: str = "f32"
+    allow_spinning: bool = True
 
     def __post_init__(self) -> None:
         _check(self.engine in ("onnxruntime", "openvino", "paddle"), "engine.engine", self.engine)

@@ -64,6 +64,8 @@ class StageResources:
         batch_size: pages per call (recognition: pages whose crops are batched together).
         num_cpus / num_gpus: per task or actor; fractional GPUs share a device.
         min_actors / max_actors: actor pool bounds (model stages only).
+        threads: engine threads per actor (model stages); 0 = ``ocr.engine.threads`` if
+            set, else the CPU share rounded (at least 1).
     """
 
     batch_size: int = 4
@@ -71,6 +73,7 @@ class StageResources:
     num_gpus: float = 0.0
     min_actors: int = 1
     max_actors: int = 1
+    threads: int = 0
 
     def __post_init__(self) -> None:
         _check(self.batch_size >= 1, "resources.*.batch_size", self.batch_size)
@@ -80,16 +83,19 @@ class StageResources:
 @dataclass(frozen=True)
 class ResourcesConfig:
     """Per-stage resources. CPU stages (load, crop, write) run as tasks; model stages as
-    actor pools. CPU shares are Ray's logical CPUs: the defaults leave room on a 2-CPU
-    machine for the CPU tasks next to one detection and one recognition actor. A model
-    actor's engine threads default to its CPU share rounded (at least 1)."""
+    actor pools. CPU shares are Ray's logical CPUs: the defaults (one detection actor, two
+    single-threaded recognition actors, recognition being most of the work) leave room on a
+    2-CPU machine for the CPU tasks. A model actor's engine threads default to its CPU
+    share rounded (at least 1)."""
 
     load: StageResources = field(default_factory=lambda: StageResources(batch_size=1, num_cpus=0.25))
     docprep: StageResources = field(default_factory=lambda: StageResources(batch_size=4, num_cpus=0.5))
     detect: StageResources = field(default_factory=lambda: StageResources(batch_size=4, num_cpus=0.5))
     crop: StageResources = field(default_factory=lambda: StageResources(batch_size=4, num_cpus=0.25))
     lineori: StageResources = field(default_factory=lambda: StageResources(batch_size=8, num_cpus=0.5))
-    recognize: StageResources = field(default_factory=lambda: StageResources(batch_size=8, num_cpus=1.0))
+    recognize: StageResources = field(
+        default_factory=lambda: StageResources(batch_size=8, num_cpus=0.6, min_actors=2, max_actors=2)
+    )
     write: StageResources = field(default_factory=lambda: StageResources(batch_size=1, num_cpus=0.25))
 
 

@@ -103,11 +103,12 @@ def check_cpu_budget(config: JobConfig, cluster_cpus: float) -> None:
 
 
 def _stage_threads(config: JobConfig, stage: StageResources) -> JobConfig:
-    """Engine threads for a model actor: the configured count, else its CPU share (>= 1)."""
-    if config.ocr.engine.threads:
-        return config
-    threads = max(1, round(stage.num_cpus))
-    return replace(config, ocr=replace(config.ocr, engine=replace(config.ocr.engine, threads=threads)))
+    """A model actor's engine: threads as configured, else its CPU share (>= 1); no
+    spinning threads, since several actors share the cores."""
+    engine = config.ocr.engine
+    threads = stage.threads or engine.threads or max(1, round(stage.num_cpus))
+    engine = replace(engine, threads=threads, allow_spinning=False)
+    return replace(config, ocr=replace(config.ocr, engine=engine))
 
 
 def build_dataset(config: JobConfig, items: list[WorkItem], job_id: str):  # type: ignore[no-untyped-def]

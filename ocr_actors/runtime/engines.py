@@ -38,7 +38,7 @@ class OnnxRuntimeSession:
 
     engine = "onnxruntime"
 
-    def __init__(self, model_file: Path, device: str = "cpu", threads: int = 0) -> None:
+    def __init__(self, model_file: Path, device: str = "cpu", threads: int = 0, allow_spinning: bool = True) -> None:
         try:
             import onnxruntime as ort
         except ImportError as exc:  # pragma: no cover - depends on the install
@@ -50,6 +50,8 @@ class OnnxRuntimeSession:
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
+        if not allow_spinning:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers: list[str | tuple[str, dict[str, str]]] = ["CPUExecutionProvider"]
         if device.startswith("gpu"):
             if "CUDAExecutionProvider" not in ort.get_available_providers():
@@ -148,7 +150,12 @@ class PaddleSession:
 
 
 def create_session(
-    model_path: Path, engine: str, device: str = "cpu", threads: int = 0, precision: str = "f32"
+    model_path: Path,
+    engine: str,
+    device: str = "cpu",
+    threads: int = 0,
+    precision: str = "f32",
+    allow_spinning: bool = True,
 ) -> InferenceSession:
     """Open a model with the named engine.
 
@@ -158,9 +165,10 @@ def create_session(
         device: ``"cpu"``, ``"gpu"`` or ``"gpu:N"``.
         threads: intra-op threads; 0 lets the engine choose.
         precision: OpenVINO only: ``"f32"`` (default) or ``"bf16"``.
+        allow_spinning: ONNX Runtime only: let idle intra-op threads spin.
     """
     if engine == "onnxruntime":
-        return OnnxRuntimeSession(model_path, device, threads)
+        return OnnxRuntimeSession(model_path, device, threads, allow_spinning)
     if engine == "openvino":
         return OpenVINOSession(model_path, device, threads, precision)
     if engine == "paddle":

@@ -31,7 +31,12 @@ def open_model(name: str, engine: EngineConfig) -> tuple[ResolvedModel, Inferenc
     """Resolve a model name/path/URI and open it with the configured engine."""
     resolved = resolve_model(name, engine.engine)
     session = create_session(
-        resolved.path_for(engine.engine), engine.engine, engine.device, engine.threads, engine.precision
+        resolved.path_for(engine.engine),
+        engine.engine,
+        engine.device,
+        engine.threads,
+        engine.precision,
+        engine.allow_spinning,
     )
     return resolved, session
 
