@@ -229,3 +229,10 @@ def test_to_dict_round_trip() -> None:
     assert data["text_detection"]["thresh"] == 0.25
     assert data["engine"]["device"] == "gpu"
     assert load_config(OCRConfig, data) == cfg
+
+
+def test_job_default_yaml_matches_the_code() -> None:
+    from ocr_actors.job_config import JobConfig
+
+    path = Path(__file__).resolve().parent.parent / "jobs" / "configs" / "job_default.yaml"
+    assert load_config(JobConfig, path) == JobConfig()

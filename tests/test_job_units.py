@@ -1,0 +1,114 @@
+"""Pure parts of the batch job: page ranges, redaction, planning, file names, crop packing,
+stage adapters called directly (no Ray)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from ocr_actors.config import ConfigError, load_config, to_dict
+from ocr_actors.io.parquet import DoneIndex, part_name
+from ocr_actors.job_config import JobConfig, parse_page_ranges, redact
+from ocr_actors.pipeline.job import check_cpu_budget
+from ocr_actors.pipeline.plan import plan_work
+from ocr_actors.stages.common import pack_crops, unpack_crops
+from ocr_actors.stages.crop import crop_text_lines
+from ocr_actors.stages.load import load_pages
+
+
+def test_parse_page_ranges():
+    assert parse_page_ranges("") is None
+    assert parse_page_ranges("0-2, 5,3") == [0, 1, 2, 3, 5]
+    with pytest.raises(ConfigError, match="invalid page range"):
+        parse_page_ranges("3-1")
+    with pytest.raises(ConfigError, match="invalid page range"):
+        parse_page_ranges("a")
+
+
+def test_redact_hides_secrets_and_url_credentials():
+    config = load_config(
+        JobConfig,
+        None,
+        {
+            "source.uri": "https://user:hunter2@example.com/scans/",
+            "source.storage_options": {"key": "AKIA123", "secret": "s3cr3t", "client_kwargs": {"region_name": "x"}},
+        },
+    )
+    text = json.dumps(redact(to_dict(config)))
+    assert "s3cr3t" not in text and "AKIA123" not in text and "hunter2" not in text
+    assert '"region_name": "x"' in text and "example.com/scans/" in text
+
+
+def test_partial_section_overrides_keep_the_sections_defaults():
+    config = load_config(JobConfig, None, {"resources.detect.batch_size": 1, "resources.recognize.threads": 2})
+    assert (config.resources.detect.batch_size, config.resources.detect.num_cpus) == (1, 0.5)
+    assert (config.resources.recognize.min_actors, config.resources.recognize.threads) == (2, 2)
+
+
+def test_cpu_budget_refuses_layouts_that_would_hang():
+    check_cpu_budget(JobConfig(), 2.0)
+    greedy = load_config(JobConfig, None, {"resources.recognize.num_cpus": 1.0})
+    with pytest.raises(ConfigError, match=r"reserve 2\.5 of the cluster's 2 CPUs"):
+        check_cpu_budget(greedy, 2.0)
+
+
+def test_plan_skips_done_finishes_partial_and_respects_modes():
+    done = DoneIndex(
+        pages={"a.pdf": {0, 1, 2}, "b.pdf": {0, 2}, "c.png": {0}},
+        page_counts={"a.pdf": 3, "b.pdf": 4, "c.png": 1},
+        failed_files={"bad.png"},
+    )
+    sources = ["a.pdf", "b.pdf", "c.png", "bad.png", "new.png"]
+    plan = plan_work(sources, done, "resume", None)
+    assert [(i.source_uri, i.todo_pages) for i in plan.items] == [("b.pdf", "[1, 3]"), ("new.png", "")]
+    assert (plan.sources_skipped, plan.sources_partial) == (3, 1)
+    incremental = plan_work(sources, done, "incremental", None)
+    assert [i.source_uri for i in incremental.items] == ["new.png"]
+    limited = plan_work(sources, done, "resume", [0, 1, 2])
+    assert [(i.source_uri, i.todo_pages) for i in limited.items] == [("b.pdf", "[1]"), ("new.png", "")]
+
+
+def test_part_names_are_deterministic_and_order_free():
+    rows = [{"source_uri": "s3://b/x.pdf", "page_index": i} for i in range(3)]
+    assert part_name(rows) == part_name(list(reversed(rows)))
+    assert part_name(rows) != part_name(rows[:2])
+    assert part_name(rows).startswith("part-") and part_name(rows).endswith(".parquet")
+
+
+def test_pack_and_unpack_crops_round_trip():
+    rng = np.random.default_rng(0)
+    crops = [rng.integers(0, 255, (h, w, 3), dtype=np.uint8) for h, w in ((5, 9), (1, 1), (48, 200))]
+    pixels, shapes = pack_crops(crops)
+    assert shapes.tolist() == [[5, 9], [1, 1], [48, 200]]
+    assert all(np.array_equal(a, b) for a, b in zip(unpack_crops(pixels, shapes), crops, strict=True))
+    empty_pixels, empty_shapes = pack_crops([])
+    assert unpack_crops(empty_pixels, empty_shapes) == [] and empty_shapes.shape == (0, 2)
+
+
+def test_load_stage_rows_for_good_and_bad_files(tmp_path):
+    from ocr_actors.config import InputConfig
+
+    (tmp_path / "e.png").write_bytes(b"")
+    rows = list(load_pages(str(tmp_path / "e.png"), InputConfig(), {}, None))
+    assert len(rows) == 1 and rows[0]["status"] == "error" and rows[0]["error_type"] == "empty"
+    assert rows[0]["page_index"] == -1
+    missing = list(load_pages(str(tmp_path / "nope.png"), InputConfig(), {}, None))
+    assert missing[0]["error_type"] == "not_found"
+
+
+def test_crop_stage_packs_crops_and_drops_the_image():
+    image = np.full((100, 200, 3), 255, np.uint8)
+    quad = np.array([[[10, 10], [110, 10], [110, 40], [10, 40]]], np.float32)
+    batch = {
+        "image": np.array([image, None], dtype=object)[:1],
+        "quads": np.array([quad, None], dtype=object)[:1],
+        "status": np.array(["ok"]),
+    }
+    out = crop_text_lines(batch)
+    assert "image" not in out
+    assert out["crop_shapes"][0].tolist() == [[30, 100]]
+    assert out["crop_pixels"][0].size == 30 * 100 * 3
+    assert (out["upright_height"][0], out["upright_width"][0]) == (100, 200)
+    assert out["t_crop"].shape == (1,)
