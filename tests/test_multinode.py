@@ -1,0 +1,106 @@
+"""Several Ray nodes on one machine (``ray.cluster_utils.Cluster``, fake GPU resources): model
+actors land only on GPU nodes, and a worker node killed mid-run still ends with every page
+exactly once."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import duckdb
+import pytest
+import ray
+from ray.cluster_utils import Cluster
+
+from ocr_actors.config import load_config
+from ocr_actors.job_config import JobConfig
+from ocr_actors.pipeline import run_job
+from ocr_actors.synth import render_page
+
+NODE = {"object_store_memory": 300 << 20}
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    ray.shutdown()  # other modules may have started an in-process Ray
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, **NODE})
+    gpu_nodes = [cluster.add_node(num_cpus=2, num_gpus=1, **NODE) for _ in range(2)]
+    cpu_node = cluster.add_node(num_cpus=2, **NODE)
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address)
+    yield cluster, gpu_nodes, cpu_node
+    ray.shutdown()
+    cluster.shutdown()
+
+
+@pytest.fixture(scope="module")
+def pages_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("multinode")
+    for i in range(16):
+        page = render_page(seed=800 + i, lines_per_column=12)
+        cv2.imwrite(str(folder / f"p{i:02d}.png"), page.image)
+    return folder
+
+
+def gpu_job(source: Path, output: Path, address: str) -> JobConfig:
+    stage = {"num_cpus": 0.5, "num_gpus": 0.5, "min_actors": 1, "max_actors": 2, "batch_size": 1}
+    return load_config(
+        JobConfig,
+        None,
+        {
+            "source.uri": str(source),
+            "output.uri": str(output),
+            "output.rows_per_file": 1,
+            "ray.address": address,
+            "resources.detect": stage,
+            "resources.recognize": stage,
+            "resources.load.num_cpus": 0.5,
+            "resources.crop.num_cpus": 0.5,
+            "resources.write.num_cpus": 0.5,
+        },
+    )
+
+
+def keys(output: Path) -> list[tuple[str, int]]:
+    return duckdb.sql(f"select source_uri, page_index from '{output}/*.parquet'").fetchall()
+
+
+def test_model_actors_run_only_on_gpu_nodes(cluster, pages_dir, tmp_path):
+    from ray.util.state import list_actors
+
+    ray_cluster, _, _ = cluster
+    summary = run_job(gpu_job(pages_dir, tmp_path / "out", ray_cluster.address), progress=None)
+    assert summary.rows_written == 16 and summary.error_rows == 0
+    gpu_node_ids = {node["NodeID"] for node in ray.nodes() if node["Resources"].get("GPU")}
+    model_actors = [
+        a
+        for a in list_actors(detail=True, limit=1000)
+        if "DetectText" in a.class_name or "RecognizeText" in a.class_name
+    ]
+    assert model_actors, "no model actors found"
+    assert {a.node_id for a in model_actors} <= gpu_node_ids
+    assert len(set(keys(tmp_path / "out"))) == 16
+
+
+def test_worker_node_killed_midway_loses_and_duplicates_nothing(cluster, pages_dir, tmp_path):
+    ray_cluster, gpu_nodes, _ = cluster
+    output = tmp_path / "out"
+    killed: list[float] = []
+
+    def kill_a_gpu_node_midway() -> None:
+        deadline = time.time() + 300
+        while time.time() < deadline and len(list(output.glob("part-*.parquet"))) < 3:
+            time.sleep(0.1)
+        ray_cluster.remove_node(gpu_nodes[1], allow_graceful=False)
+        killed.append(len(list(output.glob("part-*.parquet"))))
+
+    killer = threading.Thread(target=kill_a_gpu_node_midway, daemon=True)
+    killer.start()
+    summary = run_job(gpu_job(pages_dir, output, ray_cluster.address), progress=None)
+    killer.join(timeout=60)
+    assert killed and killed[0] < 16, "the node must die midway"
+    found = keys(output)
+    assert len(found) == len(set(found)) == 16
+    assert summary.rows_written == 16
