@@ -104,3 +104,28 @@ def test_worker_node_killed_midway_loses_and_duplicates_nothing(cluster, pages_d
     found = keys(output)
     assert len(found) == len(set(found)) == 16
     assert summary.rows_written == 16
+
+
+def test_cpu_node_killed_while_pages_are_written_loses_and_duplicates_nothing(cluster, pages_dir, tmp_path):
+    """The CPU-only node runs load, crop and write tasks; losing it mid-run (files are being
+    written one page at a time) must neither lose nor duplicate a page."""
+    ray_cluster, _, cpu_node = cluster
+    output = tmp_path / "out"
+    killed: list[int] = []
+
+    def kill_the_cpu_node_midway() -> None:
+        deadline = time.time() + 300
+        while time.time() < deadline and len(list(output.glob("part-*.parquet"))) < 2:
+            time.sleep(0.05)
+        ray_cluster.remove_node(cpu_node, allow_graceful=False)
+        killed.append(len(list(output.glob("part-*.parquet"))))
+
+    killer = threading.Thread(target=kill_the_cpu_node_midway, daemon=True)
+    killer.start()
+    summary = run_job(gpu_job(pages_dir, output, ray_cluster.address), progress=None)
+    killer.join(timeout=60)
+    assert killed and killed[0] < 16, "the node must die midway"
+    found = keys(output)
+    assert len(found) == len(set(found)) == 16
+    assert summary.rows_written == 16
+    assert not (output / "_tmp").exists(), "temporary files of the lost writes are cleaned up"
