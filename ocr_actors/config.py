@@ -68,6 +68,9 @@ class TextDetectionConfig:
         limit_side_len / limit_type / max_side_limit: resize policy (see
             :func:`ocr_actors.preprocess.det_resize_shape`).
         thresh / box_thresh / unclip_ratio / max_candidates: DB post-processing.
+        batch_pad_multiple: pages whose resized sides round up to the same multiple of this
+            share one detector call (zero-padded): 32 batches only identical shapes; larger
+            values (e.g. 256 on GPUs) batch pages of similar size.
     """
 
     model: str = "PP-OCRv6_tiny_det"
@@ -80,9 +83,15 @@ class TextDetectionConfig:
     max_candidates: int | None = None
     min_size: int = 3
     use_dilation: bool = False
+    batch_pad_multiple: int = 32
 
     def __post_init__(self) -> None:
         _check(self.limit_type in ("max", "min", "resize_long"), "text_detection.limit_type", self.limit_type)
+        _check(
+            self.batch_pad_multiple % 32 == 0 and self.batch_pad_multiple > 0,
+            "text_detection.batch_pad_multiple",
+            self.batch_pad_multiple,
+        )
         _check(self.limit_side_len > 0, "text_detection.limit_side_len", self.limit_side_len)
 
 

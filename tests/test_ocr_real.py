@@ -213,3 +213,24 @@ def test_array_inputs_grey_and_bgra(pipeline):
     bgra = cv2.cvtColor(page.image, cv2.COLOR_BGR2BGRA)
     texts = [next(pipeline.predict(img))["rec_texts"] for img in (page.image, grey, bgra)]
     assert texts[0] == texts[1] == texts[2]
+
+
+def test_pages_of_similar_size_share_a_detector_call_with_the_same_boxes():
+    from ocr_actors.config import TextDetectionConfig
+    from ocr_actors.runtime.runners import TextDetector, group_by_padded_shape
+
+    assert group_by_padded_shape([(960, 672), (960, 704), (960, 960), (640, 480)], 256) == {
+        (1024, 768): [0, 1],
+        (1024, 1024): [2],
+        (768, 512): [3],
+    }
+    pages = [render_page(seed=120, lines_per_column=6).image, render_page(seed=121, lines_per_column=6).image]
+    pages[1] = pages[1][:1500, :1100]  # a slightly smaller scan
+    alone = TextDetector(TextDetectionConfig(), EngineConfig(threads=2)).detect(pages)
+    padded = TextDetector(TextDetectionConfig(batch_pad_multiple=256), EngineConfig(threads=2)).detect(pages)
+    for a, b in zip(alone, padded, strict=True):
+        assert a.quads.shape == b.quads.shape and a.quads.shape[0] >= 5
+        assert np.abs(a.quads - b.quads).max() <= 6  # zero padding shifts a few box edges by pixels
+    base = create_pipeline("OCR", engine__threads=2)
+    batched = create_pipeline("OCR", engine__threads=2, text_detection__batch_pad_multiple=256)
+    assert [r["rec_texts"] for r in batched.predict(pages)] == [r["rec_texts"] for r in base.predict(pages)]

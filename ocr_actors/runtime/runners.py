@@ -96,6 +96,18 @@ def det_params(config: TextDetectionConfig, model_defaults: dict[str, object]) -
     )
 
 
+def group_by_padded_shape(shapes: Sequence[tuple[int, int]], multiple: int) -> dict[tuple[int, int], list[int]]:
+    """Group ``(H, W)`` shapes by the shape each is padded to (sides rounded up to ``multiple``).
+
+    Returns ``{padded shape: indices}``; every index appears once.
+    """
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, (h, w) in enumerate(shapes):
+        padded = (-(-h // multiple) * multiple, -(-w // multiple) * multiple)
+        groups.setdefault(padded, []).append(i)
+    return groups
+
+
 class TextDetector:
     """PP-OCR DB detector: resize/normalise -> session -> DB post-process."""
 
@@ -103,11 +115,15 @@ class TextDetector:
         self.model_name = config.model
         self._model, self._session = open_model(config.model, engine)
         self.default_params = det_params(config, self._model.det_defaults)
+        self.batch_pad_multiple = config.batch_pad_multiple
 
     def detect(self, images: Sequence[np.ndarray], params: DetParams | None = None) -> list[Detection]:
         """Detect text lines on BGR ``(H, W, 3)`` uint8 images.
 
-        Images whose resized shapes match are run as one batch.
+        Pages are batched by their resized shape rounded up to ``batch_pad_multiple``: the
+        pages of a group are zero-padded (after normalisation) to the group's shape, and each
+        probability map is cut back to its own page before post-processing. With the
+        default multiple of 32 only pages of identical resized shape share a call.
         """
         p = params or self.default_params
         shapes = [
@@ -115,16 +131,18 @@ class TextDetector:
             for im in images
         ]
         results: list[Detection | None] = [None] * len(images)
-        groups: dict[tuple[int, int], list[int]] = {}
-        for i, shape in enumerate(shapes):
-            groups.setdefault(shape, []).append(i)
-        for (new_h, new_w), members in groups.items():
-            batch = np.stack(
-                [normalize_det(cv2.resize(images[i], (new_w, new_h), interpolation=cv2.INTER_LINEAR)) for i in members]
-            )
+        for group_shape, members in group_by_padded_shape(shapes, self.batch_pad_multiple).items():
+            inputs = [
+                normalize_det(cv2.resize(images[i], (shapes[i][1], shapes[i][0]), interpolation=cv2.INTER_LINEAR))
+                for i in members
+            ]
+            batch = np.zeros((len(members), 3, *group_shape), dtype=np.float32)
+            for k, chw in enumerate(inputs):
+                batch[k, :, : chw.shape[1], : chw.shape[2]] = chw
             probs = self._session.run(batch)
             for k, i in enumerate(members):
-                quads, scores = db_boxes(probs[k, 0], images[i].shape[:2], p.db)
+                own_h, own_w = shapes[i]
+                quads, scores = db_boxes(probs[k, 0, :own_h, :own_w], images[i].shape[:2], p.db)
                 keep = filter_tiny_quads(quads)
                 results[i] = Detection(quads[keep], scores[keep])
         return [r for r in results if r is not None]
