@@ -83,18 +83,19 @@ class StageResources:
 @dataclass(frozen=True)
 class ResourcesConfig:
     """Per-stage resources. CPU stages (load, crop, write) run as tasks; model stages as
-    actor pools. CPU shares are Ray's logical CPUs: the defaults (one detection actor, two
-    single-threaded recognition actors, recognition being most of the work) leave room on a
-    2-CPU machine for the CPU tasks. A model actor's engine threads default to its CPU
-    share rounded (at least 1)."""
+    actor pools. CPU shares are Ray's logical CPUs (scheduling tokens; engine threads are
+    set separately): the defaults (one single-threaded detection actor, two single-threaded
+    recognition actors, recognition being most of the work, plus the optional classifier
+    actors) leave room on a 2-CPU machine for the CPU tasks. A model actor's engine threads
+    default to its CPU share rounded (at least 1)."""
 
     load: StageResources = field(default_factory=lambda: StageResources(batch_size=1, num_cpus=0.25))
-    docprep: StageResources = field(default_factory=lambda: StageResources(batch_size=4, num_cpus=0.5))
-    detect: StageResources = field(default_factory=lambda: StageResources(batch_size=4, num_cpus=0.5))
+    docprep: StageResources = field(default_factory=lambda: StageResources(batch_size=4, num_cpus=0.2))
+    detect: StageResources = field(default_factory=lambda: StageResources(batch_size=4, num_cpus=0.4))
     crop: StageResources = field(default_factory=lambda: StageResources(batch_size=4, num_cpus=0.25))
-    lineori: StageResources = field(default_factory=lambda: StageResources(batch_size=8, num_cpus=0.5))
+    lineori: StageResources = field(default_factory=lambda: StageResources(batch_size=8, num_cpus=0.2))
     recognize: StageResources = field(
-        default_factory=lambda: StageResources(batch_size=8, num_cpus=0.6, min_actors=2, max_actors=2)
+        default_factory=lambda: StageResources(batch_size=8, num_cpus=0.4, min_actors=2, max_actors=2)
     )
     write: StageResources = field(default_factory=lambda: StageResources(batch_size=1, num_cpus=0.25))
 

@@ -236,3 +236,26 @@ def test_killed_driver_then_rerun_gives_every_page_exactly_once(tmp_path):
     assert summary["rows_written"] == 24 - len(before)
     assert sorted(k[1] for k in keys if k[0].endswith("long.pdf")) == list(range(12))
     assert all(r["status"] == "ok" for r in rows)
+
+
+def test_readme_quick_start_on_the_bundled_examples(tmp_path):
+    """The README's first command: the job on examples/ with page orientation on."""
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    proc = _cli(
+        "--input",
+        str(examples),
+        "--output",
+        str(tmp_path / "ocr"),
+        "ocr.doc_preprocessor.use_doc_orientation_classify=true",
+    )
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr
+    assert json.loads(stdout.strip().splitlines()[-1])["pages_ok"] == 3
+    rows = {(Path(r["source_uri"]).name, r["page_index"]): r for r in rows_of(tmp_path / "ocr")}
+    assert rows[("scanned_report.pdf", 1)]["doc_angle"] == 180
+    truth_pages = (examples / "scanned_report.txt").read_text(encoding="utf-8").strip().split("\n\n")
+    for page in (0, 1):
+        found = rows[("scanned_report.pdf", page)]["text"].splitlines()
+        assert page_cer(found, truth_pages[page].splitlines()) < 0.03
+    two_column = (examples / "two_column_page.txt").read_text(encoding="utf-8").strip().splitlines()
+    assert page_cer(rows[("two_column_page.png", 0)]["text"].splitlines(), two_column) < 0.03
