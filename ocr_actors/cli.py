@@ -133,11 +133,34 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_serve(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("serve", help="HTTP service: POST /ocr in the reference's format (Ray Serve)")
+    p.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="port (default 8080)")
+    p.add_argument("--config", default=None, help="service YAML (ocr: ..., limits, URL inputs)")
+    p.add_argument("overrides", nargs="*", help="config overrides: key=value (e.g. max_pdf_pages=20)")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from ocr_actors.config import load_config, parse_override
+    from ocr_actors.service.app import serve_forever
+    from ocr_actors.service.config import ServiceConfig
+
+    overrides: dict[str, object] = dict(parse_override(text) for text in args.overrides)
+    if args.host is not None:
+        overrides["host"] = args.host
+    if args.port is not None:
+        overrides["port"] = args.port
+    serve_forever(load_config(ServiceConfig, args.config, overrides))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _SafeParser(prog="ocr-batch", description="PP-OCR General OCR: API, CLI and batch job")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_SafeParser)
     _add_predict(sub)
     _add_run(sub)
+    _add_serve(sub)
     return parser
 
 
@@ -168,6 +191,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _predict(args)
         if args.command == "run":
             return _run(args)
+        if args.command == "serve":
+            return _serve(args)
     except (ConfigError, ValueError, FileNotFoundError, SourceAccessError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

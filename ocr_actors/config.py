@@ -211,6 +211,10 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         return number
     if annotation is str:
         return str(value)
+    if origin is tuple:
+        if isinstance(value, str) or not isinstance(value, list | tuple):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return tuple(str(v) for v in value)
     if origin in (Mapping, dict):
         if not isinstance(value, Mapping):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")

