@@ -84,26 +84,33 @@ def test_model_actors_run_only_on_gpu_nodes(cluster, pages_dir, tmp_path):
     assert len(set(keys(tmp_path / "out"))) == 16
 
 
+def run_with_node_killed(ray_cluster, node, source: Path, output: Path, after_parts: int) -> int:
+    """Run the job while a thread removes ``node`` (no grace) once ``after_parts`` part
+    files exist; returns how many part files existed when the node died."""
+    killed: list[int] = []
+
+    def kill_midway() -> None:
+        deadline = time.time() + 300
+        while time.time() < deadline and len(list(output.glob("part-*.parquet"))) < after_parts:
+            time.sleep(0.05)
+        ray_cluster.remove_node(node, allow_graceful=False)
+        killed.append(len(list(output.glob("part-*.parquet"))))
+
+    killer = threading.Thread(target=kill_midway, daemon=True)
+    killer.start()
+    summary = run_job(gpu_job(source, output, ray_cluster.address), progress=None)
+    killer.join(timeout=60)
+    assert killed, "the node was never killed"
+    assert summary.rows_written == 16
+    return killed[0]
+
+
 def test_worker_node_killed_midway_loses_and_duplicates_nothing(cluster, pages_dir, tmp_path):
     ray_cluster, gpu_nodes, _ = cluster
     output = tmp_path / "out"
-    killed: list[float] = []
-
-    def kill_a_gpu_node_midway() -> None:
-        deadline = time.time() + 300
-        while time.time() < deadline and len(list(output.glob("part-*.parquet"))) < 3:
-            time.sleep(0.1)
-        ray_cluster.remove_node(gpu_nodes[1], allow_graceful=False)
-        killed.append(len(list(output.glob("part-*.parquet"))))
-
-    killer = threading.Thread(target=kill_a_gpu_node_midway, daemon=True)
-    killer.start()
-    summary = run_job(gpu_job(pages_dir, output, ray_cluster.address), progress=None)
-    killer.join(timeout=60)
-    assert killed and killed[0] < 16, "the node must die midway"
+    assert run_with_node_killed(ray_cluster, gpu_nodes[1], pages_dir, output, after_parts=3) < 16
     found = keys(output)
     assert len(found) == len(set(found)) == 16
-    assert summary.rows_written == 16
 
 
 def test_cpu_node_killed_while_pages_are_written_loses_and_duplicates_nothing(cluster, pages_dir, tmp_path):
@@ -111,21 +118,7 @@ def test_cpu_node_killed_while_pages_are_written_loses_and_duplicates_nothing(cl
     written one page at a time) must neither lose nor duplicate a page."""
     ray_cluster, _, cpu_node = cluster
     output = tmp_path / "out"
-    killed: list[int] = []
-
-    def kill_the_cpu_node_midway() -> None:
-        deadline = time.time() + 300
-        while time.time() < deadline and len(list(output.glob("part-*.parquet"))) < 2:
-            time.sleep(0.05)
-        ray_cluster.remove_node(cpu_node, allow_graceful=False)
-        killed.append(len(list(output.glob("part-*.parquet"))))
-
-    killer = threading.Thread(target=kill_the_cpu_node_midway, daemon=True)
-    killer.start()
-    summary = run_job(gpu_job(pages_dir, output, ray_cluster.address), progress=None)
-    killer.join(timeout=60)
-    assert killed and killed[0] < 16, "the node must die midway"
+    assert run_with_node_killed(ray_cluster, cpu_node, pages_dir, output, after_parts=2) < 16
     found = keys(output)
     assert len(found) == len(set(found)) == 16
-    assert summary.rows_written == 16
     assert not (output / "_tmp").exists(), "temporary files of the lost writes are cleaned up"
