@@ -84,20 +84,22 @@ class StageResources:
 class ResourcesConfig:
     """Per-stage resources. CPU stages (load, crop, write) run as tasks; model stages as
     actor pools. CPU shares are Ray's logical CPUs (scheduling tokens; engine threads are
-    set separately): the defaults (one single-threaded detection actor, two single-threaded
-    recognition actors, recognition being most of the work, plus the optional classifier
-    actors) leave room on a 2-CPU machine for the CPU tasks. A model actor's engine threads
-    default to its CPU share rounded (at least 1)."""
+    set separately). The defaults fit 2 CPUs with every optional stage on: one
+    single-threaded detection actor (0.5), two single-threaded recognition actors (0.6 each:
+    recognition is most of the work), small classifier actors (0.05), and room for one CPU
+    task (0.2) at a time, which measured faster than letting load/crop tasks crowd the
+    model actors. A model actor's engine threads default to its CPU share rounded (at
+    least 1)."""
 
-    load: StageResources = field(default_factory=lambda: StageResources(batch_size=1, num_cpus=0.25))
-    docprep: StageResources = field(default_factory=lambda: StageResources(batch_size=4, num_cpus=0.2))
-    detect: StageResources = field(default_factory=lambda: StageResources(batch_size=4, num_cpus=0.4))
-    crop: StageResources = field(default_factory=lambda: StageResources(batch_size=4, num_cpus=0.25))
-    lineori: StageResources = field(default_factory=lambda: StageResources(batch_size=8, num_cpus=0.2))
+    load: StageResources = field(default_factory=lambda: StageResources(batch_size=1, num_cpus=0.2))
+    docprep: StageResources = field(default_factory=lambda: StageResources(batch_size=4, num_cpus=0.05))
+    detect: StageResources = field(default_factory=lambda: StageResources(batch_size=4, num_cpus=0.5))
+    crop: StageResources = field(default_factory=lambda: StageResources(batch_size=4, num_cpus=0.2))
+    lineori: StageResources = field(default_factory=lambda: StageResources(batch_size=8, num_cpus=0.05))
     recognize: StageResources = field(
-        default_factory=lambda: StageResources(batch_size=8, num_cpus=0.4, min_actors=2, max_actors=2)
+        default_factory=lambda: StageResources(batch_size=8, num_cpus=0.6, min_actors=2, max_actors=2)
     )
-    write: StageResources = field(default_factory=lambda: StageResources(batch_size=1, num_cpus=0.25))
+    write: StageResources = field(default_factory=lambda: StageResources(batch_size=1, num_cpus=0.2))
 
 
 @dataclass(frozen=True)

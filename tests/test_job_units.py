@@ -43,7 +43,7 @@ def test_redact_hides_secrets_and_url_credentials():
 
 def test_partial_section_overrides_keep_the_sections_defaults():
     config = load_config(JobConfig, None, {"resources.detect.batch_size": 1, "resources.recognize.threads": 2})
-    assert (config.resources.detect.batch_size, config.resources.detect.num_cpus) == (1, 0.4)
+    assert (config.resources.detect.batch_size, config.resources.detect.num_cpus) == (1, 0.5)
     assert (config.resources.recognize.min_actors, config.resources.recognize.threads) == (2, 2)
 
 
@@ -58,7 +58,7 @@ def test_cpu_budget_refuses_layouts_that_would_hang():
     )
     check_cpu_budget(every_stage, 2.0)  # the defaults fit 2 CPUs with every optional stage on
     greedy = load_config(JobConfig, None, {"resources.recognize.num_cpus": 1.0})
-    with pytest.raises(ConfigError, match=r"reserve 2\.4 of the cluster's 2 CPUs"):
+    with pytest.raises(ConfigError, match=r"reserve 2\.5 of the cluster's 2 CPUs"):
         check_cpu_budget(greedy, 2.0)
 
 
