@@ -18,10 +18,11 @@ from ocr_actors.postprocess import DBParams, ctc_characters, ctc_greedy_decode, 
 from ocr_actors.preprocess import (
     batches_by_aspect_ratio,
     det_resize_shape,
-    normalize_det,
+    prepare_det_input,
     prepare_doc_orientation_input,
     prepare_rec_batch,
     prepare_textline_cls_batch,
+    stack_padded,
 )
 from ocr_actors.runtime.engines import InferenceSession, create_session
 from ocr_actors.runtime.models import ModelNotFoundError, ResolvedModel, resolve_model
@@ -120,9 +121,9 @@ class TextDetector:
     def detect(self, images: Sequence[np.ndarray], params: DetParams | None = None) -> list[Detection]:
         """Detect text lines on BGR ``(H, W, 3)`` uint8 images.
 
-        Pages are batched by their resized shape rounded up to ``batch_pad_multiple``: the
-        pages of a group are zero-padded (after normalisation) to the group's shape, and each
-        probability map is cut back to its own page before post-processing. With the
+        Pages are grouped by their resized shape rounded up to ``batch_pad_multiple``: the
+        pages of a group are zero-padded (after normalisation) to the group's largest page,
+        and each probability map is cut back to its own page before post-processing. With the
         default multiple of 32 only pages of identical resized shape share a call.
         """
         p = params or self.default_params
@@ -131,14 +132,9 @@ class TextDetector:
             for im in images
         ]
         results: list[Detection | None] = [None] * len(images)
-        for group_shape, members in group_by_padded_shape(shapes, self.batch_pad_multiple).items():
-            inputs = [
-                normalize_det(cv2.resize(images[i], (shapes[i][1], shapes[i][0]), interpolation=cv2.INTER_LINEAR))
-                for i in members
-            ]
-            batch = np.zeros((len(members), 3, *group_shape), dtype=np.float32)
-            for k, chw in enumerate(inputs):
-                batch[k, :, : chw.shape[1], : chw.shape[2]] = chw
+        for members in group_by_padded_shape(shapes, self.batch_pad_multiple).values():
+            limits = (p.limit_side_len, p.limit_type, p.max_side_limit)
+            batch = stack_padded([prepare_det_input(images[i], *limits)[0] for i in members])
             probs = self._session.run(batch)
             for k, i in enumerate(members):
                 own_h, own_w = shapes[i]
