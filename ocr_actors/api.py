@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ocr_actors.config import OCRConfig, load_config
+from ocr_actors.config import OCRConfig, load_config, to_dict
 from ocr_actors.io.decode import InputError, Page, PageFailure, decode_document
 from ocr_actors.io.sources import expand_inputs, read_bytes
 from ocr_actors.result import OCRResult
@@ -139,15 +139,9 @@ def create_pipeline(
         raise ValueError(f"unknown pipeline {pipeline!r}; this package provides 'OCR'")
     dotted = {key.replace("__", "."): value for key, value in overrides.items()}
     if isinstance(config, OCRConfig):
-        cfg = config if not dotted else load_config(OCRConfig, _as_mapping(config), dotted)
+        cfg = config if not dotted else load_config(OCRConfig, to_dict(config), dotted)
     else:
         cfg = load_config(OCRConfig, config, dotted)
     if device is not None:
         cfg = replace(cfg, engine=replace(cfg.engine, device=device))
     return OCRPipeline(cfg)
-
-
-def _as_mapping(config: OCRConfig) -> dict[str, Any]:
-    from ocr_actors.config import to_dict
-
-    return to_dict(config)

@@ -142,6 +142,11 @@ class JobConfig:
     def __post_init__(self) -> None:
         _check(0.0 <= self.max_error_rate <= 1.0, "max_error_rate", self.max_error_rate)
 
+    @property
+    def output_storage_options(self) -> dict[str, Any]:
+        """The output's fsspec options: its own, else the source's."""
+        return dict(self.output.storage_options) or dict(self.source.storage_options)
+
 
 def parse_page_ranges(text: str) -> list[int] | None:
     """``"0-4,9"`` -> ``[0, 1, 2, 3, 4, 9]``; empty -> None (every page)."""

@@ -87,16 +87,11 @@ def _expand_one(item: str, storage_options: Mapping[str, Any] | None) -> Iterato
 def read_bytes(uri: str, storage_options: Mapping[str, Any] | None = None, max_bytes: int = 512 << 20) -> bytes:
     """Read one object fully, refusing objects above ``max_bytes``."""
     fs, path = _filesystem(uri, storage_options)
-    try:
-        size = fs.size(path)
-    except FileNotFoundError as exc:
-        raise InputNotFoundError(f"input not found: {uri}") from exc
-    except PermissionError as exc:
-        raise SourceAccessError(f"access denied reading {uri}: check the credentials") from exc
-    except Exception as exc:
-        if type(exc).__name__ in ("NoCredentialsError", "PartialCredentialsError"):
-            raise SourceAccessError(f"no credentials found reading {uri}") from exc
-        raise
+    with storage_access(f"reading {uri}"):
+        try:
+            size = fs.size(path)
+        except FileNotFoundError as exc:
+            raise InputNotFoundError(f"input not found: {uri}") from exc
     if size is not None and size > max_bytes:
         raise TooLargeInputError(f"{uri} is {size} bytes, above the limit of {max_bytes}")
     with fs.open(path, "rb") as fh:

@@ -127,7 +127,7 @@ def build_dataset(config: JobConfig, items: list[WorkItem], job_id: str):  # typ
     ocr = config.ocr
     res = config.resources
     source_options = dict(config.source.storage_options)
-    output_options = dict(config.output.storage_options) or source_options
+    output_options = config.output_storage_options
 
     def actor_stage(ds, cls, stage: StageResources):  # type: ignore[no-untyped-def]
         stage_config = _stage_threads(config, stage).ocr
@@ -185,8 +185,7 @@ def build_dataset(config: JobConfig, items: list[WorkItem], job_id: str):  # typ
 def _write_job_files(config: JobConfig, summary: JobSummary) -> None:
     import fsspec
 
-    options = dict(config.output.storage_options) or dict(config.source.storage_options)
-    fs, root = fsspec.core.url_to_fs(config.output.uri, **options)
+    fs, root = fsspec.core.url_to_fs(config.output.uri, **config.output_storage_options)
     folder = f"{root.rstrip('/')}/{JOBS_DIR}/{summary.job_id}"
     fs.makedirs(folder, exist_ok=True)
     with fs.open(f"{folder}/config.yaml", "w") as fh:
@@ -207,7 +206,7 @@ def run_job(config: JobConfig, progress: TextIO | None = sys.stderr) -> JobSumma
     config = replace(config, job_id=job_id)
     summary = JobSummary(job_id=job_id, output=config.output.uri, mode=config.output.mode)
     started = time.perf_counter()
-    out_options = dict(config.output.storage_options) or dict(config.source.storage_options)
+    out_options = config.output_storage_options
 
     def say(message: str) -> None:
         if progress is not None:

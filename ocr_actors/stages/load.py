@@ -13,7 +13,7 @@ from ocr_actors.config import InputConfig
 from ocr_actors.io.decode import InputError, PageFailure, decode_document
 from ocr_actors.io.parquet import doc_id_for
 from ocr_actors.io.sources import read_bytes
-from ocr_actors.stages.common import ERROR, OK, Batch, require
+from ocr_actors.stages.common import ERROR, OK, Batch, ragged, require
 
 PLACEHOLDER_IMAGE = np.zeros((1, 1, 3), dtype=np.uint8)
 
@@ -48,15 +48,9 @@ def page_row(
 
 
 def _as_batch(row: dict[str, Any], seconds: float) -> Batch:
-    batch = {k: np.array([v]) if k != "image" else _single(v) for k, v in row.items()}
+    batch = {k: np.array([v]) if k != "image" else ragged([v]) for k, v in row.items()}
     batch["t_load"] = np.array([seconds])
     return batch
-
-
-def _single(image: np.ndarray) -> np.ndarray:
-    out = np.empty(1, dtype=object)
-    out[0] = image
-    return out
 
 
 def load_pages(
