@@ -168,10 +168,27 @@ def ctc_greedy_decode(probs: np.ndarray, characters: Sequence[str], space_bias: 
         boosted = space_probs * space_bias > maxima
         indices[boosted] = space
         maxima[boosted] = space_probs[boosted]
+    return ctc_collapse(indices, maxima, characters)
+
+
+def ctc_collapse(indices: np.ndarray, scores: np.ndarray, characters: Sequence[str]) -> list[tuple[str, float]]:
+    """CTC best path to text: collapse repeats, drop blanks (class 0), strip outer spaces.
+
+    Args:
+        indices: ``(N, T)`` integer class chosen at each step.
+        scores: ``(N, T)`` float probability of that class.
+        characters: the labels, as :func:`ctc_characters` builds them.
+
+    Returns:
+        One ``(text, score)`` per row; the score is the mean probability of the kept
+        characters (0.0 for an empty text).
+    """
+    if indices.ndim != 2 or scores.shape != indices.shape:
+        raise ValueError(f"expected (N, T) indices and scores, got {indices.shape} and {scores.shape}")
     keep = indices != 0
     keep[:, 1:] &= indices[:, 1:] != indices[:, :-1]
     results: list[tuple[str, float]] = []
-    for row_idx, row_keep, row_max in zip(indices, keep, maxima, strict=True):
+    for row_idx, row_keep, row_max in zip(indices, keep, scores, strict=True):
         kept = row_idx[row_keep]
         text = "".join(characters[i] for i in kept)
         stripped = text.strip(" ")
@@ -179,6 +196,6 @@ def ctc_greedy_decode(probs: np.ndarray, characters: Sequence[str], space_bias: 
             results.append(("", 0.0))
             continue
         lead = len(text) - len(text.lstrip(" "))
-        scores = row_max[row_keep][lead : lead + len(stripped)]
-        results.append((stripped, float(scores.mean())))
+        kept_scores = row_max[row_keep][lead : lead + len(stripped)]
+        results.append((stripped, float(kept_scores.mean())))
     return results

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from ocr_actors import create_pipeline
-from ocr_actors.config import EngineConfig
+from ocr_actors.config import EngineConfig, TextRecognitionConfig
 from ocr_actors.runtime.models import SHIPPED_MODELS, ModelNotFoundError, package_dir, resolve_model
 from ocr_actors.runtime.ocr import crop_lines
-from ocr_actors.runtime.runners import TextlineClassifier
+from ocr_actors.runtime.runners import TextlineClassifier, TextRecognizer
 from ocr_actors.synth import latin_font_paths, render_page
 from tests.conftest import exact_line_ratio, page_cer
 
@@ -234,3 +234,18 @@ def test_pages_of_similar_size_share_a_detector_call_with_the_same_boxes():
     base = create_pipeline("OCR", engine__threads=2)
     batched = create_pipeline("OCR", engine__threads=2, text_detection__batch_pad_multiple=256)
     assert [r["rec_texts"] for r in batched.predict(pages)] == [r["rec_texts"] for r in base.predict(pages)]
+
+
+@pytest.mark.parametrize("model", ["PP-OCRv6_tiny_rec", "PP-OCRv6_small_rec", "PP-OCRv4_mobile_rec"])
+def test_fused_ctc_decoding_reads_like_host_decoding(pipeline, model):
+    """Same texts and scores whether the CTC choice runs in the graph or in numpy."""
+    page = render_page(seed=131, lines_per_column=10, kinds=("prose", "number", "currency"))
+    crops = crop_lines(page.image, pipeline.engine.detector.detect([page.image])[0].quads)
+    config = TextRecognitionConfig(model=model)
+    fused = TextRecognizer(config, EngineConfig(threads=2))
+    host = TextRecognizer(config, EngineConfig(threads=2), fuse_decode=False)
+    assert fused.fused_decode and not host.fused_decode
+    fused_read, host_read = fused.recognize(crops), host.recognize(crops)
+    assert [t for t, _ in fused_read] == [t for t, _ in host_read]
+    np.testing.assert_allclose([s for _, s in fused_read], [s for _, s in host_read], atol=1e-5)
+    assert len({t for t, _ in fused_read} & {line.text for line in page.lines}) >= 5

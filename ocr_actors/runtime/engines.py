@@ -32,6 +32,10 @@ class InferenceSession(Protocol):
         """Run a ``(N, C, H, W)`` batch; returns the model's first output."""
         ...
 
+    def run_all(self, batch: np.ndarray) -> list[np.ndarray]:
+        """Run a batch; returns every output, in the model's order, with their own dtypes."""
+        ...
+
 
 class OnnxRuntimeSession:
     """ONNX Runtime; CUDA when ``device`` starts with ``gpu`` and the provider exists."""
@@ -68,8 +72,10 @@ class OnnxRuntimeSession:
         self.metadata: dict[str, str] = dict(self._session.get_modelmeta().custom_metadata_map)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        output = self._session.run(None, {self._input_name: batch.astype(self.input_dtype, copy=False)})[0]
-        return np.asarray(output, dtype=np.float32)
+        return np.asarray(self.run_all(batch)[0], dtype=np.float32)
+
+    def run_all(self, batch: np.ndarray) -> list[np.ndarray]:
+        return list(self._session.run(None, {self._input_name: batch.astype(self.input_dtype, copy=False)}))
 
 
 class OpenVINOSession:
@@ -101,8 +107,11 @@ class OpenVINOSession:
         self.input_dtype = np.dtype(np.float32)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
+        return np.asarray(self.run_all(batch)[0], dtype=np.float32)
+
+    def run_all(self, batch: np.ndarray) -> list[np.ndarray]:
         result = self._request.infer({0: batch.astype(np.float32, copy=False)})
-        return np.asarray(result[self._compiled.output(0)], dtype=np.float32)
+        return [np.asarray(result[output]) for output in self._compiled.outputs]
 
 
 class PaddleSession:
@@ -139,14 +148,17 @@ class PaddleSession:
         config.switch_ir_optim(True)
         self._predictor = paddle_inference.create_predictor(config)
         self._input = self._predictor.get_input_handle(self._predictor.get_input_names()[0])
-        self._output = self._predictor.get_output_handle(self._predictor.get_output_names()[0])
+        self._outputs = [self._predictor.get_output_handle(name) for name in self._predictor.get_output_names()]
         self.input_dtype = np.dtype(np.float32)
         self.metadata: dict[str, str] = {}
 
     def run(self, batch: np.ndarray) -> np.ndarray:
+        return np.asarray(self.run_all(batch)[0], dtype=np.float32)
+
+    def run_all(self, batch: np.ndarray) -> list[np.ndarray]:
         self._input.copy_from_cpu(np.ascontiguousarray(batch, dtype=np.float32))
         self._predictor.run()
-        return np.asarray(self._output.copy_to_cpu(), dtype=np.float32)
+        return [np.asarray(output.copy_to_cpu()) for output in self._outputs]
 
 
 def create_session(

@@ -251,6 +251,38 @@ def fetch_to_cache(uri: str, storage_options: dict[str, Any] | None = None) -> P
     return target
 
 
+def fused_ctc_file(model_file: Path, space_bias: float) -> tuple[Path, int] | None:
+    """The recogniser ``model_file`` with its CTC choice fused in (:func:`graph.fuse_ctc_argmax`).
+
+    Written once to the cache, named by the model's content hash and the bias, and moved
+    into place atomically so actors starting together never read half a file. Returns
+    ``(path, class count)``, or None when the model's output is not ``(N, T, C)`` probabilities,
+    its weights live in external files, or the cache cannot be written.
+    """
+    import onnx
+
+    from ocr_actors.runtime.graph import ctc_class_count, fuse_ctc_argmax
+
+    content = model_file.read_bytes()
+    digest = hashlib.sha256(content).hexdigest()[:24]
+    target = cache_root() / "fused" / f"{digest}-ctc-bias{space_bias:g}.onnx"
+    model = onnx.load_model_from_string(content)
+    classes = ctc_class_count(model)
+    external = any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
+    if classes is None or external:
+        return None
+    if not target.exists():
+        fused = fuse_ctc_argmax(model, space_bias)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_name(f"{target.name}.{os.getpid()}.tmp")
+            partial.write_bytes(fused.SerializeToString())
+            os.replace(partial, target)
+        except OSError:  # a read-only cache: decode on the host instead
+            return None
+    return target, classes
+
+
 def resolve_model(
     name_or_path: str, engine: str = "onnxruntime", storage_options: dict[str, Any] | None = None
 ) -> ResolvedModel:

@@ -8,13 +8,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
 
 from ocr_actors.config import EngineConfig, TextDetectionConfig, TextRecognitionConfig
 from ocr_actors.geometry import rotate_image
-from ocr_actors.postprocess import DBParams, ctc_characters, ctc_greedy_decode, db_boxes, filter_tiny_quads
+from ocr_actors.postprocess import (
+    DBParams,
+    ctc_characters,
+    ctc_collapse,
+    ctc_greedy_decode,
+    db_boxes,
+    filter_tiny_quads,
+)
 from ocr_actors.preprocess import (
     batches_by_aspect_ratio,
     det_resize_shape,
@@ -25,21 +33,20 @@ from ocr_actors.preprocess import (
     stack_padded,
 )
 from ocr_actors.runtime.engines import InferenceSession, create_session
-from ocr_actors.runtime.models import ModelNotFoundError, ResolvedModel, resolve_model
+from ocr_actors.runtime.models import ModelNotFoundError, ResolvedModel, fused_ctc_file, resolve_model
 
 
 def open_model(name: str, engine: EngineConfig) -> tuple[ResolvedModel, InferenceSession]:
     """Resolve a model name/path/URI and open it with the configured engine."""
     resolved = resolve_model(name, engine.engine)
-    session = create_session(
-        resolved.path_for(engine.engine),
-        engine.engine,
-        engine.device,
-        engine.threads,
-        engine.precision,
-        engine.allow_spinning,
+    return resolved, open_session(resolved.path_for(engine.engine), engine)
+
+
+def open_session(model_path: Path, engine: EngineConfig) -> InferenceSession:
+    """Open a model file or folder with the configured engine."""
+    return create_session(
+        model_path, engine.engine, engine.device, engine.threads, engine.precision, engine.allow_spinning
     )
-    return resolved, session
 
 
 @dataclass(frozen=True)
@@ -145,12 +152,22 @@ class TextDetector:
 
 
 class TextRecognizer:
-    """PP-OCR CTC recogniser: resize/pad by aspect ratio -> session -> greedy CTC."""
+    """PP-OCR CTC recogniser: resize/pad by aspect ratio -> session -> greedy CTC.
 
-    def __init__(self, config: TextRecognitionConfig, engine: EngineConfig) -> None:
+    ONNX models run with the CTC choice fused into the graph (``fuse_decode``, see
+    :mod:`ocr_actors.runtime.graph`): the same texts and scores, but the session returns
+    one class per step instead of every class's probability.
+    """
+
+    def __init__(self, config: TextRecognitionConfig, engine: EngineConfig, fuse_decode: bool = True) -> None:
         self.model_name = config.model
         self.config = config
-        self._model, self._session = open_model(config.model, engine)
+        self._model = resolve_model(config.model, engine.engine)
+        fused = None
+        if fuse_decode and engine.engine != "paddle" and self._model.onnx_file is not None:
+            fused = fused_ctc_file(self._model.onnx_file, config.space_bias)
+        self.fused_decode = fused is not None
+        self._session = open_session(fused[0] if fused else self._model.path_for(engine.engine), engine)
         dictionary = self._model.dictionary
         if dictionary is None:
             metadata = self._session.metadata
@@ -161,6 +178,11 @@ class TextRecognizer:
                 )
             dictionary = tuple(metadata["character"].splitlines())
         self.characters = ctc_characters(dictionary)
+        if fused is not None and fused[1] != len(self.characters):
+            raise ModelNotFoundError(
+                f"model has {fused[1]} classes but the dictionary gives {len(self.characters)}: "
+                "wrong dictionary for this recognition model"
+            )
 
     def recognize(self, crops: Sequence[np.ndarray]) -> list[tuple[str, float]]:
         """Read BGR line crops; returns ``(text, score)`` in the order of ``crops``."""
@@ -168,8 +190,13 @@ class TextRecognizer:
         cfg = self.config
         for batch in batches_by_aspect_ratio([c.shape[:2] for c in crops], cfg.batch_size):
             members = [crops[i] for i in batch.indices]
-            probs = self._session.run(prepare_rec_batch(members, 48, cfg.min_width, cfg.max_width, cfg.width_scale))
-            decoded_batch = ctc_greedy_decode(probs, self.characters, cfg.space_bias)
+            batch_input = prepare_rec_batch(members, 48, cfg.min_width, cfg.max_width, cfg.width_scale)
+            if self.fused_decode:
+                indices, scores = self._session.run_all(batch_input)
+                decoded_batch = ctc_collapse(indices[:, :, 0], scores[:, :, 0], self.characters)
+            else:
+                probs = self._session.run(batch_input)
+                decoded_batch = ctc_greedy_decode(probs, self.characters, cfg.space_bias)
             for i, decoded in zip(batch.indices, decoded_batch, strict=True):
                 results[i] = decoded
         return results

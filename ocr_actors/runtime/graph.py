@@ -1,0 +1,72 @@
+"""ONNX graph edits applied once when a model is opened. Pure functions over ``onnx.ModelProto``.
+
+The CTC recogniser outputs ``(N, T, C)`` float32 probabilities: with the PP-OCRv6 tiny
+dictionary (C = 6906) a batch of 64 crops 640 px wide is 141 MB, all of which must travel
+from the GPU to the host and be scanned by numpy only to keep one class per step.
+:func:`fuse_ctc_argmax` moves that reduction into the graph, so the model returns
+``(N, T, 1)`` class indices and their probabilities instead (a few kB).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+CTC_INDICES = "ctc_indices"
+CTC_SCORES = "ctc_scores"
+
+
+def ctc_class_count(model: onnx.ModelProto) -> int | None:
+    """``C`` of a recogniser whose first output is ``(N, T, C)`` with a static ``C``, else None."""
+    output = model.graph.output[0]
+    dims = output.type.tensor_type.shape.dim
+    if len(dims) != 3 or not dims[2].HasField("dim_value") or dims[2].dim_value <= 0:
+        return None
+    return int(dims[2].dim_value)
+
+
+def fuse_ctc_argmax(model: onnx.ModelProto, space_bias: float = 1.0) -> onnx.ModelProto:
+    """A copy of a CTC recogniser that returns the best class per step instead of all classes.
+
+    The new outputs are ``ctc_indices`` ``(N, T, 1)`` int64 and ``ctc_scores`` ``(N, T, 1)``
+    float32: the class each step keeps and its (unbiased) probability. With ``space_bias``
+    the last class (the space PP-OCR appends to its dictionary) is multiplied by that factor
+    before the choice, exactly as :func:`ocr_actors.postprocess.ctc_greedy_decode` does:
+    ties go to the lower index, as numpy's ``argmax`` gives them.
+
+    Uses only Mul, TopK, Gather and Div, whose signatures are the same in every opset from 11 on.
+
+    Raises:
+        ValueError: the first output is not ``(N, T, C)`` float32 with a static ``C``.
+    """
+    classes = ctc_class_count(model)
+    output = model.graph.output[0]
+    if classes is None or output.type.tensor_type.elem_type != TensorProto.FLOAT:
+        raise ValueError(f"output {output.name!r} is not (N, T, C) float32 probabilities with a static C")
+    fused = onnx.ModelProto()
+    fused.CopyFrom(model)
+    graph = fused.graph
+    k_name, bias_name = "ctc_fuse_k", "ctc_fuse_bias"
+    graph.initializer.append(numpy_helper.from_array(np.array([1], dtype=np.int64), k_name))
+    source = output.name
+    nodes = []
+    if space_bias != 1.0:
+        bias = np.ones(classes, dtype=np.float32)
+        bias[-1] = space_bias
+        graph.initializer.append(numpy_helper.from_array(bias, bias_name))
+        nodes.append(helper.make_node("Mul", [source, bias_name], ["ctc_fuse_biased"]))
+        nodes.append(helper.make_node("TopK", ["ctc_fuse_biased", k_name], ["ctc_fuse_best", CTC_INDICES], axis=-1))
+        nodes.append(helper.make_node("Gather", [bias_name, CTC_INDICES], ["ctc_fuse_chosen_bias"]))
+        nodes.append(helper.make_node("Div", ["ctc_fuse_best", "ctc_fuse_chosen_bias"], [CTC_SCORES]))
+    else:
+        nodes.append(helper.make_node("TopK", [source, k_name], [CTC_SCORES, CTC_INDICES], axis=-1))
+    graph.node.extend(nodes)
+    del graph.output[:]
+    graph.output.extend(
+        [
+            helper.make_tensor_value_info(CTC_INDICES, TensorProto.INT64, None),
+            helper.make_tensor_value_info(CTC_SCORES, TensorProto.FLOAT, None),
+        ]
+    )
+    return fused

@@ -1,0 +1,91 @@
+"""The CTC choice fused into an ONNX graph decodes exactly like numpy on the full probabilities."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from ocr_actors.config import EngineConfig
+from ocr_actors.postprocess import ctc_collapse, ctc_greedy_decode
+from ocr_actors.runtime.engines import create_session
+from ocr_actors.runtime.graph import ctc_class_count, fuse_ctc_argmax
+from ocr_actors.runtime.models import fused_ctc_file
+
+CHARS = ["blank", "a", "b", "c", " "]
+
+
+def softmax_model(classes: int | str) -> onnx.ModelProto:
+    """A stand-in recogniser: ``(N, T, C)`` logits in, their softmax out (opset 11, like PP-OCR's)."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", "T", classes])
+    y = helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", "T", classes])
+    graph = helper.make_graph([helper.make_node("Softmax", ["x"], ["probs"], axis=2)], "rec", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)])
+    model.ir_version = 6
+    return model
+
+
+def _logits(rng: np.random.Generator, n: int, t: int) -> np.ndarray:
+    logits = rng.normal(0, 2, (n, t, len(CHARS))).astype(np.float32)
+    logits[:, ::3, 0] += 4  # blanks between characters, as real CTC output has
+    logits[0, 5, [1, 4]] = 9.0  # a tie between "a" and the space
+    return logits
+
+
+@pytest.mark.parametrize("engine", ["onnxruntime", "openvino"])
+@pytest.mark.parametrize("space_bias", [1.0, 4.0])
+def test_fused_choice_equals_numpy_decoding(tmp_path, engine, space_bias):
+    model_file = tmp_path / "rec.onnx"
+    onnx.save(softmax_model(len(CHARS)), model_file)
+    fused_file = tmp_path / "fused.onnx"
+    onnx.save(fuse_ctc_argmax(onnx.load(model_file), space_bias), fused_file)
+    plain = create_session(model_file, engine, threads=1)
+    fused = create_session(fused_file, engine, threads=1)
+
+    logits = _logits(np.random.default_rng(3), 16, 40)
+    probs = plain.run(logits)
+    indices, scores = fused.run_all(logits)
+    assert indices.shape == scores.shape == (16, 40, 1)
+    assert indices.dtype == np.int64
+    expected = ctc_greedy_decode(probs, CHARS, space_bias)
+    got = ctc_collapse(indices[:, :, 0], scores[:, :, 0], CHARS)
+    assert [text for text, _ in got] == [text for text, _ in expected]
+    np.testing.assert_allclose([s for _, s in got], [s for _, s in expected], rtol=1e-5)
+    assert any(" " in text for text, _ in got)
+    if space_bias > 1:  # the bias changed some choices, and the fused graph followed it
+        assert expected != ctc_greedy_decode(probs, CHARS, 1.0)
+
+
+def test_models_without_a_static_class_count_are_left_alone(tmp_path):
+    dynamic = softmax_model("C")
+    assert ctc_class_count(dynamic) is None
+    with pytest.raises(ValueError, match="static C"):
+        fuse_ctc_argmax(dynamic)
+    model_file = tmp_path / "rec.onnx"
+    onnx.save(dynamic, model_file)
+    assert fused_ctc_file(model_file, 4.0) is None
+
+
+def test_fused_file_is_cached_by_content_and_bias(tmp_path, monkeypatch):
+    monkeypatch.setenv("OCR_BATCH_CACHE", str(tmp_path / "cache"))
+    model_file = tmp_path / "rec.onnx"
+    onnx.save(softmax_model(len(CHARS)), model_file)
+    first, classes = fused_ctc_file(model_file, 4.0)
+    assert classes == len(CHARS)
+    assert fused_ctc_file(model_file, 4.0) == (first, classes)
+    other, _ = fused_ctc_file(model_file, 2.0)
+    assert other != first
+    assert [o.name for o in onnx.load(first).graph.output] == ["ctc_indices", "ctc_scores"]
+    assert not list(first.parent.glob("*.tmp"))
+
+
+def test_engine_config_reaches_the_fused_session(tmp_path, monkeypatch):
+    """The recogniser on the shipped model opens the fused graph with the configured engine."""
+    from ocr_actors.config import TextRecognitionConfig
+    from ocr_actors.runtime.runners import TextRecognizer
+
+    monkeypatch.setenv("OCR_BATCH_CACHE", str(tmp_path / "cache"))
+    recognizer = TextRecognizer(TextRecognitionConfig(), EngineConfig(threads=1))
+    assert recognizer.fused_decode
+    assert list((tmp_path / "cache" / "fused").glob("*.onnx"))
