@@ -35,6 +35,10 @@ class EngineConfig:
         allow_spinning: ONNX Runtime's intra-op threads spin while waiting (lower latency
             alone; wasted CPU when several sessions share the cores, as in the batch job,
             which turns it off).
+        cudnn_conv_algo_search: ONNX Runtime on GPU: how cuDNN picks convolution kernels
+            for each new input shape: "HEURISTIC" (default: no benchmarking, right for
+            the many page and line shapes OCR sees), "EXHAUSTIVE" (times every kernel once
+            per shape) or "DEFAULT".
     """
 
     engine: str = "onnxruntime"
@@ -42,12 +46,18 @@ class EngineConfig:
     threads: int = 0
     precision: str = "f32"
     allow_spinning: bool = True
+    cudnn_conv_algo_search: str = "HEURISTIC"
 
     def __post_init__(self) -> None:
         _check(self.engine in ("onnxruntime", "openvino", "paddle"), "engine.engine", self.engine)
         _check(self.device == "cpu" or self.device.startswith("gpu"), "engine.device", self.device)
         _check(self.threads >= 0, "engine.threads", self.threads)
         _check(self.precision in ("f32", "bf16"), "engine.precision", self.precision)
+        _check(
+            self.cudnn_conv_algo_search in ("HEURISTIC", "EXHAUSTIVE", "DEFAULT"),
+            "engine.cudnn_conv_algo_search",
+            self.cudnn_conv_algo_search,
+        )
 
 
 @dataclass(frozen=True)
@@ -125,6 +135,8 @@ class TextRecognitionConfig:
             it trades a little accuracy on condensed fonts for speed (see README).
         space_bias: CTC decoding favours the space class by this factor (PP-OCR models
             under-predict spaces between words); 1.0 is plain greedy decoding.
+        width_multiple: each batch's width is padded up to a multiple of this (GPU
+            configs use 64: fewer distinct shapes); 1 pads only to the widest crop.
         score_thresh: lines scoring below are dropped from ``rec_texts``.
     """
 
@@ -134,12 +146,14 @@ class TextRecognitionConfig:
     max_width: int = 3200
     width_scale: float = 0.8
     space_bias: float = 4.0
+    width_multiple: int = 1
     score_thresh: float = 0.0
 
     def __post_init__(self) -> None:
         _check(self.batch_size >= 1, "text_recognition.batch_size", self.batch_size)
         _check(0.2 <= self.width_scale <= 2.0, "text_recognition.width_scale", self.width_scale)
         _check(self.space_bias >= 1.0, "text_recognition.space_bias", self.space_bias)
+        _check(self.width_multiple >= 1, "text_recognition.width_multiple", self.width_multiple)
 
 
 @dataclass(frozen=True)

@@ -236,3 +236,22 @@ def test_job_default_yaml_matches_the_code() -> None:
 
     path = Path(__file__).resolve().parent.parent / "jobs" / "configs" / "job_default.yaml"
     assert load_config(JobConfig, path) == JobConfig()
+
+
+@pytest.mark.parametrize(
+    ("override", "fragment"),
+    [
+        ("engine.cudnn_conv_algo_search=FAST", "engine.cudnn_conv_algo_search"),
+        ("text_recognition.width_multiple=0", "text_recognition.width_multiple"),
+    ],
+)
+def test_gpu_settings_are_checked(override: str, fragment: str) -> None:
+    with pytest.raises(ConfigError, match=fragment):
+        load_config(OCRConfig, overrides=[override])
+
+
+def test_cuda_provider_options_name_the_device_and_kernel_search() -> None:
+    from ocr_actors.runtime.engines import cuda_provider_options
+
+    assert cuda_provider_options("gpu") == {"device_id": "0", "cudnn_conv_algo_search": "HEURISTIC"}
+    assert cuda_provider_options("gpu:3", "EXHAUSTIVE") == {"device_id": "3", "cudnn_conv_algo_search": "EXHAUSTIVE"}

@@ -151,6 +151,12 @@ def test_prepare_rec_batch_min_width() -> None:
     assert (out[1, :, :, 96:] == 0).all()
     # A smaller min_width only pads to the widest crop.
     assert prepare_rec_batch(crops, min_width=16).shape == (2, 3, 48, 96)
+    # width_multiple rounds the padded width up, and only pads.
+    padded = prepare_rec_batch(crops, min_width=16, width_multiple=64)
+    assert padded.shape == (2, 3, 48, 128)
+    np.testing.assert_array_equal(padded[:, :, :, :96], prepare_rec_batch(crops, min_width=16))
+    assert (padded[:, :, :, 96:] == 0).all()
+    assert prepare_rec_batch(crops, min_width=320, width_multiple=64).shape == (2, 3, 48, 320)
 
 
 def test_prepare_rec_batch_value_range_and_height() -> None:

@@ -54,7 +54,11 @@ class JobSummary:
     lines: int = 0
     files_written: int = 0
     wall_seconds: float = 0.0
+    first_output_seconds: float = 0.0
+    """Seconds from the start to the first part file written (Ray start-up, planning, model loads)."""
     pages_per_second: float = 0.0
+    steady_pages_per_second: float = 0.0
+    """Rows per second after the first part file: the rate more pages would run at."""
     seconds_per_stage: dict[str, float] = field(default_factory=dict)
     error_rate: float = 0.0
     status: str = "running"
@@ -243,7 +247,11 @@ def run_job(config: JobConfig, progress: TextIO | None = sys.stderr) -> JobSumma
         errors: Counter[str] = Counter()
         stage_seconds: dict[str, float] = dict.fromkeys(STAGES, 0.0)
         last_report = time.perf_counter()
+        first_rows = 0
         for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+            if not summary.first_output_seconds:
+                summary.first_output_seconds = round(time.perf_counter() - started, 3)
+                first_rows = int(batch["rows"].sum())
             for k in range(len(batch["path"])):
                 summary.files_written += 1
                 summary.rows_written += int(batch["rows"][k])
@@ -266,6 +274,9 @@ def run_job(config: JobConfig, progress: TextIO | None = sys.stderr) -> JobSumma
                 summary.message = f"error rate {rate:.1%} above the budget of {config.max_error_rate:.1%}; stopped"
                 break
         summary.errors_by_type = dict(errors)
+        steady_seconds = time.perf_counter() - started - summary.first_output_seconds
+        if summary.rows_written > first_rows and steady_seconds > 0:
+            summary.steady_pages_per_second = round((summary.rows_written - first_rows) / steady_seconds, 3)
         summary.seconds_per_stage = {k: round(v, 3) for k, v in stage_seconds.items() if v > 0}
     summary.wall_seconds = round(time.perf_counter() - started, 3)
     summary.pages_per_second = round(summary.rows_written / max(summary.wall_seconds, 1e-9), 3)

@@ -7,6 +7,7 @@ float32 numpy array. Engines are imported lazily; a missing one raises
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Protocol
@@ -37,12 +38,27 @@ class InferenceSession(Protocol):
         ...
 
 
+def cuda_provider_options(device: str, conv_algo_search: str = "HEURISTIC") -> dict[str, str]:
+    """ONNX Runtime CUDA provider options for ``"gpu"`` / ``"gpu:N"``."""
+    return {
+        "device_id": device.split(":", 1)[1] if ":" in device else "0",
+        "cudnn_conv_algo_search": conv_algo_search,
+    }
+
+
 class OnnxRuntimeSession:
     """ONNX Runtime; CUDA when ``device`` starts with ``gpu`` and the provider exists."""
 
     engine = "onnxruntime"
 
-    def __init__(self, model_file: Path, device: str = "cpu", threads: int = 0, allow_spinning: bool = True) -> None:
+    def __init__(
+        self,
+        model_file: Path,
+        device: str = "cpu",
+        threads: int = 0,
+        allow_spinning: bool = True,
+        cudnn_conv_algo_search: str = "HEURISTIC",
+    ) -> None:
         try:
             import onnxruntime as ort
         except ImportError as exc:  # pragma: no cover - depends on the install
@@ -58,13 +74,16 @@ class OnnxRuntimeSession:
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers: list[str | tuple[str, dict[str, str]]] = ["CPUExecutionProvider"]
         if device.startswith("gpu"):
+            preload = getattr(ort, "preload_dlls", None)  # CUDA/cuDNN from the nvidia-* wheels ([cuda,cudnn])
+            if preload is not None:
+                with contextlib.suppress(Exception):  # system CUDA libraries may serve instead
+                    preload()
             if "CUDAExecutionProvider" not in ort.get_available_providers():
                 raise EngineUnavailableError(
                     "device 'gpu' asked for but ONNX Runtime has no CUDA provider: "
                     "pip install 'ocr-batch[gpu]' (onnxruntime-gpu)"
                 )
-            device_id = device.split(":", 1)[1] if ":" in device else "0"
-            providers.insert(0, ("CUDAExecutionProvider", {"device_id": device_id}))
+            providers.insert(0, ("CUDAExecutionProvider", cuda_provider_options(device, cudnn_conv_algo_search)))
         self._session = ort.InferenceSession(str(model_file), options, providers=providers)
         model_input = self._session.get_inputs()[0]
         self._input_name = model_input.name
@@ -168,6 +187,7 @@ def create_session(
     threads: int = 0,
     precision: str = "f32",
     allow_spinning: bool = True,
+    cudnn_conv_algo_search: str = "HEURISTIC",
 ) -> InferenceSession:
     """Open a model with the named engine.
 
@@ -178,9 +198,10 @@ def create_session(
         threads: intra-op threads; 0 lets the engine choose.
         precision: OpenVINO only: ``"f32"`` (default) or ``"bf16"``.
         allow_spinning: ONNX Runtime only: let idle intra-op threads spin.
+        cudnn_conv_algo_search: ONNX Runtime on GPU only: cuDNN kernel choice per shape.
     """
     if engine == "onnxruntime":
-        return OnnxRuntimeSession(model_path, device, threads, allow_spinning)
+        return OnnxRuntimeSession(model_path, device, threads, allow_spinning, cudnn_conv_algo_search)
     if engine == "openvino":
         return OpenVINOSession(model_path, device, threads, precision)
     if engine == "paddle":

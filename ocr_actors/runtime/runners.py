@@ -45,7 +45,13 @@ def open_model(name: str, engine: EngineConfig) -> tuple[ResolvedModel, Inferenc
 def open_session(model_path: Path, engine: EngineConfig) -> InferenceSession:
     """Open a model file or folder with the configured engine."""
     return create_session(
-        model_path, engine.engine, engine.device, engine.threads, engine.precision, engine.allow_spinning
+        model_path,
+        engine.engine,
+        engine.device,
+        engine.threads,
+        engine.precision,
+        engine.allow_spinning,
+        engine.cudnn_conv_algo_search,
     )
 
 
@@ -190,7 +196,9 @@ class TextRecognizer:
         cfg = self.config
         for batch in batches_by_aspect_ratio([c.shape[:2] for c in crops], cfg.batch_size):
             members = [crops[i] for i in batch.indices]
-            batch_input = prepare_rec_batch(members, 48, cfg.min_width, cfg.max_width, cfg.width_scale)
+            batch_input = prepare_rec_batch(
+                members, 48, cfg.min_width, cfg.max_width, cfg.width_scale, cfg.width_multiple
+            )
             if self.fused_decode:
                 indices, scores = self._session.run_all(batch_input)
                 decoded_batch = ctc_collapse(indices[:, :, 0], scores[:, :, 0], self.characters)

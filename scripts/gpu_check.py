@@ -1,0 +1,434 @@
+#!/usr/bin/env python
+"""GPU check: the batch job on N generated pages on this machine's GPUs, with GPU utilisation,
+against RapidOCR on the same GPU and pages.
+
+    bash scripts/gpu_check.sh                 # installs the GPU extra, then runs this
+    python scripts/gpu_check.py --pages 3000  # already installed
+    python scripts/gpu_check.py --device cpu --pages 8 --engine-pages 4 --reference-pages 2   # smoke run
+
+Three runs, one after another, each in its own process, while ``nvidia-smi`` samples every
+GPU every 200 ms:
+
+1. **job**: ``run_job`` (embedded Ray using every CPU and GPU of the machine) on ``--pages``
+   PNG pages (``--unique`` text-heavy generated pages, hard-linked under new names), with
+   ``jobs/configs/job_gpu.yaml`` scaled to the machine's GPUs (``--set key=value`` overrides
+   any setting); accuracy from the Parquet it wrote;
+2. **ours, engine**: ``create_pipeline("OCR")`` in one process, same models and device;
+3. **RapidOCR**: ``rapidocr`` 3.10 (PP-OCRv6 small) on ONNX Runtime's CUDA provider.
+
+Prints pages/s (whole run, and after the first part file for the job), pages/s per GPU, mean
+GPU utilisation and peak GPU memory over each timed part, CER / WER / order-independent line
+CER, and the targets (>= 150 pages/s per GPU, >= 70% utilisation). ``--json`` keeps it all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT))
+
+import bench_engine  # noqa: E402  (scripts/ sibling)
+
+TARGET_PAGES_PER_GPU = 150.0
+TARGET_UTILISATION = 70.0
+SMI_QUERY = "timestamp,index,utilization.gpu,memory.used"
+
+
+# ============================================================================ nvidia-smi
+
+
+@dataclass(frozen=True)
+class GpuSample:
+    """One nvidia-smi reading: ``at`` epoch seconds, GPU index, utilisation %, memory used MiB."""
+
+    at: float
+    index: int
+    utilisation: float
+    memory_mb: float
+
+
+def parse_smi_line(line: str, at: float) -> GpuSample | None:
+    """Parse ``nvidia-smi --query-gpu=timestamp,index,utilization.gpu,memory.used
+    --format=csv,noheader,nounits`` output; None for lines that are not readings
+    (headers, blank lines, ``[N/A]`` fields)."""
+    fields = [f.strip() for f in line.split(",")]
+    if len(fields) != 4:
+        return None
+    try:
+        return GpuSample(at, int(fields[1]), float(fields[2]), float(fields[3]))
+    except ValueError:
+        return None
+
+
+def summarise_samples(samples: Sequence[GpuSample], start: float, end: float) -> dict[str, float | int | None]:
+    """Mean utilisation (over all GPUs) and peak memory of the samples taken in ``[start, end]``."""
+    window = [s for s in samples if start <= s.at <= end]
+    if not window:
+        return {"samples": 0, "utilisation_mean": None, "memory_peak_mb": None}
+    return {
+        "samples": len(window),
+        "utilisation_mean": round(sum(s.utilisation for s in window) / len(window), 1),
+        "memory_peak_mb": max(s.memory_mb for s in window),
+    }
+
+
+def list_gpus() -> list[str]:
+    """Names of the NVIDIA GPUs ``nvidia-smi`` sees; empty without a driver."""
+    if shutil.which("nvidia-smi") is None:
+        return []
+    proc = subprocess.run(
+        ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True, check=False
+    )
+    return [line.strip() for line in proc.stdout.splitlines() if line.strip()] if proc.returncode == 0 else []
+
+
+class GpuSampler:
+    """Samples every GPU with ``nvidia-smi -lms`` in the background while in the ``with`` block."""
+
+    def __init__(self, interval_ms: int = 200) -> None:
+        self.interval_ms = interval_ms
+        self.samples: list[GpuSample] = []
+        self._proc: subprocess.Popen[str] | None = None
+        self._reader: threading.Thread | None = None
+
+    def __enter__(self) -> GpuSampler:
+        if shutil.which("nvidia-smi") is None:
+            return self
+        self._proc = subprocess.Popen(
+            ["nvidia-smi", f"--query-gpu={SMI_QUERY}", "--format=csv,noheader,nounits", f"-lms={self.interval_ms}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        return self
+
+    def _read(self) -> None:
+        assert self._proc is not None and self._proc.stdout is not None
+        for line in self._proc.stdout:
+            sample = parse_smi_line(line, time.time())
+            if sample is not None:
+                self.samples.append(sample)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._proc is not None:
+            self._proc.terminate()
+            self._proc.wait(timeout=10)
+        if self._reader is not None:
+            self._reader.join(timeout=5)
+
+
+# ============================================================================ pages
+
+
+def upright_specs(count: int) -> list[bench_engine.PageSpec]:
+    """``count`` text-heavy upright pages of the benchmark mix (rotated variants left out)."""
+    variants = [(tags, kwargs) for tags, kwargs in bench_engine.PAGE_VARIANTS if not kwargs.get("rotation")]
+    return [
+        bench_engine.PageSpec(i, 7000 + i, variants[i % len(variants)][0], dict(variants[i % len(variants)][1]))
+        for i in range(count)
+    ]
+
+
+def write_pages(folder: Path, images: Sequence[Any], count: int) -> None:
+    """``count`` PNG pages cycling through ``images`` (hard links where the disk allows)."""
+    import cv2
+
+    unique_dir = folder.parent / f"{folder.name}-unique"
+    unique_dir.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    originals = []
+    for i, image in enumerate(images):
+        path = unique_dir / f"u{i:04d}.png"
+        cv2.imwrite(str(path), image)
+        originals.append(path)
+    for i in range(count):
+        target = folder / f"page{i:06d}-u{i % len(images):04d}.png"
+        try:
+            os.link(originals[i % len(images)], target)
+        except OSError:
+            shutil.copyfile(originals[i % len(images)], target)
+
+
+# ============================================================================ the job (worker side)
+
+
+def job_overrides(device: str, gpus: int, cpus: int, pages: int) -> dict[str, object]:
+    """Job settings for this machine: ``job_gpu.yaml``'s per-GPU layout times ``gpus``.
+
+    Per GPU: two detection and two recognition actors, a quarter of the GPU each, two CPUs
+    each; the CPU tasks (load, crop, write) get what is left. On CPU (smoke runs) the
+    default job settings with every core. About 20 part files, so the rate after the
+    first one is measured over most of the run.
+    """
+    rows_per_file = max(1, min(200, pages // 20))
+    base: dict[str, object] = {"ray.address": "", "ray.num_cpus": cpus, "output.rows_per_file": rows_per_file}
+    if device == "cpu":
+        return base
+    return {
+        **base,
+        "resources.detect.min_actors": 2 * gpus,
+        "resources.detect.max_actors": 2 * gpus,
+        "resources.detect.num_gpus": 0.25,
+        "resources.recognize.min_actors": 2 * gpus,
+        "resources.recognize.max_actors": 2 * gpus,
+        "resources.recognize.num_gpus": 0.25,
+    }
+
+
+def job_worker(request: dict[str, Any]) -> dict[str, Any]:
+    """Run the job; returns its summary with epoch times of its start and first output."""
+    from ocr_actors.config import load_config
+    from ocr_actors.job_config import JobConfig
+    from ocr_actors.pipeline import run_job
+
+    config_file = str(ROOT / "jobs" / "configs" / "job_gpu.yaml") if request["device"] != "cpu" else None
+    overrides = {"source.uri": request["input"], "output.uri": request["output"], **request["overrides"]}
+    config = load_config(JobConfig, config_file, overrides)
+    started_at = time.time()
+    summary = run_job(config, progress=sys.stderr).as_dict()
+    summary["started_at"] = started_at
+    return summary
+
+
+def read_job_lines(output: str, count: int) -> list[list[bench_engine.Line]]:
+    """The job's lines for the first ``count`` unique pages (``page…-uNNNN.png``), from its Parquet."""
+    import numpy as np
+    import pyarrow.dataset as ds
+
+    table = ds.dataset(output, format="parquet").to_table(columns=["source_uri", "lines"])
+    pages: list[list[bench_engine.Line] | None] = [None] * count
+    for uri, lines in zip(table["source_uri"].to_pylist(), table["lines"].to_pylist(), strict=True):
+        unique = int(Path(uri).stem.rsplit("-u", 1)[1])
+        if unique < count and pages[unique] is None:
+            pages[unique] = [
+                bench_engine.Line(np.asarray(ln["poly"], np.float64), ln["text"], ln["score"]) for ln in lines or []
+            ]
+    return [p or [] for p in pages]
+
+
+# ============================================================================ orchestration
+
+
+def run_subprocess(args: list[str], timeout: float) -> dict[str, Any]:
+    """Run ``python gpu_check.py <args>`` and parse the JSON it prints last."""
+    proc = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), *args],
+        stdout=subprocess.PIPE,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"{args[0]} exited with {proc.returncode}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def accuracy(predictions: Sequence[Sequence[bench_engine.Line]], truths: Sequence[Any]) -> dict[str, float]:
+    total = sum(
+        (bench_engine.score_page(p, t) for p, t in zip(predictions, truths, strict=True)), bench_engine.Counts()
+    )
+    return {k: round(v, 5) for k, v in total.summary().items()}
+
+
+def engine_run(
+    name: str, spec: bench_engine.EngineSpec, pages_file: Path, specs: Sequence[Any], truths: Sequence[Any], args: Any
+) -> dict[str, Any]:
+    """One engine in its own process, sampled; pages/s over the timed loop only."""
+    repeat = max(1, -(-getattr(args, f"{name}_pages") // len(specs)))
+    with GpuSampler() as sampler:
+        raw, error = bench_engine.run_engine(
+            spec, pages_file, len(specs), args.threads, [False] * len(specs), args.verbose, repeat
+        )
+    if raw is None:
+        return {"name": name, "ok": False, "error": error}
+    result = bench_engine.evaluate(spec, raw, specs, truths)
+    return {
+        "name": name,
+        "ok": True,
+        "pages": len(specs) * repeat,
+        "seconds": round(result.total_s, 3),
+        "pages_per_s": round(result.pages_per_s, 2),
+        "steady_pages_per_s": round(result.pages_per_s, 2),
+        "load_s": round(result.load_s, 2),
+        "peak_rss_mb": round(result.peak_rss_mb),
+        "gpu": summarise_samples(sampler.samples, raw["loop_started_at"], raw["loop_ended_at"]),
+        "accuracy": {k: round(v, 5) for k, v in result.metrics.items()},
+        "info": result.info,
+    }
+
+
+def job_run(workdir: Path, specs: Sequence[Any], truths: Sequence[Any], args: Any, gpus: int) -> dict[str, Any]:
+    pages_dir = workdir / "pages"
+    output = workdir / "output"
+    overrides = job_overrides(args.device, gpus, os.cpu_count() or 1, args.pages)
+    overrides.update(dict(_parse_set(item) for item in args.set))
+    request = {"device": args.device, "input": str(pages_dir), "output": str(output), "overrides": overrides}
+    with GpuSampler() as sampler:
+        summary = run_subprocess(["--job-worker", json.dumps(request)], timeout=args.timeout)
+    started = summary["started_at"]
+    steady_start = started + summary["first_output_seconds"]
+    end = started + summary["wall_seconds"]
+    return {
+        "name": "job",
+        "ok": summary["status"] == "succeeded",
+        "pages": summary["rows_written"],
+        "seconds": summary["wall_seconds"],
+        "pages_per_s": summary["pages_per_second"],
+        "steady_pages_per_s": summary["steady_pages_per_second"],
+        "first_output_s": summary["first_output_seconds"],
+        "error_rows": summary["error_rows"],
+        "gpu": summarise_samples(sampler.samples, steady_start, end),
+        "accuracy": accuracy(read_job_lines(str(output), len(specs)), truths),
+        "seconds_per_stage": summary["seconds_per_stage"],
+        "overrides": overrides,
+    }
+
+
+def _parse_set(item: str) -> tuple[str, object]:
+    from ocr_actors.config import parse_override
+
+    return parse_override(item)
+
+
+def report(runs: Sequence[dict[str, Any]], gpus: int, gpu_names: Sequence[str]) -> str:
+    """The table and the verdict."""
+    headers = [
+        "run",
+        "pages",
+        "pages/s",
+        "steady pages/s",
+        "per GPU",
+        "GPU util %",
+        "GPU mem MB",
+        "CER %",
+        "line CER %",
+    ]
+    rows = []
+    for run in runs:
+        if not run["ok"]:
+            rows.append([run["name"], "failed: " + run.get("error", "")[:60]] + [""] * (len(headers) - 2))
+            continue
+        gpu = run["gpu"]
+        util = "n/a" if gpu["utilisation_mean"] is None else f"{gpu['utilisation_mean']:.0f}"
+        mem = "n/a" if gpu["memory_peak_mb"] is None else f"{gpu['memory_peak_mb']:.0f}"
+        acc = run["accuracy"]
+        rows.append(
+            [
+                run["name"],
+                str(run["pages"]),
+                f"{run['pages_per_s']:.2f}",
+                f"{run['steady_pages_per_s']:.2f}",
+                f"{run['steady_pages_per_s'] / gpus:.2f}" if gpus else "n/a",
+                util,
+                mem,
+                f"{100 * acc['cer']:.2f}",
+                f"{100 * acc['line_cer']:.2f}",
+            ]
+        )
+    lines = [f"GPUs: {', '.join(gpu_names) or 'none (CPU run)'}", bench_engine.format_table(headers, rows)]
+    by_name = {r["name"]: r for r in runs if r["ok"]}
+    reference = by_name.get("reference")
+    for name in ("job", "engine"):
+        if name in by_name and reference and reference["steady_pages_per_s"] > 0:
+            ratio = by_name[name]["steady_pages_per_s"] / reference["steady_pages_per_s"]
+            lines.append(f"{name} / RapidOCR on the same device and pages: {ratio:.2f}x")
+    job = by_name.get("job")
+    if job and gpus:
+        per_gpu = job["steady_pages_per_s"] / gpus
+        util = job["gpu"]["utilisation_mean"] or 0.0
+        verdict = "met" if per_gpu >= TARGET_PAGES_PER_GPU and util >= TARGET_UTILISATION else "NOT met"
+        lines.append(
+            f"target {TARGET_PAGES_PER_GPU:.0f} pages/s per GPU at >= {TARGET_UTILISATION:.0f}% utilisation: "
+            f"{per_gpu:.1f} pages/s per GPU at {util:.0f}% -> {verdict}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="gpu", choices=("gpu", "cpu"), help="gpu (default) or cpu (smoke run)")
+    parser.add_argument("--pages", type=int, default=3000, help="pages for the job (default 3000)")
+    parser.add_argument("--unique", type=int, default=24, help="distinct generated pages (default 24)")
+    parser.add_argument("--engine-pages", type=int, default=480, help="pages for our engine alone (default 480)")
+    parser.add_argument("--reference-pages", type=int, default=96, help="pages for RapidOCR (default 96)")
+    parser.add_argument("--threads", type=int, default=4, help="CPU threads of the single-process engines")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="job setting override")
+    parser.add_argument("--skip", action="append", default=[], choices=("job", "engine", "reference"))
+    parser.add_argument("--timeout", type=float, default=300, help="seconds the job may take (default 300)")
+    parser.add_argument("--json", default=None, help="write every figure here")
+    parser.add_argument("--workdir", default=None, help="keep pages and output here (default: a temp dir)")
+    parser.add_argument("--verbose", action="store_true", help="show the engine workers' stderr")
+    parser.add_argument("--job-worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.job_worker:
+        print(json.dumps(job_worker(json.loads(args.job_worker))))
+        return 0
+
+    gpu_names = list_gpus()
+    if args.device == "gpu":
+        if not gpu_names:
+            print("error: no NVIDIA GPU found (nvidia-smi); use --device cpu for a smoke run", file=sys.stderr)
+            return 2
+        import onnxruntime
+
+        if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+            print(
+                "error: ONNX Runtime has no CUDA provider: run scripts/gpu_check.sh (installs onnxruntime-gpu)",
+                file=sys.stderr,
+            )
+            return 2
+    gpus = len(gpu_names) if args.device == "gpu" else 0
+    device_option = {"engine.device": "gpu"} if gpus else {}
+
+    workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="gpu-check-"))
+    try:
+        started = time.perf_counter()
+        specs = upright_specs(args.unique)
+        images, truths = bench_engine.render_pages(specs)
+        write_pages(workdir / "pages", images, args.pages)
+        pages_file = workdir / "unique.npz"
+        import numpy as np
+
+        np.savez(pages_file, **{f"page_{i}": im for i, im in enumerate(images)})
+        print(f"{args.unique} unique pages rendered, {args.pages} written in {time.perf_counter() - started:.1f} s")
+
+        runs: list[dict[str, Any]] = []
+        if "job" not in args.skip:
+            runs.append(job_run(workdir, specs, truths, args, gpus))
+            print(f"job: {runs[-1]['steady_pages_per_s']:.2f} pages/s after the first output", flush=True)
+        if "engine" not in args.skip:
+            overrides = {**device_option, "text_recognition.batch_size": 32 if gpus else 8}
+            spec = bench_engine.EngineSpec("ours", "ours", overrides)
+            runs.append(engine_run("engine", spec, pages_file, specs, truths, args))
+        if "reference" not in args.skip:
+            options = {"engine": "onnxruntime", "device": "gpu" if gpus else "cpu"}
+            spec = bench_engine.EngineSpec("rapidocr-ort", "rapidocr", options)
+            runs.append(engine_run("reference", spec, pages_file, specs, truths, args))
+        text = report(runs, gpus, gpu_names)
+        print(text)
+        if args.json:
+            Path(args.json).write_text(json.dumps({"gpus": gpu_names, "runs": runs, "report": text}, indent=2))
+        return 0 if all(r["ok"] for r in runs) else 1
+    finally:
+        if not args.workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

