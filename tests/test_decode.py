@@ -429,3 +429,44 @@ def test_decode_document_dispatches() -> None:
         list(decode_document(b"just text"))
     limited = list(decode_document(make_pdf([(10, 10)] * 3), pdf_dpi=72, pdf_page_limit=1))
     assert len(limited) == 1 and limited[0].page_count == 1
+
+
+def _pillow_bgr(data: bytes) -> np.ndarray:
+    """The careful (Pillow) path's pixels, for comparison with the OpenCV fast path."""
+    from ocr_actors.io.decode import _to_bgr
+
+    with Image.open(io.BytesIO(data)) as img:
+        img.load()
+        return _to_bgr(img)
+
+
+def _scan_like(mode: str) -> Image.Image:
+    rng = np.random.default_rng(5)
+    pixels = rng.integers(0, 256, (300, 200, 3), dtype=np.uint8)
+    pixels[100:120, 20:180] = (10, 40, 200)
+    img = Image.fromarray(pixels, "RGB")
+    return img.convert("L") if mode == "L" else img
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_plain_png_fast_path_gives_the_pillow_pixels(mode: str) -> None:
+    data = encode(_scan_like(mode), "PNG")
+    (page,) = decode_all(data)
+    assert page.image.shape == (300, 200, 3)
+    np.testing.assert_array_equal(page.image, _pillow_bgr(data))
+    if mode == "RGB":
+        assert tuple(page.image[110, 100]) == (200, 40, 10)  # BGR
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_plain_jpeg_fast_path_matches_pillow(mode: str) -> None:
+    data = encode(_scan_like(mode), "JPEG", quality=92)
+    (page,) = decode_all(data)
+    assert page.image.shape == (300, 200, 3)
+    assert np.abs(page.image.astype(int) - _pillow_bgr(data).astype(int)).max() <= 1
+
+
+def test_decode_truncated_jpeg() -> None:
+    data = encode(_scan_like("RGB"), "JPEG", quality=92)
+    with pytest.raises(TruncatedInputError):
+        decode_all(data[: len(data) * 2 // 3])

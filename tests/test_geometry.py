@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import itertools
 
+import cv2
 import numpy as np
 import pytest
 
 from ocr_actors.geometry import (
     crop_quad,
     find_column_gutters,
+    integer_axis_aligned_box,
     order_quad,
     quad_to_box,
     quads_to_boxes,
@@ -341,3 +343,29 @@ def test_reading_order_gently_sloping_line_keeps_left_to_right(step: int) -> Non
     quads += [rect_quad(100, 220, 850, 250)]  # the next line, well below
     for seed in range(3):
         assert read(quads, seed) == [0, 1, 2, 3, 4]
+
+
+def _warped(image: np.ndarray, quad: np.ndarray) -> np.ndarray:
+    """The perspective warp crop_quad does for general quads."""
+    q = quad.astype(np.float32)
+    w = int(max(np.linalg.norm(q[0] - q[1]), np.linalg.norm(q[2] - q[3])))
+    h = int(max(np.linalg.norm(q[0] - q[3]), np.linalg.norm(q[1] - q[2])))
+    target = np.array([[0, 0], [w, 0], [w, h], [0, h]], dtype=np.float32)
+    matrix = cv2.getPerspectiveTransform(q, target)
+    return cv2.warpPerspective(image, matrix, (w, h), borderMode=cv2.BORDER_REPLICATE, flags=cv2.INTER_CUBIC)
+
+
+@pytest.mark.parametrize("quad", [rect_quad(10, 20, 110, 60), rect_quad(0, 0, 200, 30), rect_quad(150, 120, 200, 150)])
+def test_upright_integer_boxes_are_sliced_with_the_warps_pixels(quad: np.ndarray) -> None:
+    image = np.random.default_rng(2).integers(0, 256, (150, 200, 3), dtype=np.uint8)
+    assert integer_axis_aligned_box(quad.astype(np.float32), 200, 150) is not None
+    np.testing.assert_array_equal(crop_quad(image, quad), _warped(image, quad))
+
+
+def test_only_upright_integer_boxes_inside_the_image_take_the_slice() -> None:
+    assert integer_axis_aligned_box(rect_quad(10, 20, 110, 60).astype(np.float32), 200, 150) == (10, 20, 110, 60)
+    skewed = np.array([[10, 20], [110, 22], [110, 62], [10, 60]], dtype=np.float32)
+    fractional = rect_quad(10, 20, 110, 60).astype(np.float32) + 0.5
+    outside = rect_quad(150, 120, 201, 150).astype(np.float32)
+    for quad in (skewed, fractional, outside):
+        assert integer_axis_aligned_box(quad, 200, 150) is None

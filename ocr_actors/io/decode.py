@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import cv2
 import numpy as np
 
 
@@ -123,14 +124,39 @@ def _to_bgr(img: object) -> np.ndarray:
     if mode == "P" and "transparency" in img.info:
         img = img.convert("RGBA")
         mode = "RGBA"
+    if mode == "L":
+        return cv2.cvtColor(np.asarray(img, dtype=np.uint8), cv2.COLOR_GRAY2BGR)
     if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
         rgba = img.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         img = Image.alpha_composite(white, rgba).convert("RGB")
     elif mode != "RGB":
         img = img.convert("RGB")
-    rgb = np.asarray(img, dtype=np.uint8)
-    return np.ascontiguousarray(rgb[:, :, ::-1])
+    return cv2.cvtColor(np.asarray(img, dtype=np.uint8), cv2.COLOR_RGB2BGR)
+
+
+def _plain_complete_file(img: Any, data: bytes) -> bool:
+    """True for a single-frame 8-bit RGB or grey PNG/JPEG, complete, with no EXIF turn:
+    the files OpenCV decodes to exactly the pixels the Pillow path gives, 2-4x faster.
+    Anything else (alpha, palette, 16-bit, CMYK, EXIF orientation, a missing end marker)
+    takes the Pillow path, which knows how to convert it or which error to raise."""
+    if img.mode not in ("RGB", "L") or getattr(img, "n_frames", 1) != 1:
+        return False
+    if img.format == "PNG":
+        return data[-8:-4] == b"IEND" and b"eXIf" not in data
+    if img.format == "JPEG":
+        orientation = img.getexif().get(0x0112, 1) if "exif" in img.info else 1
+        return orientation == 1 and b"\xff\xd9" in data[-32:]
+    return False
+
+
+def _opencv_decode(data: bytes, width: int, height: int) -> np.ndarray | None:
+    """BGR pixels from OpenCV, or None when it cannot give the whole image."""
+    flags = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+    bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags)
+    if bgr is None or bgr.shape[:2] != (height, width):
+        return None
+    return bgr
 
 
 def decode_image(data: bytes, max_pixels: int) -> Iterator[Page]:
@@ -165,6 +191,11 @@ def decode_image(data: bytes, max_pixels: int) -> Iterator[Page]:
         frames = getattr(img, "n_frames", 1)
         dpi_info = img.info.get("dpi")
         dpi = float(dpi_info[0]) if dpi_info and dpi_info[0] else None
+        if _plain_complete_file(img, data):
+            bgr = _opencv_decode(data, width, height)
+            if bgr is not None:
+                yield Page(bgr, 0, 1, dpi)
+                return
         is_animation = img.format in ("GIF", "WEBP", "PNG") and frames > 1
         count = 1 if is_animation else frames
         for index, frame in enumerate(ImageSequence.Iterator(img)):
@@ -295,12 +326,14 @@ def _render_page(pdf: Any, index: int, dpi: float, max_pixels: int) -> np.ndarra
 def _pdfium_to_bgr(array: np.ndarray, mode: str) -> np.ndarray:
     """Copy a PDFium bitmap view into a BGR uint8 array."""
     if array.ndim == 2:
-        return np.repeat(array[:, :, None], 3, axis=2)
+        return cv2.cvtColor(array, cv2.COLOR_GRAY2BGR)
     if mode in ("RGBA", "RGBX", "RGBx"):
-        return np.array(array[:, :, 2::-1], order="C", copy=True)
+        return cv2.cvtColor(array, cv2.COLOR_RGBA2BGR)
     if mode == "RGB":
-        return np.array(array[:, :, ::-1], order="C", copy=True)
-    return np.array(array[:, :, :3], order="C", copy=True)  # BGR, BGRA, BGRX
+        return cv2.cvtColor(array, cv2.COLOR_RGB2BGR)
+    if array.shape[2] == 4:  # BGRA, BGRX
+        return cv2.cvtColor(array, cv2.COLOR_BGRA2BGR)
+    return np.array(array, order="C", copy=True)  # BGR
 
 
 def decode_document(
