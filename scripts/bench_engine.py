@@ -13,7 +13,7 @@ each engine in turn, each in its own subprocess, never two at a time:
   classifier off.
 
 Each engine is loaded and warmed on the first page, then the whole page loop is timed
-(wall clock). Peak RSS is the worker's ``ru_maxrss``. Accuracy is scored against the
+(wall clock). Peak RSS is the worker's own high-water mark (``VmHWM``). Accuracy is scored against the
 rendered ground truth: detection Hmean at IoU 0.5 (polygon IoU, greedy one-to-one
 matching), CER and WER of the page text (lines in the engine's reading order vs the
 truth's), and an order-independent line CER (lines paired by IoU >= 0.1 first, unpaired
@@ -481,7 +481,18 @@ def build_engine(spec: EngineSpec, threads: int) -> Engine:
 
 
 def max_rss_mb() -> float:
-    """This process's peak resident set size in MiB."""
+    """This process's peak resident set size in MiB.
+
+    Linux: ``VmHWM``, which starts afresh at ``exec``; ``ru_maxrss`` would carry over the
+    peak of the parent that forked this worker.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024
 

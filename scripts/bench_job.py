@@ -8,7 +8,9 @@ Runs, one after another, each in its own process:
 3. the whole job on ``--scale`` x N pages (the same pages repeated under new names).
 
 Prints pages/s of each, the job/engine ratio, time per stage (from the job summary) and
-the driver's peak RSS at N and scale x N pages. Targets: ratio >= 0.9, RSS growth <= 10%.
+the driver's peak RSS at N and scale x N pages, and the machine's CPU seconds per page of the
+engine and of the job (the difference is Ray's own cost). Targets: ratio >= 0.9, RSS growth
+<= 10%.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -83,17 +84,30 @@ def job_worker(folder: str, output: str, cpus: int, overrides: dict[str, object]
 
 
 def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    from bench_engine import max_rss_mb  # scripts/ sibling: VmHWM, not the forking parent's peak
+
+    return max_rss_mb()
+
+
+def machine_cpu_seconds() -> float:
+    """CPU time every process of this machine has used so far (Linux ``/proc/stat``): a run's
+    delta counts the Ray daemons and workers too, as long as nothing else runs."""
+    with open("/proc/stat", encoding="ascii") as fh:
+        values = [int(v) for v in fh.readline().split()[1:9]]  # user nice system idle iowait irq softirq steal
+    return (sum(values) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def _run_worker(*args: str) -> dict:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cpu_before = machine_cpu_seconds()
     proc = subprocess.run(
         [sys.executable, __file__, "--worker", *args], capture_output=True, text=True, env=env, check=False
     )
     if proc.returncode != 0:
         raise RuntimeError(f"worker {args[0]} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["machine_cpu_seconds"] = machine_cpu_seconds() - cpu_before
+    return result
 
 
 def main() -> None:
@@ -167,6 +181,16 @@ def main() -> None:
             f"  {stage:<10} {seconds:8.1f} s  {1000 * seconds / large_run['rows_written']:7.1f} ms/page  "
             f"{100 * seconds / total:5.1f}%"
         )
+    # CPU per page with start-up removed: the job's (large run minus 1-page run) against the
+    # engine's (its whole run minus one page's share is negligible; loading counts, it is small).
+    job_cpu = (large_run["machine_cpu_seconds"] - runs["1 page"]["machine_cpu_seconds"]) / (
+        large_run["rows_written"] - 1
+    )
+    engine_cpu = engine["machine_cpu_seconds"] / engine["pages"]
+    print(
+        f"CPU per page (whole machine, start-up removed): engine {engine_cpu:.3f} core-s, job {job_cpu:.3f} "
+        f"core-s ({job_cpu / engine_cpu:.2f}x; the rest is Ray: scheduling, object store, serialisation)"
+    )
     growth = large_run["driver_peak_rss_mb"] / runs["N pages"]["driver_peak_rss_mb"] - 1
     ratio = ratios["scale x N pages"]
     print()

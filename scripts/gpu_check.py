@@ -109,7 +109,12 @@ class GpuSampler:
         if shutil.which("nvidia-smi") is None:
             return self
         self._proc = subprocess.Popen(
-            ["nvidia-smi", f"--query-gpu={SMI_QUERY}", "--format=csv,noheader,nounits", f"-lms={self.interval_ms}"],
+            [
+                "nvidia-smi",
+                f"--query-gpu={SMI_QUERY}",
+                "--format=csv,noheader,nounits",
+                f"--loop-ms={self.interval_ms}",
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
