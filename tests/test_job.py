@@ -13,6 +13,7 @@ from pathlib import Path
 
 import cv2
 import duckdb
+import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -106,6 +107,17 @@ def test_job_writes_one_row_per_page_plus_error_rows(inputs, tmp_path):
         f"select count(*) from (select unnest(lines) as l from '{tmp_path}/out/*.parquet') where l.score > 0.5"
     ).fetchall()
     assert lines[0][0] == sum(len(t.splitlines()) for t in truth.values())
+    # So does Polars (the README's scan), reading the nested lines column.
+    frame = (
+        pl.scan_parquet(f"{tmp_path}/out/*.parquet")
+        .filter(pl.col("status") == "ok")
+        .explode("lines")
+        .select(pl.col("lines").struct.field("text").alias("line"), "source_uri", "page_index")
+        .collect()
+    )
+    assert frame.height == lines[0][0]
+    expected_lines = {line for t in truth.values() for line in t.splitlines()}
+    assert len(set(frame["line"].to_list()) & expected_lines) >= 0.9 * len(expected_lines)
 
     job_dir = tmp_path / "out" / "_jobs" / summary.job_id
     saved = json.loads((job_dir / "summary.json").read_text())
