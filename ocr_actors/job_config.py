@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ocr_actors.config import ConfigError, OCRConfig, _check
@@ -111,11 +111,15 @@ class RayConfig:
             joins a cluster. Under ``ray job submit`` the job joins its cluster either way.
         num_cpus: CPUs of the embedded Ray (0 = all).
         object_store_memory: bytes of the embedded Ray's object store.
+        gpu_wait_s: a job that asks for GPUs on a joined cluster that has none asks the
+            autoscaler for one and waits this long; then (and at once with embedded Ray,
+            where none can appear) it runs on CPU (:func:`cpu_fallback`).
     """
 
     address: str = ""
     num_cpus: int = 0
     object_store_memory: int = 1 << 30
+    gpu_wait_s: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -146,6 +150,33 @@ class JobConfig:
     def output_storage_options(self) -> dict[str, Any]:
         """The output's fsspec options: its own, else the source's."""
         return dict(self.output.storage_options) or dict(self.source.storage_options)
+
+
+def needs_gpus(config: JobConfig) -> bool:
+    """True when any stage asks Ray for GPUs or the engine is set to a GPU."""
+    res = config.resources
+    stages = (res.load, res.docprep, res.detect, res.crop, res.lineori, res.recognize, res.write)
+    return any(stage.num_gpus > 0 for stage in stages) or config.ocr.engine.device != "cpu"
+
+
+def cpu_fallback(config: JobConfig) -> JobConfig:
+    """The same job for a cluster without GPUs: the engine on CPU, and the settings a GPU
+    config tunes for GPUs (engine threads, batch sizes, padding, every stage's resources)
+    back at their CPU defaults. Models, thresholds, switches, source and output are kept."""
+    defaults = JobConfig()
+    ocr, cpu = config.ocr, defaults.ocr
+    ocr = replace(
+        ocr,
+        engine=replace(ocr.engine, device="cpu", threads=cpu.engine.threads),
+        text_detection=replace(ocr.text_detection, batch_pad_multiple=cpu.text_detection.batch_pad_multiple),
+        text_recognition=replace(
+            ocr.text_recognition,
+            batch_size=cpu.text_recognition.batch_size,
+            width_multiple=cpu.text_recognition.width_multiple,
+        ),
+        page_batch_size=cpu.page_batch_size,
+    )
+    return replace(config, ocr=ocr, resources=defaults.resources)
 
 
 def parse_page_ranges(text: str) -> list[int] | None:

@@ -35,7 +35,7 @@ def test_rays_schema_rejects_a_wrong_cluster_yaml():
 
 def test_gpu_job_config_and_kuberay_manifest():
     gpu = load_config(JobConfig, ROOT / "jobs" / "configs" / "job_gpu.yaml")
-    assert gpu.ocr.engine.device == "gpu" and gpu.ray.address == "auto"
+    assert gpu.ocr.engine.device == "gpu" and gpu.ray.address == "" and gpu.ray.gpu_wait_s > 0
     assert gpu.resources.detect.num_gpus > 0 and gpu.resources.recognize.num_gpus > 0
     assert gpu.resources.load.num_gpus == 0
     manifest = yaml.safe_load((ROOT / "jobs" / "kuberay-rayjob.yaml").read_text())

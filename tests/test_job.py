@@ -3,6 +3,7 @@ manifests, the error budget, the CLI, and a driver killed with SIGKILL midway.""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -144,6 +145,25 @@ def test_rerun_skips_done_work_and_finishes_a_partial_document(inputs, tmp_path)
     rows = rows_of(out)
     assert len(rows) == 8
     assert sorted(r["page_index"] for r in rows if r["source_uri"].endswith("doc.pdf")) == [0, 1, 2]
+
+
+def test_the_gpu_config_runs_on_a_machine_without_gpus(inputs, tmp_path):
+    folder, truth = inputs
+    config = load_config(
+        JobConfig,
+        Path(__file__).resolve().parent.parent / "jobs" / "configs" / "job_gpu.yaml",
+        {"source.uri": str(folder), "output.uri": str(tmp_path / "out"), "max_error_rate": 1.0, **RAY},
+    )
+    progress = io.StringIO()
+    summary = run_job(config, progress=progress)
+    assert summary.status == "succeeded" and summary.gpu_fallback
+    assert "no GPU in the cluster: detection and recognition run on CPU" in progress.getvalue()
+    ok = [r for r in rows_of(tmp_path / "out") if r["status"] == "ok"]
+    assert len(ok) == 5
+    for row in ok:
+        assert page_cer(row["text"].splitlines(), truth[(row["source_uri"], row["page_index"])].splitlines()) < 0.02
+    saved = (tmp_path / "out" / "_jobs" / summary.job_id / "config.yaml").read_text()
+    assert "device: cpu" in saved and "num_gpus: 0.25" not in saved  # the config that ran
 
 
 def test_incremental_processes_only_new_objects_and_overwrite_redoes_all(inputs, tmp_path):

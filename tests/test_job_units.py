@@ -120,3 +120,31 @@ def test_crop_stage_packs_crops_and_drops_the_image():
     assert out["crop_pixels"][0].size == 30 * 100 * 3
     assert (out["upright_height"][0], out["upright_width"][0]) == (100, 200)
     assert out["t_crop"].shape == (1,)
+
+
+def test_cpu_fallback_keeps_the_ocr_and_drops_the_gpu_tuning():
+    from pathlib import Path
+
+    from ocr_actors.job_config import cpu_fallback, needs_gpus
+
+    root = Path(__file__).resolve().parent.parent
+    gpu = load_config(
+        JobConfig,
+        root / "jobs" / "configs" / "job_gpu.yaml",
+        {"ocr.text_detection.thresh": 0.25, "source.uri": "s3://b/"},
+    )
+    assert needs_gpus(gpu)
+    cpu = cpu_fallback(gpu)
+    assert not needs_gpus(cpu)
+    defaults = JobConfig()
+    assert cpu.resources == defaults.resources
+    assert cpu.ocr.engine.device == "cpu" and cpu.ocr.engine.threads == 0
+    assert cpu.ocr.text_recognition.batch_size == defaults.ocr.text_recognition.batch_size
+    assert cpu.ocr.text_recognition.width_multiple == 1 and cpu.ocr.text_detection.batch_pad_multiple == 32
+    assert cpu.ocr.page_batch_size == defaults.ocr.page_batch_size
+    # What the user chose for the OCR itself, and where data comes from and goes, stays.
+    assert cpu.ocr.text_detection.thresh == 0.25 and cpu.source.uri == "s3://b/"
+    assert cpu.output == gpu.output and cpu.max_error_rate == gpu.max_error_rate
+    assert not needs_gpus(defaults)
+    assert needs_gpus(load_config(JobConfig, None, {"ocr.engine.device": "gpu"}))
+    assert needs_gpus(load_config(JobConfig, None, {"resources.recognize.num_gpus": 0.5}))

@@ -22,6 +22,29 @@ from ocr_actors.synth import render_page
 NODE = {"object_store_memory": 300 << 20}
 
 
+def test_a_job_waits_for_a_gpu_node_then_falls_back_to_cpu():
+    """Runs before the module's cluster exists: a joined cluster with no GPU asks the autoscaler
+    and waits the configured time; a GPU node that joins ends the wait."""
+    from ocr_actors.pipeline.job import wait_for_gpus
+
+    ray.shutdown()
+    said: list[str] = []
+    small = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, **NODE})
+    try:
+        ray.init(address=small.address)
+        started = time.monotonic()
+        assert not wait_for_gpus(2.0, said.append)
+        assert 2.0 <= time.monotonic() - started < 15
+        assert said and "waiting up to 2 s" in said[0]
+        assert not wait_for_gpus(0.0, said.append) and len(said) == 1  # no wait: no request, no line
+        small.add_node(num_cpus=1, num_gpus=1, **NODE)
+        small.wait_for_nodes()
+        assert wait_for_gpus(30.0, said.append)
+    finally:
+        ray.shutdown()
+        small.shutdown()
+
+
 @pytest.fixture(scope="module")
 def cluster():
     ray.shutdown()  # other modules may have started an in-process Ray

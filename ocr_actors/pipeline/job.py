@@ -14,6 +14,7 @@ import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -24,7 +25,14 @@ from ocr_actors.config import ConfigError, to_dict
 from ocr_actors.io.listing import list_sources
 from ocr_actors.io.parquet import JOBS_DIR, DoneIndex, clean_tmp, remove_parts, scan_done
 from ocr_actors.io.sources import storage_access
-from ocr_actors.job_config import JobConfig, StageResources, parse_page_ranges, redact
+from ocr_actors.job_config import (
+    JobConfig,
+    StageResources,
+    cpu_fallback,
+    needs_gpus,
+    parse_page_ranges,
+    redact,
+)
 from ocr_actors.pipeline.plan import WorkItem, plan_work
 from ocr_actors.runtime.ocr import params_from_config
 from ocr_actors.stages.write import STAGES
@@ -61,6 +69,8 @@ class JobSummary:
     """Rows per second after the first part file: the rate more pages would run at."""
     seconds_per_stage: dict[str, float] = field(default_factory=dict)
     error_rate: float = 0.0
+    gpu_fallback: bool = False
+    """The job asked for GPUs, the cluster had none, and it ran on CPU instead."""
     status: str = "running"
     message: str = ""
 
@@ -85,6 +95,30 @@ def _ensure_ray(config: JobConfig) -> None:
         log_to_driver=False,
         configure_logging=False,
     )
+
+
+def wait_for_gpus(wait_s: float, say: Callable[[str], None]) -> bool:
+    """True once the connected Ray cluster has a GPU. Without one, asks the autoscaler for
+    one GPU and polls for up to ``wait_s`` seconds (0: answer at once)."""
+    import ray
+
+    if ray.cluster_resources().get("GPU", 0) > 0:
+        return True
+    if wait_s <= 0:
+        return False
+    from ray.autoscaler.sdk import request_resources
+
+    say(f"no GPU in the cluster yet: asked the autoscaler for one, waiting up to {wait_s:g} s")
+    request_resources(bundles=[{"GPU": 1}])
+    deadline = time.monotonic() + wait_s
+    try:
+        while time.monotonic() < deadline:
+            time.sleep(min(5.0, max(deadline - time.monotonic(), 0.0)))
+            if ray.cluster_resources().get("GPU", 0) > 0:
+                return True
+        return False
+    finally:
+        request_resources(bundles=[])  # the job's own actors keep the GPU nodes they need
 
 
 def check_cpu_budget(config: JobConfig, cluster_cpus: float) -> None:
@@ -238,7 +272,12 @@ def run_job(config: JobConfig, progress: TextIO | None = sys.stderr) -> JobSumma
         _ensure_ray(config)
         import ray.data
 
-        if not (config.ray.address or os.environ.get("RAY_ADDRESS")):
+        embedded = not (config.ray.address or os.environ.get("RAY_ADDRESS"))
+        if needs_gpus(config) and not wait_for_gpus(0.0 if embedded else config.ray.gpu_wait_s, say):
+            config = cpu_fallback(config)
+            summary.gpu_fallback = True
+            say("no GPU in the cluster: detection and recognition run on CPU, with the CPU default resources")
+        if embedded:
             check_cpu_budget(config, float(ray.cluster_resources().get("CPU", 0)))
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False
