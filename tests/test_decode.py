@@ -470,3 +470,25 @@ def test_decode_truncated_jpeg() -> None:
     data = encode(_scan_like("RGB"), "JPEG", quality=92)
     with pytest.raises(TruncatedInputError):
         decode_all(data[: len(data) * 2 // 3])
+
+
+XMP_TURNED = (
+    '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+    '<rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="6"/></rdf:RDF></x:xmpmeta>'
+)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_xmp_orientation_is_applied_like_exif(fmt: str) -> None:
+    """Orientation stated only in XMP turns the page too (the OpenCV fast path must not skip it)."""
+    from PIL import PngImagePlugin
+
+    img = Image.fromarray(np.zeros((60, 40, 3), np.uint8))
+    if fmt == "JPEG":
+        data = encode(img, "JPEG", xmp=XMP_TURNED.encode())
+    else:
+        info = PngImagePlugin.PngInfo()
+        info.add_itxt("XML:com.adobe.xmp", XMP_TURNED)
+        data = encode(img, "PNG", pnginfo=info)
+    (page,) = decode_all(data)
+    assert page.image.shape == (40, 60, 3)

@@ -136,17 +136,18 @@ def _to_bgr(img: object) -> np.ndarray:
 
 
 def _plain_complete_file(img: Any, data: bytes) -> bool:
-    """True for a single-frame 8-bit RGB or grey PNG/JPEG, complete, with no EXIF turn:
-    the files OpenCV decodes to exactly the pixels the Pillow path gives, 2-4x faster.
-    Anything else (alpha, palette, 16-bit, CMYK, EXIF orientation, a missing end marker)
-    takes the Pillow path, which knows how to convert it or which error to raise."""
+    """True for a single-frame RGB or grey PNG/JPEG, complete, with no orientation to apply:
+    the files OpenCV decodes to the pixels the Pillow path gives, 2-4x faster. Anything else
+    (alpha, palette, CMYK, EXIF or XMP orientation, a missing end marker) takes the Pillow
+    path, which knows how to convert it or which error to raise."""
     if img.mode not in ("RGB", "L") or getattr(img, "n_frames", 1) != 1:
         return False
     if img.format == "PNG":
-        return data[-8:-4] == b"IEND" and b"eXIf" not in data
+        # Orientation can hide in an eXIf chunk, an ImageMagick "Raw profile" text chunk or XMP.
+        metadata = (b"eXIf", b"Raw profile type", b"tiff:Orientation")
+        return data[-8:-4] == b"IEND" and not any(marker in data for marker in metadata)
     if img.format == "JPEG":
-        orientation = img.getexif().get(0x0112, 1) if "exif" in img.info else 1
-        return orientation == 1 and b"\xff\xd9" in data[-32:]
+        return img.getexif().get(0x0112, 1) == 1 and b"\xff\xd9" in data[-32:]  # getexif reads XMP too
     return False
 
 

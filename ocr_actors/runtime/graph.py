@@ -4,7 +4,8 @@ The CTC recogniser outputs ``(N, T, C)`` float32 probabilities: with the PP-OCRv
 dictionary (C = 6906) a batch of 64 crops 640 px wide is 141 MB, all of which must travel
 from the GPU to the host and be scanned by numpy only to keep one class per step.
 :func:`fuse_ctc_argmax` moves that reduction into the graph, so the model returns
-``(N, T, 1)`` class indices and their probabilities instead (a few kB).
+``(N, T, 1)`` class indices and their probabilities instead (a few kB). ONNX Runtime and
+OpenVINO run the fused copy; Paddle models decode on the host.
 """
 
 from __future__ import annotations
@@ -26,47 +27,55 @@ def ctc_class_count(model: onnx.ModelProto) -> int | None:
     return int(dims[2].dim_value)
 
 
+def default_opset(model: onnx.ModelProto) -> int:
+    """The model's version of the default ONNX operator set (0 when it imports none)."""
+    return max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+
+
 def fuse_ctc_argmax(model: onnx.ModelProto, space_bias: float = 1.0) -> onnx.ModelProto:
     """A copy of a CTC recogniser that returns the best class per step instead of all classes.
 
     The new outputs are ``ctc_indices`` ``(N, T, 1)`` int64 and ``ctc_scores`` ``(N, T, 1)``
-    float32: the class each step keeps and its (unbiased) probability. With ``space_bias``
-    the last class (the space PP-OCR appends to its dictionary) is multiplied by that factor
-    before the choice, exactly as :func:`ocr_actors.postprocess.ctc_greedy_decode` does:
-    ties go to the lower index, as numpy's ``argmax`` gives them.
+    float32: the class each step keeps and its probability, gathered from the model's own
+    output (so bit-identical to what numpy reads there). With ``space_bias`` the last class
+    (the space PP-OCR appends to its dictionary) is multiplied by that factor for the choice
+    only, exactly as :func:`ocr_actors.postprocess.ctc_greedy_decode` does: ties go to the
+    lower index, as numpy's ``argmax`` gives them.
 
-    Uses only Mul, TopK, Gather and Div, whose signatures are the same in every opset from 11 on.
+    Uses Mul, TopK and GatherElements, whose signatures are the same in every opset from 11 on.
 
     Raises:
-        ValueError: the first output is not ``(N, T, C)`` float32 with a static ``C``.
+        ValueError: the first output is not ``(N, T, C)`` float32 with a static ``C``, or
+            the model's opset is below 11.
     """
     classes = ctc_class_count(model)
     output = model.graph.output[0]
     if classes is None or output.type.tensor_type.elem_type != TensorProto.FLOAT:
         raise ValueError(f"output {output.name!r} is not (N, T, C) float32 probabilities with a static C")
+    if default_opset(model) < 11:
+        raise ValueError(f"opset {default_opset(model)} is below 11 (TopK takes k as an input from 10, ties from 11)")
     fused = onnx.ModelProto()
     fused.CopyFrom(model)
     graph = fused.graph
     k_name, bias_name = "ctc_fuse_k", "ctc_fuse_bias"
     graph.initializer.append(numpy_helper.from_array(np.array([1], dtype=np.int64), k_name))
     source = output.name
-    nodes = []
+    chosen_from = source
     if space_bias != 1.0:
         bias = np.ones(classes, dtype=np.float32)
         bias[-1] = space_bias
         graph.initializer.append(numpy_helper.from_array(bias, bias_name))
-        nodes.append(helper.make_node("Mul", [source, bias_name], ["ctc_fuse_biased"]))
-        nodes.append(helper.make_node("TopK", ["ctc_fuse_biased", k_name], ["ctc_fuse_best", CTC_INDICES], axis=-1))
-        nodes.append(helper.make_node("Gather", [bias_name, CTC_INDICES], ["ctc_fuse_chosen_bias"]))
-        nodes.append(helper.make_node("Div", ["ctc_fuse_best", "ctc_fuse_chosen_bias"], [CTC_SCORES]))
-    else:
-        nodes.append(helper.make_node("TopK", [source, k_name], [CTC_SCORES, CTC_INDICES], axis=-1))
-    graph.node.extend(nodes)
+        graph.node.append(helper.make_node("Mul", [source, bias_name], ["ctc_fuse_biased"]))
+        chosen_from = "ctc_fuse_biased"
+    graph.node.append(helper.make_node("TopK", [chosen_from, k_name], ["ctc_fuse_best", CTC_INDICES], axis=-1))
+    graph.node.append(helper.make_node("GatherElements", [source, CTC_INDICES], [CTC_SCORES], axis=2))
+    dims = output.type.tensor_type.shape.dim
+    shape = [d.dim_param or d.dim_value or None for d in dims[:2]] + [1]
     del graph.output[:]
     graph.output.extend(
         [
-            helper.make_tensor_value_info(CTC_INDICES, TensorProto.INT64, None),
-            helper.make_tensor_value_info(CTC_SCORES, TensorProto.FLOAT, None),
+            helper.make_tensor_value_info(CTC_INDICES, TensorProto.INT64, shape),
+            helper.make_tensor_value_info(CTC_SCORES, TensorProto.FLOAT, shape),
         ]
     )
     return fused

@@ -251,35 +251,51 @@ def fetch_to_cache(uri: str, storage_options: dict[str, Any] | None = None) -> P
     return target
 
 
+FUSED_CTC_VERSION = 2
+"""Bump when :func:`graph.fuse_ctc_argmax` changes, so cached copies are made anew."""
+
+
 def fused_ctc_file(model_file: Path, space_bias: float) -> tuple[Path, int] | None:
     """The recogniser ``model_file`` with its CTC choice fused in (:func:`graph.fuse_ctc_argmax`).
 
-    Written once to the cache, named by the model's content hash and the bias, and moved
-    into place atomically so actors starting together never read half a file. Returns
-    ``(path, class count)``, or None when the model's output is not ``(N, T, C)`` probabilities,
-    its weights live in external files, or the cache cannot be written.
+    Written once to the cache, named by the model's content hash, the bias and the fusion's
+    version, and moved into place atomically so actors starting together never read half a
+    file. Returns ``(path, class count)``, or None when the model cannot be fused (its output
+    is not ``(N, T, C)`` float32 probabilities, its opset is below 11, its weights live in
+    external files) or the cache cannot be written: the caller then decodes on the host.
     """
+    import tempfile
+
     import onnx
+    from google.protobuf.message import DecodeError
 
     from ocr_actors.runtime.graph import ctc_class_count, fuse_ctc_argmax
 
     content = model_file.read_bytes()
     digest = hashlib.sha256(content).hexdigest()[:24]
-    target = cache_root() / "fused" / f"{digest}-ctc-bias{space_bias:g}.onnx"
-    model = onnx.load_model_from_string(content)
-    classes = ctc_class_count(model)
-    external = any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
-    if classes is None or external:
-        return None
-    if not target.exists():
-        fused = fuse_ctc_argmax(model, space_bias)
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            partial = target.with_name(f"{target.name}.{os.getpid()}.tmp")
-            partial.write_bytes(fused.SerializeToString())
-            os.replace(partial, target)
-        except OSError:  # a read-only cache: decode on the host instead
+    target = cache_root() / "fused" / f"{digest}-ctc-v{FUSED_CTC_VERSION}-bias{space_bias!r}.onnx"
+    try:
+        model = onnx.load_model_from_string(content)
+        classes = ctc_class_count(model)
+        if classes is None or any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
             return None
+        if target.exists():
+            return target, classes
+        fused = fuse_ctc_argmax(model, space_bias)
+    except (ValueError, DecodeError):  # not a model onnx can edit: the engine will say what is wrong
+        return None
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle, partial = tempfile.mkstemp(dir=target.parent, prefix=target.name, suffix=".tmp")
+        try:
+            with os.fdopen(handle, "wb") as fh:
+                fh.write(fused.SerializeToString())
+            os.replace(partial, target)
+        finally:
+            if os.path.exists(partial):
+                os.unlink(partial)
+    except OSError:  # a read-only cache: decode on the host instead
+        return None
     return target, classes
 
 

@@ -161,8 +161,8 @@ class TextRecognizer:
     """PP-OCR CTC recogniser: resize/pad by aspect ratio -> session -> greedy CTC.
 
     ONNX models run with the CTC choice fused into the graph (``fuse_decode``, see
-    :mod:`ocr_actors.runtime.graph`): the same texts and scores, but the session returns
-    one class per step instead of every class's probability.
+    :mod:`ocr_actors.runtime.graph`): the same texts and scores (read from the model's own
+    output), but the session returns one class per step instead of every class's probability.
     """
 
     def __init__(self, config: TextRecognitionConfig, engine: EngineConfig, fuse_decode: bool = True) -> None:
