@@ -613,7 +613,7 @@ def machine_busy_seconds() -> float | None:
             values = [int(v) for v in fh.readline().split()[1:9]]  # user nice system idle iowait irq softirq steal
     except (OSError, ValueError):
         return None
-    return (sum(values) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")
+    return (sum(values) - values[3] - values[4] - values[7]) / os.sysconf("SC_CLK_TCK")  # not idle, iowait, steal
 
 
 def children_cpu_seconds() -> float:
@@ -629,6 +629,7 @@ def run_engine(
     orientation: Sequence[bool],
     verbose: bool,
     repeat: int = 1,
+    timeout: float | None = None,
 ) -> tuple[dict[str, Any] | None, str]:
     """Run one engine in a fresh interpreter; returns ``(result, error text)``.
 
@@ -644,14 +645,18 @@ def run_engine(
         "repeat": repeat,
     }
     busy0, own0, t0 = machine_busy_seconds(), children_cpu_seconds(), time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(request)],
-        env=worker_env(threads),
-        stdout=subprocess.PIPE,
-        stderr=None if verbose else subprocess.PIPE,
-        text=True,
-        check=False,
-    )
+    try:
+        proc = subprocess.run(
+            [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(request)],
+            env=worker_env(threads),
+            stdout=subprocess.PIPE,
+            stderr=None if verbose else subprocess.PIPE,
+            text=True,
+            check=False,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        return None, f"timed out after {timeout:g} s"
     busy1, own1, wall = machine_busy_seconds(), children_cpu_seconds(), time.perf_counter() - t0
     if proc.returncode != 0:
         tail = "\n".join((proc.stderr or "").strip().splitlines()[-15:])

@@ -61,6 +61,7 @@ def main() -> int:
     engine = EngineConfig(threads=1)
     detector = TextDetector(config.text_detection, engine)
     recognizer = TextRecognizer(config.text_recognition, engine)
+    assert recognizer.fused_decode, "the recogniser could not be fused (read-only cache?): host costs would differ"
     rec = config.text_recognition
     p = detector.default_params
     encoded = text_heavy_pages(args.pages)

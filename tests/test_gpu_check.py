@@ -18,29 +18,39 @@ import gpu_check  # noqa: E402
 
 
 def test_nvidia_smi_lines_parse_and_summarise():
+    from datetime import datetime
+
     lines = [
         "2026/11/27 12:00:00.100, 0, 87, 10240",
         "2026/11/27 12:00:00.100, 1, [N/A], 512",
         "timestamp, index, utilization.gpu [%], memory.used [MiB]",
         "",
         "2026/11/27 12:00:00.300, 0, 93, 12288",
+        "not a time, 0, 50, 100",
     ]
-    samples = [s for i, line in enumerate(lines) if (s := gpu_check.parse_smi_line(line, 100.0 + i)) is not None]
-    assert [(s.index, s.utilisation, s.memory_mb) for s in samples] == [(0, 87.0, 10240.0), (0, 93.0, 12288.0)]
-    assert gpu_check.summarise_samples(samples, 99.0, 105.0) == {
+    samples = [s for line in lines if (s := gpu_check.parse_smi_line(line, 1.0)) is not None]
+    assert [(s.index, s.utilisation, s.memory_mb) for s in samples] == [
+        (0, 87.0, 10240.0),
+        (0, 93.0, 12288.0),
+        (0, 50.0, 100.0),
+    ]
+    first = datetime(2026, 11, 27, 12, 0, 0, 100000).timestamp()  # nvidia-smi's own clock, local time
+    assert samples[0].at == pytest.approx(first) and samples[1].at == pytest.approx(first + 0.2)
+    assert samples[2].at == 1.0  # unreadable timestamp: when the line arrived
+    assert gpu_check.summarise_samples(samples[:2], first, first + 1) == {
         "samples": 2,
         "utilisation_mean": 90.0,
         "memory_peak_mb": 12288.0,
     }
-    assert gpu_check.summarise_samples(samples, 100.5, 103.5)["samples"] == 0  # outside the timed window
+    assert gpu_check.summarise_samples(samples[:2], first + 0.1, first + 0.15)["samples"] == 0  # outside the window
 
 
 def test_job_layout_scales_with_gpus():
-    two = gpu_check.job_overrides("gpu", 2, 32, 3000)
+    two = gpu_check.job_overrides("gpu", 2, 3000)
     assert two["resources.detect.min_actors"] == two["resources.recognize.max_actors"] == 4
     assert 2 * two["resources.detect.num_gpus"] + 2 * two["resources.recognize.num_gpus"] <= 1.0  # per GPU
-    assert two["output.rows_per_file"] == 150
-    cpu = gpu_check.job_overrides("cpu", 0, 2, 8)
+    assert two["output.rows_per_file"] == 150 and "ray.num_cpus" not in two  # Ray counts the CPUs
+    cpu = gpu_check.job_overrides("cpu", 0, 8)
     assert "resources.detect.num_gpus" not in cpu and cpu["output.rows_per_file"] == 1
 
 
