@@ -100,25 +100,35 @@ class DoneIndex:
     """What the output already holds, per source URI.
 
     Attributes:
-        pages: URI -> page indices present (ok or error rows).
-        page_counts: URI -> the document's page count as recorded.
+        complete: URIs whose every page is present (most of an archive: one set entry each).
+        pages: URI -> page indices present (ok or error rows), for the other documents.
+        page_counts: URI -> the document's page count as recorded, for those in ``pages``.
         failed_files: URIs with a file-level error row (null page_index).
+        rows: rows read.
     """
 
     pages: dict[str, set[int]] = field(default_factory=dict)
     page_counts: dict[str, int] = field(default_factory=dict)
     failed_files: set[str] = field(default_factory=set)
     rows: int = 0
+    complete: set[str] = field(default_factory=set)
+
+    def holds(self, uri: str) -> bool:
+        """True when the output has any row of this source."""
+        return uri in self.complete or uri in self.pages or uri in self.failed_files
 
     def is_complete(self, uri: str) -> bool:
         """True when every page of the document (or its file-level error) is present."""
-        if uri in self.failed_files:
+        if uri in self.failed_files or uri in self.complete:
             return True
         count = self.page_counts.get(uri)
         return count is not None and len(self.pages.get(uri, ())) >= count
 
     def missing_pages(self, uri: str) -> list[int] | None:
-        """Pages still to do for a partly written document; None when nothing is known."""
+        """Pages still to do for a partly written document ([] when complete); None when
+        nothing is known."""
+        if uri in self.complete:
+            return []
         if uri not in self.pages or uri not in self.page_counts:
             return None
         done = self.pages[uri]
@@ -136,8 +146,14 @@ def list_parts(output: str, storage_options: Mapping[str, Any]) -> list[str]:
 
 
 def scan_done(output: str, storage_options: Mapping[str, Any]) -> DoneIndex:
-    """Read the key columns of every finished part file into a :class:`DoneIndex`."""
+    """Read the key columns of every finished part file into a :class:`DoneIndex`.
+
+    Part by part: single-page documents (page 0 of 1: most of an archive) go straight into
+    ``complete`` with vectorised filters; multi-page ones are tracked page by page and
+    promoted to ``complete`` at the end once every page is in.
+    """
     import fsspec
+    import pyarrow.compute as pc
 
     fs, _ = fsspec.core.url_to_fs(output, **dict(storage_options))
     index = DoneIndex()
@@ -145,14 +161,19 @@ def scan_done(output: str, storage_options: Mapping[str, Any]) -> DoneIndex:
     for path in list_parts(output, storage_options):
         with fs.open(path, "rb") as fh:
             table = pq.read_table(fh, columns=columns)
-        for uri, page, count in zip(*(table.column(c).to_pylist() for c in columns), strict=True):
-            index.rows += 1
-            if page is None:
-                index.failed_files.add(uri)
-                continue
+        index.rows += table.num_rows
+        file_level = pc.is_null(table["page_index"])
+        single = pc.fill_null(pc.and_(pc.equal(table["page_count"], 1), pc.equal(table["page_index"], 0)), False)
+        index.failed_files.update(table["source_uri"].filter(file_level).to_pylist())
+        index.complete.update(table["source_uri"].filter(single).to_pylist())
+        rest = table.filter(pc.invert(pc.or_(single, file_level)))
+        for uri, page, count in zip(*(rest.column(c).to_pylist() for c in columns), strict=True):
             index.pages.setdefault(uri, set()).add(int(page))
             if count is not None:
                 index.page_counts[uri] = int(count)
+    for uri in [u for u, count in index.page_counts.items() if len(index.pages[u]) >= count]:
+        index.complete.add(uri)
+        del index.pages[uri], index.page_counts[uri]
     return index
 
 

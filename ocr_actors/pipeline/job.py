@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+import pyarrow as pa
 import yaml
 
 from ocr_actors.config import ConfigError, to_dict
@@ -179,8 +180,10 @@ def build_dataset(config: JobConfig, items: list[WorkItem], job_id: str):  # typ
             num_gpus=stage.num_gpus or None,
         )
 
-    rows = [{"source_uri": item.source_uri, "todo_pages": item.todo_pages} for item in items]
-    ds: Any = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), 1000)))
+    # Up to 1000 Arrow blocks of work items (no per-item Python dicts for Ray to convert).
+    table = pa.table({"source_uri": [i.source_uri for i in items], "todo_pages": [i.todo_pages for i in items]})
+    step = -(-len(items) // max(1, min(len(items), 1000)))
+    ds: Any = ray.data.from_arrow([table.slice(start, step) for start in range(0, len(items), step)])
     ds = ds.map_batches(
         load_documents,
         fn_kwargs={

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from ocr_actors.io.parquet import DoneIndex
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class WorkItem:
     """One source to load: ``todo_pages`` is a JSON list of page indices, "" for all."""
 
@@ -39,8 +39,7 @@ def plan_work(sources: list[str], done: DoneIndex, mode: str, wanted_pages: list
     skipped = partial = 0
     wanted_set = None if wanted_pages is None else set(wanted_pages)
     for uri in sources:
-        present = uri in done.pages or uri in done.failed_files
-        if mode == "incremental" and present:
+        if mode == "incremental" and done.holds(uri):
             skipped += 1
             continue
         if uri in done.failed_files:
