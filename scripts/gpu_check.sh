@@ -36,6 +36,10 @@ elif [ -z "${VIRTUAL_ENV:-}" ] && [ -x .venv/bin/python ]; then
   . .venv/bin/activate
 fi
 
-command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+if command -v nvidia-smi >/dev/null; then
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+fi
+# The venv's python when one is active, else $PYTHON (python3): some images have no `python`.
+if [ -n "${VIRTUAL_ENV:-}" ]; then PYTHON=python; fi
 # 7 minutes for the runs (the install above takes the rest of the 8).
-exec timeout --signal=INT --kill-after=20 420 python scripts/gpu_check.py --json gpu_check.json "$@"
+exec timeout --signal=INT --kill-after=20 420 "$PYTHON" scripts/gpu_check.py --json gpu_check.json "$@"
