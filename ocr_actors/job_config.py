@@ -159,10 +159,12 @@ def needs_gpus(config: JobConfig) -> bool:
     return any(stage.num_gpus > 0 for stage in stages) or config.ocr.engine.device != "cpu"
 
 
-def cpu_fallback(config: JobConfig) -> JobConfig:
+def cpu_fallback(config: JobConfig, cluster_cpus: float = 2.0) -> JobConfig:
     """The same job for a cluster without GPUs: the engine on CPU, and the settings a GPU
     config tunes for GPUs (engine threads, batch sizes, padding, every stage's resources)
-    back at their CPU defaults. Models, thresholds, switches, source and output are kept."""
+    back at their CPU defaults, whose actor pools may grow with the cluster: up to one
+    detection actor per 2 CPUs and one recognition actor per CPU (the defaults' ratio,
+    sized for 2 CPUs). Models, thresholds, switches, source and output are kept."""
     defaults = JobConfig()
     ocr, cpu = config.ocr, defaults.ocr
     ocr = replace(
@@ -176,7 +178,15 @@ def cpu_fallback(config: JobConfig) -> JobConfig:
         ),
         page_batch_size=cpu.page_batch_size,
     )
-    return replace(config, ocr=ocr, resources=defaults.resources)
+    res = defaults.resources
+    detect_max = max(res.detect.max_actors, int(cluster_cpus // 2))
+    recognize_max = max(res.recognize.max_actors, int(cluster_cpus))
+    resources = replace(
+        res,
+        detect=replace(res.detect, max_actors=detect_max),
+        recognize=replace(res.recognize, max_actors=recognize_max),
+    )
+    return replace(config, ocr=ocr, resources=resources)
 
 
 def parse_page_ranges(text: str) -> list[int] | None:

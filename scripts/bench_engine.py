@@ -359,8 +359,10 @@ class OursEngine:
             "page_batch_size": cfg["page_batch_size"],
             "rec_batch_size": cfg["text_recognition"]["batch_size"],
             "textline_orientation": cfg["textline_orientation"]["use_textline_orientation"],
-            "onnxruntime": _version("onnxruntime"),
+            "onnxruntime": _version("onnxruntime") or _version("onnxruntime-gpu"),
             "openvino": _version("openvino"),
+            # What the detector's session really runs on (ONNX Runtime falls back to CPU silently).
+            "providers": getattr(getattr(self.pipeline.engine.detector, "_session", None), "providers", None),
         }
 
     def ocr(self, pages: Sequence[np.ndarray], orientation: Sequence[bool]) -> list[list[Line]]:
@@ -398,6 +400,10 @@ class RapidOCR3Engine:
             "EngineConfig.openvino.inference_num_threads": threads,
         }
         if device.startswith("gpu"):
+            import onnxruntime
+
+            if hasattr(onnxruntime, "preload_dlls"):  # the same CUDA libraries our engine loads
+                onnxruntime.preload_dlls()
             params["EngineConfig.onnxruntime.use_cuda"] = True
             params["EngineConfig.onnxruntime.cuda_ep_cfg.device_id"] = int(device.partition(":")[2] or 0)
         self.ocr_engine = RapidOCR(params=params)
@@ -416,9 +422,18 @@ class RapidOCR3Engine:
             "device": device,
         }
 
+    def _providers(self) -> list[str] | None:
+        """The ONNX Runtime providers RapidOCR's detector session runs on (internals: informational)."""
+        try:
+            return list(self.ocr_engine.text_det.session.session.get_providers())
+        except Exception:
+            return None
+
     def after_warmup(self) -> None:
-        """Record what OpenVINO compiled the models for (it may pick bf16 by itself)."""
+        """Record what the models run on: ONNX Runtime's providers (it falls back to CPU
+        silently), OpenVINO's compiled precision (it may pick bf16 by itself)."""
         if self.engine != "openvino":
+            self.info["providers"] = self._providers()
             return
         runners: dict[str, Any] = {"det": self.ocr_engine.text_det, "rec": self.ocr_engine.text_rec}
         for key, runner in runners.items():

@@ -93,28 +93,34 @@ def summarise_samples(samples: Sequence[GpuSample], start: float, end: float) ->
     }
 
 
-def list_gpus() -> list[str]:
-    """Names of the NVIDIA GPUs this process may use: ``nvidia-smi``'s list, narrowed to
-    ``CUDA_VISIBLE_DEVICES`` (indices) when that is set; empty without a driver."""
+def list_gpus() -> list[tuple[str, str]]:
+    """``(nvidia-smi index, name)`` of the NVIDIA GPUs this process may use: nvidia-smi's
+    list, narrowed to ``CUDA_VISIBLE_DEVICES`` (indices or ``GPU-…`` UUIDs) when that is
+    set; empty without a driver."""
     if shutil.which("nvidia-smi") is None:
         return []
     proc = subprocess.run(
-        ["nvidia-smi", "--query-gpu=index,name", "--format=csv,noheader"], capture_output=True, text=True, check=False
+        ["nvidia-smi", "--query-gpu=index,uuid,name", "--format=csv,noheader"],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if proc.returncode != 0:
         return []
-    gpus = dict(line.split(",", 1) for line in proc.stdout.splitlines() if "," in line)
-    gpus = {index.strip(): name.strip() for index, name in gpus.items()}
+    rows = [[f.strip() for f in line.split(",", 2)] for line in proc.stdout.splitlines() if line.count(",") >= 2]
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        return [gpus[i.strip()] for i in visible.split(",") if i.strip() in gpus]
-    return list(gpus.values())
+    if visible is None:
+        return [(index, name) for index, _, name in rows]
+    wanted = [v.strip() for v in visible.split(",") if v.strip()]
+    return [(index, name) for want in wanted for index, uuid, name in rows if want in (index, uuid)]
 
 
 class GpuSampler:
-    """Samples every GPU with ``nvidia-smi -lms`` in the background while in the ``with`` block."""
+    """Samples the GPUs (``gpu_ids``, else all) with ``nvidia-smi --loop-ms`` in the background
+    while in the ``with`` block."""
 
-    def __init__(self, interval_ms: int = 200) -> None:
+    def __init__(self, gpu_ids: Sequence[str] = (), interval_ms: int = 200) -> None:
+        self.gpu_ids = list(gpu_ids)
         self.interval_ms = interval_ms
         self.samples: list[GpuSample] = []
         self._proc: subprocess.Popen[str] | None = None
@@ -129,6 +135,7 @@ class GpuSampler:
                 f"--query-gpu={SMI_QUERY}",
                 "--format=csv,noheader,nounits",
                 f"--loop-ms={self.interval_ms}",
+                *([f"--id={','.join(self.gpu_ids)}"] if self.gpu_ids else []),
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -188,26 +195,33 @@ def write_pages(folder: Path, images: Sequence[Any], count: int) -> None:
 # ============================================================================ the job (worker side)
 
 
-def job_overrides(device: str, gpus: int, pages: int) -> dict[str, object]:
+def job_overrides(device: str, gpus: int, pages: int, cpus: int) -> dict[str, object]:
     """Job settings for this machine: ``job_gpu.yaml``'s per-GPU layout times ``gpus``.
 
-    Per GPU: two detection and two recognition actors, a quarter of the GPU each, two CPUs
-    each; the CPU tasks (load, crop, write) get what is left of the CPUs Ray detects. On
-    CPU (smoke runs) the default job settings. About 20 part files, so the rate after the
-    first one is measured over most of the run.
+    Per GPU: two detection and two recognition actors, a quarter of the GPU each, and up to
+    two CPUs each, fewer where the machine has fewer (``cpus``): the actors take at most
+    three quarters of the CPUs, the CPU tasks (load, crop, write) the rest. On CPU (smoke
+    runs) the default job settings. About 20 part files, so the rate after the first one
+    is measured over most of the run.
     """
     rows_per_file = max(1, min(200, pages // 20))
     base: dict[str, object] = {"ray.address": "", "output.rows_per_file": rows_per_file}
     if device == "cpu":
         return base
+    actors = 4 * gpus
+    per_actor = max(0.25, min(2.0, 0.75 * cpus / actors))
     return {
         **base,
         "resources.detect.min_actors": 2 * gpus,
         "resources.detect.max_actors": 2 * gpus,
         "resources.detect.num_gpus": 0.25,
+        "resources.detect.num_cpus": per_actor,
+        "resources.detect.threads": max(1, round(per_actor)),
         "resources.recognize.min_actors": 2 * gpus,
         "resources.recognize.max_actors": 2 * gpus,
         "resources.recognize.num_gpus": 0.25,
+        "resources.recognize.num_cpus": per_actor,
+        "resources.recognize.threads": max(1, round(per_actor)),
     }
 
 
@@ -279,13 +293,16 @@ def engine_run(
 ) -> dict[str, Any]:
     """One engine in its own process, sampled; pages/s over the timed loop only."""
     repeat = max(1, -(-getattr(args, f"{name}_pages") // len(specs)))
-    with GpuSampler() as sampler:
+    with GpuSampler(args.gpu_ids[:1]) as sampler:  # one process uses the first visible GPU
         raw, error = bench_engine.run_engine(
             spec, pages_file, len(specs), args.threads, [False] * len(specs), args.verbose, repeat, args.engine_timeout
         )
     if raw is None:
         return {"name": name, "ok": False, "error": error}
     result = bench_engine.evaluate(spec, raw, specs, truths)
+    providers = result.info.get("providers")
+    if args.device == "gpu" and providers and providers[0] != "CUDAExecutionProvider":
+        return {"name": name, "ok": False, "error": f"ran on {providers}, not CUDA", "info": result.info}
     return {
         "name": name,
         "ok": True,
@@ -304,7 +321,7 @@ def engine_run(
 def job_run(workdir: Path, specs: Sequence[Any], truths: Sequence[Any], args: Any, gpus: int) -> dict[str, Any]:
     pages_dir = workdir / "pages"
     output = workdir / "output"
-    overrides = job_overrides(args.device, gpus, args.pages)
+    overrides = job_overrides(args.device, gpus, args.pages, len(os.sched_getaffinity(0)))
     overrides.update(dict(_parse_set(item) for item in args.set))
     request = {
         "device": args.device,
@@ -313,10 +330,12 @@ def job_run(workdir: Path, specs: Sequence[Any], truths: Sequence[Any], args: An
         "overrides": overrides,
         "result_file": str(workdir / "job-summary.json"),
     }
-    with GpuSampler() as sampler:
+    with GpuSampler(args.gpu_ids) as sampler:
         summary = run_job_worker(request, timeout=args.timeout)
     if summary["status"] != "succeeded":
         return {"name": "job", "ok": False, "error": summary.get("message", summary["status"]), "overrides": overrides}
+    if gpus and summary["gpu_fallback"]:
+        return {"name": "job", "ok": False, "error": "the job saw no GPU and ran on CPU", "overrides": overrides}
     started = summary["started_at"]
     steady_start = started + summary["first_output_seconds"]
     end = started + summary["wall_seconds"]
@@ -379,6 +398,9 @@ def report(runs: Sequence[dict[str, Any]], gpus: int, gpu_names: Sequence[str]) 
             ]
         )
     lines = [f"GPUs: {', '.join(gpu_names) or 'none (CPU run)'}", bench_engine.format_table(headers, rows)]
+    for run in runs:
+        if run.get("info", {}).get("providers"):
+            lines.append(f"{run['name']} ran on: {', '.join(run['info']['providers'])}")
     by_name = {r["name"]: r for r in runs if r["ok"]}
     reference = by_name.get("reference")
     for name in ("job", "engine"):
@@ -426,7 +448,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         job_worker(json.loads(args.job_worker))
         return 0
 
-    gpu_names = list_gpus()
+    visible = list_gpus() if args.device == "gpu" else []
+    gpu_names = [name for _, name in visible]
+    args.gpu_ids = [index for index, _ in visible]
     if args.device == "gpu":
         if not gpu_names:
             print("error: no NVIDIA GPU found (nvidia-smi); use --device cpu for a smoke run", file=sys.stderr)

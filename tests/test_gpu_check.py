@@ -45,12 +45,16 @@ def test_nvidia_smi_lines_parse_and_summarise():
     assert gpu_check.summarise_samples(samples[:2], first + 0.1, first + 0.15)["samples"] == 0  # outside the window
 
 
-def test_job_layout_scales_with_gpus():
-    two = gpu_check.job_overrides("gpu", 2, 3000)
+def test_job_layout_scales_with_gpus_and_cpus():
+    two = gpu_check.job_overrides("gpu", 2, 3000, 32)
     assert two["resources.detect.min_actors"] == two["resources.recognize.max_actors"] == 4
     assert 2 * two["resources.detect.num_gpus"] + 2 * two["resources.recognize.num_gpus"] <= 1.0  # per GPU
+    assert two["resources.detect.num_cpus"] == 2.0 and two["resources.recognize.threads"] == 2
     assert two["output.rows_per_file"] == 150 and "ray.num_cpus" not in two  # Ray counts the CPUs
-    cpu = gpu_check.job_overrides("cpu", 0, 8)
+    eight = gpu_check.job_overrides("gpu", 8, 3000, 64)  # 32 actors on 64 CPUs: 1.5 each, room left for tasks
+    assert eight["resources.detect.num_cpus"] == 1.5
+    assert 32 * eight["resources.detect.num_cpus"] <= 0.75 * 64
+    cpu = gpu_check.job_overrides("cpu", 0, 8, 2)
     assert "resources.detect.num_gpus" not in cpu and cpu["output.rows_per_file"] == 1
 
 

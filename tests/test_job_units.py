@@ -145,6 +145,10 @@ def test_cpu_fallback_keeps_the_ocr_and_drops_the_gpu_tuning():
     # What the user chose for the OCR itself, and where data comes from and goes, stays.
     assert cpu.ocr.text_detection.thresh == 0.25 and cpu.source.uri == "s3://b/"
     assert cpu.output == gpu.output and cpu.max_error_rate == gpu.max_error_rate
+    big = cpu_fallback(gpu, 64.0).resources  # actor pools may grow with the cluster, in the defaults' ratio
+    assert (big.detect.min_actors, big.detect.max_actors) == (1, 32)
+    assert (big.recognize.min_actors, big.recognize.max_actors) == (2, 64)
+    assert big.load == defaults.resources.load
     assert not needs_gpus(defaults)
     assert needs_gpus(load_config(JobConfig, None, {"ocr.engine.device": "gpu"}))
     assert needs_gpus(load_config(JobConfig, None, {"resources.recognize.num_gpus": 0.5}))

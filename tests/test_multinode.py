@@ -37,9 +37,14 @@ def test_a_job_waits_for_a_gpu_node_then_falls_back_to_cpu():
         assert 2.0 <= time.monotonic() - started < 15
         assert said and "waiting up to 2 s" in said[0]
         assert not wait_for_gpus(0.0, said.append) and len(said) == 1  # no wait: no request, no line
-        small.add_node(num_cpus=1, num_gpus=1, **NODE)
-        small.wait_for_nodes()
-        assert wait_for_gpus(30.0, said.append)
+        answer: list[bool] = []
+        waiter = threading.Thread(target=lambda: answer.append(wait_for_gpus(60.0, said.append)))
+        waiter.start()
+        time.sleep(3.0)
+        assert waiter.is_alive() and not answer  # still waiting: no GPU yet
+        small.add_node(num_cpus=1, num_gpus=1, **NODE)  # the GPU node joins while the job waits
+        waiter.join(timeout=45)
+        assert answer == [True]
     finally:
         ray.shutdown()
         small.shutdown()

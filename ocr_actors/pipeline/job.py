@@ -7,6 +7,7 @@ OCR results never pass through it.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -100,17 +101,16 @@ def _ensure_ray(config: JobConfig) -> None:
 
 def wait_for_gpus(wait_s: float, say: Callable[[str], None]) -> bool:
     """True once the connected Ray cluster has a GPU. Without one, asks the autoscaler for
-    one GPU and polls for up to ``wait_s`` seconds (0: answer at once)."""
+    one GPU and polls for up to ``wait_s`` seconds (0: answer at once). A cluster without an
+    autoscaler, or a Ray Client connection that cannot ask, only polls."""
     import ray
 
     if ray.cluster_resources().get("GPU", 0) > 0:
         return True
     if wait_s <= 0:
         return False
-    from ray.autoscaler.sdk import request_resources
-
-    say(f"no GPU in the cluster yet: asked the autoscaler for one, waiting up to {wait_s:g} s")
-    request_resources(bundles=[{"GPU": 1}])
+    say(f"no GPU in the cluster yet: asking the autoscaler for one, waiting up to {wait_s:g} s")
+    _request_gpu(True, say)
     deadline = time.monotonic() + wait_s
     try:
         while time.monotonic() < deadline:
@@ -119,7 +119,18 @@ def wait_for_gpus(wait_s: float, say: Callable[[str], None]) -> bool:
                 return True
         return False
     finally:
-        request_resources(bundles=[])  # the job's own actors keep the GPU nodes they need
+        _request_gpu(False, say)  # the job's own actors keep the GPU nodes they need
+
+
+def _request_gpu(wanted: bool, say: Callable[[str], None]) -> None:
+    """Ask the autoscaler for one GPU bundle, or withdraw the request (never fatal)."""
+    try:
+        from ray.autoscaler.sdk import request_resources
+
+        request_resources(bundles=[{"GPU": 1}] if wanted else [])
+    except Exception as exc:  # e.g. Ray Client (ray://) has no GCS connection to ask through
+        if wanted:
+            say(f"could not ask the autoscaler ({type(exc).__name__}); waiting anyway")
 
 
 def check_cpu_budget(config: JobConfig, cluster_cpus: float) -> None:
@@ -180,10 +191,11 @@ def build_dataset(config: JobConfig, items: list[WorkItem], job_id: str):  # typ
             num_gpus=stage.num_gpus or None,
         )
 
-    # Up to 1000 Arrow blocks of work items (no per-item Python dicts for Ray to convert).
+    # min(items, 1000) Arrow blocks of work items (no per-item Python dicts for Ray to convert).
     table = pa.table({"source_uri": [i.source_uri for i in items], "todo_pages": [i.todo_pages for i in items]})
-    step = -(-len(items) // max(1, min(len(items), 1000)))
-    ds: Any = ray.data.from_arrow([table.slice(start, step) for start in range(0, len(items), step)])
+    blocks = max(1, min(len(items), 1000))
+    bounds = [len(items) * k // blocks for k in range(blocks + 1)]
+    ds: Any = ray.data.from_arrow([table.slice(a, b - a) for a, b in itertools.pairwise(bounds)])
     ds = ds.map_batches(
         load_documents,
         fn_kwargs={
@@ -277,9 +289,13 @@ def run_job(config: JobConfig, progress: TextIO | None = sys.stderr) -> JobSumma
 
         embedded = not (config.ray.address or os.environ.get("RAY_ADDRESS"))
         if needs_gpus(config) and not wait_for_gpus(0.0 if embedded else config.ray.gpu_wait_s, say):
-            config = cpu_fallback(config)
+            cluster_cpus = float(ray.cluster_resources().get("CPU", 0))
+            config = cpu_fallback(config, cluster_cpus)
             summary.gpu_fallback = True
-            say("no GPU in the cluster: detection and recognition run on CPU, with the CPU default resources")
+            say(
+                "no GPU in the cluster: detection and recognition run on CPU, with the CPU default resources "
+                f"scaled to its {cluster_cpus:g} CPUs"
+            )
         if embedded:
             check_cpu_budget(config, float(ray.cluster_resources().get("CPU", 0)))
         context = ray.data.DataContext.get_current()

@@ -85,6 +85,8 @@ class OnnxRuntimeSession:
                 )
             providers.insert(0, ("CUDAExecutionProvider", cuda_provider_options(device, cudnn_conv_algo_search)))
         self._session = ort.InferenceSession(str(model_file), options, providers=providers)
+        self.providers: list[str] = list(self._session.get_providers())
+        """The providers the session really runs on, best first."""
         model_input = self._session.get_inputs()[0]
         self._input_name = model_input.name
         self.input_dtype = np.dtype(np.float16 if "float16" in model_input.type else np.float32)
