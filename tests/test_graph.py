@@ -73,7 +73,11 @@ def test_models_that_cannot_be_fused_decode_on_the_host(tmp_path, monkeypatch, m
     model_file = tmp_path / "rec.onnx"
     onnx.save(model, model_file)
     assert fused_ctc_file(model_file, 4.0) is None
+
+
+def test_class_count_needs_a_static_last_dimension():
     assert ctc_class_count(softmax_model("C")) is None
+    assert ctc_class_count(softmax_model(len(CHARS))) == len(CHARS)
 
 
 def test_fused_file_is_cached_by_content_and_bias(tmp_path, monkeypatch):
