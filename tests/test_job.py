@@ -184,10 +184,11 @@ def test_incremental_processes_only_new_objects_and_overwrite_redoes_all(inputs,
 
 def test_manifests_in_text_csv_and_parquet(inputs, tmp_path):
     folder, _ = inputs
-    (tmp_path / "list.txt").write_text(f"# scans\n{folder}/page0.png\n\n{folder}/doc.pdf\n")
+    (tmp_path / "list.txt").write_text(f"# scans\n{folder}/page0.png\n\n{folder}/doc.pdf\n{folder}/page0.png\n")
     (tmp_path / "list.csv").write_text(f"id,uri\n1,{folder}/page1.png\n")
     pq.write_table(pa.table({"path": [f"{folder}/page0.png"]}), tmp_path / "list.parquet")
-    assert run_job(job_config(str(tmp_path / "list.txt"), tmp_path / "o1")).rows_written == 4
+    listed = run_job(job_config(str(tmp_path / "list.txt"), tmp_path / "o1"))
+    assert (listed.rows_written, listed.sources_total, listed.duplicate_sources) == (4, 2, 1)
     assert run_job(job_config(str(tmp_path / "list.csv"), tmp_path / "o2")).rows_written == 1
     parquet = job_config(str(tmp_path / "list.parquet"), tmp_path / "o3", source__manifest_column="path")
     assert run_job(parquet).rows_written == 1

@@ -1,15 +1,22 @@
-"""Listing the job's sources: a folder/prefix, a glob, or a manifest of URIs."""
+"""Listing the job's sources: a folder/prefix, a glob, or a manifest of URIs.
+
+Listing streams: :func:`iter_sources` yields URIs in chunks, so the driver never builds
+the whole list (a manifest of tens of millions of URIs is read a chunk at a time).
+"""
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from itertools import islice
 from typing import Any
 
 from ocr_actors.io.sources import expand_inputs, storage_access
 
 MANIFEST_SUFFIXES = (".txt", ".csv", ".parquet", ".lst")
+CHUNK_SIZE = 50_000
 
 
 def is_manifest(uri: str) -> bool:
@@ -17,46 +24,100 @@ def is_manifest(uri: str) -> bool:
     return uri.lower().endswith(MANIFEST_SUFFIXES)
 
 
-def read_manifest(uri: str, column: str, storage_options: Mapping[str, Any]) -> list[str]:
-    """URIs listed in a manifest, in file order, blank lines and ``#`` comments skipped.
+def iter_manifest(uri: str, column: str, storage_options: Mapping[str, Any]) -> Iterator[str]:
+    """URIs listed in a manifest, in file order, streamed; blank lines and ``#`` comments
+    skipped. Relative entries are resolved against the manifest's folder.
 
-    Relative entries are resolved against the manifest's folder.
+    Raises:
+        ValueError: a CSV or Parquet manifest without the column ``column``.
     """
     import fsspec
-    import pyarrow.parquet as pq
 
     fs, path = fsspec.core.url_to_fs(uri, **dict(storage_options))
+    base = uri.rsplit("/", 1)[0]
+    with fs.open(path, "rb") as fh:
+        for entry in _manifest_entries(fh, uri, column):
+            yield entry if "://" in entry or entry.startswith("/") else f"{base}/{entry}"
+
+
+def _manifest_entries(fh: Any, uri: str, column: str) -> Iterator[str]:
+    import pyarrow.parquet as pq
+
     lower = uri.lower()
     if lower.endswith(".parquet"):
-        with fs.open(path, "rb") as fh:
-            table = pq.read_table(fh, columns=[column])
-        entries = [str(v) for v in table.column(column).to_pylist() if v]
-    else:
-        with fs.open(path, "rb") as fh:
-            text = fh.read().decode("utf-8-sig")
-        if lower.endswith(".csv"):
-            reader = csv.DictReader(io.StringIO(text))
-            if reader.fieldnames is None or column not in reader.fieldnames:
-                raise ValueError(f"manifest {uri} has no column {column!r} (columns: {reader.fieldnames})")
-            entries = [row[column].strip() for row in reader if row[column] and row[column].strip()]
-        else:
-            entries = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
-    base = uri.rsplit("/", 1)[0]
-    return [e if "://" in e or e.startswith("/") else f"{base}/{e}" for e in entries]
+        parquet = pq.ParquetFile(fh)
+        if column not in parquet.schema_arrow.names:
+            raise ValueError(f"manifest {uri} has no column {column!r} (columns: {parquet.schema_arrow.names})")
+        for batch in parquet.iter_batches(batch_size=CHUNK_SIZE, columns=[column]):
+            yield from (str(v) for v in batch.column(0).to_pylist() if v)
+        return
+    if lower.endswith(".csv"):
+        reader = csv.DictReader(io.TextIOWrapper(fh, encoding="utf-8-sig", newline=""))
+        if reader.fieldnames is None or column not in reader.fieldnames:
+            raise ValueError(f"manifest {uri} has no column {column!r} (columns: {reader.fieldnames})")
+        for row in reader:
+            value = (row[column] or "").strip()
+            if value:
+                yield value
+        return
+    for line in _text_lines(fh):
+        entry = line.strip()
+        if entry and not entry.startswith("#"):
+            yield entry
+
+
+def _text_lines(fh: Any, block_size: int = 8 << 20) -> Iterator[str]:
+    """Lines of a UTF-8 file (BOM dropped), read ``block_size`` bytes at a time."""
+    decoder = codecs.getincrementaldecoder("utf-8-sig")()
+    tail = ""
+    while True:
+        data = fh.read(block_size)
+        text = tail + decoder.decode(data, final=not data)
+        lines = text.splitlines()
+        if not data:
+            yield from lines
+            return
+        tail = lines.pop() if lines and not text.endswith(("\n", "\r")) else ""
+        yield from lines
+
+
+def read_manifest(uri: str, column: str, storage_options: Mapping[str, Any]) -> list[str]:
+    """Every URI of a manifest, as a list (see :func:`iter_manifest`)."""
+    return list(iter_manifest(uri, column, storage_options))
+
+
+def iter_sources(
+    uri: str, manifest_column: str, storage_options: Mapping[str, Any], chunk_size: int = CHUNK_SIZE
+) -> Iterator[list[str]]:
+    """The job's document URIs in listing order, in lists of at most ``chunk_size``.
+
+    Duplicates are kept: the planner drops them across chunks.
+
+    Raises:
+        ValueError: no ``uri``.
+        SourceAccessError: storage refused the listing or the manifest.
+    """
+    if not uri:
+        raise ValueError("no input given: set source.uri (or --input)")
+    return _iter_sources(uri, manifest_column, storage_options, chunk_size)
+
+
+def _iter_sources(
+    uri: str, manifest_column: str, storage_options: Mapping[str, Any], chunk_size: int
+) -> Iterator[list[str]]:
+    if is_manifest(uri):
+        with storage_access(f"reading the manifest {uri}"):
+            yield from _chunked(iter_manifest(uri, manifest_column, storage_options), chunk_size)
+        return
+    yield from _chunked(expand_inputs(uri, storage_options), chunk_size)
 
 
 def list_sources(uri: str, manifest_column: str, storage_options: Mapping[str, Any]) -> list[str]:
-    """Every document URI of the job, deduplicated, in a stable order."""
-    if not uri:
-        raise ValueError("no input given: set source.uri (or --input)")
-    with storage_access(f"reading the manifest {uri}"):
-        return _list_sources(uri, manifest_column, storage_options)
+    """Every document URI of the job, deduplicated, in listing order (small jobs and tools;
+    the job itself streams :func:`iter_sources`)."""
+    return list(dict.fromkeys(u for chunk in iter_sources(uri, manifest_column, storage_options) for u in chunk))
 
 
-def _list_sources(uri: str, manifest_column: str, storage_options: Mapping[str, Any]) -> list[str]:
-    uris = (
-        read_manifest(uri, manifest_column, storage_options)
-        if is_manifest(uri)
-        else expand_inputs(uri, storage_options)
-    )
-    return list(dict.fromkeys(uris))
+def _chunked(uris: Iterator[str], size: int) -> Iterator[list[str]]:
+    while chunk := list(islice(uris, size)):
+        yield chunk

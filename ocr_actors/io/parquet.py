@@ -16,6 +16,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ocr_actors.io.uriset import UriSet
+
 LINE_TYPE = pa.struct(
     [
         pa.field("text", pa.string(), nullable=False),
@@ -100,7 +102,8 @@ class DoneIndex:
     """What the output already holds, per source URI.
 
     Attributes:
-        complete: URIs whose every page is present (most of an archive: one set entry each).
+        complete: URIs whose every page is present (most of an archive), as a compact
+            digest set: 16 bytes per URI.
         pages: URI -> page indices present (ok or error rows), for the other documents.
         page_counts: URI -> the document's page count as recorded, for those in ``pages``.
         failed_files: URIs with a file-level error row (null page_index).
@@ -111,28 +114,35 @@ class DoneIndex:
     page_counts: dict[str, int] = field(default_factory=dict)
     failed_files: set[str] = field(default_factory=set)
     rows: int = 0
-    complete: set[str] = field(default_factory=set)
+    complete: UriSet = field(default_factory=UriSet)
 
-    def holds(self, uri: str) -> bool:
-        """True when the output has any row of this source."""
-        return uri in self.complete or uri in self.pages or uri in self.failed_files
-
-    def is_complete(self, uri: str) -> bool:
-        """True when every page of the document (or its file-level error) is present."""
-        if uri in self.failed_files or uri in self.complete:
+    def holds(self, uri: str, in_complete: bool | None = None) -> bool:
+        """True when the output has any row of this source. ``in_complete``: the answer of
+        ``uri in self.complete`` when the caller has it already (bulk lookups)."""
+        if uri in self.pages or uri in self.failed_files:
             return True
-        count = self.page_counts.get(uri)
-        return count is not None and len(self.pages.get(uri, ())) >= count
+        return uri in self.complete if in_complete is None else in_complete
 
-    def missing_pages(self, uri: str) -> list[int] | None:
+    def is_complete(self, uri: str, in_complete: bool | None = None) -> bool:
+        """True when every page of the document (or its file-level error) is present."""
+        return uri in self.failed_files or self.missing_pages(uri, in_complete) == []
+
+    def missing_pages(self, uri: str, in_complete: bool | None = None) -> list[int] | None:
         """Pages still to do for a partly written document ([] when complete); None when
-        nothing is known."""
-        if uri in self.complete:
-            return []
-        if uri not in self.pages or uri not in self.page_counts:
-            return None
-        done = self.pages[uri]
-        return [i for i in range(self.page_counts[uri]) if i not in done]
+        nothing is known.
+
+        Page-by-page rows take precedence over ``complete``: a source replaced in place by
+        a longer document has both a single-page row (old) and rows of the new page count,
+        and its missing pages must still be done.
+        """
+        complete = uri in self.complete if in_complete is None else in_complete
+        done = self.pages.get(uri)
+        count = self.page_counts.get(uri)
+        if done is None or count is None:
+            return [] if complete else None
+        if complete:
+            done = done | {0}  # the single-page row
+        return [i for i in range(count) if i not in done]
 
 
 def list_parts(output: str, storage_options: Mapping[str, Any]) -> list[str]:
@@ -165,14 +175,15 @@ def scan_done(output: str, storage_options: Mapping[str, Any]) -> DoneIndex:
         file_level = pc.is_null(table["page_index"])
         single = pc.fill_null(pc.and_(pc.equal(table["page_count"], 1), pc.equal(table["page_index"], 0)), False)
         index.failed_files.update(table["source_uri"].filter(file_level).to_pylist())
-        index.complete.update(table["source_uri"].filter(single).to_pylist())
+        index.complete.add(table["source_uri"].filter(single).to_pylist())
         rest = table.filter(pc.invert(pc.or_(single, file_level)))
         for uri, page, count in zip(*(rest.column(c).to_pylist() for c in columns), strict=True):
             index.pages.setdefault(uri, set()).add(int(page))
             if count is not None:
                 index.page_counts[uri] = int(count)
-    for uri in [u for u, count in index.page_counts.items() if len(index.pages[u]) >= count]:
-        index.complete.add(uri)
+    promoted = [u for u, count in index.page_counts.items() if len(index.pages[u]) >= count]
+    index.complete.add(promoted)
+    for uri in promoted:
         del index.pages[uri], index.page_counts[uri]
     return index
 

@@ -1,8 +1,10 @@
 """The batch job's driver: plan the work, wire the Ray Data stages, stream summaries,
 report progress, enforce the error budget, and write the summary next to the output.
 
-The driver holds the list of sources to do and one small summary row per written file;
-OCR results never pass through it.
+The driver streams the listing through the planner and holds the work items as Arrow
+(about the URI's bytes per source to do), two digest sets (16 bytes per listed URI and per
+finished document), and one small summary row per written file; OCR results never pass
+through it.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import pyarrow as pa
 import yaml
 
 from ocr_actors.config import ConfigError, to_dict
-from ocr_actors.io.listing import list_sources
+from ocr_actors.io.listing import iter_sources
 from ocr_actors.io.parquet import JOBS_DIR, DoneIndex, clean_tmp, remove_parts, scan_done
 from ocr_actors.io.sources import storage_access
 from ocr_actors.job_config import (
@@ -35,7 +37,7 @@ from ocr_actors.job_config import (
     parse_page_ranges,
     redact,
 )
-from ocr_actors.pipeline.plan import WorkItem, plan_work
+from ocr_actors.pipeline.plan import plan_chunks
 from ocr_actors.runtime.ocr import params_from_config
 from ocr_actors.stages.write import STAGES
 
@@ -57,6 +59,8 @@ class JobSummary:
     sources_skipped: int = 0
     sources_partial: int = 0
     sources_processed: int = 0
+    duplicate_sources: int = 0
+    """Listed URIs dropped as repeats of earlier ones (a manifest that names a file twice)."""
     rows_written: int = 0
     pages_ok: int = 0
     error_rows: int = 0
@@ -161,8 +165,12 @@ def _stage_threads(config: JobConfig, stage: StageResources) -> JobConfig:
     return replace(config, ocr=replace(config.ocr, engine=engine))
 
 
-def build_dataset(config: JobConfig, items: list[WorkItem], job_id: str):  # type: ignore[no-untyped-def]
-    """Wire the stages into a Ray Dataset that yields one summary row per written file."""
+def build_dataset(config: JobConfig, items: pa.Table, job_id: str):  # type: ignore[no-untyped-def]
+    """Wire the stages into a Ray Dataset that yields one summary row per written file.
+
+    Args:
+        items: work items, :data:`~ocr_actors.pipeline.plan.WORK_SCHEMA`.
+    """
     import ray.data
     from ray.data import ActorPoolStrategy
 
@@ -192,10 +200,9 @@ def build_dataset(config: JobConfig, items: list[WorkItem], job_id: str):  # typ
         )
 
     # min(items, 1000) Arrow blocks of work items (no per-item Python dicts for Ray to convert).
-    table = pa.table({"source_uri": [i.source_uri for i in items], "todo_pages": [i.todo_pages for i in items]})
-    blocks = max(1, min(len(items), 1000))
-    bounds = [len(items) * k // blocks for k in range(blocks + 1)]
-    ds: Any = ray.data.from_arrow([table.slice(a, b - a) for a, b in itertools.pairwise(bounds)])
+    blocks = max(1, min(items.num_rows, 1000))
+    bounds = [items.num_rows * k // blocks for k in range(blocks + 1)]
+    ds: Any = ray.data.from_arrow([items.slice(a, b - a) for a, b in itertools.pairwise(bounds)])
     ds = ds.map_batches(
         load_documents,
         fn_kwargs={
@@ -265,7 +272,10 @@ def run_job(config: JobConfig, progress: TextIO | None = sys.stderr) -> JobSumma
         if progress is not None:
             print(f"[ocr-batch {job_id}] {message}", file=progress, flush=True)
 
-    sources = list_sources(config.source.uri, config.source.manifest_column, config.source.storage_options)
+    # The first chunk of the listing comes before the output is touched, so a missing input or
+    # refused credentials fail first; the rest streams through the planner.
+    listing = iter_sources(config.source.uri, config.source.manifest_column, config.source.storage_options)
+    first_chunk = next(listing, [])
     with storage_access(f"on the output {config.output.uri}"):
         if config.output.mode == "overwrite":
             removed = remove_parts(config.output.uri, out_options)
@@ -274,14 +284,20 @@ def run_job(config: JobConfig, progress: TextIO | None = sys.stderr) -> JobSumma
         else:
             clean_tmp(config.output.uri, out_options)
             done = scan_done(config.output.uri, out_options)
-    plan = plan_work(sources, done, config.output.mode, parse_page_ranges(config.source.pdf_pages))
+    done_rows = done.rows
+    items, plan = plan_chunks(
+        itertools.chain([first_chunk], listing), done, config.output.mode, parse_page_ranges(config.source.pdf_pages)
+    )
+    del done
     summary.sources_total = plan.sources_total
     summary.sources_skipped = plan.sources_skipped
     summary.sources_partial = plan.sources_partial
-    summary.sources_processed = len(plan.items)
+    summary.sources_processed = plan.items
+    summary.duplicate_sources = plan.duplicates
+    repeats = f"; {plan.duplicates} repeated URIs in the listing ignored" if plan.duplicates else ""
     say(
         f"{plan.sources_total} sources; {plan.sources_skipped} already done, {plan.sources_partial} partly done, "
-        f"{len(plan.items)} to process ({done.rows} rows already in {config.output.uri})"
+        f"{plan.items} to process ({done_rows} rows already in {config.output.uri}){repeats}"
     )
     if plan.items:
         _ensure_ray(config)
@@ -301,7 +317,8 @@ def run_job(config: JobConfig, progress: TextIO | None = sys.stderr) -> JobSumma
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False
         context.execution_options.preserve_order = False
-        dataset = build_dataset(config, plan.items, job_id)
+        dataset = build_dataset(config, items, job_id)
+        del items  # the dataset's blocks hold them now
         errors: Counter[str] = Counter()
         stage_seconds: dict[str, float] = dict.fromkeys(STAGES, 0.0)
         last_report = time.perf_counter()

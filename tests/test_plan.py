@@ -1,0 +1,157 @@
+"""Planning at archive scale: the compact URI set, the streamed listing, and the chunked
+planner (duplicates across chunks, resume of partial and replaced documents)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from ocr_actors.io.listing import iter_sources, list_sources, read_manifest
+from ocr_actors.io.parquet import DoneIndex, scan_done, write_part
+from ocr_actors.io.uriset import UriSet, first_occurrences, uri_digests
+from ocr_actors.pipeline.plan import WORK_SCHEMA, Planner, plan_chunks, plan_work
+
+
+def test_uri_set_membership_in_bulk_and_one_by_one():
+    added = [f"s3://bucket/scans/{i:07d}.tif" for i in range(30_000)]
+    uris = UriSet()
+    for start in range(0, len(added), 1_700):  # many small adds: runs must merge
+        uris.add(added[start : start + 1_700] + added[:5])  # repeats are ignored
+    assert len(uris) == len(added)
+    assert uris.nbytes == 16 * len(added)
+    assert uris.contains(added).all()
+    strangers = [f"s3://bucket/scans/{i:07d}.tiff" for i in range(30_000)] + ["", "s3://bucket/scans/"]
+    assert not uris.contains(strangers).any()
+    assert added[12_345] in uris and "s3://bucket/scans/x" not in uris and 3 not in uris
+    assert not UriSet().contains(added[:3]).any() and len(UriSet()) == 0
+
+
+def test_uri_digests_are_fixed_size_and_distinguish_near_names():
+    digests = uri_digests(["a.png", "a.png ", "A.png", "a.png"])
+    assert digests.shape == (4, 2) and digests.dtype == np.uint64
+    assert (digests[0] == digests[3]).all() and len({tuple(d) for d in digests[:3].tolist()}) == 3
+    assert first_occurrences(digests).tolist() == [True, True, True, False]
+
+
+def test_uri_set_tells_apart_digests_that_share_the_high_word():
+    uris = UriSet()
+    uris.add_digests(np.array([[7, 1], [7, 3], [5, 9], [7, 2]], dtype=np.uint64))
+    probe = np.array([[7, 2], [7, 4], [5, 9], [5, 8], [6, 1]], dtype=np.uint64)
+    assert uris.contains_digests(probe).tolist() == [True, False, True, False, False] and len(uris) == 4
+
+
+def _done_from_rows(tmp_path, *parts):
+    def row(uri, page, count):
+        return {
+            "source_uri": uri,
+            "doc_id": "d",
+            "page_index": page,
+            "page_count": count,
+            "status": "ok" if page is not None else "error",
+            "det_model": "m",
+            "rec_model": "m",
+            "job_id": "j",
+            "processed_at": datetime.now(UTC),
+        }
+
+    for rows in parts:
+        write_part([row(*r) for r in rows], str(tmp_path), {})
+    return scan_done(str(tmp_path), {})
+
+
+def test_planner_drops_repeats_across_chunks_and_keeps_listing_order(tmp_path):
+    done = _done_from_rows(tmp_path, [("done-1.png", 0, 1), ("done-2.png", 0, 1)], [("half.pdf", 1, 3)])
+    chunks = [
+        ["new-1.png", "done-1.png", "half.pdf", "new-1.png"],
+        ["new-2.png", "half.pdf", "done-2.png"],
+        [],
+        ["new-1.png", "new-3.png"],
+    ]
+    items, counts = plan_chunks(chunks, done, "resume", None)
+    assert items.schema == WORK_SCHEMA
+    assert items.to_pylist() == [
+        {"source_uri": "new-1.png", "todo_pages": ""},
+        {"source_uri": "half.pdf", "todo_pages": "[0, 2]"},
+        {"source_uri": "new-2.png", "todo_pages": ""},
+        {"source_uri": "new-3.png", "todo_pages": ""},
+    ]
+    assert (counts.sources_total, counts.sources_skipped, counts.sources_partial) == (6, 2, 1)
+    assert (counts.items, counts.duplicates) == (4, 3)
+    # the same listing as one chunk gives the same plan
+    whole = plan_work([u for chunk in chunks for u in chunk], done, "resume", None)
+    assert [(i.source_uri, i.todo_pages) for i in whole.items] == [tuple(r.values()) for r in items.to_pylist()]
+    incremental, _ = plan_chunks(chunks, done, "incremental", None)
+    assert incremental.column("source_uri").to_pylist() == ["new-1.png", "new-2.png", "new-3.png"]
+
+
+def test_a_source_replaced_by_a_longer_document_still_gets_its_missing_pages(tmp_path):
+    # page 0 of 1 from the old file, pages 0 and 1 of 3 from its replacement
+    done = _done_from_rows(tmp_path, [("scan.pdf", 0, 1)], [("scan.pdf", 0, 3), ("scan.pdf", 1, 3)])
+    assert "scan.pdf" in done.complete and done.pages["scan.pdf"] == {0, 1}
+    assert done.missing_pages("scan.pdf") == [2] and not done.is_complete("scan.pdf")
+    plan = plan_work(["scan.pdf"], done, "resume", None)
+    assert [(i.source_uri, i.todo_pages) for i in plan.items] == [("scan.pdf", "[2]")]
+    # once page 2 is written too, nothing is left
+    done = _done_from_rows(tmp_path / "after", [("scan.pdf", 0, 1)], [("scan.pdf", p, 3) for p in range(3)])
+    assert done.is_complete("scan.pdf") and plan_work(["scan.pdf"], done, "resume", None).items == []
+
+
+def test_a_fresh_output_plans_every_source_whole():
+    items, counts = plan_chunks([[f"p{i}.png" for i in range(1000)]], DoneIndex(), "overwrite", None)
+    assert items.num_rows == 1000 and set(items.column("todo_pages").to_pylist()) == {""}
+    assert (counts.sources_total, counts.sources_skipped, counts.duplicates) == (1000, 0, 0)
+    empty, counts = plan_chunks([], DoneIndex(), "resume", None)
+    assert empty.num_rows == 0 and empty.schema == WORK_SCHEMA and counts.items == 0
+
+
+@pytest.mark.parametrize("kind", ["txt", "csv", "parquet"])
+def test_manifests_stream_in_chunks(tmp_path, kind):
+    entries = [f"/data/scans/{i:05d}.png" for i in range(2_345)] + ["relative/one.png"]
+    path = tmp_path / f"list.{kind}"
+    if kind == "txt":
+        path.write_text("# a comment\n\n" + "\n".join(entries) + "\n")
+    elif kind == "csv":
+        path.write_text("id,uri\n" + "".join(f"{i},{e}\n" for i, e in enumerate(entries)) + "9999,\n")
+    else:
+        pq.write_table(pa.table({"uri": [*entries, None, ""]}), path, row_group_size=500)
+    chunks = list(iter_sources(str(path), "uri", {}, chunk_size=1_000))
+    assert [len(c) for c in chunks] == [1_000, 1_000, 346]
+    flat = [u for chunk in chunks for u in chunk]
+    assert flat[:2] == ["/data/scans/00000.png", "/data/scans/00001.png"]
+    assert flat[-1] == f"{tmp_path}/relative/one.png"
+    assert read_manifest(str(path), "uri", {}) == flat
+
+
+def test_listing_errors(tmp_path):
+    with pytest.raises(ValueError, match="no input given"):
+        iter_sources("", "uri", {})
+    pq.write_table(pa.table({"path": ["a.png"]}), tmp_path / "list.parquet")
+    with pytest.raises(ValueError, match=r"has no column 'uri' \(columns: \['path'\]\)"):
+        list_sources(str(tmp_path / "list.parquet"), "uri", {})
+    (tmp_path / "list.csv").write_text("path\na.png\n")
+    with pytest.raises(ValueError, match="has no column 'uri'"):
+        list_sources(str(tmp_path / "list.csv"), "uri", {})
+    (tmp_path / "twice.txt").write_text("/x/a.png\n/x/b.png\n/x/a.png\n")
+    assert list_sources(str(tmp_path / "twice.txt"), "uri", {}) == ["/x/a.png", "/x/b.png"]
+
+
+def test_planner_counts_accumulate_over_chunks():
+    planner = Planner(DoneIndex(), "resume", None)
+    assert planner.plan_chunk(["a.png", "b.png"]).num_rows == 2
+    assert planner.plan_chunk(["b.png", "c.png"]).column("source_uri").to_pylist() == ["c.png"]
+    assert (planner.counts.sources_total, planner.counts.duplicates, planner.counts.items) == (3, 1, 3)
+
+
+@pytest.mark.parametrize("block_size", [1, 2, 3, 7, 1 << 20])
+def test_text_manifest_lines_survive_any_block_boundary(block_size):
+    import io
+
+    from ocr_actors.io.listing import _text_lines
+
+    data = "\ufeffs3://b/a.png\r\ns3://b/é.png\n\n# note\rs3://b/ü/c.png\ns3://b/last.png".encode()
+    lines = [line for line in _text_lines(io.BytesIO(data), block_size) if line]
+    assert lines == ["s3://b/a.png", "s3://b/é.png", "# note", "s3://b/ü/c.png", "s3://b/last.png"]
