@@ -44,8 +44,8 @@ class UriSet:
     """
 
     def __init__(self, uris: Iterable[str] = ()) -> None:
-        self._high = np.zeros(0, dtype=np.uint64)
-        self._low = np.zeros(0, dtype=np.uint64)
+        self._high: np.ndarray = np.zeros(0, dtype=np.uint64)
+        self._low: np.ndarray = np.zeros(0, dtype=np.uint64)
         self._pending: list[np.ndarray] = []
         listed = list(uris)
         if listed:

@@ -17,7 +17,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -254,6 +254,18 @@ def _write_job_files(config: JobConfig, summary: JobSummary) -> None:
         json.dump(redact(summary.as_dict()), fh, indent=2)
 
 
+def _reporting(chunks: Iterable[list[str]], say: Callable[[str], None], interval_s: float) -> Iterator[list[str]]:
+    """Pass listing chunks through, saying how many URIs were listed every ``interval_s``."""
+    listed = 0
+    last = time.perf_counter()
+    for chunk in chunks:
+        listed += len(chunk)
+        if time.perf_counter() - last >= interval_s:
+            last = time.perf_counter()
+            say(f"planning: {listed} URIs listed so far")
+        yield chunk
+
+
 def run_job(config: JobConfig, progress: TextIO | None = sys.stderr) -> JobSummary:
     """Run the batch job to completion.
 
@@ -286,7 +298,10 @@ def run_job(config: JobConfig, progress: TextIO | None = sys.stderr) -> JobSumma
             done = scan_done(config.output.uri, out_options)
     done_rows = done.rows
     items, plan = plan_chunks(
-        itertools.chain([first_chunk], listing), done, config.output.mode, parse_page_ranges(config.source.pdf_pages)
+        _reporting(itertools.chain([first_chunk], listing), say, config.progress_interval_s),
+        done,
+        config.output.mode,
+        parse_page_ranges(config.source.pdf_pages),
     )
     del done
     summary.sources_total = plan.sources_total
