@@ -1,14 +1,37 @@
-"""URL inputs for the service: http(s) only, allow-listed hosts, public addresses only."""
+"""URL inputs for the service: http(s) only, allow-listed hosts, public addresses only.
+
+The host name is resolved **once**; every address it resolves to is vetted (public addresses
+only, IPv4 addresses embedded in IPv6 ones included), and the connection then goes to one of
+exactly those addresses: nothing resolves the name again, so a DNS server that answers a second
+lookup with ``127.0.0.1`` or ``169.254.169.254`` (DNS rebinding) cannot steer the request
+elsewhere. The request still carries the URL's ``Host`` header and, for https, TLS uses the
+URL's host name for SNI and certificate verification (the system's trust store).
+
+URL inputs connect **directly**: ``HTTP_PROXY``/``HTTPS_PROXY``/``NO_PROXY`` are ignored (a
+proxy would resolve the name itself, out of reach of the checks). Redirects are refused, as
+are non-2xx answers and bodies above the size limit. Error messages name the host at most,
+never the URL's path, query or credentials.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import ipaddress
 import socket
-import urllib.error
-import urllib.request
-from urllib.parse import urlsplit
+import ssl
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlsplit
 
 from ocr_actors.service.protocol import ApiError
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# IPv6 ranges that carry an IPv4 address: the embedded address must be public too.
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# Deprecated IPv4-compatible (::a.b.c.d, also :: and ::1) and SIIT IPv4-translated addresses.
+_REFUSED_V6 = (ipaddress.ip_network("::/96"), ipaddress.ip_network("::ffff:0:0:0/96"))
 
 
 def host_allowed(host: str, allowlist: tuple[str, ...]) -> bool:
@@ -23,45 +46,176 @@ def host_allowed(host: str, allowlist: tuple[str, ...]) -> bool:
     return False
 
 
-def check_url(url: str, allowlist: tuple[str, ...]) -> tuple[str, int]:
+def _address_allowed(ip: IPAddress) -> bool:
+    """Whether a URL input may connect to ``ip``: public (``is_global``) addresses only.
+
+    An IPv4-mapped IPv6 address (``::ffff:127.0.0.1``) is judged by its IPv4 address; 6to4
+    and NAT64 addresses must be public and embed a public IPv4 address; IPv4-compatible and
+    IPv4-translated addresses are refused.
+    """
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return ip.ipv4_mapped.is_global
+        if any(ip in net for net in _REFUSED_V6):
+            return False
+        embedded = ip.sixtofour
+        if embedded is None and ip in _NAT64:
+            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if embedded is not None and not embedded.is_global:
+            return False
+    return ip.is_global
+
+
+@dataclass(frozen=True)
+class VettedURL:
+    """A URL that passed :func:`vet_url`.
+
+    Attributes:
+        scheme: ``http`` or ``https``.
+        host: the URL's host name (IDNA-encoded, lower case): ``Host`` header, SNI, certificate.
+        port: the URL's port, or the scheme's default.
+        target: the request target (path and query, percent-encoded).
+        addresses: ``(family, sockaddr)`` of every address the host resolved to, all vetted,
+            in resolver order; connections go to these and nowhere else.
+    """
+
+    scheme: str
+    host: str
+    port: int
+    target: str
+    addresses: tuple[tuple[int, tuple[Any, ...]], ...]
+
+
+def vet_url(url: str, allowlist: tuple[str, ...]) -> VettedURL:
     """Refuse anything but http(s) to an allow-listed host that resolves only to public
-    addresses. Returns ``(host, port)``."""
+    addresses; resolve the host once and return the vetted addresses.
+
+    Raises:
+        ApiError: 403 for a refused URL, 422 for one that cannot be resolved or parsed.
+    """
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https"):
         raise ApiError(403, "only http and https URLs are accepted")
     host = parts.hostname or ""
     if not host or parts.username or parts.password:
         raise ApiError(403, "the URL must name a host and carry no credentials")
+    try:
+        host = host.encode("idna").decode("ascii").lower()
+    except UnicodeError as exc:
+        raise ApiError(422, "the URL's host name is not valid") from exc
     if not host_allowed(host, allowlist):
         raise ApiError(403, f"the host {host} is not on this service's URL allow-list")
-    port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
-        addresses = {str(info[4][0]) for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)}
-    except OSError as exc:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as exc:
+        raise ApiError(422, "the URL's port is not valid") from exc
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError) as exc:
         raise ApiError(422, f"cannot resolve {host}") from exc
-    for address in addresses:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-        if not ip.is_global:
+    addresses: list[tuple[int, tuple[Any, ...]]] = []
+    for family, _, _, _, sockaddr in infos:
+        if family not in (socket.AF_INET, socket.AF_INET6):
+            raise ApiError(403, f"the host {host} resolves to a non-IP address")
+        ip = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
+        if not _address_allowed(ip):
             raise ApiError(403, f"the host {host} resolves to a non-public address")
-    return host, port
+        if (family, sockaddr) not in addresses:
+            addresses.append((int(family), tuple(sockaddr)))
+    if not addresses:
+        raise ApiError(422, f"cannot resolve {host}")
+    # Keep reserved characters and existing %-escapes; encode spaces, controls and non-ASCII.
+    target = quote(parts.path or "/", safe="/%;:@&=+$,!~*'()[]") + (
+        "?" + quote(parts.query, safe="/%;:@&=+$,!~*'()[]?") if parts.query else ""
+    )
+    return VettedURL(parts.scheme, host, port, target, tuple(addresses))
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        raise ApiError(403, "URL inputs may not redirect")
+def check_url(url: str, allowlist: tuple[str, ...]) -> tuple[str, int]:
+    """Refuse anything but http(s) to an allow-listed host that resolves only to public
+    addresses. Returns ``(host, port)``; :func:`vet_url` also returns the vetted addresses."""
+    vetted = vet_url(url, allowlist)
+    return vetted.host, vetted.port
+
+
+def _connect(addresses: tuple[tuple[int, tuple[Any, ...]], ...], timeout_s: float) -> socket.socket:
+    """A TCP connection to the first vetted address that answers (no name resolution)."""
+    error: OSError = OSError("no address to connect to")
+    for family, sockaddr in addresses:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(timeout_s)
+            sock.connect(sockaddr)
+        except OSError as exc:
+            sock.close()
+            error = exc
+            continue
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+    raise error
+
+
+class _PinnedConnection(http.client.HTTPConnection):
+    """An HTTP(S) connection to vetted addresses only, for the URL's host name.
+
+    ``self.host`` stays the URL's host name, so http.client sends it as the ``Host`` header;
+    ``connect`` never resolves it. With ``tls``, the socket is wrapped with SNI and
+    certificate (and host name) verification for that host name.
+    """
+
+    def __init__(self, vetted: VettedURL, timeout_s: float, tls: ssl.SSLContext | None) -> None:
+        super().__init__(vetted.host, vetted.port, timeout=timeout_s)
+        self._vetted = vetted
+        self._timeout_s = timeout_s
+        self._tls = tls
+
+    def connect(self) -> None:
+        sock = _connect(self._vetted.addresses, self._timeout_s)
+        if self._tls is not None:
+            try:
+                sock = self._tls.wrap_socket(sock, server_hostname=self._vetted.host)
+            except BaseException:
+                sock.close()
+                raise
+        self.sock = sock
+
+
+def _tls_context() -> ssl.SSLContext:
+    """The default client context: system trust store, CERT_REQUIRED, host name checking."""
+    return ssl.create_default_context()
 
 
 def fetch_url(url: str, allowlist: tuple[str, ...], max_bytes: int, timeout_s: float) -> bytes:
-    """Download an allowed URL (no redirects), at most ``max_bytes``."""
-    check_url(url, allowlist)
-    opener = urllib.request.build_opener(_NoRedirect)
+    """Download an allowed URL (no redirects, direct connection), at most ``max_bytes``.
+
+    Raises:
+        ApiError: 403 refused (scheme, credentials, host, address, redirect), 413 larger than
+            ``max_bytes``, 422 cannot resolve, connect, verify, or a non-2xx answer.
+    """
+    vetted = vet_url(url, allowlist)
+    conn = _PinnedConnection(vetted, timeout_s, _tls_context() if vetted.scheme == "https" else None)
     try:
-        with opener.open(url, timeout=timeout_s) as response:  # the scheme is checked above
-            data: bytes = response.read(max_bytes + 1)
+        conn.request(
+            "GET",
+            vetted.target,
+            headers={"User-Agent": "ocr-batch", "Accept": "*/*", "Accept-Encoding": "identity", "Connection": "close"},
+        )
+        response = conn.getresponse()
+        if 300 <= response.status < 400:
+            raise ApiError(403, "URL inputs may not redirect")
+        if not 200 <= response.status < 300:
+            raise ApiError(422, f"cannot fetch the URL: {vetted.host} answered HTTP {response.status}")
+        length = response.getheader("Content-Length")
+        if length and length.strip().isdigit() and int(length) > max_bytes:
+            raise ApiError(413, f"the URL's content is larger than {max_bytes} bytes")
+        data: bytes = response.read(max_bytes + 1)
     except ApiError:
         raise
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+    except (OSError, http.client.HTTPException, ValueError) as exc:
         raise ApiError(422, f"cannot fetch the URL: {type(exc).__name__}") from exc
+    finally:
+        conn.close()
     if len(data) > max_bytes:
         raise ApiError(413, f"the URL's content is larger than {max_bytes} bytes")
     return data
