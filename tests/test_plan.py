@@ -98,6 +98,10 @@ def test_a_source_replaced_by_a_longer_document_still_gets_its_missing_pages(tmp
     # once page 2 is written too, nothing is left
     done = _done_from_rows(tmp_path / "after", [("scan.pdf", 0, 1)], [("scan.pdf", p, 3) for p in range(3)])
     assert done.is_complete("scan.pdf") and plan_work(["scan.pdf"], done, "resume", None).items == []
+    # the old file's page 0 row says nothing of the new page 0: it is still to do
+    done = _done_from_rows(tmp_path / "gap", [("scan.pdf", 0, 1)], [("scan.pdf", 1, 3), ("scan.pdf", 2, 3)])
+    assert done.missing_pages("scan.pdf") == [0]
+    assert [i.todo_pages for i in plan_work(["scan.pdf"], done, "resume", None).items] == ["[0]"]
 
 
 def test_a_fresh_output_plans_every_source_whole():
@@ -155,3 +159,38 @@ def test_text_manifest_lines_survive_any_block_boundary(block_size):
     data = "\ufeffs3://b/a.png\r\ns3://b/é.png\n\n# note\rs3://b/ü/c.png\ns3://b/last.png".encode()
     lines = [line for line in _text_lines(io.BytesIO(data), block_size) if line]
     assert lines == ["s3://b/a.png", "s3://b/é.png", "# note", "s3://b/ü/c.png", "s3://b/last.png"]
+    # every line break str.splitlines knows, also when a block ends right after it
+    exotic = "a.png\x0cb.png\u2028c.png\x85d.png\x1ce.png\n".encode()
+    assert [line for line in _text_lines(io.BytesIO(exotic), block_size) if line] == [
+        "a.png",
+        "b.png",
+        "c.png",
+        "d.png",
+        "e.png",
+    ]
+
+
+def test_a_manifest_that_is_not_utf8_is_a_clear_error(tmp_path):
+    (tmp_path / "list.txt").write_bytes(b"/x/a.png\n/x/b\xff.png\n")
+    with pytest.raises(ValueError, match=r"manifest .*list\.txt is not UTF-8 text"):
+        list_sources(str(tmp_path / "list.txt"), "uri", {})
+
+
+def test_overwrite_keeps_the_old_output_when_the_listing_fails_past_its_first_chunk(tmp_path):
+    from ocr_actors.config import load_config
+    from ocr_actors.io.listing import CHUNK_SIZE
+    from ocr_actors.job_config import JobConfig
+    from ocr_actors.pipeline.job import run_job
+
+    output = tmp_path / "out"
+    _done_from_rows(output, [("old.png", 0, 1)])
+    manifest = tmp_path / "list.txt"
+    # a full first chunk, then a long comment: the bad byte lies past the reader's first 8 MiB block
+    good = "".join(f"/nowhere/{i}.png\n" for i in range(CHUNK_SIZE + 10)) + "#" + "x" * (9 << 20) + "\n"
+    manifest.write_bytes(good.encode() + b"/nowhere/bad\xff.png\n")
+    config = load_config(
+        JobConfig, None, {"source.uri": str(manifest), "output.uri": str(output), "output.mode": "overwrite"}
+    )
+    with pytest.raises(ValueError, match="is not UTF-8 text"):
+        run_job(config, progress=None)
+    assert [p.name for p in output.glob("part-*.parquet")] != [] and scan_done(str(output), {}).rows == 1

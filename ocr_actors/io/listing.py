@@ -36,8 +36,11 @@ def iter_manifest(uri: str, column: str, storage_options: Mapping[str, Any]) -> 
     fs, path = fsspec.core.url_to_fs(uri, **dict(storage_options))
     base = uri.rsplit("/", 1)[0]
     with fs.open(path, "rb") as fh:
-        for entry in _manifest_entries(fh, uri, column):
-            yield entry if "://" in entry or entry.startswith("/") else f"{base}/{entry}"
+        try:
+            for entry in _manifest_entries(fh, uri, column):
+                yield entry if "://" in entry or entry.startswith("/") else f"{base}/{entry}"
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"manifest {uri} is not UTF-8 text: {exc.reason} at byte {exc.start} of a block") from exc
 
 
 def _manifest_entries(fh: Any, uri: str, column: str) -> Iterator[str]:
@@ -73,12 +76,14 @@ def _text_lines(fh: Any, block_size: int = 8 << 20) -> Iterator[str]:
     while True:
         data = fh.read(block_size)
         text = tail + decoder.decode(data, final=not data)
-        lines = text.splitlines()
+        lines = text.splitlines(keepends=True)
+        tail = ""
+        if data and lines and lines[-1].splitlines()[0] == lines[-1]:  # no line break yet
+            tail = lines.pop()
+        for line in lines:
+            yield line.splitlines()[0] if line else line
         if not data:
-            yield from lines
             return
-        tail = lines.pop() if lines and not text.endswith(("\n", "\r")) else ""
-        yield from lines
 
 
 def read_manifest(uri: str, column: str, storage_options: Mapping[str, Any]) -> list[str]:

@@ -132,16 +132,15 @@ class DoneIndex:
         nothing is known.
 
         Page-by-page rows take precedence over ``complete``: a source replaced in place by
-        a longer document has both a single-page row (old) and rows of the new page count,
-        and its missing pages must still be done.
+        a longer document has a single-page row (the old file) and rows of the new page
+        count, and every page of the new document missing from those rows is still to do,
+        page 0 included (the old file's row says nothing of the new page 0).
         """
-        complete = uri in self.complete if in_complete is None else in_complete
         done = self.pages.get(uri)
         count = self.page_counts.get(uri)
         if done is None or count is None:
+            complete = uri in self.complete if in_complete is None else in_complete
             return [] if complete else None
-        if complete:
-            done = done | {0}  # the single-page row
         return [i for i in range(count) if i not in done]
 
 

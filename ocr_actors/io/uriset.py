@@ -37,15 +37,16 @@ def first_occurrences(digests: np.ndarray) -> np.ndarray:
 class UriSet:
     """A set of URIs held as digests: add and test in bulk (vectorised) or one at a time.
 
-    The digests are one array pair sorted by high word (rows with equal high words, about
-    one pair in 2**64, are told apart by the low word). Adds are buffered and merged into
-    it before the next lookup: a merge places the new rows with a binary search and one
-    copy, so adding a chunk costs O(chunk log N + N) memory traffic, not a sort of N.
+    The digests live in disjoint runs, each an array pair sorted by high word (rows with
+    equal high words, about one pair in 2**64, are told apart by the low word). Adds are
+    buffered and merged in before the next lookup; a run merges into the one before it
+    while it is more than a quarter of that one's size, so runs shrink geometrically (at
+    most log4(N) + 1 of them), each digest is copied O(log N) times, and a lookup is a
+    few binary searches per run.
     """
 
     def __init__(self, uris: Iterable[str] = ()) -> None:
-        self._high: np.ndarray = np.zeros(0, dtype=np.uint64)
-        self._low: np.ndarray = np.zeros(0, dtype=np.uint64)
+        self._runs: list[tuple[np.ndarray, np.ndarray]] = []  # (high words, low words)
         self._pending: list[np.ndarray] = []
         listed = list(uris)
         if listed:
@@ -53,7 +54,7 @@ class UriSet:
 
     def __len__(self) -> int:
         self._merge_pending()
-        return len(self._high)
+        return sum(len(high) for high, _ in self._runs)
 
     def __contains__(self, uri: object) -> bool:
         return isinstance(uri, str) and bool(self.contains_digests(uri_digests([uri]))[0])
@@ -62,7 +63,7 @@ class UriSet:
     def nbytes(self) -> int:
         """Bytes held by the digests."""
         self._merge_pending()
-        return self._high.nbytes + self._low.nbytes
+        return sum(high.nbytes + low.nbytes for high, low in self._runs)
 
     def add(self, uris: Sequence[str]) -> None:
         """Add URIs (duplicates and URIs already present are ignored)."""
@@ -84,16 +85,18 @@ class UriSet:
 
     def _lookup(self, digests: np.ndarray) -> np.ndarray:
         found = np.zeros(len(digests), dtype=bool)
-        if not len(self._high) or not len(digests):
+        if not self._runs or not len(digests):
             return found
         order = np.argsort(digests[:, 0], kind="stable")  # sorted keys: faster binary searches
         high, low = digests[order, 0], digests[order, 1]
-        left = np.searchsorted(self._high, high, side="left")
-        span = np.searchsorted(self._high, high, side="right") - left
-        at = np.minimum(left, len(self._high) - 1)
-        hit = (span == 1) & (self._low[at] == low)
-        for k in np.flatnonzero(span > 1):  # equal high words
-            hit[k] = bool((self._low[left[k] : left[k] + span[k]] == low[k]).any())
+        hit = np.zeros(len(digests), dtype=bool)
+        for run_high, run_low in self._runs:
+            left = np.searchsorted(run_high, high, side="left")
+            span = np.searchsorted(run_high, high, side="right") - left
+            at = np.minimum(left, len(run_high) - 1)
+            hit |= (span == 1) & (run_low[at] == low)
+            for k in np.flatnonzero(span > 1):  # equal high words
+                hit[k] |= bool((run_low[left[k] : left[k] + span[k]] == low[k]).any())
         found[order] = hit
         return found
 
@@ -104,8 +107,12 @@ class UriSet:
         self._pending = []
         new = new[first_occurrences(new)]
         new = new[~self._lookup(new)]
+        if not len(new):
+            return
         order = np.argsort(new[:, 0], kind="stable")
-        high, low = new[order, 0], new[order, 1]
-        at = np.searchsorted(self._high, high)
-        self._high = np.insert(self._high, at, high)
-        self._low = np.insert(self._low, at, low)
+        self._runs.append((new[order, 0], new[order, 1]))
+        while len(self._runs) > 1 and 4 * len(self._runs[-1][0]) > len(self._runs[-2][0]):
+            high, low = self._runs.pop()
+            older_high, older_low = self._runs.pop()
+            at = np.searchsorted(older_high, high)  # disjoint runs: the merge stays sorted and unique
+            self._runs.append((np.insert(older_high, at, high), np.insert(older_low, at, low)))

@@ -284,16 +284,15 @@ def run_job(config: JobConfig, progress: TextIO | None = sys.stderr) -> JobSumma
         if progress is not None:
             print(f"[ocr-batch {job_id}] {message}", file=progress, flush=True)
 
-    # The first chunk of the listing comes before the output is touched, so a missing input or
-    # refused credentials fail first; the rest streams through the planner.
+    # The first chunk of the listing comes before the output is read, so a missing input or
+    # refused credentials fail first; the rest streams through the planner. Overwrite deletes
+    # the old parts only once the whole listing has been read and planned.
     listing = iter_sources(config.source.uri, config.source.manifest_column, config.source.storage_options)
     first_chunk = next(listing, [])
-    with storage_access(f"on the output {config.output.uri}"):
-        if config.output.mode == "overwrite":
-            removed = remove_parts(config.output.uri, out_options)
-            say(f"overwrite: removed {removed} existing part files")
-            done = DoneIndex()
-        else:
+    overwrite = config.output.mode == "overwrite"
+    done = DoneIndex()
+    if not overwrite:
+        with storage_access(f"on the output {config.output.uri}"):
             clean_tmp(config.output.uri, out_options)
             done = scan_done(config.output.uri, out_options)
     done_rows = done.rows
@@ -304,6 +303,10 @@ def run_job(config: JobConfig, progress: TextIO | None = sys.stderr) -> JobSumma
         parse_page_ranges(config.source.pdf_pages),
     )
     del done
+    if overwrite:
+        with storage_access(f"on the output {config.output.uri}"):
+            removed = remove_parts(config.output.uri, out_options)
+        say(f"overwrite: removed {removed} existing part files")
     summary.sources_total = plan.sources_total
     summary.sources_skipped = plan.sources_skipped
     summary.sources_partial = plan.sources_partial
