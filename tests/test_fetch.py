@@ -11,6 +11,7 @@ import ipaddress
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -48,6 +49,17 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_response(200)
             self.end_headers()
             self.wfile.write(b"\0" * (MAX_BYTES + 100))
+        elif path == "/trickle":  # one byte every 0.1 s: each read is quick, the whole is not
+            self.send_response(200)
+            self.send_header("Content-Length", "60")
+            self.end_headers()
+            for _ in range(60):
+                try:
+                    self.wfile.write(b"\0")
+                    self.wfile.flush()
+                except OSError:
+                    return
+                time.sleep(0.1)
         elif path == "/broken":
             self._answer(500, b"oops")
         else:
@@ -289,3 +301,13 @@ def test_https_verifies_the_certificate_against_the_original_host_name(monkeypat
     with pytest.raises(ApiError, match="cannot fetch the URL: SSLCertVerificationError") as info:
         fetch_url(f"https://other.tls.test:{tls_server.port}/page.png", allow, MAX_BYTES, 5.0)
     assert info.value.status == 422 and len(tls_server.requests) == 1
+
+
+def test_a_server_trickling_bytes_hits_the_total_deadline(monkeypatch, server):
+    _allow_loopback(monkeypatch, "127.0.0.1")
+    _FakeDNS(monkeypatch, {"img.pinned.test": [["127.0.0.1"]]})
+    started = time.monotonic()
+    with pytest.raises(ApiError) as info:
+        fetch_url(f"http://img.pinned.test:{server.port}/trickle", ("img.pinned.test",), MAX_BYTES, 0.8)
+    assert info.value.status == 422 and "TimeoutError" in info.value.message
+    assert time.monotonic() - started < 3.0  # not the 6 s the body takes

@@ -20,6 +20,7 @@ import http.client
 import ipaddress
 import socket
 import ssl
+import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -186,13 +187,31 @@ def _tls_context() -> ssl.SSLContext:
     return ssl.create_default_context()
 
 
+def _read_by_deadline(response: http.client.HTTPResponse, limit: int, deadline: float) -> bytes:
+    """Read at most ``limit`` bytes, giving up at ``deadline`` (``time.monotonic``): the socket
+    timeout bounds each read, this bounds the whole body (a server trickling bytes)."""
+    parts: list[bytes] = []
+    size = 0
+    while size < limit:
+        if time.monotonic() > deadline:
+            raise TimeoutError("the download took longer than the URL timeout")
+        part = response.read1(min(64 << 10, limit - size))
+        if not part:
+            break
+        parts.append(part)
+        size += len(part)
+    return b"".join(parts)
+
+
 def fetch_url(url: str, allowlist: tuple[str, ...], max_bytes: int, timeout_s: float) -> bytes:
-    """Download an allowed URL (no redirects, direct connection), at most ``max_bytes``.
+    """Download an allowed URL (no redirects, direct connection), at most ``max_bytes``,
+    within ``timeout_s`` for each socket operation and for the whole body.
 
     Raises:
         ApiError: 403 refused (scheme, credentials, host, address, redirect), 413 larger than
             ``max_bytes``, 422 cannot resolve, connect, verify, or a non-2xx answer.
     """
+    deadline = time.monotonic() + timeout_s
     vetted = vet_url(url, allowlist)
     conn = _PinnedConnection(vetted, timeout_s, _tls_context() if vetted.scheme == "https" else None)
     try:
@@ -209,7 +228,7 @@ def fetch_url(url: str, allowlist: tuple[str, ...], max_bytes: int, timeout_s: f
         length = response.getheader("Content-Length")
         if length and length.strip().isdigit() and int(length) > max_bytes:
             raise ApiError(413, f"the URL's content is larger than {max_bytes} bytes")
-        data: bytes = response.read(max_bytes + 1)
+        data = _read_by_deadline(response, max_bytes + 1, deadline)
     except ApiError:
         raise
     except (OSError, http.client.HTTPException, ValueError) as exc:
