@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from ocr_actors import OCRPipeline, create_pipeline
@@ -11,6 +13,17 @@ from ocr_actors import OCRPipeline, create_pipeline
 def pipeline() -> OCRPipeline:
     """The default pipeline (default model set, ONNX Runtime, CPU)."""
     return create_pipeline("OCR", engine__threads=2)
+
+
+@pytest.fixture(scope="module")
+def ray_per_module() -> Iterator[None]:
+    """run_job starts Ray in-process when none is running; stop it after the module if so."""
+    import ray
+
+    started_here = not ray.is_initialized()
+    yield
+    if started_here and ray.is_initialized():
+        ray.shutdown()
 
 
 def exact_line_ratio(predicted: list[str], truth: list[str]) -> float:

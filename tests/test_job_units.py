@@ -152,37 +152,3 @@ def test_cpu_fallback_keeps_the_ocr_and_drops_the_gpu_tuning():
     assert not needs_gpus(defaults)
     assert needs_gpus(load_config(JobConfig, None, {"ocr.engine.device": "gpu"}))
     assert needs_gpus(load_config(JobConfig, None, {"resources.recognize.num_gpus": 0.5}))
-
-
-def test_done_index_from_part_files(tmp_path):
-    from datetime import UTC, datetime
-
-    from ocr_actors.io.parquet import scan_done, write_part
-
-    def row(uri, page, count):
-        return {
-            "source_uri": uri,
-            "doc_id": "d",
-            "page_index": page,
-            "page_count": count,
-            "status": "ok" if page is not None else "error",
-            "det_model": "m",
-            "rec_model": "m",
-            "job_id": "j",
-            "processed_at": datetime.now(UTC),
-        }
-
-    write_part([row("one.png", 0, 1), row("whole.pdf", 0, 3), row("half.pdf", 2, 4)], str(tmp_path), {})
-    write_part([row("whole.pdf", 1, 3), row("whole.pdf", 2, 3), row("whole.pdf", 2, 3)], str(tmp_path), {})
-    write_part([row("bad.png", None, None), row("half.pdf", 0, 4)], str(tmp_path), {})
-    done = scan_done(str(tmp_path), {})
-    assert done.rows == 8
-    assert len(done.complete) == 2 and "one.png" in done.complete and "whole.pdf" in done.complete
-    assert done.failed_files == {"bad.png"}
-    assert done.pages == {"half.pdf": {0, 2}} and done.page_counts == {"half.pdf": 4}
-    assert done.missing_pages("half.pdf") == [1, 3] and done.missing_pages("whole.pdf") == []
-    assert done.missing_pages("new.png") is None
-    assert all(done.holds(u) for u in ("one.png", "whole.pdf", "half.pdf", "bad.png")) and not done.holds("new.png")
-    plan = plan_work(["one.png", "whole.pdf", "half.pdf", "bad.png", "new.png"], done, "resume", None)
-    assert [(i.source_uri, i.todo_pages) for i in plan.items] == [("half.pdf", "[1, 3]"), ("new.png", "")]
-    assert scan_done(str(tmp_path / "nothing"), {}).rows == 0

@@ -194,3 +194,22 @@ def test_overwrite_keeps_the_old_output_when_the_listing_fails_past_its_first_ch
     with pytest.raises(ValueError, match="is not UTF-8 text"):
         run_job(config, progress=None)
     assert [p.name for p in output.glob("part-*.parquet")] != [] and scan_done(str(output), {}).rows == 1
+
+
+def test_done_index_from_part_files(tmp_path):
+    done = _done_from_rows(
+        tmp_path,
+        [("one.png", 0, 1), ("whole.pdf", 0, 3), ("half.pdf", 2, 4)],
+        [("whole.pdf", 1, 3), ("whole.pdf", 2, 3), ("whole.pdf", 2, 3)],
+        [("bad.png", None, None), ("half.pdf", 0, 4)],
+    )
+    assert done.rows == 8
+    assert len(done.complete) == 2 and "one.png" in done.complete and "whole.pdf" in done.complete
+    assert done.failed_files == {"bad.png"}
+    assert done.pages == {"half.pdf": {0, 2}} and done.page_counts == {"half.pdf": 4}
+    assert done.missing_pages("half.pdf") == [1, 3] and done.missing_pages("whole.pdf") == []
+    assert done.missing_pages("new.png") is None
+    assert all(done.holds(u) for u in ("one.png", "whole.pdf", "half.pdf", "bad.png")) and not done.holds("new.png")
+    plan = plan_work(["one.png", "whole.pdf", "half.pdf", "bad.png", "new.png"], done, "resume", None)
+    assert [(i.source_uri, i.todo_pages) for i in plan.items] == [("half.pdf", "[1, 3]"), ("new.png", "")]
+    assert scan_done(str(tmp_path / "nothing"), {}).rows == 0
