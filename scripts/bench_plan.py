@@ -7,7 +7,7 @@ Writes a manifest of ``--sources`` S3-style URIs and an output holding ``--done`
 (Parquet parts of 2000 rows in the job's schema, key columns filled), then times, each in a
 fresh process: the listing alone held as a Python list (the reference: what a driver that lists first
 holds), and the whole planning of a resume run as the job does it (streamed listing +
-reading the output's key columns + the chunked planner's Arrow work items).
+reading the output's key columns + the chunked planner writing the work files).
 Prints seconds, the driver's peak RSS, bytes per source, and the ratios to the listing alone.
 """
 
@@ -61,18 +61,26 @@ def worker(kind: str, manifest: str, output: str) -> dict[str, float]:
 
     from ocr_actors.io.listing import iter_sources, list_sources
     from ocr_actors.io.parquet import scan_done
-    from ocr_actors.pipeline.plan import plan_chunks
+    from ocr_actors.io.workfiles import WorkSpool
+    from ocr_actors.pipeline.plan import Planner
 
     base = max_rss_mb()
     start = time.perf_counter()
     result: dict[str, float] = {}
     if kind == "list":
         result["sources"] = len(list_sources(manifest, "", {}))
-    else:  # what the job's driver does: streamed listing, done index, chunked planner
-        items, counts = plan_chunks(iter_sources(manifest, "", {}), scan_done(output, {}), "resume", None)
-        result.update(sources=counts.sources_total, items=items.num_rows, skipped=counts.sources_skipped)
+    else:  # what the job's driver does: done index, streamed listing, chunked planner, work files
+        planner = Planner(scan_done(output, {}), "resume", None)
+        spool = WorkSpool(output, "bench", {})
+        for chunk in iter_sources(manifest, "", {}):
+            spool.append(planner.plan_chunk(chunk))
+        counts = planner.counts
+        result.update(sources=counts.sources_total, items=spool.rows, skipped=counts.sources_skipped)
+        result["work_files_mb"] = sum(Path(f.path).stat().st_size for f in spool.files) / 2**20
     result["seconds"] = time.perf_counter() - start
     result["rss_mb"] = max_rss_mb() - base
+    if kind != "list":
+        spool.remove()
     return result
 
 
@@ -107,7 +115,8 @@ def main() -> int:
         print(f"{name:<28}{run['seconds']:>9.2f}{run['rss_mb']:>11.0f}{run['rss_mb'] * 2**20 / args.sources:>14.0f}")
     print(
         f"planning / listing: {plan['seconds'] / listing['seconds']:.2f}x time, "
-        f"{plan['rss_mb'] / max(listing['rss_mb'], 1):.2f}x memory; {plan['items']} items to run"
+        f"{plan['rss_mb'] / max(listing['rss_mb'], 1):.2f}x memory; {plan['items']} items to run "
+        f"in {plan['work_files_mb']:.1f} MB of work files"
     )
     return 0
 

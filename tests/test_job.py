@@ -124,6 +124,7 @@ def test_job_writes_one_row_per_page_plus_error_rows(inputs, tmp_path):
     saved = json.loads((job_dir / "summary.json").read_text())
     assert saved["rows_written"] == 8
     assert "source:" in (job_dir / "config.yaml").read_text()
+    assert sorted(p.name for p in job_dir.iterdir()) == ["config.yaml", "summary.json"]  # work files removed
 
 
 def test_rerun_skips_done_work_and_finishes_a_partial_document(inputs, tmp_path):
@@ -205,6 +206,7 @@ def test_error_budget_fails_the_job(inputs, tmp_path):
         run_job(job_config(str(bad), tmp_path / "out", max_error_rate=0.5, min_rows_for_budget=1000))
     summaries = list((tmp_path / "out" / "_jobs").glob("*/summary.json"))
     assert json.loads(summaries[0].read_text())["status"] == "failed"
+    assert not list((tmp_path / "out" / "_jobs").glob("*/work"))  # removed on failure too
 
 
 def _cli(*args: str, **popen) -> subprocess.Popen:

@@ -342,6 +342,11 @@ def test_credentials_never_reach_outputs_or_logs(s3_server: S3Server, first_run:
     assert options["key"] == "***" and options["secret"] == "***"
     assert options["endpoint_url"] == s3_server.endpoint_url
     assert json.loads(files["summary.json"])["job_id"] == first_run.summary.job_id
+    job_folder = f"{first_run.output.rstrip('/')}/{JOBS_DIR}/{first_run.summary.job_id}"
+    assert sorted(p.rsplit("/", 1)[-1] for p in s3_server.filesystem().ls(job_folder)) == [
+        "config.yaml",
+        "summary.json",
+    ]
     table, _ = read_output(s3_server, first_run.output)
     texts = {
         "summary.json": files["summary.json"],

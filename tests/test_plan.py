@@ -213,3 +213,44 @@ def test_done_index_from_part_files(tmp_path):
     plan = plan_work(["one.png", "whole.pdf", "half.pdf", "bad.png", "new.png"], done, "resume", None)
     assert [(i.source_uri, i.todo_pages) for i in plan.items] == [("half.pdf", "[1, 3]"), ("new.png", "")]
     assert scan_done(str(tmp_path / "nothing"), {}).rows == 0
+
+
+def test_work_ranges_give_small_jobs_one_item_per_task_and_large_ones_bounded_ranges():
+    from ocr_actors.io.workfiles import WorkFile, WorkRange, work_ranges
+
+    small = work_ranges([WorkFile("a", 3), WorkFile("b", 2)])
+    assert [(r.path, r.start, r.stop) for r in small] == [
+        ("a", 0, 1),
+        ("a", 1, 2),
+        ("a", 2, 3),
+        ("b", 0, 1),
+        ("b", 1, 2),
+    ]
+    assert small[0] == WorkRange("a", 0, 1)
+    middle = work_ranges([WorkFile("a", 50_000), WorkFile("b", 20_000)])  # 70 items a range
+    assert {r.stop - r.start for r in middle[:-1]} <= {70, 20} and sum(r.stop - r.start for r in middle) == 70_000
+    assert len(middle) <= 1_002 and all(r.stop <= 50_000 for r in middle if r.path == "a")
+    huge = work_ranges([WorkFile(f"f{i}", 50_000) for i in range(40)])  # 2M items: capped at 1000 a range
+    assert {r.stop - r.start for r in huge} == {1_000} and len(huge) == 2_000
+    assert work_ranges([]) == []
+
+
+def test_work_spool_round_trip_reads_only_its_ranges(tmp_path):
+    from ocr_actors.io.workfiles import WorkSpool, read_work_range, work_ranges
+
+    spool = WorkSpool(str(tmp_path), "job-1", {})
+    stale = tmp_path / "_jobs" / "job-1" / "work" / "work-00007.parquet"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"left by a killed run with the same job id")
+    planner = Planner(DoneIndex(), "resume", None)
+    spool.append(planner.plan_chunk([f"s3://b/{i}.png" for i in range(2_500)]))
+    spool.append(planner.plan_chunk([]))  # nothing to do: no file
+    spool.append(planner.plan_chunk(["s3://b/0.png", "s3://b/last.png"]))
+    assert [f.rows for f in spool.files] == [2_500, 1] and spool.rows == 2_501 and not stale.exists()
+    ranges = work_ranges(spool.files, max_tasks=3, max_items=1_000)
+    assert [(r.start, r.stop) for r in ranges] == [(0, 834), (834, 1668), (1668, 2500), (0, 1)]
+    uris = [u for r in ranges for u in read_work_range(r, {}).column("source_uri").to_pylist()]
+    assert uris == [f"s3://b/{i}.png" for i in range(2_500)] + ["s3://b/last.png"]
+    spool.remove()
+    assert not (tmp_path / "_jobs" / "job-1" / "work").exists()
+    spool.remove()  # idempotent

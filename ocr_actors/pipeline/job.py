@@ -22,13 +22,13 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-import pyarrow as pa
 import yaml
 
 from ocr_actors.config import ConfigError, to_dict
 from ocr_actors.io.listing import iter_sources
 from ocr_actors.io.parquet import JOBS_DIR, DoneIndex, clean_tmp, remove_parts, scan_done
 from ocr_actors.io.sources import storage_access
+from ocr_actors.io.workfiles import WorkRange, WorkSpool, work_ranges
 from ocr_actors.job_config import (
     JobConfig,
     StageResources,
@@ -37,7 +37,7 @@ from ocr_actors.job_config import (
     parse_page_ranges,
     redact,
 )
-from ocr_actors.pipeline.plan import plan_chunks
+from ocr_actors.pipeline.plan import Planner
 from ocr_actors.runtime.ocr import params_from_config
 from ocr_actors.stages.write import STAGES
 
@@ -165,15 +165,17 @@ def _stage_threads(config: JobConfig, stage: StageResources) -> JobConfig:
     return replace(config, ocr=replace(config.ocr, engine=engine))
 
 
-def build_dataset(config: JobConfig, items: pa.Table, job_id: str):  # type: ignore[no-untyped-def]
+def build_dataset(config: JobConfig, work: list[WorkRange], job_id: str):  # type: ignore[no-untyped-def]
     """Wire the stages into a Ray Dataset that yields one summary row per written file.
 
     Args:
-        items: work items, :data:`~ocr_actors.pipeline.plan.WORK_SCHEMA`.
+        work: ranges of the spooled work files (:func:`~ocr_actors.io.workfiles.work_ranges`);
+            each becomes one read task, run where Ray places it.
     """
     import ray.data
     from ray.data import ActorPoolStrategy
 
+    from ocr_actors.pipeline.worksource import WorkItemsDatasource
     from ocr_actors.stages.crop import crop_text_lines
     from ocr_actors.stages.detect import DetectText
     from ocr_actors.stages.docprep import DocPreprocess
@@ -199,10 +201,9 @@ def build_dataset(config: JobConfig, items: pa.Table, job_id: str):  # type: ign
             num_gpus=stage.num_gpus or None,
         )
 
-    # min(items, 1000) Arrow blocks of work items (no per-item Python dicts for Ray to convert).
-    blocks = max(1, min(items.num_rows, 1000))
-    bounds = [items.num_rows * k // blocks for k in range(blocks + 1)]
-    ds: Any = ray.data.from_arrow([items.slice(a, b - a) for a, b in itertools.pairwise(bounds)])
+    ds: Any = ray.data.read_datasource(
+        WorkItemsDatasource(work, output_options), num_cpus=res.load.num_cpus
+    )  # read tasks take the load stage's CPU share, so Ray Data can fuse the two
     ds = ds.map_batches(
         load_documents,
         fn_kwargs={
@@ -266,6 +267,71 @@ def _reporting(chunks: Iterable[list[str]], say: Callable[[str], None], interval
         yield chunk
 
 
+def _process(
+    config: JobConfig,
+    work: list[WorkRange],
+    job_id: str,
+    summary: JobSummary,
+    say: Callable[[str], None],
+    started: float,
+) -> JobConfig:
+    """Run the planned work through the stages, filling ``summary`` from the written files.
+    Returns the configuration that ran (the CPU fallback's, when the cluster had no GPU)."""
+    _ensure_ray(config)
+    import ray.data
+
+    embedded = not (config.ray.address or os.environ.get("RAY_ADDRESS"))
+    if needs_gpus(config) and not wait_for_gpus(0.0 if embedded else config.ray.gpu_wait_s, say):
+        cluster_cpus = float(ray.cluster_resources().get("CPU", 0))
+        config = cpu_fallback(config, cluster_cpus)
+        summary.gpu_fallback = True
+        say(
+            "no GPU in the cluster: detection and recognition run on CPU, with the CPU default resources "
+            f"scaled to its {cluster_cpus:g} CPUs"
+        )
+    if embedded:
+        check_cpu_budget(config, float(ray.cluster_resources().get("CPU", 0)))
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    context.execution_options.preserve_order = False
+    dataset = build_dataset(config, work, job_id)
+    errors: Counter[str] = Counter()
+    stage_seconds: dict[str, float] = dict.fromkeys(STAGES, 0.0)
+    last_report = time.perf_counter()
+    first_rows = 0
+    for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+        if not summary.first_output_seconds:
+            summary.first_output_seconds = round(time.perf_counter() - started, 3)
+            first_rows = int(batch["rows"].sum())
+        for k in range(len(batch["path"])):
+            summary.files_written += 1
+            summary.rows_written += int(batch["rows"][k])
+            summary.pages_ok += int(batch["ok_pages"][k])
+            summary.error_rows += int(batch["error_rows"][k])
+            summary.lines += int(batch["lines"][k])
+            errors.update(json.loads(batch["errors_by_type"][k]))
+            for stage in STAGES:
+                stage_seconds[stage] += float(batch[f"t_{stage}"][k])
+        elapsed = time.perf_counter() - started
+        rate = summary.error_rows / max(summary.rows_written, 1)
+        if time.perf_counter() - last_report >= config.progress_interval_s:
+            last_report = time.perf_counter()
+            say(
+                f"{summary.rows_written} rows ({summary.pages_ok} pages ok, {summary.error_rows} errors) "
+                f"in {summary.files_written} files, {summary.rows_written / elapsed:.2f} rows/s"
+            )
+        if summary.rows_written >= config.min_rows_for_budget and rate > config.max_error_rate:
+            summary.status = "failed"
+            summary.message = f"error rate {rate:.1%} above the budget of {config.max_error_rate:.1%}; stopped"
+            break
+    summary.errors_by_type = dict(errors)
+    steady_seconds = time.perf_counter() - started - summary.first_output_seconds
+    if summary.rows_written > first_rows and steady_seconds > 0:
+        summary.steady_pages_per_second = round((summary.rows_written - first_rows) / steady_seconds, 3)
+    summary.seconds_per_stage = {k: round(v, 3) for k, v in stage_seconds.items() if v > 0}
+    return config
+
+
 def run_job(config: JobConfig, progress: TextIO | None = sys.stderr) -> JobSummary:
     """Run the batch job to completion.
 
@@ -296,81 +362,35 @@ def run_job(config: JobConfig, progress: TextIO | None = sys.stderr) -> JobSumma
             clean_tmp(config.output.uri, out_options)
             done = scan_done(config.output.uri, out_options)
     done_rows = done.rows
-    items, plan = plan_chunks(
-        _reporting(itertools.chain([first_chunk], listing), say, config.progress_interval_s),
-        done,
-        config.output.mode,
-        parse_page_ranges(config.source.pdf_pages),
-    )
-    del done
-    if overwrite:
-        with storage_access(f"on the output {config.output.uri}"):
-            removed = remove_parts(config.output.uri, out_options)
-        say(f"overwrite: removed {removed} existing part files")
-    summary.sources_total = plan.sources_total
-    summary.sources_skipped = plan.sources_skipped
-    summary.sources_partial = plan.sources_partial
-    summary.sources_processed = plan.items
-    summary.duplicate_sources = plan.duplicates
-    repeats = f"; {plan.duplicates} repeated URIs in the listing ignored" if plan.duplicates else ""
-    say(
-        f"{plan.sources_total} sources; {plan.sources_skipped} already done, {plan.sources_partial} partly done, "
-        f"{plan.items} to process ({done_rows} rows already in {config.output.uri}){repeats}"
-    )
-    if plan.items:
-        _ensure_ray(config)
-        import ray.data
-
-        embedded = not (config.ray.address or os.environ.get("RAY_ADDRESS"))
-        if needs_gpus(config) and not wait_for_gpus(0.0 if embedded else config.ray.gpu_wait_s, say):
-            cluster_cpus = float(ray.cluster_resources().get("CPU", 0))
-            config = cpu_fallback(config, cluster_cpus)
-            summary.gpu_fallback = True
-            say(
-                "no GPU in the cluster: detection and recognition run on CPU, with the CPU default resources "
-                f"scaled to its {cluster_cpus:g} CPUs"
-            )
-        if embedded:
-            check_cpu_budget(config, float(ray.cluster_resources().get("CPU", 0)))
-        context = ray.data.DataContext.get_current()
-        context.enable_progress_bars = False
-        context.execution_options.preserve_order = False
-        dataset = build_dataset(config, items, job_id)
-        del items  # the dataset's blocks hold them now
-        errors: Counter[str] = Counter()
-        stage_seconds: dict[str, float] = dict.fromkeys(STAGES, 0.0)
-        last_report = time.perf_counter()
-        first_rows = 0
-        for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
-            if not summary.first_output_seconds:
-                summary.first_output_seconds = round(time.perf_counter() - started, 3)
-                first_rows = int(batch["rows"].sum())
-            for k in range(len(batch["path"])):
-                summary.files_written += 1
-                summary.rows_written += int(batch["rows"][k])
-                summary.pages_ok += int(batch["ok_pages"][k])
-                summary.error_rows += int(batch["error_rows"][k])
-                summary.lines += int(batch["lines"][k])
-                errors.update(json.loads(batch["errors_by_type"][k]))
-                for stage in STAGES:
-                    stage_seconds[stage] += float(batch[f"t_{stage}"][k])
-            elapsed = time.perf_counter() - started
-            rate = summary.error_rows / max(summary.rows_written, 1)
-            if time.perf_counter() - last_report >= config.progress_interval_s:
-                last_report = time.perf_counter()
-                say(
-                    f"{summary.rows_written} rows ({summary.pages_ok} pages ok, {summary.error_rows} errors) "
-                    f"in {summary.files_written} files, {summary.rows_written / elapsed:.2f} rows/s"
-                )
-            if summary.rows_written >= config.min_rows_for_budget and rate > config.max_error_rate:
-                summary.status = "failed"
-                summary.message = f"error rate {rate:.1%} above the budget of {config.max_error_rate:.1%}; stopped"
-                break
-        summary.errors_by_type = dict(errors)
-        steady_seconds = time.perf_counter() - started - summary.first_output_seconds
-        if summary.rows_written > first_rows and steady_seconds > 0:
-            summary.steady_pages_per_second = round((summary.rows_written - first_rows) / steady_seconds, 3)
-        summary.seconds_per_stage = {k: round(v, 3) for k, v in stage_seconds.items() if v > 0}
+    spool = WorkSpool(config.output.uri, job_id, out_options)
+    try:
+        planner = Planner(done, config.output.mode, parse_page_ranges(config.source.pdf_pages))
+        with storage_access(f"writing the plan under {spool.folder}"):
+            for chunk in _reporting(itertools.chain([first_chunk], listing), say, config.progress_interval_s):
+                spool.append(planner.plan_chunk(chunk))
+        plan = planner.counts
+        del done, planner
+        if overwrite:
+            with storage_access(f"on the output {config.output.uri}"):
+                removed = remove_parts(config.output.uri, out_options)
+            say(f"overwrite: removed {removed} existing part files")
+        summary.sources_total = plan.sources_total
+        summary.sources_skipped = plan.sources_skipped
+        summary.sources_partial = plan.sources_partial
+        summary.sources_processed = plan.items
+        summary.duplicate_sources = plan.duplicates
+        repeats = f"; {plan.duplicates} repeated URIs in the listing ignored" if plan.duplicates else ""
+        say(
+            f"{plan.sources_total} sources; {plan.sources_skipped} already done, {plan.sources_partial} partly done, "
+            f"{plan.items} to process ({done_rows} rows already in {config.output.uri}){repeats}"
+        )
+        if plan.items:
+            config = _process(config, work_ranges(spool.files), job_id, summary, say, started)
+    finally:
+        try:
+            spool.remove()
+        except Exception as exc:  # never hide the run's own outcome behind a clean-up failure
+            log.warning("could not remove the work files under %s: %s", spool.folder, type(exc).__name__)
     summary.wall_seconds = round(time.perf_counter() - started, 3)
     summary.pages_per_second = round(summary.rows_written / max(summary.wall_seconds, 1e-9), 3)
     summary.error_rate = round(summary.error_rows / max(summary.rows_written, 1), 4)

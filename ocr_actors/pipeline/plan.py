@@ -16,11 +16,7 @@ import pyarrow as pa
 
 from ocr_actors.io.parquet import DoneIndex
 from ocr_actors.io.uriset import UriSet, first_occurrences, uri_digests
-
-WORK_SCHEMA = pa.schema(
-    [pa.field("source_uri", pa.string(), nullable=False), pa.field("todo_pages", pa.string(), nullable=False)]
-)
-"""One row per source to load; ``todo_pages`` is a JSON list of page indices, "" for all."""
+from ocr_actors.io.workfiles import WORK_SCHEMA
 
 
 @dataclass(frozen=True, slots=True)
