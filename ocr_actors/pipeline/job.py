@@ -1,10 +1,10 @@
 """The batch job's driver: plan the work, wire the Ray Data stages, stream summaries,
 report progress, enforce the error budget, and write the summary next to the output.
 
-The driver streams the listing through the planner and holds the work items as Arrow
-(about the URI's bytes per source to do), two digest sets (16 bytes per listed URI and per
-finished document), and one small summary row per written file; OCR results never pass
-through it.
+The driver streams the listing through the planner into work files (read back by Ray's
+read tasks where they run) and holds two digest sets (16 bytes per listed URI and per
+finished document) and one small summary row per written file; neither work items nor OCR
+results pass through it.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """What a run has to do: sources minus what the output already holds (resume/incremental).
 
-Planning streams: the listing arrives in chunks, each chunk becomes an Arrow table of work
-items, and the driver keeps only those tables (about the URI's bytes + 8 per item) and
-two digest sets (16 bytes per listed URI and per finished document).
+Planning streams: the listing arrives in chunks and each chunk becomes an Arrow table of
+work items (the job spools them to work files, :mod:`ocr_actors.io.workfiles`); the planner
+keeps two digest sets (16 bytes per listed URI and per finished document).
 """
 
 from __future__ import annotations
