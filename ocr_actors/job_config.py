@@ -122,6 +122,10 @@ class RayConfig:
     gpu_wait_s: float = 600.0
 
 
+JOB_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+"""A job id names ``<output>/_jobs/<job_id>/``: no separators, no ``..``."""
+
+
 @dataclass(frozen=True)
 class JobConfig:
     """The batch job.
@@ -145,6 +149,10 @@ class JobConfig:
 
     def __post_init__(self) -> None:
         _check(0.0 <= self.max_error_rate <= 1.0, "max_error_rate", self.max_error_rate)
+        if self.job_id and (not JOB_ID_PATTERN.fullmatch(self.job_id) or ".." in self.job_id):
+            raise ConfigError(
+                f"invalid job_id {self.job_id!r}: use letters, digits, '.', '_' and '-' (it names a folder)"
+            )
 
     @property
     def output_storage_options(self) -> dict[str, Any]:

@@ -152,3 +152,13 @@ def test_cpu_fallback_keeps_the_ocr_and_drops_the_gpu_tuning():
     assert not needs_gpus(defaults)
     assert needs_gpus(load_config(JobConfig, None, {"ocr.engine.device": "gpu"}))
     assert needs_gpus(load_config(JobConfig, None, {"resources.recognize.num_gpus": 0.5}))
+
+
+@pytest.mark.parametrize("job_id", ["..", "../x", "a/b", "a\\b", "-x", ".hidden", "x..y", "a b"])
+def test_a_job_id_that_is_not_a_plain_folder_name_is_refused(job_id):
+    with pytest.raises(ConfigError, match="invalid job_id"):
+        load_config(JobConfig, None, {"job_id": job_id})
+
+
+def test_plain_job_ids_are_accepted():
+    assert load_config(JobConfig, None, {"job_id": "backfill-2026.11_run7"}).job_id == "backfill-2026.11_run7"

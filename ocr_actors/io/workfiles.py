@@ -2,7 +2,8 @@
 driver holds none of them and Ray reads them back in small ranges.
 
 ``<output>/_jobs/<job_id>/work/work-00000.parquet``, ... (:data:`WORK_SCHEMA` rows, row
-groups of :data:`ROW_GROUP` items). The folder is removed when the job ends.
+groups of :data:`ROW_GROUP` items). The folder is removed when the job ends; a driver that is
+killed leaves it (a few bytes per source, safe to delete).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ MAX_TASKS = 1000
 
 @dataclass(frozen=True, slots=True)
 class WorkFile:
-    """One spooled file of work items."""
+    """One spooled file of work items (``path``: a full URL, valid on every node)."""
 
     path: str
     rows: int
@@ -73,7 +74,7 @@ class WorkSpool:
         name = f"work-{len(self.files):05d}.parquet"
         with self._fs.open(f"{self._root}/{name}", "wb") as fh:
             pq.write_table(items.cast(WORK_SCHEMA), fh, row_group_size=ROW_GROUP, compression="zstd")
-        self.files.append(WorkFile(f"{self.folder}/{name}", items.num_rows))
+        self.files.append(WorkFile(self._fs.unstrip_protocol(f"{self._root}/{name}"), items.num_rows))
 
     def remove(self) -> None:
         """Delete the spooled files and their folder (idempotent)."""

@@ -44,6 +44,10 @@ from ocr_actors.stages.write import STAGES
 log = logging.getLogger("ocr_batch.job")
 
 
+READ_TASK_CPUS = 0.05
+"""CPUs Ray reserves for a task that reads one range of work items."""
+
+
 class ErrorBudgetExceeded(RuntimeError):
     """Too many error rows: the job stopped (or finished) above ``max_error_rate``."""
 
@@ -201,9 +205,9 @@ def build_dataset(config: JobConfig, work: list[WorkRange], job_id: str):  # typ
             num_gpus=stage.num_gpus or None,
         )
 
-    ds: Any = ray.data.read_datasource(
-        WorkItemsDatasource(work, output_options), num_cpus=res.load.num_cpus
-    )  # read tasks take the load stage's CPU share, so Ray Data can fuse the two
+    # Reading a range is a small Parquet read: a sliver of CPU, so that read tasks never wait
+    # for the CPU the model actors leave to load/crop/write (Ray Data does not fuse them).
+    ds: Any = ray.data.read_datasource(WorkItemsDatasource(work, output_options), num_cpus=READ_TASK_CPUS)
     ds = ds.map_batches(
         load_documents,
         fn_kwargs={
@@ -362,7 +366,8 @@ def run_job(config: JobConfig, progress: TextIO | None = sys.stderr) -> JobSumma
             clean_tmp(config.output.uri, out_options)
             done = scan_done(config.output.uri, out_options)
     done_rows = done.rows
-    spool = WorkSpool(config.output.uri, job_id, out_options)
+    with storage_access(f"on the output {config.output.uri}"):
+        spool = WorkSpool(config.output.uri, job_id, out_options)
     try:
         planner = Planner(done, config.output.mode, parse_page_ranges(config.source.pdf_pages))
         with storage_access(f"writing the plan under {spool.folder}"):
