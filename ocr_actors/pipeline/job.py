@@ -1,8 +1,8 @@
 """The batch job's driver: plan the work, wire the Ray Data stages, stream summaries,
 report progress, enforce the error budget, and write the summary next to the output.
 
-The driver streams the listing through the planner into work files (read back by Ray's
-read tasks where they run) and holds two digest sets (16 bytes per listed URI and per
+The driver streams the listing through the planner into work files (read back by the load
+tasks where they run) and holds two digest sets (16 bytes per listed URI and per
 finished document) and one small summary row per written file; neither work items nor OCR
 results pass through it.
 """
@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+import pyarrow as pa
 import yaml
 
 from ocr_actors.config import ConfigError, to_dict
@@ -42,10 +43,6 @@ from ocr_actors.runtime.ocr import params_from_config
 from ocr_actors.stages.write import STAGES
 
 log = logging.getLogger("ocr_batch.job")
-
-
-READ_TASK_CPUS = 0.05
-"""CPUs Ray reserves for a task that reads one range of work items."""
 
 
 class ErrorBudgetExceeded(RuntimeError):
@@ -174,17 +171,16 @@ def build_dataset(config: JobConfig, work: list[WorkRange], job_id: str):  # typ
 
     Args:
         work: ranges of the spooled work files (:func:`~ocr_actors.io.workfiles.work_ranges`);
-            each becomes one read task, run where Ray places it.
+            each load task reads its ranges' work items where it runs.
     """
     import ray.data
     from ray.data import ActorPoolStrategy
 
-    from ocr_actors.pipeline.worksource import WorkItemsDatasource
     from ocr_actors.stages.crop import crop_text_lines
     from ocr_actors.stages.detect import DetectText
     from ocr_actors.stages.docprep import DocPreprocess
     from ocr_actors.stages.lineori import ClassifyTextlines
-    from ocr_actors.stages.load import load_documents
+    from ocr_actors.stages.load import load_work
     from ocr_actors.stages.recognize import RecognizeText
     from ocr_actors.stages.write import write_parquet
 
@@ -205,12 +201,22 @@ def build_dataset(config: JobConfig, work: list[WorkRange], job_id: str):  # typ
             num_gpus=stage.num_gpus or None,
         )
 
-    # Reading a range is a small Parquet read: a sliver of CPU, so that read tasks never wait
-    # for the CPU the model actors leave to load/crop/write (Ray Data does not fuse them).
-    ds: Any = ray.data.read_datasource(WorkItemsDatasource(work, output_options), num_cpus=READ_TASK_CPUS)
+    # The ranges (path, start, stop: a few bytes each) are the input; each load task reads its
+    # range's work items itself. min(ranges, 1000) blocks: a small job gets one source a task.
+    ranges = pa.table(
+        {
+            "work_path": [r.path for r in work],
+            "work_start": pa.array([r.start for r in work], pa.int64()),
+            "work_stop": pa.array([r.stop for r in work], pa.int64()),
+        }
+    )
+    blocks = max(1, min(len(work), 1000))
+    bounds = [len(work) * k // blocks for k in range(blocks + 1)]
+    ds: Any = ray.data.from_arrow([ranges.slice(a, b - a) for a, b in itertools.pairwise(bounds)])
     ds = ds.map_batches(
-        load_documents,
+        load_work,
         fn_kwargs={
+            "work_storage_options": output_options,
             "config": ocr.input,
             "storage_options": source_options,
             "pdf_pages": parse_page_ranges(config.source.pdf_pages),

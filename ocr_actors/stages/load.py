@@ -13,6 +13,7 @@ from ocr_actors.config import InputConfig
 from ocr_actors.io.decode import InputError, PageFailure, decode_document
 from ocr_actors.io.parquet import doc_id_for
 from ocr_actors.io.sources import read_bytes
+from ocr_actors.io.workfiles import WorkRange, read_work_range
 from ocr_actors.stages.common import ERROR, OK, Batch, ragged, require
 
 PLACEHOLDER_IMAGE = np.zeros((1, 1, 3), dtype=np.uint8)
@@ -110,3 +111,22 @@ def load_documents(
         for row in load_pages(str(uri), config, storage_options, pages, pdf_pages):
             yield _as_batch(row, time.perf_counter() - start)
             start = time.perf_counter()
+
+
+def load_work(
+    batch: Batch,
+    *,
+    work_storage_options: Mapping[str, Any],
+    config: InputConfig,
+    storage_options: Mapping[str, Any],
+    pdf_pages: list[int] | None = None,
+) -> Iterator[Batch]:
+    """``map_batches`` generator UDF (task): rows ``work_path``, ``work_start``, ``work_stop``
+    (ranges of the job's work files) -> the pages of their work items, as
+    :func:`load_documents`. Reading the range here keeps the work items out of the driver
+    without another Ray operator."""
+    require(batch, "load", "work_path", "work_start", "work_stop")
+    for path, start, stop in zip(batch["work_path"], batch["work_start"], batch["work_stop"], strict=True):
+        items = read_work_range(WorkRange(str(path), int(start), int(stop)), work_storage_options)
+        work = {name: np.asarray(items.column(name).to_pylist(), dtype=object) for name in items.column_names}
+        yield from load_documents(work, config=config, storage_options=storage_options, pdf_pages=pdf_pages)
