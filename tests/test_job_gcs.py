@@ -9,22 +9,18 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from ocr_actors.config import load_config
 from ocr_actors.io.parquet import JOBS_DIR, PAGE_SCHEMA, PART_PREFIX, TMP_DIR, doc_id_for
-from ocr_actors.job_config import JobConfig
 from ocr_actors.pipeline import JobSummary, run_job
 from tests.conftest import page_cer
 from tests.gcs_server import GCSServer, running_gcs_server
-from tests.test_job_s3 import pdf_bytes, png_bytes, query, small_page
+from tests.test_job_s3 import job_config, pdf_bytes, png_bytes, query, small_page
 
-RAY = {"ray.num_cpus": 2, "ray.object_store_memory": 512 << 20}
 MAX_CER = 0.02
 CORRUPT = b"\x89PNG\r\n\x1a\n" + b"\x00" * 40  # a PNG signature, then junk
 
@@ -73,19 +69,6 @@ def inputs(gcs_server: GCSServer) -> Inputs:
     fs.pipe(corrupt, CORRUPT)
     fs.pipe(f"{prefix}notes.txt", b"not a document suffix: not listed")
     return Inputs(prefix, truth, counts, corrupt)
-
-
-def job_config(server: GCSServer, source: str, output: str, **overrides: Any) -> JobConfig:
-    values: dict[str, Any] = {
-        "source.uri": source,
-        "source.storage_options": server.storage_options,
-        "output.uri": output,
-        "max_error_rate": 1.0,
-        "progress_interval_s": 0.5,
-        **RAY,
-    }
-    values.update(overrides)
-    return load_config(JobConfig, None, values)
 
 
 def part_files(server: GCSServer, output: str) -> list[str]:

@@ -120,7 +120,8 @@ def inputs(s3_server: S3Server) -> Inputs:
     return Inputs(prefix, truth, failed, counts)
 
 
-def job_config(server: S3Server, source: str, output: str, **overrides: Any) -> JobConfig:
+def job_config(server: S3Server | Any, source: str, output: str, **overrides: Any) -> JobConfig:
+    """A job on ``server`` (any test store with ``storage_options``: S3, GCS), local Ray."""
     values: dict[str, Any] = {
         "source.uri": source,
         "source.storage_options": server.storage_options,
