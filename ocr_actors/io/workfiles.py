@@ -1,5 +1,5 @@
 """The plan on storage: work items spooled to Parquet files next to the job's summary, so the
-driver holds none of them and Ray reads them back in small ranges.
+driver holds none of them; the load tasks read them back in ranges where they run.
 
 ``<output>/_jobs/<job_id>/work/work-00000.parquet``, ... (:data:`WORK_SCHEMA` rows, row
 groups of :data:`ROW_GROUP` items). The folder is removed when the job ends; a driver that is
@@ -25,7 +25,7 @@ WORK_SCHEMA = pa.schema(
 
 ROW_GROUP = 1000
 MAX_TASKS = 1000
-"""Work is read in at most about this many ranges while a range holds <= ROW_GROUP items."""
+"""Work is split into at most about this many ranges while a range holds <= ROW_GROUP items."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +38,7 @@ class WorkFile:
 
 @dataclass(frozen=True, slots=True)
 class WorkRange:
-    """Rows ``[start, stop)`` of one work file: what one read task loads."""
+    """Rows ``[start, stop)`` of one work file: what one load task reads."""
 
     path: str
     start: int
