@@ -38,7 +38,9 @@ def _with_scheme(uri: str, path: str) -> str:
 
 
 def expand_inputs(inputs: str | Iterable[str], storage_options: Mapping[str, Any] | None = None) -> Iterator[str]:
-    """Expand paths, folders (recursively), globs and URIs into document URIs, sorted per input.
+    """Expand paths, folders (recursively), globs and URIs into document URIs, streamed per
+    input in listing order (sorted for local folders, S3 and GCS; see
+    :mod:`ocr_actors.io.objectlist`).
 
     Folders yield files with a known image/PDF suffix; a path named explicitly is yielded
     as-is (so a wrong type gets a clear decoding error instead of vanishing).
@@ -69,15 +71,21 @@ def storage_access(action: str) -> Iterator[None]:
 
 def _expand_one(item: str, storage_options: Mapping[str, Any] | None) -> Iterator[str]:
     """Expand one path, folder, glob or URI."""
+    from ocr_actors.io.objectlist import iter_files, iter_glob
+
     fs, path = _filesystem(item, storage_options)
     if any(ch in path for ch in "*?["):
-        for match in sorted(fs.glob(path)):
-            if not fs.isdir(match):
-                yield _with_scheme(item, match)
+        if "**" in path:  # recursive: stream the listing below the first wildcard
+            matches: Iterable[str] = iter_glob(fs, path)
+        else:  # depth-bounded: fsspec lists only the folders the pattern can reach
+            matches = (m for m in sorted(fs.glob(path)) if not fs.isdir(m))
+        for match in matches:
+            yield _with_scheme(item, match)
         return
     if fs.isdir(path):
-        for found in sorted(p for p in fs.find(path) if p.lower().endswith(DOCUMENT_SUFFIXES)):
-            yield _with_scheme(item, found)
+        for found in iter_files(fs, path):
+            if found.lower().endswith(DOCUMENT_SUFFIXES):
+                yield _with_scheme(item, found)
         return
     if not fs.exists(path):
         raise InputNotFoundError(f"input not found: {item}")

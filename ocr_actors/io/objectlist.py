@@ -1,0 +1,126 @@
+"""Streamed listing of every file under a folder or prefix, in sorted path order.
+
+fsspec's ``find`` builds the whole listing before it returns, and s3fs and gcsfs also keep
+every object's details in their listing cache: about 1 KB of driver memory per object, so a
+prefix of ten million scans costs gigabytes before the first page is planned. Here S3 and GCS
+listings are paged ``page_size`` keys per request with no cache, and local folders are walked
+one directory at a time. Paths are fsspec paths without the scheme (``bucket/scans/p1.png``).
+
+Order: local folders, AWS S3 and GCS give ``sorted(fs.find(root))`` order (the stores list by
+key). An S3-compatible store lists in its own stable order (SeaweedFS goes folder by folder);
+the job does not depend on the order, only on every file coming once. Other fsspec backends
+fall back to ``sorted(find)``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from typing import Any
+
+PAGE_SIZE = 1000
+
+
+def iter_files(fs: Any, root: str, page_size: int = PAGE_SIZE) -> Iterator[str]:
+    """Every file (not folder marker) under the folder/prefix ``root``, each once, streamed.
+
+    Args:
+        fs: an fsspec filesystem; ``root`` is a path in its own form (no scheme).
+        page_size: keys per listing request on object stores (S3 and GCS allow up to 1000).
+    """
+    protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
+    if protocols & {"s3", "s3a"} and hasattr(fs, "call_s3"):
+        return _iter_s3(fs, root, page_size)
+    if protocols & {"gs", "gcs"} and hasattr(fs, "call"):
+        return _iter_gcs(fs, root, page_size)
+    if protocols & {"file", "local"}:
+        return _iter_local(root)
+    return iter(sorted(fs.find(root)))
+
+
+def iter_glob(fs: Any, pattern: str, page_size: int = PAGE_SIZE) -> Iterator[str]:
+    """Files matching a recursive glob (one with ``**``), streamed in :func:`iter_files` order.
+
+    The listing starts at the folder above the first wildcard; each path is matched with
+    fsspec's own glob semantics (:func:`fsspec.utils.glob_translate`).
+    """
+    from fsspec.utils import glob_translate
+
+    wildcard = min(pattern.find(ch) for ch in "*?[" if ch in pattern)
+    root = pattern[:wildcard].rsplit("/", 1)[0] if "/" in pattern[:wildcard] else ""
+    matcher = re.compile(glob_translate(pattern))
+    if not root or not fs.isdir(root):
+        return iter(())
+    return (path for path in iter_files(fs, root, page_size) if matcher.match(path))
+
+
+def _bucket_and_prefix(root: str) -> tuple[str, str]:
+    bucket, _, key = root.strip("/").partition("/")
+    return bucket, f"{key.rstrip('/')}/" if key else ""
+
+
+def _iter_s3(fs: Any, root: str, page_size: int) -> Iterator[str]:
+    """S3 ``ListObjectsV2`` pages (AWS lists keys in UTF-8 byte order, i.e. code-point order)."""
+    bucket, prefix = _bucket_and_prefix(root)
+    request: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": page_size}
+    while True:
+        page = fs.call_s3("list_objects_v2", **request)
+        for entry in page.get("Contents", []):
+            if not entry["Key"].endswith("/"):
+                yield f"{bucket}/{entry['Key']}"
+        token = page.get("NextContinuationToken")
+        if not page.get("IsTruncated") or not token:
+            return
+        request["ContinuationToken"] = token
+
+
+def _iter_gcs(fs: Any, root: str, page_size: int) -> Iterator[str]:
+    """GCS JSON API object pages (names come in lexicographic order)."""
+    bucket, prefix = _bucket_and_prefix(root)
+    token = None
+    while True:
+        page = fs.call(
+            "GET",
+            "b/{}/o",
+            bucket,
+            json_out=True,
+            prefix=prefix or None,
+            maxResults=page_size,
+            pageToken=token,
+            fields="items(name),nextPageToken",
+        )
+        for entry in page.get("items", []):
+            if not entry["name"].endswith("/"):
+                yield f"{bucket}/{entry['name']}"
+        token = page.get("nextPageToken")
+        if not token:
+            return
+
+
+def _iter_local(root: str) -> Iterator[str]:
+    """Depth-first walk, entries sorted by name with ``/`` after folder names, which gives
+    full-path sorted order. Folder links are followed once (a link cycle is not walked again)."""
+    seen: set[tuple[int, int]] = set()
+
+    def walk(folder: str) -> Iterator[str]:
+        stat = os.stat(folder)
+        if (stat.st_dev, stat.st_ino) in seen:
+            return
+        seen.add((stat.st_dev, stat.st_ino))
+        with os.scandir(folder) as scan:
+            entries = [(e.name + "/" if _is_dir(e) else e.name, e.path) for e in scan]
+        for key, path in sorted(entries):
+            if key.endswith("/"):
+                yield from walk(path)
+            elif os.path.exists(path):  # a dangling link is not a file
+                yield path
+
+    return walk(root.rstrip("/") or "/")
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
