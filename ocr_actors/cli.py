@@ -184,6 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.command = argv[0]
     else:
         args = parser.parse_args(argv)
+    from ocr_actors.io.lease import OutputBusyError
     from ocr_actors.io.sources import SourceAccessError
 
     try:
@@ -196,6 +197,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, ValueError, FileNotFoundError, SourceAccessError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OutputBusyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
     parser.error(f"unknown command {args.command}")
     return 2
 

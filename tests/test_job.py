@@ -21,6 +21,7 @@ import pytest
 from PIL import Image
 
 from ocr_actors.config import load_config
+from ocr_actors.io.lease import OutputLease
 from ocr_actors.io.parquet import PAGE_SCHEMA
 from ocr_actors.job_config import JobConfig
 from ocr_actors.pipeline import run_job
@@ -271,6 +272,28 @@ def test_killed_driver_then_rerun_gives_every_page_exactly_once(tmp_path):
     assert summary["rows_written"] == 24 - len(before)
     assert sorted(k[1] for k in keys if k[0].endswith("long.pdf")) == list(range(12))
     assert all(r["status"] == "ok" for r in rows)
+    # The killed driver's lease (a dead process of this host) was taken over at once, and its
+    # work files went with it.
+    assert "took over the output's lease from job" in stderr
+    assert not list(out.glob("_jobs/*/work")) and not (out / "_jobs" / "_lease.json").exists()
+
+
+def test_a_second_run_on_a_busy_output_stops_before_touching_it(inputs, tmp_path):
+    folder, _ = inputs
+    out = tmp_path / "out"
+    inflight = out / "_tmp" / "part-inflight.parquet"  # the running job's file in flight
+    inflight.parent.mkdir(parents=True)
+    inflight.write_bytes(b"PAR1")
+    holder = OutputLease(str(out), "nightly-1", {})
+    holder.acquire()
+    try:
+        proc = _cli("--input", str(folder), "--output", str(out), "ray.num_cpus=2")
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        holder.release()
+    assert proc.returncode == 3, stderr
+    assert f"error: the output {out} is in use by job nightly-1" in stderr and "Traceback" not in stderr
+    assert inflight.exists() and not list(out.glob("part-*.parquet"))
 
 
 def test_readme_quick_start_on_the_bundled_examples(tmp_path):

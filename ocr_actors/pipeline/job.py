@@ -26,11 +26,13 @@ import pyarrow as pa
 import yaml
 
 from ocr_actors.config import ConfigError, to_dict
+from ocr_actors.io.lease import OutputLease
 from ocr_actors.io.listing import iter_sources
 from ocr_actors.io.parquet import JOBS_DIR, DoneIndex, clean_tmp, remove_parts, scan_done
 from ocr_actors.io.sources import storage_access
 from ocr_actors.io.workfiles import WorkRange, WorkSpool, work_ranges
 from ocr_actors.job_config import (
+    JOB_ID_PATTERN,
     JobConfig,
     StageResources,
     cpu_fallback,
@@ -342,29 +344,17 @@ def _process(
     return config
 
 
-def run_job(config: JobConfig, progress: TextIO | None = sys.stderr) -> JobSummary:
-    """Run the batch job to completion.
-
-    Raises:
-        ErrorBudgetExceeded: error rows passed ``max_error_rate`` (the summary is written first).
-    """
-    if not config.output.uri:
-        raise ValueError("no output given: set output.uri (or --output)")
-    job_id = config.job_id or f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
-    config = replace(config, job_id=job_id)
-    summary = JobSummary(job_id=job_id, output=config.output.uri, mode=config.output.mode)
-    started = time.perf_counter()
+def _run_leased(
+    config: JobConfig,
+    job_id: str,
+    summary: JobSummary,
+    first_chunk: list[str],
+    listing: Iterator[list[str]],
+    say: Callable[[str], None],
+    started: float,
+) -> JobConfig:
+    """Plan, process and summarise, holding the output's lease; returns the config that ran."""
     out_options = config.output_storage_options
-
-    def say(message: str) -> None:
-        if progress is not None:
-            print(f"[ocr-batch {job_id}] {message}", file=progress, flush=True)
-
-    # The first chunk of the listing comes before the output is read, so a missing input or
-    # refused credentials fail first; the rest streams through the planner. Overwrite deletes
-    # the old parts only once the whole listing has been read and planned.
-    listing = iter_sources(config.source.uri, config.source.manifest_column, config.source.storage_options)
-    first_chunk = next(listing, [])
     overwrite = config.output.mode == "overwrite"
     done = DoneIndex()
     if not overwrite:
@@ -418,6 +408,56 @@ def run_job(config: JobConfig, progress: TextIO | None = sys.stderr) -> JobSumma
         f"{summary.errors_by_type}) in {summary.wall_seconds:.1f} s, {summary.pages_per_second:.2f} rows/s; "
         f"summary in {config.output.uri.rstrip('/')}/{JOBS_DIR}/{job_id}/summary.json"
     )
+    return config
+
+
+def run_job(config: JobConfig, progress: TextIO | None = sys.stderr) -> JobSummary:
+    """Run the batch job to completion.
+
+    Raises:
+        ErrorBudgetExceeded: error rows passed ``max_error_rate`` (the summary is written first).
+    """
+    if not config.output.uri:
+        raise ValueError("no output given: set output.uri (or --output)")
+    job_id = config.job_id or f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+    config = replace(config, job_id=job_id)
+    summary = JobSummary(job_id=job_id, output=config.output.uri, mode=config.output.mode)
+    started = time.perf_counter()
+    out_options = config.output_storage_options
+
+    def say(message: str) -> None:
+        if progress is not None:
+            print(f"[ocr-batch {job_id}] {message}", file=progress, flush=True)
+
+    # The first chunk of the listing comes before the output is touched, so a missing input or
+    # refused credentials fail first. Then the run takes the output's lease (one run at a time
+    # per output), and the rest of the listing streams through the planner. Overwrite deletes
+    # the old parts only once the whole listing has been read and planned.
+    listing = iter_sources(config.source.uri, config.source.manifest_column, config.source.storage_options)
+    first_chunk = next(listing, [])
+    lease = OutputLease(
+        config.output.uri, job_id, out_options, config.output.lease_ttl_s, config.output.take_over_lease
+    )
+    with storage_access(f"taking the lease of the output {config.output.uri}"):
+        abandoned = lease.acquire()
+    try:
+        if abandoned is not None:
+            say(
+                f"took over the output's lease from job {abandoned.job_id} (host {abandoned.host}, pid "
+                f"{abandoned.pid}, last renewed {max(time.time() - abandoned.renewed_at, 0):.0f} s ago); "
+                "removing its work files"
+            )
+            if JOB_ID_PATTERN.fullmatch(abandoned.job_id) and ".." not in abandoned.job_id:
+                with storage_access(f"on the output {config.output.uri}"):
+                    WorkSpool(config.output.uri, abandoned.job_id, out_options).remove()
+        config = _run_leased(config, job_id, summary, first_chunk, listing, say, started)
+    finally:
+        try:
+            lease.release()
+        except Exception as exc:  # never hide the run's own outcome behind a clean-up failure
+            log.warning("could not release the lease of %s: %s", config.output.uri, type(exc).__name__)
+    if lease.lost:
+        say("warning: another run took over this output's lease during the run; check for duplicate rows")
     if summary.status == "failed":
         raise ErrorBudgetExceeded(summary.message)
     return summary
