@@ -194,3 +194,32 @@ def test_s3_create_is_exclusive_and_a_second_run_is_refused(s3: Any) -> None:
     second = OutputLease(output, "run-2", s3.storage_options)
     assert second.acquire() is None
     second.release()
+
+
+class NoConditionalWrites:
+    """A local filesystem that, like some S3-compatible stores, refuses conditional writes."""
+
+    def __init__(self, fs: Any) -> None:
+        self._fs = fs
+
+    def pipe_file(self, path: str, data: bytes, mode: str = "overwrite") -> None:
+        if mode == "create":
+            raise OSError("501 NotImplemented: A header you provided implies functionality that is not implemented")
+        self._fs.pipe_file(path, data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fs, name)
+
+
+def test_a_store_without_conditional_writes_gets_write_and_read_back(tmp_path: Path) -> None:
+    output = str(tmp_path / "out")
+    first = OutputLease(output, "run-1", {})
+    first._fs = NoConditionalWrites(first._fs)
+    assert first.acquire() is None
+    assert json.loads(Path(lease_path(output)).read_text())["job_id"] == "run-1"
+    second = OutputLease(output, "run-2", {})
+    second._fs = NoConditionalWrites(second._fs)
+    assert second._create() is False
+    with pytest.raises(OutputBusyError, match="in use by job run-1"):
+        second.acquire()
+    first.release()

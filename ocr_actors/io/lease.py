@@ -7,12 +7,13 @@ takes the output's lease before it reads or cleans anything, renews it while it 
 removes it at the end.
 
 - **Create** is exclusive where the store allows it: ``O_EXCL`` on local disks, S3
-  ``If-None-Match: *`` (AWS, SeaweedFS, MinIO), GCS ``ifGenerationMatch=0``. The lease is read
-  back after writing, which also catches a store that ignores the condition in most races.
-- **Renewal**: a driver thread rewrites ``renewed_at`` every ``ttl_s / 4`` seconds.
+  ``If-None-Match: *`` (AWS; SeaweedFS, tested), GCS ``ifGenerationMatch=0``. A store that
+  rejects or ignores the condition gets write-then-read-back, which catches most races.
+- **Renewal**: a driver thread rewrites ``renewed_at`` every ``ttl_s / 4`` seconds, replacing
+  the record in one step (a local file is written beside it and renamed over it).
 - **Expiry**: a lease not renewed for ``ttl_s`` seconds (default 300) belongs to a driver that
   is gone. A lease held by a process of *this* host that no longer exists is stale at once
-  (the common case: a cron job on the same machine after a kill or reboot). A stale lease is
+  (the common case: a cron job on the same machine after a kill). A stale lease is
   taken over, and the caller removes its run's work folder. ``take_over=True`` takes a live
   lease too (the user knows its driver is dead).
 
@@ -126,6 +127,8 @@ class OutputLease:
 
         self.output = output
         self._fs, self._path = fsspec.core.url_to_fs(lease_path(output), **dict(storage_options))
+        protocols = {self._fs.protocol} if isinstance(self._fs.protocol, str) else set(self._fs.protocol)
+        self._local = bool(protocols & {"file", "local"})
         self._clock = clock
         self._take_over = take_over
         now = clock()
@@ -144,18 +147,33 @@ class OutputLease:
 
     # ------------------------------------------------------------------ store access
 
-    def read(self) -> LeaseRecord | None:
-        """The lease on storage; None when there is none. An unreadable record is treated
-        as a lease of a run that is gone (renewed at time 0)."""
-        try:
-            data = self._fs.cat_file(self._path)
-        except FileNotFoundError:
-            return None
-        try:
-            return LeaseRecord.from_json(data)
-        except ValueError:
-            log.warning("the lease %s is not a lease record; treating it as stale", lease_path(self.output))
-            return LeaseRecord("unknown", "unknown", 0, "", 0.0, 0.0, 0.0)
+    def read(self, attempts: int = 5, pause_s: float = 0.2) -> LeaseRecord | None:
+        """The lease on storage; None when there is none. A record that stays unreadable over
+        ``attempts`` reads (a local file caught between its exclusive create and its write
+        reads empty for an instant) is treated as a lease of a run that is gone."""
+        for attempt in range(attempts):
+            try:
+                data = self._fs.cat_file(self._path)
+            except FileNotFoundError:
+                return None
+            try:
+                return LeaseRecord.from_json(data)
+            except ValueError:
+                if attempt + 1 < attempts:
+                    time.sleep(pause_s)
+        log.warning("the lease %s is not a lease record; treating it as stale", lease_path(self.output))
+        return LeaseRecord("unknown", "unknown", 0, "", 0.0, 0.0, 0.0)
+
+    def _overwrite(self, data: bytes) -> None:
+        """Replace the lease in one step: object stores replace whole objects; a local file is
+        written beside it and renamed over it, so a reader never sees it half written."""
+        if self._local:
+            temporary = f"{self._path}.{self.record.token}.tmp"
+            with open(temporary, "wb") as fh:
+                fh.write(data)
+            os.replace(temporary, self._path)
+        else:
+            self._fs.pipe_file(self._path, data)
 
     def _create(self) -> bool:
         """Write our record only if no lease exists; False if one does."""
@@ -166,10 +184,19 @@ class OutputLease:
             self._fs.pipe_file(self._path, data, mode="create")
         except FileExistsError:
             return False
-        except OSError as exc:
-            if "pre-condition" in str(exc).lower() or "precondition" in str(exc).lower() or "412" in str(exc):
-                return False
+        except PermissionError:
             raise
+        except (OSError, NotImplementedError, TypeError) as exc:
+            text = str(exc).lower()
+            if "pre-condition" in text or "precondition" in text or "412" in text:
+                return False
+            if not any(word in text for word in ("notimplemented", "not implemented", "501", "mode")):
+                raise
+            # A store without conditional writes: write, then check below that ours stuck.
+            log.info("%s has no exclusive create; taking the lease by write and read-back", self.output)
+            if self._fs.exists(self._path):
+                return False
+            self._overwrite(data)
         self._fs.invalidate_cache(self._path)
         current = self.read()
         return current is not None and current.token == self.record.token
@@ -217,7 +244,7 @@ class OutputLease:
             self.lost = True
             return False
         self.record = LeaseRecord(**{**asdict(self.record), "renewed_at": self._clock()})
-        self._fs.pipe_file(self._path, self.record.to_json())
+        self._overwrite(self.record.to_json())
         return True
 
     def _renew_loop(self) -> None:
