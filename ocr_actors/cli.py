@@ -109,6 +109,19 @@ def _add_run(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("overrides", nargs="*", help="config overrides: section.key=value (e.g. ocr.engine.device=gpu)")
 
 
+def _exit_on_sigterm() -> None:
+    """SIGTERM (``ray job stop``, Kubernetes, a scheduler's timeout) ends the run like Ctrl-C:
+    through its ``finally`` blocks, so the output's lease and the work files are given back."""
+    import signal
+    import threading
+
+    def terminate(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, terminate)
+
+
 def _run(args: argparse.Namespace) -> int:
     from ocr_actors.config import load_config, parse_override
     from ocr_actors.job_config import JobConfig
@@ -124,6 +137,7 @@ def _run(args: argparse.Namespace) -> int:
         if value is not None:
             overrides[key] = value
     config = load_config(JobConfig, args.config, overrides)
+    _exit_on_sigterm()
     try:
         summary = run_job(config, progress=None if args.quiet else sys.stderr)
     except ErrorBudgetExceeded as exc:
@@ -184,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.command = argv[0]
     else:
         args = parser.parse_args(argv)
-    from ocr_actors.io.lease import OutputBusyError
+    from ocr_actors.io.lease import LeaseError
     from ocr_actors.io.sources import SourceAccessError
 
     try:
@@ -197,7 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, ValueError, FileNotFoundError, SourceAccessError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except OutputBusyError as exc:
+    except LeaseError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
     parser.error(f"unknown command {args.command}")

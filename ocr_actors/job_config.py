@@ -43,9 +43,9 @@ class OutputConfig:
         rows_per_file: pages per Parquet file (one row group each).
         compression: Parquet compression codec.
         storage_options: fsspec options for the output (default: the source's).
-        lease_ttl_s: one run at a time per output: a run's lease on the output
-            (``_jobs/_lease.json``, renewed every quarter of this) counts as abandoned after
-            this many seconds without renewal.
+        lease_ttl_s: one run at a time per output: a run's lease on the output (under
+            ``_jobs/_lease/``, renewed every quarter of this; at least 10) counts as abandoned
+            after this many seconds without renewal.
         take_over_lease: take the output's lease even if another run seems to hold it (its
             driver is known to be gone).
     """
@@ -61,7 +61,7 @@ class OutputConfig:
     def __post_init__(self) -> None:
         _check(self.mode in ("resume", "incremental", "overwrite"), "output.mode", self.mode)
         _check(self.rows_per_file >= 1, "output.rows_per_file", self.rows_per_file)
-        _check(self.lease_ttl_s >= 1, "output.lease_ttl_s", self.lease_ttl_s)
+        _check(self.lease_ttl_s >= 10, "output.lease_ttl_s", self.lease_ttl_s)
 
 
 @dataclass(frozen=True)

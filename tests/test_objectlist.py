@@ -64,12 +64,24 @@ def test_local_walk_matches_sorted_find(local_tree: Path) -> None:
     assert found == sorted(fsspec.filesystem("file").find(root))
 
 
-def test_local_walk_survives_a_link_cycle_and_dangling_links(local_tree: Path) -> None:
+def test_local_walk_does_not_follow_folder_links(local_tree: Path) -> None:
     root = local_tree / "tree"
-    os.symlink(root, root / "b" / "loop")  # tree/b/loop -> tree
+    os.symlink(root, root / "b" / "loop")  # a cycle: tree/b/loop -> tree
+    os.symlink(local_tree / "tree2", root / "0-outside")  # out of the tree, sorting first
     os.symlink(root / "missing.png", root / "dangling.png")
+    os.symlink(root / "a.png", root / "c-link.png")  # a link to a file is a file
     found = list(iter_files(fsspec.filesystem("file"), str(root)))
-    assert found == expected(str(root))
+    assert found == sorted([*expected(str(root)), f"{root}/c-link.png"])
+    assert found == [
+        p
+        for p in sorted(fsspec.filesystem("file").find(str(root)))
+        if "loop" not in p and "0-outside" not in p and "dangling" not in p
+    ]
+
+
+def test_a_recursive_glob_needs_a_fixed_folder(local_tree: Path) -> None:
+    with pytest.raises(ValueError, match="needs a fixed folder"):
+        list(iter_glob(fsspec.filesystem("file"), "/**/*.png"))
 
 
 def test_local_recursive_glob_streams(local_tree: Path) -> None:

@@ -1,46 +1,65 @@
-"""One run at a time per output: a lease object ``<output>/_jobs/_lease.json``.
+"""One run at a time per output: a lease under ``<output>/_jobs/_lease/``.
 
 Two runs on one output would each plan the pages the other is doing (duplicate rows), and the
 second run's start-up clean of ``_tmp/`` would delete the first run's files in flight. A
 scheduled backfill whose previous run is still going is the usual way this happens. So a run
-takes the output's lease before it reads or cleans anything, renews it while it runs, and
-removes it at the end.
+takes the output's lease before it reads or cleans anything, renews it while it runs, checks it
+as it goes (a run that lost it stops), and gives it back at the end.
 
-- **Create** is exclusive where the store allows it: ``O_EXCL`` on local disks, S3
-  ``If-None-Match: *`` (AWS; SeaweedFS, tested), GCS ``ifGenerationMatch=0``. A store that
-  rejects or ignores the condition gets write-then-read-back, which catches most races.
-- **Renewal**: a driver thread rewrites ``renewed_at`` every ``ttl_s / 4`` seconds, replacing
-  the record in one step (a local file is written beside it and renamed over it).
-- **Expiry**: a lease not renewed for ``ttl_s`` seconds (default 300) belongs to a driver that
-  is gone. A lease held by a process of *this* host that no longer exists is stale at once
-  (the common case: a cron job on the same machine after a kill). A stale lease is
-  taken over, and the caller removes its run's work folder. ``take_over=True`` takes a live
-  lease too (the user knows its driver is dead).
+**Numbered lease objects.** The lease is the highest-numbered ``NNNNNNNNNN.json`` in the
+folder. Taking it, whether the folder is empty or its holder is gone, means creating the next
+number *exclusively*; two runs that race for the same number cannot both succeed, so no run
+ever deletes or overwrites another run's record to take over. Exclusive create: a hard link on
+local disks (``link`` fails if the name exists, and a reader never sees a half-written file), S3
+``If-None-Match: *`` (AWS; SeaweedFS, tested here), GCS ``ifGenerationMatch=0``. A store that
+refuses conditional writes gets write-then-read-back, which catches most races but not all.
+The holder deletes its own object on release; the winner of a takeover deletes the lower ones.
 
+**Renewal and fencing.** A driver thread rewrites the holder's ``renewed_at`` every ``ttl_s / 4``
+seconds, after checking that no higher number exists. :meth:`OutputLease.check` raises
+:class:`LeaseLostError` once another run has taken over, or once the lease could not be renewed
+for most of ``ttl_s`` (another run may take it over at ``ttl_s``); the job calls it between
+batches and before it deletes anything.
+
+**Staleness.** A lease not renewed for ``ttl_s`` seconds (default 300) belongs to a driver that
+is gone. A lease whose holder was a process of this very machine (same boot, same PID
+namespace: containers sharing a hostname do not count) that no longer runs (the PID is gone or
+now belongs to a process started later) is stale at once: the common case of a cron job run again
+after a kill. ``take_over=True`` takes a live lease too (the user knows its driver is gone).
 Times are the holder's wall clock (UTC seconds): hosts that share an output should run NTP.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import re
 import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from ocr_actors.io.parquet import JOBS_DIR
 
 log = logging.getLogger(__name__)
 
-LEASE_NAME = "_lease.json"
+LEASE_DIR = "_lease"
+_ENTRY = re.compile(r"(\d{10})\.json")
+RENEWALS_PER_TTL = 4
+FENCE_SHARE = 0.8
+"""A holder stops trusting its lease once this share of the TTL has passed without a renewal."""
 
 
-class OutputBusyError(RuntimeError):
+class LeaseError(RuntimeError):
+    """The run cannot hold (or no longer holds) the output's lease."""
+
+
+class OutputBusyError(LeaseError):
     """Another run holds the output's lease."""
 
     def __init__(self, output: str, holder: LeaseRecord, now: float) -> None:
@@ -52,9 +71,18 @@ class OutputBusyError(RuntimeError):
         )
 
 
+class LeaseLostError(LeaseError):
+    """Another run took the lease over (or it could not be renewed in time): this run stops."""
+
+
 @dataclass(frozen=True, slots=True)
 class LeaseRecord:
-    """What the lease object holds (JSON). Times are UTC epoch seconds."""
+    """What a lease object holds (JSON). Times are UTC epoch seconds.
+
+    ``machine`` identifies the holder's kernel boot and PID namespace (Linux; "" elsewhere) and
+    ``pid_start`` its process start time in clock ticks since boot, so a PID can be judged dead
+    only on the same machine, and a reused PID is not mistaken for the holder.
+    """
 
     job_id: str
     host: str
@@ -63,6 +91,8 @@ class LeaseRecord:
     acquired_at: float
     renewed_at: float
     ttl_s: float
+    machine: str = ""
+    pid_start: int = 0
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True).encode()
@@ -80,23 +110,51 @@ class LeaseRecord:
                 acquired_at=float(raw["acquired_at"]),
                 renewed_at=float(raw["renewed_at"]),
                 ttl_s=float(raw["ttl_s"]),
+                machine=str(raw.get("machine", "")),
+                pid_start=int(raw.get("pid_start", 0)),
             )
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"not a lease record: {exc}") from exc
 
 
-def is_stale(holder: LeaseRecord, now: float, host: str, pid_alive: Callable[[int], bool]) -> bool:
-    """True when the lease's driver is gone: not renewed within its TTL, or a process of this
-    host (``host``) that no longer runs."""
-    if now - holder.renewed_at > holder.ttl_s:
-        return True
-    return holder.host == host and not pid_alive(holder.pid)
+ABANDONED = LeaseRecord("unknown", "unknown", 0, "", 0.0, 0.0, 0.0)
+"""Stands for an unreadable lease object: treated as a run that is gone."""
 
 
-def pid_alive(pid: int) -> bool:
-    """Whether a process ``pid`` exists on this host (one owned by another user counts)."""
+# --------------------------------------------------------------------------- this machine
+
+
+def machine_id() -> str:
+    """``<boot id>/<pid namespace inode>`` on Linux, "" where unknown."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as fh:
+            boot = fh.read().strip()
+        return f"{boot}/{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:
+        return ""
+
+
+def process_start(pid: int) -> int | None:
+    """Start time of process ``pid`` in clock ticks since boot (Linux); None if it does not
+    exist or is unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            stat = fh.read()
+    except OSError:
+        return None
+    try:
+        return int(stat.rsplit(")", 1)[1].split()[19])  # field 22; the name may hold spaces
+    except (IndexError, ValueError):
+        return None
+
+
+def pid_alive(pid: int, started: int) -> bool:
+    """Whether the process ``pid`` that started at ``started`` ticks still runs on this machine."""
     if pid <= 0:
         return False
+    now_started = process_start(pid)
+    if now_started is not None:
+        return started == 0 or now_started == started
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -106,13 +164,70 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def lease_path(output: str) -> str:
-    return f"{output.rstrip('/')}/{JOBS_DIR}/{LEASE_NAME}"
+def is_stale(holder: LeaseRecord, now: float, machine: str, alive: Callable[[int, int], bool] = pid_alive) -> bool:
+    """True when the lease's driver is gone: not renewed within its TTL, or a process of this
+    machine (same ``machine`` id) that no longer runs."""
+    if now - holder.renewed_at > holder.ttl_s:
+        return True
+    return bool(machine) and holder.machine == machine and not alive(holder.pid, holder.pid_start)
+
+
+def lease_folder(output: str) -> str:
+    return f"{output.rstrip('/')}/{JOBS_DIR}/{LEASE_DIR}"
+
+
+# --------------------------------------------------------------------------- store errors
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain and len(chain) < 8:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def _status(error: BaseException) -> tuple[str, int]:
+    """(error code, HTTP status) of a botocore or gcsfs error; ("", 0) for others."""
+    response = getattr(error, "response", None)
+    if isinstance(response, dict):
+        return (
+            str(response.get("Error", {}).get("Code", "")),
+            int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0),
+        )
+    code = getattr(error, "code", None)
+    return ("", code) if isinstance(code, int) else ("", 0)
+
+
+def is_create_conflict(exc: BaseException) -> bool:
+    """The exclusive create found the name taken (or racing another write of it)."""
+    for error in _causes(exc):
+        if isinstance(error, FileExistsError):
+            return True
+        code, status = _status(error)
+        if code in ("PreconditionFailed", "ConditionalRequestConflict") or status in (409, 412):
+            return True
+    return False
+
+
+def is_unsupported(exc: BaseException) -> bool:
+    """The store (or its fsspec backend) has no conditional create."""
+    if isinstance(exc, (TypeError, NotImplementedError)):
+        return True
+    for error in _causes(exc):
+        code, status = _status(error)
+        if code == "NotImplemented" or status == 501:
+            return True
+    return False
+
+
+# --------------------------------------------------------------------------- the lease
 
 
 class OutputLease:
-    """The lease of one output for one run: :meth:`acquire`, then :meth:`release` (both on the
-    driver); renewal runs on a daemon thread in between."""
+    """The lease of one output for one run: :meth:`acquire`, :meth:`check` as the run goes,
+    then :meth:`release` (all on the driver); renewal runs on a daemon thread in between."""
 
     def __init__(
         self,
@@ -126,11 +241,12 @@ class OutputLease:
         import fsspec
 
         self.output = output
-        self._fs, self._path = fsspec.core.url_to_fs(lease_path(output), **dict(storage_options))
+        self._fs, self._folder = fsspec.core.url_to_fs(lease_folder(output), **dict(storage_options))
         protocols = {self._fs.protocol} if isinstance(self._fs.protocol, str) else set(self._fs.protocol)
         self._local = bool(protocols & {"file", "local"})
         self._clock = clock
         self._take_over = take_over
+        self.machine = machine_id()
         now = clock()
         self.record = LeaseRecord(
             job_id=job_id,
@@ -140,127 +256,171 @@ class OutputLease:
             acquired_at=now,
             renewed_at=now,
             ttl_s=float(ttl_s),
+            machine=self.machine,
+            pid_start=process_start(os.getpid()) or 0,
         )
+        self.sequence = 0
+        self.lost = False
+        self._renewed_monotonic = time.monotonic()
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.lost = False
 
     # ------------------------------------------------------------------ store access
 
-    def read(self, attempts: int = 5, pause_s: float = 0.2) -> LeaseRecord | None:
-        """The lease on storage; None when there is none. A record that stays unreadable over
-        ``attempts`` reads (a local file caught between its exclusive create and its write
-        reads empty for an instant) is treated as a lease of a run that is gone."""
-        for attempt in range(attempts):
-            try:
-                data = self._fs.cat_file(self._path)
-            except FileNotFoundError:
-                return None
-            try:
-                return LeaseRecord.from_json(data)
-            except ValueError:
-                if attempt + 1 < attempts:
-                    time.sleep(pause_s)
-        log.warning("the lease %s is not a lease record; treating it as stale", lease_path(self.output))
-        return LeaseRecord("unknown", "unknown", 0, "", 0.0, 0.0, 0.0)
+    def _path(self, sequence: int) -> str:
+        return f"{self._folder}/{sequence:010d}.json"
 
-    def _overwrite(self, data: bytes) -> None:
-        """Replace the lease in one step: object stores replace whole objects; a local file is
-        written beside it and renamed over it, so a reader never sees it half written."""
+    def entries(self) -> list[int]:
+        """Lease numbers present, ascending (a fresh listing, never the fsspec cache)."""
+        self._fs.invalidate_cache(self._folder)
+        try:
+            names = self._fs.ls(self._folder, detail=False)
+        except FileNotFoundError:
+            return []
+        found = (_ENTRY.fullmatch(str(name).rstrip("/").rsplit("/", 1)[-1]) for name in names)
+        return sorted(int(m.group(1)) for m in found if m)
+
+    def read(self, sequence: int) -> LeaseRecord | None:
+        """Lease ``sequence``; None if it is gone; :data:`ABANDONED` if it is not a record."""
+        try:
+            data = self._fs.cat_file(self._path(sequence))
+        except FileNotFoundError:
+            return None
+        try:
+            return LeaseRecord.from_json(data)
+        except ValueError:
+            log.warning("the lease %s is not a lease record; treating it as abandoned", self._path(sequence))
+            return ABANDONED
+
+    def _create(self, sequence: int, record: LeaseRecord) -> bool:
+        """Create lease ``sequence`` holding ``record`` only if that number is free."""
+        path, data = self._path(sequence), record.to_json()
         if self._local:
-            temporary = f"{self._path}.{self.record.token}.tmp"
+            os.makedirs(self._folder, exist_ok=True)
+            temporary = f"{self._folder}/.{sequence:010d}.{record.token}.tmp"
             with open(temporary, "wb") as fh:
                 fh.write(data)
-            os.replace(temporary, self._path)
-        else:
-            self._fs.pipe_file(self._path, data)
-
-    def _create(self) -> bool:
-        """Write our record only if no lease exists; False if one does."""
-        parent = self._path.rsplit("/", 1)[0]
-        self._fs.makedirs(parent, exist_ok=True)
-        data = self.record.to_json()
+            try:
+                os.link(temporary, path)
+            except FileExistsError:
+                return False
+            finally:
+                os.unlink(temporary)
+            return True
         try:
-            self._fs.pipe_file(self._path, data, mode="create")
-        except FileExistsError:
-            return False
-        except PermissionError:
-            raise
-        except (OSError, NotImplementedError, TypeError) as exc:
-            text = str(exc).lower()
-            if "pre-condition" in text or "precondition" in text or "412" in text:
-                return False
-            if not any(word in text for word in ("notimplemented", "not implemented", "501", "mode")):
+            self._fs.pipe_file(path, data, mode="create")
+        except Exception as exc:
+            if is_create_conflict(exc):
+                current = self.read(sequence)  # a retried request may have found our own write
+                return current is not None and current.token == record.token
+            if not is_unsupported(exc):
                 raise
-            # A store without conditional writes: write, then check below that ours stuck.
-            log.info("%s has no exclusive create; taking the lease by write and read-back", self.output)
-            if self._fs.exists(self._path):
+            log.info("%s has no conditional create; taking the lease by write and read-back", self.output)
+            if self.read(sequence) is not None:
                 return False
-            self._overwrite(data)
-        self._fs.invalidate_cache(self._path)
-        current = self.read()
-        return current is not None and current.token == self.record.token
+            self._fs.pipe_file(path, data)
+        current = self.read(sequence)
+        return current is not None and current.token == record.token
+
+    def _overwrite(self, sequence: int, record: LeaseRecord) -> None:
+        """Replace our own lease object in one step (local: write beside it, then rename)."""
+        path, data = self._path(sequence), record.to_json()
+        if self._local:
+            temporary = f"{self._folder}/.{sequence:010d}.{record.token}.renew.tmp"
+            with open(temporary, "wb") as fh:
+                fh.write(data)
+            os.replace(temporary, path)
+        else:
+            self._fs.pipe_file(path, data)
+
+    def _remove(self, sequence: int) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self._fs.rm_file(self._path(sequence))
 
     # ------------------------------------------------------------------ life cycle
 
-    def acquire(self) -> LeaseRecord | None:
-        """Take the lease and start renewing it. Returns the stale lease taken over (its
+    def acquire(self, attempts: int = 5) -> LeaseRecord | None:
+        """Take the lease and start renewing it. Returns the abandoned lease taken over (its
         run's leftovers are the caller's to clean), else None.
 
         Raises:
             OutputBusyError: a live run holds the lease (and ``take_over`` is off).
+            LeaseError: the lease kept changing hands over ``attempts`` tries.
         """
-        taken: LeaseRecord | None = None
-        holder = self.read()
-        if holder is not None:
+        for _ in range(attempts):
+            numbers = self.entries()
+            top = numbers[-1] if numbers else 0
+            holder = self.read(top) if top else None
+            if top and holder is None:  # released between the listing and the read
+                continue
+            if holder is not None and holder.token == self.record.token:
+                return self._start(top, None)
             now = self._clock()
-            if not self._take_over and not is_stale(holder, now, self.record.host, pid_alive):
+            if holder is not None and not self._take_over and not is_stale(holder, now, self.machine):
                 raise OutputBusyError(self.output, holder, now)
-            if (current := self.read()) is not None and current.token == holder.token:
-                self._fs.rm_file(self._path)
-            taken = holder
-        if not self._create():  # another run created it first
-            holder = self.read()
-            if holder is None and self._create():  # ... and has already released it
-                return self._start(taken)
-            if holder is None:
-                raise RuntimeError(f"could not take the lease of {self.output}: it changed hands while trying")
-            raise OutputBusyError(self.output, holder, self._clock())
-        return self._start(taken)
+            self.record = replace(self.record, acquired_at=now, renewed_at=now)
+            if self._create(top + 1, self.record):
+                for older in numbers:  # superseded: their holders find out when they renew
+                    self._remove(older)
+                return self._start(top + 1, holder)
+            # Another run took number top + 1 first: look again (it is now the holder).
+        raise LeaseError(f"could not take the lease of {self.output}: it kept changing hands")
 
-    def _start(self, taken: LeaseRecord | None) -> LeaseRecord | None:
+    def _start(self, sequence: int, taken: LeaseRecord | None) -> LeaseRecord | None:
+        self.sequence = sequence
+        self._renewed_monotonic = time.monotonic()
         self._thread = threading.Thread(target=self._renew_loop, name="ocr-batch-lease", daemon=True)
         self._thread.start()
         return taken
 
     def renew(self) -> bool:
-        """Rewrite ``renewed_at`` if the lease is still ours; False (and :attr:`lost`) if
-        another run took it over."""
-        current = self.read()
-        if current is None or current.token != self.record.token:
-            if not self.lost:
-                who = current.job_id if current else "nobody"
-                log.error("lost the lease of %s (now held by %s): another run may be writing", self.output, who)
-            self.lost = True
-            return False
-        self.record = LeaseRecord(**{**asdict(self.record), "renewed_at": self._clock()})
-        self._overwrite(self.record.to_json())
-        return True
+        """Rewrite ``renewed_at`` if the lease is still ours; False (and :attr:`lost`) once
+        another run holds it."""
+        with self._lock:
+            if self._stop.is_set() or self.lost:
+                return not self.lost
+            numbers = self.entries()
+            current = self.read(self.sequence)
+            superseded = bool(numbers) and numbers[-1] > self.sequence
+            if superseded or current is None or current.token != self.record.token:
+                self.lost = True
+                log.error("lost the lease of %s: another run took it over", self.output)
+                return False
+            self.record = replace(self.record, renewed_at=self._clock())
+            self._overwrite(self.sequence, self.record)
+            self._renewed_monotonic = time.monotonic()
+            return True
+
+    def check(self) -> None:
+        """Raise :class:`LeaseLostError` if this run may no longer write the output."""
+        if self.lost:
+            raise LeaseLostError(f"another run took over the lease of {self.output}; this run stopped")
+        silent = time.monotonic() - self._renewed_monotonic
+        if silent > FENCE_SHARE * self.record.ttl_s:
+            raise LeaseLostError(
+                f"the lease of {self.output} could not be renewed for {silent:.0f} s (another run may take "
+                f"it over after {self.record.ttl_s:.0f} s); this run stopped"
+            )
 
     def _renew_loop(self) -> None:
-        interval = max(self.record.ttl_s / 4, 0.05)
+        interval = max(self.record.ttl_s / RENEWALS_PER_TTL, 0.05)
         while not self._stop.wait(interval):
             try:
-                self.renew()
+                if not self.renew():
+                    return
             except Exception as exc:  # a transient store error: try again next time
                 log.warning("could not renew the lease of %s: %s", self.output, type(exc).__name__)
 
     def release(self) -> None:
-        """Stop renewing and delete the lease if it is still ours (idempotent)."""
-        self._stop.set()
+        """Stop renewing and delete our lease object unless another run took over (idempotent)."""
+        with self._lock:  # a renewal in flight finishes first; none starts after this
+            self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
             self._thread = None
-        current = self.read()
-        if current is not None and current.token == self.record.token:
-            self._fs.rm_file(self._path)
+        if self.sequence and not self.lost:
+            current = self.read(self.sequence)
+            if current is not None and current.token == self.record.token:
+                self._remove(self.sequence)
+        self.sequence = 0

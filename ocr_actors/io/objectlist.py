@@ -14,10 +14,13 @@ fall back to ``sorted(find)``.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Iterator
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 PAGE_SIZE = 1000
 
@@ -44,13 +47,19 @@ def iter_glob(fs: Any, pattern: str, page_size: int = PAGE_SIZE) -> Iterator[str
 
     The listing starts at the folder above the first wildcard; each path is matched with
     fsspec's own glob semantics (:func:`fsspec.utils.glob_translate`).
+
+    Raises:
+        ValueError: the pattern has no fixed folder before its first wildcard (``/**/x``,
+            ``bucket-*/**``): that would list a whole store.
     """
     from fsspec.utils import glob_translate
 
     wildcard = min(pattern.find(ch) for ch in "*?[" if ch in pattern)
     root = pattern[:wildcard].rsplit("/", 1)[0] if "/" in pattern[:wildcard] else ""
+    if not root.strip("/"):
+        raise ValueError(f"the glob {pattern!r} needs a fixed folder or bucket before its first wildcard")
     matcher = re.compile(glob_translate(pattern))
-    if not root or not fs.isdir(root):
+    if not fs.isdir(root):
         return iter(())
     return (path for path in iter_files(fs, root, page_size) if matcher.match(path))
 
@@ -69,9 +78,16 @@ def _iter_s3(fs: Any, root: str, page_size: int) -> Iterator[str]:
         for entry in page.get("Contents", []):
             if not entry["Key"].endswith("/"):
                 yield f"{bucket}/{entry['Key']}"
-        token = page.get("NextContinuationToken")
-        if not page.get("IsTruncated") or not token:
+        if not page.get("IsTruncated"):
             return
+        token = page.get("NextContinuationToken")
+        if not token:  # a store that pages without tokens: go on after the last key
+            contents = page.get("Contents") or []
+            if not contents:
+                raise OSError(f"the listing of s3://{bucket}/{prefix} was cut short by the store (no way to go on)")
+            request.pop("ContinuationToken", None)
+            request["StartAfter"] = contents[-1]["Key"]
+            continue
         request["ContinuationToken"] = token
 
 
@@ -100,27 +116,37 @@ def _iter_gcs(fs: Any, root: str, page_size: int) -> Iterator[str]:
 
 def _iter_local(root: str) -> Iterator[str]:
     """Depth-first walk, entries sorted by name with ``/`` after folder names, which gives
-    full-path sorted order. Folder links are followed once (a link cycle is not walked again)."""
-    seen: set[tuple[int, int]] = set()
+    full-path sorted order. Like fsspec's ``find``, links to folders are not followed (a link
+    out of the tree would pull in another tree, and one into it would list files twice);
+    links to files are listed, dangling links are not. A subfolder that vanishes or cannot be
+    read during the walk is skipped with a warning; the root itself must be readable."""
 
-    def walk(folder: str) -> Iterator[str]:
-        stat = os.stat(folder)
-        if (stat.st_dev, stat.st_ino) in seen:
+    def walk(folder: str, top: bool) -> Iterator[str]:
+        try:
+            with os.scandir(folder) as scan:
+                entries = [(_entry_key(e), e.path) for e in scan]
+        except OSError as exc:
+            if top:
+                raise
+            log.warning("skipping the folder %s: %s", folder, exc.strerror or type(exc).__name__)
             return
-        seen.add((stat.st_dev, stat.st_ino))
-        with os.scandir(folder) as scan:
-            entries = [(e.name + "/" if _is_dir(e) else e.name, e.path) for e in scan]
-        for key, path in sorted(entries):
+        for key, path in sorted(e for e in entries if e[0]):
             if key.endswith("/"):
-                yield from walk(path)
-            elif os.path.exists(path):  # a dangling link is not a file
+                yield from walk(path, top=False)
+            else:
                 yield path
 
-    return walk(root.rstrip("/") or "/")
+    return walk(root.rstrip("/") or "/", top=True)
 
 
-def _is_dir(entry: os.DirEntry[str]) -> bool:
+def _entry_key(entry: os.DirEntry[str]) -> str:
+    """``name/`` for a real folder, ``name`` for a file (or a link to one), "" to skip (a link
+    to a folder, a dangling link, anything unreadable)."""
     try:
-        return entry.is_dir()
+        if entry.is_dir(follow_symlinks=False):
+            return entry.name + "/"
+        if entry.is_symlink():
+            return entry.name if entry.is_file() else ""
+        return entry.name
     except OSError:
-        return False
+        return ""

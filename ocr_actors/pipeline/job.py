@@ -26,7 +26,7 @@ import pyarrow as pa
 import yaml
 
 from ocr_actors.config import ConfigError, to_dict
-from ocr_actors.io.lease import OutputLease
+from ocr_actors.io.lease import LeaseRecord, OutputLease
 from ocr_actors.io.listing import iter_sources
 from ocr_actors.io.parquet import JOBS_DIR, DoneIndex, clean_tmp, remove_parts, scan_done
 from ocr_actors.io.sources import storage_access
@@ -286,8 +286,10 @@ def _process(
     summary: JobSummary,
     say: Callable[[str], None],
     started: float,
+    check_lease: Callable[[], None] = lambda: None,
 ) -> JobConfig:
-    """Run the planned work through the stages, filling ``summary`` from the written files.
+    """Run the planned work through the stages, filling ``summary`` from the written files;
+    ``check_lease`` runs after each written file (it raises once the run may no longer write).
     Returns the configuration that ran (the CPU fallback's, when the cluster had no GPU)."""
     _ensure_ray(config)
     import ray.data
@@ -312,6 +314,7 @@ def _process(
     last_report = time.perf_counter()
     first_rows = 0
     for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+        check_lease()
         if not summary.first_output_seconds:
             summary.first_output_seconds = round(time.perf_counter() - started, 3)
             first_rows = int(batch["rows"].sum())
@@ -352,8 +355,10 @@ def _run_leased(
     listing: Iterator[list[str]],
     say: Callable[[str], None],
     started: float,
+    lease: OutputLease,
 ) -> JobConfig:
-    """Plan, process and summarise, holding the output's lease; returns the config that ran."""
+    """Plan, process and summarise, holding the output's ``lease`` (checked between chunks and
+    batches, and before anything is deleted); returns the config that ran."""
     out_options = config.output_storage_options
     overwrite = config.output.mode == "overwrite"
     done = DoneIndex()
@@ -368,10 +373,12 @@ def _run_leased(
         planner = Planner(done, config.output.mode, parse_page_ranges(config.source.pdf_pages))
         with storage_access(f"writing the plan under {spool.folder}"):
             for chunk in _reporting(itertools.chain([first_chunk], listing), say, config.progress_interval_s):
+                lease.check()
                 spool.append(planner.plan_chunk(chunk))
         plan = planner.counts
         del done, planner
         if overwrite:
+            lease.check()
             with storage_access(f"on the output {config.output.uri}"):
                 removed = remove_parts(config.output.uri, out_options)
             say(f"overwrite: removed {removed} existing part files")
@@ -386,7 +393,7 @@ def _run_leased(
             f"{plan.items} to process ({done_rows} rows already in {config.output.uri}){repeats}"
         )
         if plan.items:
-            config = _process(config, work_ranges(spool.files), job_id, summary, say, started)
+            config = _process(config, work_ranges(spool.files), job_id, summary, say, started, lease.check)
     finally:
         try:
             spool.remove()
@@ -401,7 +408,8 @@ def _run_leased(
         if over:
             summary.message = f"error rate {summary.error_rate:.1%} above the budget of {config.max_error_rate:.1%}"
     with storage_access(f"writing the job summary under {config.output.uri}"):
-        _write_job_files(config, summary)
+        _write_job_files(config, summary)  # the run's own folder: written even if the lease is lost
+        lease.check()
         clean_tmp(config.output.uri, out_options)
     say(
         f"{summary.status}: {summary.rows_written} rows ({summary.pages_ok} pages ok, {summary.error_rows} errors "
@@ -411,11 +419,31 @@ def _run_leased(
     return config
 
 
+def _clean_abandoned(config: JobConfig, abandoned: LeaseRecord, say: Callable[[str], None]) -> None:
+    """Say whose lease was taken over and remove that run's work files (best effort)."""
+    if abandoned.token:
+        age = f"last renewed {max(time.time() - abandoned.renewed_at, 0):.0f} s ago"
+        say(
+            f"took over the output's lease from job {abandoned.job_id} (host {abandoned.host}, pid "
+            f"{abandoned.pid}, {age}); removing its work files"
+        )
+    else:
+        say("took over an unreadable lease of the output")
+    if not (JOB_ID_PATTERN.fullmatch(abandoned.job_id) and ".." not in abandoned.job_id) or not abandoned.token:
+        return
+    try:
+        WorkSpool(config.output.uri, abandoned.job_id, config.output_storage_options).remove()
+    except Exception as exc:  # leftovers are harmless: never fail this run over them
+        log.warning("could not remove the work files of job %s: %s", abandoned.job_id, type(exc).__name__)
+
+
 def run_job(config: JobConfig, progress: TextIO | None = sys.stderr) -> JobSummary:
     """Run the batch job to completion.
 
     Raises:
         ErrorBudgetExceeded: error rows passed ``max_error_rate`` (the summary is written first).
+        OutputBusyError: another run holds the output (nothing was read or written).
+        LeaseLostError: another run took the output over midway; this run stopped.
     """
     if not config.output.uri:
         raise ValueError("no output given: set output.uri (or --output)")
@@ -442,22 +470,13 @@ def run_job(config: JobConfig, progress: TextIO | None = sys.stderr) -> JobSumma
         abandoned = lease.acquire()
     try:
         if abandoned is not None:
-            say(
-                f"took over the output's lease from job {abandoned.job_id} (host {abandoned.host}, pid "
-                f"{abandoned.pid}, last renewed {max(time.time() - abandoned.renewed_at, 0):.0f} s ago); "
-                "removing its work files"
-            )
-            if JOB_ID_PATTERN.fullmatch(abandoned.job_id) and ".." not in abandoned.job_id:
-                with storage_access(f"on the output {config.output.uri}"):
-                    WorkSpool(config.output.uri, abandoned.job_id, out_options).remove()
-        config = _run_leased(config, job_id, summary, first_chunk, listing, say, started)
+            _clean_abandoned(config, abandoned, say)
+        config = _run_leased(config, job_id, summary, first_chunk, listing, say, started, lease)
     finally:
         try:
             lease.release()
         except Exception as exc:  # never hide the run's own outcome behind a clean-up failure
             log.warning("could not release the lease of %s: %s", config.output.uri, type(exc).__name__)
-    if lease.lost:
-        say("warning: another run took over this output's lease during the run; check for duplicate rows")
     if summary.status == "failed":
         raise ErrorBudgetExceeded(summary.message)
     return summary
