@@ -285,6 +285,39 @@ def test_killed_driver_then_rerun_gives_every_page_exactly_once(tmp_path):
     assert not list(out.glob("_jobs/*/work")) and not list(out.glob("_jobs/_lease/*.json"))
 
 
+def test_a_run_whose_lease_is_taken_over_stops_and_leaves_the_new_holder_alone(tmp_path):
+    source = tmp_path / "src"
+    source.mkdir()
+    for i in range(16):
+        cv2.imwrite(str(source / f"p{i:02d}.png"), render_page(seed=700 + i, lines_per_column=20).image)
+    out = tmp_path / "out"
+    proc = _cli(
+        "--input",
+        str(source),
+        "--output",
+        str(out),
+        "output.rows_per_file=1",
+        "output.lease_ttl_s=10",  # renewed every 2.5 s
+        "resources.detect.batch_size=1",
+        "resources.recognize.batch_size=1",
+        "ray.num_cpus=2",
+    )
+    deadline = time.time() + 240
+    while time.time() < deadline and len(list(out.glob("part-*.parquet"))) < 2:
+        time.sleep(0.1)
+    intruder = OutputLease(str(out), "intruder", {}, take_over=True)
+    taken = intruder.acquire()
+    try:
+        stdout, stderr = proc.communicate(timeout=240)
+        assert proc.returncode == 3, stderr
+        assert "error: another run took over the lease of" in stderr and "Traceback" not in stderr
+        assert taken is not None and taken.pid == proc.pid
+        assert intruder.renew() is True, "the stopped run must leave the new holder's lease alone"
+        assert len(list(out.glob("part-*.parquet"))) < 16, "the run must stop midway"
+    finally:
+        intruder.release()
+
+
 def test_a_second_run_on_a_busy_output_stops_before_touching_it(inputs, tmp_path):
     folder, _ = inputs
     out = tmp_path / "out"
