@@ -308,7 +308,7 @@ def test_a_run_whose_lease_is_taken_over_stops_and_leaves_the_new_holder_alone(t
     intruder = OutputLease(str(out), "intruder", {}, take_over=True)
     taken = intruder.acquire()
     try:
-        stdout, stderr = proc.communicate(timeout=240)
+        _, stderr = proc.communicate(timeout=240)
         assert proc.returncode == 3, stderr
         assert "error: another run took over the lease of" in stderr and "Traceback" not in stderr
         assert taken is not None and taken.pid == proc.pid
