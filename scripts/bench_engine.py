@@ -512,6 +512,13 @@ def max_rss_mb() -> float:
     return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024
 
 
+def run_worker_process(script: str, *args: str) -> dict[str, Any]:
+    """Run ``python script --worker *args`` in a fresh process (so its peak RSS is its own)
+    and return the JSON object it prints last."""
+    proc = subprocess.run([sys.executable, script, "--worker", *args], capture_output=True, text=True, check=True)
+    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
 def run_worker(request: dict[str, Any]) -> dict[str, Any]:
     """Load one engine, warm it on the first page, time the page loop."""
     import cv2

@@ -19,7 +19,6 @@ import argparse
 import hashlib
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -83,17 +82,9 @@ def worker(kind: str, url: str, options_json: str) -> dict[str, Any]:
     return {"objects": count, "seconds": seconds, "rss_mb": max_rss_mb() - base, "digest": str(digest)}
 
 
-def run_worker(kind: str, url: str, options: dict[str, Any]) -> dict[str, Any]:
-    proc = subprocess.run(
-        [sys.executable, __file__, "--worker", kind, url, json.dumps(options)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
-
-
 def main() -> int:
+    from bench_engine import run_worker_process
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--objects", type=int, default=200_000)
     parser.add_argument("--store", choices=("s3", "local"), default="s3")
@@ -108,7 +99,7 @@ def main() -> int:
             fill_start = time.perf_counter()
             fill_local(folder, args.objects)
             url, options = str(folder / "scans"), {}
-            runs = {kind: run_worker(kind, url, options) for kind in ("find", "stream")}
+            runs = {kind: run_worker_process(__file__, kind, url, json.dumps(options)) for kind in ("find", "stream")}
         else:
             from tests.s3_server import running_s3_server
 
@@ -116,7 +107,9 @@ def main() -> int:
                 fill_start = time.perf_counter()
                 fill_s3(server.filesystem(), server.bucket, args.objects)
                 url, options = server.url("scans"), server.storage_options
-                runs = {kind: run_worker(kind, url, options) for kind in ("find", "stream")}
+                runs = {
+                    kind: run_worker_process(__file__, kind, url, json.dumps(options)) for kind in ("find", "stream")
+                }
         print(f"filled and listed {args.objects} objects in {time.perf_counter() - fill_start:.0f} s")
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -85,6 +84,8 @@ def worker(kind: str, manifest: str, output: str) -> dict[str, float]:
 
 
 def main() -> int:
+    from bench_engine import run_worker_process  # scripts/ sibling
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sources", type=int, default=1_000_000)
     parser.add_argument("--done", type=int, default=500_000)
@@ -96,15 +97,7 @@ def main() -> int:
     folder = Path(tempfile.mkdtemp(prefix="bench_plan_"))
     try:
         manifest, output = make_inputs(folder, args.sources, args.done)
-        runs = {}
-        for kind in ("list", "plan"):
-            proc = subprocess.run(
-                [sys.executable, __file__, "--worker", kind, manifest, output],
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            runs[kind] = json.loads(proc.stdout.strip().splitlines()[-1])
+        runs = {kind: run_worker_process(__file__, kind, manifest, output) for kind in ("list", "plan")}
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     listing, plan = runs["list"], runs["plan"]
