@@ -40,7 +40,7 @@ def make_inputs(folder: Path, sources: int, done: int, rows_per_part: int = 2000
     output.mkdir()
     now = datetime.now(UTC)
     for start in range(0, done, rows_per_part):
-        chunk = uris[start : start + rows_per_part]
+        chunk = uris[start : min(start + rows_per_part, done)]
         n = len(chunk)
         columns = {f.name: pa.nulls(n, f.type) for f in PAGE_SCHEMA}
         columns.update(
@@ -56,6 +56,7 @@ def make_inputs(folder: Path, sources: int, done: int, rows_per_part: int = 2000
 
 
 def worker(kind: str, manifest: str, output: str) -> dict[str, float]:
+    import fsspec
     from bench_engine import max_rss_mb  # scripts/ sibling
 
     from ocr_actors.io.listing import iter_sources, list_sources
@@ -75,7 +76,7 @@ def worker(kind: str, manifest: str, output: str) -> dict[str, float]:
             spool.append(planner.plan_chunk(chunk))
         counts = planner.counts
         result.update(sources=counts.sources_total, items=spool.rows, skipped=counts.sources_skipped)
-        result["work_files_mb"] = sum(Path(f.path).stat().st_size for f in spool.files) / 2**20
+        result["work_files_mb"] = sum(fsspec.core.url_to_fs(f.path)[0].size(f.path) for f in spool.files) / 2**20
     result["seconds"] = time.perf_counter() - start
     result["rss_mb"] = max_rss_mb() - base
     if kind != "list":
