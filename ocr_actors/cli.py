@@ -99,7 +99,14 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _add_run(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("run", help="the batch job: documents in object storage -> Parquet, on Ray")
+    p = sub.add_parser(
+        "run",
+        help="the batch job: documents in object storage -> Parquet, on Ray",
+        epilog=(
+            "exit status: 0 done; 1 error budget passed; 2 bad configuration, input or credentials; "
+            "3 the output is in use by another run (or another run took it over midway)"
+        ),
+    )
     p.add_argument("--input", default=None, help="folder/prefix, glob or manifest (.txt/.csv/.parquet) URI")
     p.add_argument("--output", default=None, help="output folder/prefix URI for the Parquet dataset")
     p.add_argument("--config", default=None, help="job YAML (see jobs/configs/job_default.yaml)")
