@@ -282,7 +282,9 @@ def test_killed_driver_then_rerun_gives_every_page_exactly_once(tmp_path):
     # The killed driver's lease (a dead process of this host) was taken over at once, and its
     # work files went with it.
     assert "took over the output's lease from job" in stderr
-    assert not list(out.glob("_jobs/*/work")) and not list(out.glob("_jobs/_lease/*.json"))
+    assert not list(out.glob("_jobs/*/work"))
+    leases = sorted(out.glob("_jobs/_lease/*.json"))
+    assert len(leases) == 1 and json.loads(leases[0].read_text())["released"] is True
 
 
 def test_a_run_whose_lease_is_taken_over_stops_and_leaves_the_new_holder_alone(tmp_path):

@@ -162,8 +162,12 @@ def test_acquire_then_release(tmp_path: Path) -> None:
     assert on_disk["job_id"] == "run-1" and on_disk["pid"] == os.getpid() and on_disk["host"] == socket.gethostname()
     lease.check()
     lease.release()
-    assert entries(output) == []
+    assert entries(output) == ["0000000001.json"] and holder_on_disk(output)["released"] is True
     lease.release()  # idempotent
+    again = OutputLease(output, "run-2", {})
+    assert again.acquire() is None  # a released lease is free; numbers go on, never restart
+    assert entries(output) == ["0000000002.json"]
+    again.release()
 
 
 def test_a_second_run_is_refused_while_the_first_holds_the_lease(tmp_path: Path) -> None:
@@ -231,10 +235,52 @@ def test_take_over_takes_a_live_lease_and_the_old_holder_stops(tmp_path: Path) -
         first.check()
     first.release()  # must not touch the new holder's lease
     assert holder_on_disk(output)["job_id"] == "run-2"
-    assert second.renew() is True
+    assert second.renew() is True  # renewal creates the next number and drops the last
+    assert entries(output) == ["0000000003.json"]
     second.check()
     second.release()
-    assert entries(output) == []
+    assert entries(output) == ["0000000003.json"] and holder_on_disk(output)["released"] is True
+
+
+def test_a_late_renewal_cannot_win_back_a_lease_taken_over(tmp_path: Path) -> None:
+    output = str(tmp_path / "out")
+    holder = OutputLease(output, "run-1", {})
+    holder.acquire()
+    taker = OutputLease(output, "run-2", {}, take_over=True)
+    taker.acquire()  # number 2
+    assert taker.renew() is True  # number 3; number 2 is free again
+    assert holder.renew() is False and holder.lost  # its create of 2 lands, but 3 is above it
+    assert entries(output) == ["0000000003.json"], "the loser must take its late record back"
+    with pytest.raises(LeaseLostError):
+        holder.verify()
+    holder.release()
+    taker.verify()
+    taker.release()
+
+
+def test_a_failure_right_after_taking_the_lease_gives_it_back(tmp_path: Path) -> None:
+    output = str(tmp_path)
+    plant(output, pid=finished_pid())
+    lease = OutputLease(output, "new-run", {})
+
+    def fail(sequence: int, numbers: list[int]) -> None:
+        raise KeyboardInterrupt
+
+    lease._remove_below = fail  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        lease.acquire()
+    assert entries(output) == ["0000000001.json"], "no lease may be left that nobody renews"
+
+
+def test_other_entries_in_the_lease_folder_are_ignored(tmp_path: Path) -> None:
+    output = str(tmp_path)
+    folder = Path(lease_folder(output))
+    (folder / "0000000009.json").mkdir(parents=True)  # a folder with a lease-like name
+    (folder / "notes.txt").write_text("x")
+    lease = OutputLease(output, "run-1", {})
+    assert lease.acquire() is None
+    assert (folder / "0000000001.json").is_file()
+    lease.release()
 
 
 def test_an_unreadable_lease_is_treated_as_abandoned(tmp_path: Path) -> None:
@@ -324,7 +370,7 @@ def test_a_store_without_conditional_writes_gets_write_and_read_back(tmp_path: P
     with pytest.raises(OutputBusyError, match="in use by job run-1"):
         lease("run-2").acquire()
     first.release()
-    assert entries(output) == []
+    assert holder_on_disk(output)["released"] is True
 
 
 # --------------------------------------------------------------------------- S3
@@ -345,13 +391,17 @@ def test_s3_lease_is_exclusive_and_given_back(s3: Any) -> None:
         assert racer._create(1, racer.record) is False, "If-None-Match must refuse a second create"
         with pytest.raises(OutputBusyError, match="in use by job run-1"):
             racer.acquire()
-        assert first.renew() is True
+        assert first.renew() is True  # number 2
+        assert first.renew() is True  # number 3
     finally:
         first.release()
     fs = s3.filesystem()
-    assert not fs.exists(f"{lease_folder(output)}/0000000001.json")
+    folder = lease_folder(output)
+    assert sorted(p.rsplit("/", 1)[-1] for p in fs.ls(folder, refresh=True)) == ["0000000003.json"]
+    assert LeaseRecord.from_json(fs.cat_file(f"{folder}/0000000003.json")).released
     second = OutputLease(output, "run-2", s3.storage_options)
     assert second.acquire() is None
+    assert second.sequence == 4
     second.release()
 
 

@@ -6,20 +6,24 @@ scheduled backfill whose previous run is still going is the usual way this happe
 takes the output's lease before it reads or cleans anything, renews it while it runs, checks it
 as it goes (a run that lost it stops), and gives it back at the end.
 
-**Numbered lease objects.** The lease is the highest-numbered ``NNNNNNNNNN.json`` in the
-folder. Taking it, whether the folder is empty or its holder is gone, means creating the next
-number *exclusively*; two runs that race for the same number cannot both succeed, so no run
-ever deletes or overwrites another run's record to take over. Exclusive create: a hard link on
-local disks (``link`` fails if the name exists, and a reader never sees a half-written file), S3
-``If-None-Match: *`` (AWS; SeaweedFS, tested here), GCS ``ifGenerationMatch=0``. A store that
-refuses conditional writes gets write-then-read-back, which catches most races but not all.
-The holder deletes its own object on release; the winner of a takeover deletes the lower ones.
+**Numbered lease objects, only ever created.** The lease is the highest-numbered
+``NNNNNNNNNN.json`` in the folder. Every change of it creates the next number *exclusively*:
+taking a free lease (the top record says "released"), taking over an abandoned one, and each
+renewal by the holder. Two runs that race for a number cannot both get it, so a takeover and a
+renewal (even one whose request lands late) have exactly one winner, and no run ever
+overwrites or deletes another run's record. Numbers never restart: release writes a "released"
+record over the holder's own top number. Lower numbers are deleted (best effort) by whoever
+created the number above them. Exclusive create: a hard link on local disks (``link`` fails if
+the name exists, and a reader never sees a half-written file; ``O_EXCL`` where links are not
+supported), S3 ``If-None-Match: *`` (AWS; SeaweedFS, tested here), GCS ``ifGenerationMatch=0``.
+A store that refuses conditional writes gets write-then-read-back, which catches most races
+but not all.
 
-**Renewal and fencing.** A driver thread rewrites the holder's ``renewed_at`` every ``ttl_s / 4``
-seconds, after checking that no higher number exists. :meth:`OutputLease.check` raises
-:class:`LeaseLostError` once another run has taken over, or once the lease could not be renewed
-for most of ``ttl_s`` (another run may take it over at ``ttl_s``); the job calls it between
-batches and before it deletes anything.
+**Renewal and fencing.** A driver thread renews every ``ttl_s / 4`` seconds.
+:meth:`OutputLease.check` raises :class:`LeaseLostError` once another run has taken over, or
+once the lease could not be renewed for most of ``ttl_s`` (another run may take it over at
+``ttl_s``); the job calls it between chunks and batches. :meth:`OutputLease.verify` renews on
+the spot and raises the same way; the job calls it right before it deletes anything.
 
 **Staleness.** A lease not renewed for ``ttl_s`` seconds (default 300) belongs to a driver that
 is gone. A lease whose holder was a process of this very machine (same boot, same PID
@@ -49,7 +53,7 @@ from ocr_actors.io.parquet import JOBS_DIR
 log = logging.getLogger(__name__)
 
 LEASE_DIR = "_lease"
-_ENTRY = re.compile(r"(\d{10})\.json")
+_ENTRY = re.compile(r"(\d{10,})\.json")
 RENEWALS_PER_TTL = 4
 FENCE_SHARE = 0.8
 """A holder stops trusting its lease once this share of the TTL has passed without a renewal."""
@@ -93,6 +97,7 @@ class LeaseRecord:
     ttl_s: float
     machine: str = ""
     pid_start: int = 0
+    released: bool = False
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True).encode()
@@ -112,6 +117,7 @@ class LeaseRecord:
                 ttl_s=float(raw["ttl_s"]),
                 machine=str(raw.get("machine", "")),
                 pid_start=int(raw.get("pid_start", 0)),
+                released=bool(raw.get("released", False)),
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"not a lease record: {exc}") from exc
@@ -275,23 +281,26 @@ class OutputLease:
         """Lease numbers present, ascending (a fresh listing, never the fsspec cache)."""
         self._fs.invalidate_cache(self._folder)
         try:
-            names = self._fs.ls(self._folder, detail=False)
+            listed = self._fs.ls(self._folder, detail=True)
         except FileNotFoundError:
             return []
-        found = (_ENTRY.fullmatch(str(name).rstrip("/").rsplit("/", 1)[-1]) for name in names)
-        return sorted(int(m.group(1)) for m in found if m)
+        names = (str(e["name"]).rstrip("/").rsplit("/", 1)[-1] for e in listed if e.get("type") == "file")
+        return sorted(int(m.group(1)) for m in map(_ENTRY.fullmatch, names) if m)
 
     def read(self, sequence: int) -> LeaseRecord | None:
         """Lease ``sequence``; None if it is gone; :data:`ABANDONED` if it is not a record."""
-        try:
-            data = self._fs.cat_file(self._path(sequence))
-        except FileNotFoundError:
-            return None
-        try:
-            return LeaseRecord.from_json(data)
-        except ValueError:
-            log.warning("the lease %s is not a lease record; treating it as abandoned", self._path(sequence))
-            return ABANDONED
+        for attempt in range(3):
+            try:
+                data = self._fs.cat_file(self._path(sequence))
+            except FileNotFoundError:
+                return None
+            try:
+                return LeaseRecord.from_json(data)
+            except ValueError:
+                if attempt < 2:
+                    time.sleep(0.1)
+        log.warning("the lease %s is not a lease record; treating it as abandoned", self._path(sequence))
+        return ABANDONED
 
     def _create(self, sequence: int, record: LeaseRecord) -> bool:
         """Create lease ``sequence`` holding ``record`` only if that number is free."""
@@ -305,6 +314,13 @@ class OutputLease:
                 os.link(temporary, path)
             except FileExistsError:
                 return False
+            except OSError:  # no hard links here (some network and FUSE mounts)
+                try:
+                    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                except FileExistsError:
+                    return False
+                with os.fdopen(descriptor, "wb") as fh:
+                    fh.write(data)
             finally:
                 os.unlink(temporary)
             return True
@@ -338,6 +354,14 @@ class OutputLease:
         with contextlib.suppress(FileNotFoundError):
             self._fs.rm_file(self._path(sequence))
 
+    def _remove_below(self, sequence: int, numbers: list[int]) -> None:
+        """Delete superseded numbers (best effort: the higher number already rules)."""
+        for older in (n for n in numbers if n < sequence):
+            try:
+                self._remove(older)
+            except Exception as exc:
+                log.warning("could not delete the superseded lease %s: %s", self._path(older), type(exc).__name__)
+
     # ------------------------------------------------------------------ life cycle
 
     def acquire(self, attempts: int = 5) -> LeaseRecord | None:
@@ -352,45 +376,61 @@ class OutputLease:
             numbers = self.entries()
             top = numbers[-1] if numbers else 0
             holder = self.read(top) if top else None
-            if top and holder is None:  # released between the listing and the read
+            if top and holder is None:  # deleted between the listing and the read: look again
                 continue
-            if holder is not None and holder.token == self.record.token:
-                return self._start(top, None)
+            if holder is not None and holder.released:
+                holder = None
             now = self._clock()
             if holder is not None and not self._take_over and not is_stale(holder, now, self.machine):
                 raise OutputBusyError(self.output, holder, now)
             self.record = replace(self.record, acquired_at=now, renewed_at=now)
+            started = time.monotonic()
             if self._create(top + 1, self.record):
-                for older in numbers:  # superseded: their holders find out when they renew
-                    self._remove(older)
-                return self._start(top + 1, holder)
+                try:
+                    self._remove_below(top + 1, numbers)  # their holders find out when they renew
+                    return self._start(top + 1, started, holder)
+                except BaseException:  # never leave a lease nobody renews
+                    with contextlib.suppress(Exception):
+                        self._remove(top + 1)
+                    raise
             # Another run took number top + 1 first: look again (it is now the holder).
         raise LeaseError(f"could not take the lease of {self.output}: it kept changing hands")
 
-    def _start(self, sequence: int, taken: LeaseRecord | None) -> LeaseRecord | None:
+    def _start(self, sequence: int, renewed: float, taken: LeaseRecord | None) -> LeaseRecord | None:
         self.sequence = sequence
-        self._renewed_monotonic = time.monotonic()
+        self._renewed_monotonic = renewed
         self._thread = threading.Thread(target=self._renew_loop, name="ocr-batch-lease", daemon=True)
         self._thread.start()
         return taken
 
     def renew(self) -> bool:
-        """Rewrite ``renewed_at`` if the lease is still ours; False (and :attr:`lost`) once
-        another run holds it."""
+        """Renew by creating the next number (so a late renewal cannot beat a takeover); False
+        (and :attr:`lost`) once another run holds the lease."""
         with self._lock:
             if self._stop.is_set() or self.lost:
                 return not self.lost
-            numbers = self.entries()
-            current = self.read(self.sequence)
-            superseded = bool(numbers) and numbers[-1] > self.sequence
-            if superseded or current is None or current.token != self.record.token:
+            started = time.monotonic()  # the fence counts from before the request
+            record = replace(self.record, renewed_at=self._clock())
+            following = self.sequence + 1
+            created = self._create(following, record)
+            numbers = self.entries() if created else []
+            if not created or numbers[-1] > following:  # taken over (and maybe renewed since)
+                if created:
+                    self._remove(following)
                 self.lost = True
                 log.error("lost the lease of %s: another run took it over", self.output)
                 return False
-            self.record = replace(self.record, renewed_at=self._clock())
-            self._overwrite(self.sequence, self.record)
-            self._renewed_monotonic = time.monotonic()
+            self._remove_below(following, numbers)
+            self.sequence, self.record = following, record
+            self._renewed_monotonic = max(self._renewed_monotonic, started)
             return True
+
+    def verify(self) -> None:
+        """Renew now and raise :class:`LeaseLostError` unless the lease is still ours: call it
+        right before deleting anything."""
+        self.check()
+        self.renew()
+        self.check()
 
     def check(self) -> None:
         """Raise :class:`LeaseLostError` if this run may no longer write the output."""
@@ -413,8 +453,12 @@ class OutputLease:
                 log.warning("could not renew the lease of %s: %s", self.output, type(exc).__name__)
 
     def release(self) -> None:
-        """Stop renewing and delete our lease object unless another run took over (idempotent)."""
-        with self._lock:  # a renewal in flight finishes first; none starts after this
+        """Stop renewing and mark our lease released, unless another run took over (idempotent).
+        The record stays, so numbers never restart; the next run creates the number above it."""
+        if self._lock.acquire(timeout=60):  # a renewal in flight finishes first; none starts after
+            self._stop.set()
+            self._lock.release()
+        else:
             self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
@@ -422,5 +466,5 @@ class OutputLease:
         if self.sequence and not self.lost:
             current = self.read(self.sequence)
             if current is not None and current.token == self.record.token:
-                self._remove(self.sequence)
+                self._overwrite(self.sequence, replace(self.record, released=True, renewed_at=self._clock()))
         self.sequence = 0

@@ -26,7 +26,7 @@ import pyarrow as pa
 import yaml
 
 from ocr_actors.config import ConfigError, to_dict
-from ocr_actors.io.lease import LeaseRecord, OutputLease
+from ocr_actors.io.lease import LeaseLostError, LeaseRecord, OutputLease
 from ocr_actors.io.listing import iter_sources
 from ocr_actors.io.parquet import JOBS_DIR, DoneIndex, clean_tmp, remove_parts, scan_done
 from ocr_actors.io.sources import storage_access
@@ -378,7 +378,7 @@ def _run_leased(
         plan = planner.counts
         del done, planner
         if overwrite:
-            lease.check()
+            lease.verify()
             with storage_access(f"on the output {config.output.uri}"):
                 removed = remove_parts(config.output.uri, out_options)
             say(f"overwrite: removed {removed} existing part files")
@@ -407,9 +407,15 @@ def _run_leased(
         summary.status = "failed" if over else "succeeded"
         if over:
             summary.message = f"error rate {summary.error_rate:.1%} above the budget of {config.max_error_rate:.1%}"
+    try:
+        lease.verify()
+    except LeaseLostError as exc:  # the summary (the run's own folder) says so; _tmp is not ours now
+        summary.status, summary.message = "failed", str(exc)
+        with storage_access(f"writing the job summary under {config.output.uri}"):
+            _write_job_files(config, summary)
+        raise
     with storage_access(f"writing the job summary under {config.output.uri}"):
-        _write_job_files(config, summary)  # the run's own folder: written even if the lease is lost
-        lease.check()
+        _write_job_files(config, summary)
         clean_tmp(config.output.uri, out_options)
     say(
         f"{summary.status}: {summary.rows_written} rows ({summary.pages_ok} pages ok, {summary.error_rows} errors "
@@ -466,9 +472,9 @@ def run_job(config: JobConfig, progress: TextIO | None = sys.stderr) -> JobSumma
     lease = OutputLease(
         config.output.uri, job_id, out_options, config.output.lease_ttl_s, config.output.take_over_lease
     )
-    with storage_access(f"taking the lease of the output {config.output.uri}"):
-        abandoned = lease.acquire()
     try:
+        with storage_access(f"taking the lease of the output {config.output.uri}"):
+            abandoned = lease.acquire()
         if abandoned is not None:
             _clean_abandoned(config, abandoned, say)
         config = _run_leased(config, job_id, summary, first_chunk, listing, say, started, lease)
