@@ -134,6 +134,11 @@ JOB_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 """A job id names ``<output>/_jobs/<job_id>/``: no separators, no ``..``."""
 
 
+def is_plain_job_id(job_id: str) -> bool:
+    """Whether ``job_id`` is safe as a folder name under ``_jobs/`` (see :data:`JOB_ID_PATTERN`)."""
+    return bool(JOB_ID_PATTERN.fullmatch(job_id)) and ".." not in job_id
+
+
 @dataclass(frozen=True)
 class JobConfig:
     """The batch job.
@@ -157,7 +162,7 @@ class JobConfig:
 
     def __post_init__(self) -> None:
         _check(0.0 <= self.max_error_rate <= 1.0, "max_error_rate", self.max_error_rate)
-        if self.job_id and (not JOB_ID_PATTERN.fullmatch(self.job_id) or ".." in self.job_id):
+        if self.job_id and not is_plain_job_id(self.job_id):
             raise ConfigError(
                 f"invalid job_id {self.job_id!r}: use letters, digits, '.', '_' and '-' (it names a folder)"
             )

@@ -48,6 +48,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from ocr_actors.io.objectlist import is_local
 from ocr_actors.io.parquet import JOBS_DIR
 
 log = logging.getLogger(__name__)
@@ -248,8 +249,7 @@ class OutputLease:
 
         self.output = output
         self._fs, self._folder = fsspec.core.url_to_fs(lease_folder(output), **dict(storage_options))
-        protocols = {self._fs.protocol} if isinstance(self._fs.protocol, str) else set(self._fs.protocol)
-        self._local = bool(protocols & {"file", "local"})
+        self._local = is_local(self._fs)
         self._clock = clock
         self._take_over = take_over
         self.machine = machine_id()

@@ -25,6 +25,15 @@ log = logging.getLogger(__name__)
 PAGE_SIZE = 1000
 
 
+def protocols(fs: Any) -> set[str]:
+    """The names an fsspec filesystem answers to (``{"s3", "s3a"}``, ``{"file", "local"}``)."""
+    return {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
+
+
+def is_local(fs: Any) -> bool:
+    return bool(protocols(fs) & {"file", "local"})
+
+
 def iter_files(fs: Any, root: str, page_size: int = PAGE_SIZE) -> Iterator[str]:
     """Every file (not folder marker) under the folder/prefix ``root``, each once, streamed.
 
@@ -32,12 +41,12 @@ def iter_files(fs: Any, root: str, page_size: int = PAGE_SIZE) -> Iterator[str]:
         fs: an fsspec filesystem; ``root`` is a path in its own form (no scheme).
         page_size: keys per listing request on object stores (S3 and GCS allow up to 1000).
     """
-    protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
-    if protocols & {"s3", "s3a"} and hasattr(fs, "call_s3"):
+    names = protocols(fs)
+    if names & {"s3", "s3a"} and hasattr(fs, "call_s3"):
         return _iter_s3(fs, root, page_size)
-    if protocols & {"gs", "gcs"} and hasattr(fs, "call"):
+    if names & {"gs", "gcs"} and hasattr(fs, "call"):
         return _iter_gcs(fs, root, page_size)
-    if protocols & {"file", "local"}:
+    if is_local(fs):
         return _iter_local(root)
     return iter(sorted(fs.find(root)))
 

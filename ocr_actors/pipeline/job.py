@@ -32,10 +32,10 @@ from ocr_actors.io.parquet import JOBS_DIR, DoneIndex, clean_tmp, remove_parts, 
 from ocr_actors.io.sources import storage_access
 from ocr_actors.io.workfiles import WorkRange, WorkSpool, work_ranges
 from ocr_actors.job_config import (
-    JOB_ID_PATTERN,
     JobConfig,
     StageResources,
     cpu_fallback,
+    is_plain_job_id,
     needs_gpus,
     parse_page_ranges,
     redact,
@@ -435,7 +435,7 @@ def _clean_abandoned(config: JobConfig, abandoned: LeaseRecord, say: Callable[[s
         )
     else:
         say("took over an unreadable lease of the output")
-    if not (JOB_ID_PATTERN.fullmatch(abandoned.job_id) and ".." not in abandoned.job_id) or not abandoned.token:
+    if not abandoned.token or not is_plain_job_id(abandoned.job_id):
         return
     try:
         WorkSpool(config.output.uri, abandoned.job_id, config.output_storage_options).remove()
