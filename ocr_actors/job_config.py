@@ -196,6 +196,9 @@ def cpu_fallback(config: JobConfig, cluster_cpus: float = 2.0) -> JobConfig:
             ocr.text_recognition,
             batch_size=cpu.text_recognition.batch_size,
             width_multiple=cpu.text_recognition.width_multiple,
+            width_buckets=cpu.text_recognition.width_buckets,
+            pad_batch=cpu.text_recognition.pad_batch,
+            warmup=cpu.text_recognition.warmup,
         ),
         page_batch_size=cpu.page_batch_size,
     )

@@ -97,6 +97,21 @@ def rec_resized_width(
     return int(min(max(math.ceil(height * ratio), 1), max_width))
 
 
+def rec_batch_width(
+    widest: int, min_width: int = 320, width_multiple: int = 1, width_buckets: Sequence[int] = ()
+) -> int:
+    """Width a recognition batch is padded to, in pixels of the ``height``-high input.
+
+    ``max(min_width, widest)``, then up to the smallest of ``width_buckets`` that holds it,
+    else up to a multiple of ``width_multiple``.
+    """
+    width = max(min_width, widest)
+    for bucket in width_buckets:
+        if bucket >= width:
+            return int(bucket)
+    return -(-width // width_multiple) * width_multiple
+
+
 def prepare_rec_batch(
     crops: Sequence[np.ndarray],
     height: int = 48,
@@ -104,22 +119,24 @@ def prepare_rec_batch(
     max_width: int = 3200,
     width_scale: float = 1.0,
     width_multiple: int = 1,
+    width_buckets: Sequence[int] = (),
+    rows: int = 0,
 ) -> np.ndarray:
     """Resize crops to ``height`` keeping aspect ratio, normalise to [-1, 1], right-pad.
 
     The batch is padded to the widest resized crop, but to at least ``min_width``
     (the reference pads to 320; a smaller value avoids work on short lines), then up to
-    a multiple of ``width_multiple`` (on GPUs fewer distinct shapes mean fewer kernel
-    choices and allocations). ``width_scale`` < 1 narrows every crop horizontally
-    (fewer CTC steps, less compute).
+    a bucket or a multiple of ``width_multiple`` (:func:`rec_batch_width`: on GPUs fewer
+    distinct shapes mean fewer kernel set-ups). ``width_scale`` < 1 narrows every crop
+    horizontally (fewer CTC steps, less compute). ``rows`` > ``len(crops)`` appends blank
+    rows (zeros), for a constant batch dimension.
 
     Returns:
-        ``(N, 3, height, W)`` float32 with ``W = max(min_width, widest crop)`` rounded up
-        to ``width_multiple``.
+        ``(max(len(crops), rows), 3, height, W)`` float32; row ``i < len(crops)`` is crop ``i``.
     """
     widths = [rec_resized_width(c.shape[0], c.shape[1], height, max_width, width_scale) for c in crops]
-    batch_w = -(-max(min_width, max(widths)) // width_multiple) * width_multiple
-    out = np.zeros((len(crops), 3, height, batch_w), dtype=np.float32)
+    batch_w = rec_batch_width(max(widths, default=0), min_width, width_multiple, width_buckets)
+    out = np.zeros((max(len(crops), rows), 3, height, batch_w), dtype=np.float32)
     for i, (crop, w) in enumerate(zip(crops, widths, strict=True)):
         resized = cv2.resize(crop, (w, height), interpolation=cv2.INTER_LINEAR)
         for channel, plane in enumerate(cv2.split(resized)):

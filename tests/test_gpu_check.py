@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,69 @@ def test_job_layout_scales_with_gpus_and_cpus():
     assert 32 * eight["resources.detect.num_cpus"] <= 0.75 * 64
     cpu = gpu_check.job_overrides("cpu", 0, 8, 2)
     assert "resources.detect.num_gpus" not in cpu and cpu["output.rows_per_file"] == 1
+
+
+def test_single_process_engine_gets_the_job_gpu_shapes():
+    from ocr_actors.config import OCRConfig, load_config
+
+    overrides = gpu_check.gpu_ocr_overrides()
+    config = load_config(OCRConfig, None, overrides)  # every key is a real setting
+    assert config.engine.device == "gpu" and "engine.threads" not in overrides
+    rec = config.text_recognition
+    assert rec.pad_batch and rec.warmup and rec.width_buckets[-1] >= rec.max_width
+    assert config.text_detection.batch_pad_multiple >= config.text_detection.limit_side_len
+
+
+def test_a_job_worker_past_its_limit_is_stopped_with_its_whole_process_group(tmp_path):
+    """The worker and a child it started in its group (as Ray's processes are) both end."""
+    marker = tmp_path / "child.pid"
+    script = (
+        "import subprocess, sys, time; "
+        "c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)']); "
+        f"open({str(marker)!r}, 'w').write(str(c.pid)); time.sleep(300)"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
+    for _ in range(100):
+        if marker.exists() and marker.read_text():
+            break
+        time.sleep(0.05)
+    child = int(marker.read_text())
+    gpu_check.stop_process_group(proc, grace_s=5)
+    assert proc.poll() is not None
+    for _ in range(100):  # the child is reaped by init; it must be gone or a zombie
+        try:
+            state = Path(f"/proc/{child}/stat").read_text().split(")")[-1].split()[0]
+        except FileNotFoundError:
+            break
+        if state == "Z":
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError(f"child {child} still running")
+
+
+def test_rows_committed_counts_part_files_only(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    assert gpu_check.rows_committed(tmp_path / "missing") == 0
+    pq.write_table(pa.table({"x": [1, 2, 3]}), tmp_path / "part-0.parquet")
+    (tmp_path / "_tmp").mkdir()
+    pq.write_table(pa.table({"x": [4, 5]}), tmp_path / "_tmp" / "part-1.parquet")  # in flight
+    assert gpu_check.rows_committed(tmp_path) == 3
+
+
+def test_a_timed_out_job_still_reports_what_it_did():
+    run = {
+        "name": "job",
+        "ok": False,
+        "error": "timed out after 180 s",
+        "partial": {"rows_committed": 900, "seconds": 180.0, "pages_per_s": 5.0, "gpu": {"utilisation_mean": 12.5}},
+    }
+    text = gpu_check.report([run], 1, ["H100"])
+    assert "failed: timed out after 180 s" in text
+    assert "job before its time limit: 900 pages committed in 180 s (5.00 pages/s" in text
+    assert "GPU utilisation 12%" in text or "GPU utilisation 13%" in text
 
 
 def test_asking_for_a_gpu_without_one_is_a_clear_error(monkeypatch, tmp_path, capsys):

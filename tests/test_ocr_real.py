@@ -248,3 +248,39 @@ def test_fused_ctc_decoding_reads_like_host_decoding(pipeline, model):
     fused_read, host_read = fused.recognize(crops), host.recognize(crops)
     assert fused_read == host_read  # texts and scores, bit for bit
     assert len({t for t, _ in fused_read} & {line.text for line in page.lines}) >= 5
+
+
+def test_bucketed_padded_batches_read_like_plain_ones_and_warm_every_bucket(pipeline):
+    """GPU shape settings (fixed row count, width buckets, warm-up) change the input shapes
+    only: the same texts, nearly the same scores, one warm-up run per reachable bucket."""
+    page = render_page(seed=133, lines_per_column=12, kinds=("prose", "number", "currency"))
+    crops = crop_lines(page.image, pipeline.engine.detector.detect([page.image])[0].quads)
+    plain = TextRecognizer(TextRecognitionConfig(batch_size=8), EngineConfig(threads=2))
+    shaped_config = TextRecognitionConfig(
+        batch_size=8, width_buckets=(160, 320, 640, 1280, 2560), max_width=2000, pad_batch=True, warmup=True
+    )
+    shaped = TextRecognizer(shaped_config, EngineConfig(threads=2))
+    # 160 is below min_width (320) and 2560 holds every batch up to max_width: both reachable ends
+    assert [shape for shape, _ in shaped.warmup_timings] == [(8, 3, 48, w) for w in (320, 640, 1280, 2560)]
+    assert all(seconds > 0 for _, seconds in shaped.warmup_timings)
+    plain_read, shaped_read = plain.recognize(crops), shaped.recognize(crops)
+    assert len(crops) > 8  # more than one batch, the last one padded with blank rows
+    assert [t for t, _ in shaped_read] == [t for t, _ in plain_read]
+    # wider right padding moves scores a little (measured up to 0.004), never the texts
+    np.testing.assert_allclose([s for _, s in shaped_read], [s for _, s in plain_read], atol=0.01)
+    assert len({t for t, _ in shaped_read} & {line.text for line in page.lines}) >= 5
+
+
+def test_fonts_fall_back_to_the_dejavu_fonts_matplotlib_ships(tmp_path, monkeypatch):
+    """Machines without system fonts (GPU containers) often have matplotlib."""
+    import sys
+
+    from ocr_actors import synth
+
+    fonts = tmp_path / "matplotlib" / "mpl-data" / "fonts" / "ttf"
+    fonts.mkdir(parents=True)
+    (tmp_path / "matplotlib" / "__init__.py").write_text("")
+    shutil.copyfile(latin_font_paths()[0], fonts / "DejaVuSans.ttf")
+    monkeypatch.delitem(sys.modules, "matplotlib", raising=False)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert synth.matplotlib_font_paths() == [str(fonts / "DejaVuSans.ttf")]

@@ -16,6 +16,7 @@ from ocr_actors.preprocess import (
     prepare_doc_orientation_input,
     prepare_rec_batch,
     prepare_textline_cls_batch,
+    rec_batch_width,
     rec_resized_width,
     stack_padded,
 )
@@ -253,3 +254,31 @@ def test_prepare_doc_orientation_input_centre_crop() -> None:
     image[:, :128] = 255
     out = prepare_doc_orientation_input(image)
     np.testing.assert_allclose(out[0, 0], -DET_MEAN[0] / DET_STD[0], rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("widest", "expected"),
+    [(10, 320), (320, 320), (321, 480), (700, 960), (960, 960), (961, 1024), (1500, 1536)],
+)
+def test_rec_batch_width_takes_the_smallest_bucket_that_holds_the_batch(widest: int, expected: int) -> None:
+    # past the last bucket the width falls back to a multiple of width_multiple
+    assert rec_batch_width(widest, 320, 64, (320, 480, 960)) == expected
+
+
+def test_rec_batch_width_without_buckets() -> None:
+    assert rec_batch_width(100, 320) == 320
+    assert rec_batch_width(333, 320) == 333
+    assert rec_batch_width(333, 16, 64) == 384
+
+
+def test_prepare_rec_batch_buckets_and_blank_rows() -> None:
+    rng = np.random.default_rng(3)
+    crops = [rng.integers(0, 255, (32, w, 3), dtype=np.uint8) for w in (200, 300)]
+    plain = prepare_rec_batch(crops, min_width=16)
+    padded = prepare_rec_batch(crops, min_width=16, width_buckets=(320, 640, 1280), rows=8)
+    assert padded.shape == (8, 3, 48, 640)
+    # the crops' rows are the plain batch, right-padded; the added rows are blank
+    np.testing.assert_array_equal(padded[:2, :, :, : plain.shape[3]], plain)
+    assert not padded[:2, :, :, plain.shape[3] :].any() and not padded[2:].any()
+    # rows below the crop count never drop crops
+    assert prepare_rec_batch(crops, min_width=16, rows=1).shape[0] == 2

@@ -6,6 +6,7 @@ parameters are arguments, never stored on the runner.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ from ocr_actors.preprocess import (
     prepare_doc_orientation_input,
     prepare_rec_batch,
     prepare_textline_cls_batch,
+    rec_batch_width,
     stack_padded,
 )
 from ocr_actors.runtime.engines import InferenceSession, create_session
@@ -157,6 +159,10 @@ class TextDetector:
         return [r for r in results if r is not None]
 
 
+REC_HEIGHT = 48
+"""Input height of PP-OCR recognisers, pixels."""
+
+
 class TextRecognizer:
     """PP-OCR CTC recogniser: resize/pad by aspect ratio -> session -> greedy CTC.
 
@@ -189,6 +195,8 @@ class TextRecognizer:
                 f"model has {fused[1]} classes but the dictionary gives {len(self.characters)}: "
                 "wrong dictionary for this recognition model"
             )
+        self.warmup_timings = self.warm_up() if config.warmup else []
+        """``(shape, seconds)`` of the start-up runs (``text_recognition.warmup``)."""
 
     def recognize(self, crops: Sequence[np.ndarray]) -> list[tuple[str, float]]:
         """Read BGR line crops; returns ``(text, score)`` in the order of ``crops``."""
@@ -197,17 +205,48 @@ class TextRecognizer:
         for batch in batches_by_aspect_ratio([c.shape[:2] for c in crops], cfg.batch_size):
             members = [crops[i] for i in batch.indices]
             batch_input = prepare_rec_batch(
-                members, 48, cfg.min_width, cfg.max_width, cfg.width_scale, cfg.width_multiple
+                members,
+                REC_HEIGHT,
+                cfg.min_width,
+                cfg.max_width,
+                cfg.width_scale,
+                cfg.width_multiple,
+                cfg.width_buckets,
+                cfg.batch_size if cfg.pad_batch else 0,
             )
-            if self.fused_decode:
-                indices, scores = self._session.run_all(batch_input)
-                decoded_batch = ctc_collapse(indices[:, :, 0], scores[:, :, 0], self.characters)
-            else:
-                probs = self._session.run(batch_input)
-                decoded_batch = ctc_greedy_decode(probs, self.characters, cfg.space_bias)
+            decoded_batch = self._decode(batch_input)[: len(members)]
             for i, decoded in zip(batch.indices, decoded_batch, strict=True):
                 results[i] = decoded
         return results
+
+    def _decode(self, batch_input: np.ndarray) -> list[tuple[str, float]]:
+        """``(N, 3, 48, W)`` float32 batch -> ``(text, score)`` per row."""
+        if self.fused_decode:
+            indices, scores = self._session.run_all(batch_input)
+            return ctc_collapse(indices[:, :, 0], scores[:, :, 0], self.characters)
+        probs = self._session.run(batch_input)
+        return ctc_greedy_decode(probs, self.characters, self.config.space_bias)
+
+    def warmup_shapes(self) -> list[tuple[int, int, int, int]]:
+        """The input shapes ``(N, 3, 48, W)`` of the buckets a batch can land in, when the
+        batch dimension is fixed (``pad_batch``); else ``[]``. Batches wider than the last
+        bucket (when ``max_width`` exceeds it) are not covered."""
+        cfg = self.config
+        if not (cfg.width_buckets and cfg.pad_batch):
+            return []
+        narrowest = rec_batch_width(cfg.min_width, cfg.min_width, cfg.width_multiple, cfg.width_buckets)
+        widest = rec_batch_width(cfg.max_width, cfg.min_width, cfg.width_multiple, cfg.width_buckets)
+        return [(cfg.batch_size, 3, REC_HEIGHT, w) for w in cfg.width_buckets if narrowest <= w <= widest]
+
+    def warm_up(self) -> list[tuple[tuple[int, int, int, int], float]]:
+        """Run one blank batch of every shape in :meth:`warmup_shapes`; returns each shape
+        with the seconds its first run took (GPU kernel set-up included)."""
+        timings = []
+        for shape in self.warmup_shapes():
+            started = time.perf_counter()
+            self._decode(np.zeros(shape, dtype=np.float32))
+            timings.append((shape, time.perf_counter() - started))
+        return timings
 
 
 class TextlineClassifier:

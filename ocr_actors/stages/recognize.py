@@ -4,6 +4,8 @@ aspect ratio across pages -> texts and scores."""
 from __future__ import annotations
 
 import json
+import os
+import sys
 
 import numpy as np
 
@@ -21,6 +23,8 @@ class RecognizeText:
     def __init__(self, config: OCRConfig) -> None:
         self.recognizer = TextRecognizer(config.text_recognition, config.engine)
         self.orientation = config.textline_orientation
+        if self.recognizer.warmup_timings:
+            print(warmup_message(self.recognizer.warmup_timings), file=sys.stderr, flush=True)
 
     def __call__(self, batch: Batch) -> Batch:
         require(batch, "recognize", "crop_pixels", "crop_shapes")
@@ -53,3 +57,13 @@ class RecognizeText:
         out["rec_scores"] = ragged(scores)
         out["line_angles"] = ragged(page_angles)
         return out
+
+
+def warmup_message(timings: list[tuple[tuple[int, int, int, int], float]]) -> str:
+    """One line on the recogniser's start-up runs: shapes, total and slowest seconds."""
+    total = sum(seconds for _, seconds in timings)
+    shape, slowest = max(timings, key=lambda item: item[1])
+    return (
+        f"recognizer warm-up (pid {os.getpid()}): {len(timings)} shapes in {total:.1f} s, "
+        f"slowest {slowest:.2f} s at {'x'.join(map(str, shape))}"
+    )
