@@ -365,6 +365,16 @@ class OursEngine:
             "providers": getattr(getattr(self.pipeline.engine.detector, "_session", None), "providers", None),
         }
 
+    def input_shapes(self) -> dict[str, dict[str, float]]:
+        """Distinct input shapes each model's session has run, and the seconds their first
+        runs took together (on a GPU mostly one-off kernel set-up); ONNX Runtime only."""
+        report = {}
+        for name, runner in (("det", self.pipeline.engine.detector), ("rec", self.pipeline.engine.recognizer)):
+            first_runs = getattr(getattr(runner, "_session", None), "first_runs", None)
+            if first_runs is not None:
+                report[name] = {"shapes": len(first_runs), "first_run_s": round(sum(first_runs.values()), 2)}
+        return report
+
     def ocr(self, pages: Sequence[np.ndarray], orientation: Sequence[bool]) -> list[list[Line]]:
         results: list[list[Line]] = []
         start = 0
@@ -547,6 +557,8 @@ def run_worker(request: dict[str, Any]) -> dict[str, Any]:
     loop_started_at, t0 = time.time(), time.perf_counter()
     predictions = engine.ocr(pages * repeat, orientation * repeat)[: len(pages)]
     total_s = time.perf_counter() - t0
+    if isinstance(engine, OursEngine):
+        engine.info["input_shapes"] = engine.input_shapes()
     return {
         "repeat": repeat,
         "loop_started_at": loop_started_at,

@@ -493,6 +493,12 @@ def report(runs: Sequence[dict[str, Any]], gpus: int, gpu_names: Sequence[str]) 
                 f"{partial['seconds']:.0f} s ({partial['pages_per_s']:.2f} pages/s, start-up included), "
                 f"GPU utilisation {'n/a' if util is None else f'{util:.0f}%'}"
             )
+        shapes = run.get("info", {}).get("input_shapes")
+        if shapes:
+            lines.append(
+                f"{run['name']} input shapes (warm-up and timed loop): "
+                + ", ".join(f"{k} {v['shapes']} (first runs {v['first_run_s']:.1f} s)" for k, v in shapes.items())
+            )
         if run.get("info", {}).get("providers"):
             lines.append(f"{run['name']} ran on: {', '.join(run['info']['providers'])}")
     by_name = {r["name"]: r for r in runs if r["ok"]}

@@ -150,4 +150,7 @@ def test_cpu_smoke_run_of_the_whole_check(tmp_path):
         assert runs[name]["accuracy"]["cer"] < 0.02, runs[name]["accuracy"]
         assert runs[name]["gpu"]["utilisation_mean"] is None  # no GPU sampled
     assert runs["reference"]["accuracy"]["line_cer"] < 0.05
+    shapes = runs["engine"]["info"]["input_shapes"]
+    assert shapes["det"]["shapes"] >= 1 and shapes["rec"]["shapes"] >= 1
+    assert "engine input shapes (warm-up and timed loop): det " in proc.stdout
     assert "engine / RapidOCR on the same device and pages" in proc.stdout

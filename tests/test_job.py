@@ -168,6 +168,27 @@ def test_the_gpu_config_runs_on_a_machine_without_gpus(inputs, tmp_path):
     assert "device: cpu" in saved and "num_gpus: 0.25" not in saved  # the config that ran
 
 
+def test_gpu_shape_settings_in_the_job_read_the_same_pages(inputs, tmp_path):
+    """The bounded shapes of job_gpu.yaml (one detector page shape; recognition batches of a
+    fixed row count and bucketed widths, warmed at actor start) through the Ray actors, on CPU."""
+    folder, truth = inputs
+    config = job_config(
+        str(folder),
+        tmp_path / "out",
+        ocr__text_detection__batch_pad_multiple=960,
+        ocr__text_recognition__batch_size=16,
+        ocr__text_recognition__pad_batch=True,
+        ocr__text_recognition__width_buckets=[320, 640, 1280, 3200],
+        ocr__text_recognition__warmup=True,
+    )
+    summary = run_job(config, progress=io.StringIO())
+    assert summary.status == "succeeded"
+    ok = [r for r in rows_of(tmp_path / "out") if r["status"] == "ok"]
+    assert len(ok) == 5
+    for row in ok:
+        assert page_cer(row["text"].splitlines(), truth[(row["source_uri"], row["page_index"])].splitlines()) < 0.02
+
+
 def test_incremental_processes_only_new_objects_and_overwrite_redoes_all(inputs, tmp_path):
     folder, _ = inputs
     source = tmp_path / "src"

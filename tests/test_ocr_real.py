@@ -284,3 +284,14 @@ def test_fonts_fall_back_to_the_dejavu_fonts_matplotlib_ships(tmp_path, monkeypa
     monkeypatch.delitem(sys.modules, "matplotlib", raising=False)
     monkeypatch.syspath_prepend(str(tmp_path))
     assert synth.matplotlib_font_paths() == [str(fonts / "DejaVuSans.ttf")]
+
+
+def test_sessions_record_the_first_run_of_each_input_shape():
+    """What gpu_check reports as input shapes: one entry per distinct shape, timed once."""
+    from ocr_actors.runtime.engines import OnnxRuntimeSession
+
+    session = OnnxRuntimeSession(resolve_model("PP-OCRv6_tiny_rec").path_for("onnxruntime"), threads=1)
+    for shape in ((2, 3, 48, 320), (2, 3, 48, 320), (1, 3, 48, 640), (2, 3, 48, 320)):
+        session.run(np.zeros(shape, np.float32))
+    assert list(session.first_runs) == [(2, 3, 48, 320), (1, 3, 48, 640)]
+    assert all(seconds > 0 for seconds in session.first_runs.values())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from pathlib import Path
 from typing import Protocol
 
@@ -91,12 +92,21 @@ class OnnxRuntimeSession:
         self._input_name = model_input.name
         self.input_dtype = np.dtype(np.float16 if "float16" in model_input.type else np.float32)
         self.metadata: dict[str, str] = dict(self._session.get_modelmeta().custom_metadata_map)
+        self.first_runs: dict[tuple[int, ...], float] = {}
+        """Seconds of the first run of each input shape seen (on GPUs mostly kernel set-up)."""
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         return np.asarray(self.run_all(batch)[0], dtype=np.float32)
 
     def run_all(self, batch: np.ndarray) -> list[np.ndarray]:
-        return list(self._session.run(None, {self._input_name: batch.astype(self.input_dtype, copy=False)}))
+        feed = {self._input_name: batch.astype(self.input_dtype, copy=False)}
+        shape = tuple(batch.shape)
+        if shape in self.first_runs:
+            return list(self._session.run(None, feed))
+        started = time.perf_counter()
+        outputs = list(self._session.run(None, feed))
+        self.first_runs[shape] = time.perf_counter() - started
+        return outputs
 
 
 class OpenVINOSession:
