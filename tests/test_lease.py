@@ -414,3 +414,27 @@ def test_s3_runs_starting_together_exactly_one_gets_the_lease(s3: Any) -> None:
         flaky = OutputLease(output, "run-x", s3.storage_options)
         flaky._create = lambda sequence, record: False  # type: ignore[method-assign]
         flaky.acquire()
+
+
+def test_a_listing_that_missed_the_top_number_does_not_make_a_second_holder(tmp_path: Path) -> None:
+    """A directory listing is not atomic: one taken while another run creates number N + 1
+    and deletes N can show neither. The run that then creates number 1 must see the higher
+    number, take its own back and report the live holder."""
+    output = str(tmp_path / "out")
+    holder = OutputLease(output, "holder", {})
+    holder.acquire()
+    for _ in range(7):  # each renewal takes the next number: the holder's lease is number 8
+        assert holder.renew()
+    assert entries(output) == ["0000000008.json"]
+    late = OutputLease(output, "late", {})
+    real_entries, calls = late.entries, []
+
+    def first_listing_misses_everything() -> list[int]:
+        calls.append(1)
+        return [] if len(calls) == 1 else real_entries()
+
+    late.entries = first_listing_misses_everything  # type: ignore[method-assign]
+    with pytest.raises(OutputBusyError, match="in use by job holder"):
+        late.acquire()
+    assert entries(output) == ["0000000008.json"]  # its stray number 1 is gone
+    holder.release()

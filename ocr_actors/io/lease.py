@@ -278,13 +278,24 @@ class OutputLease:
         return f"{self._folder}/{sequence:010d}.json"
 
     def entries(self) -> list[int]:
-        """Lease numbers present, ascending (a fresh listing, never the fsspec cache)."""
-        self._fs.invalidate_cache(self._folder)
-        try:
-            listed = self._fs.ls(self._folder, detail=True)
-        except FileNotFoundError:
-            return []
-        names = (str(e["name"]).rstrip("/").rsplit("/", 1)[-1] for e in listed if e.get("type") == "file")
+        """Lease numbers present, ascending (a fresh listing, never the fsspec cache).
+
+        Local disks are read with ``os.scandir``: fsspec's detailed local listing stats each
+        entry and raises FileNotFoundError for one deleted meanwhile (another run's
+        superseded number), which must not read as an empty folder."""
+        if self._local:
+            try:
+                with os.scandir(self._folder) as listing:
+                    names = [e.name for e in listing if e.is_file()]
+            except FileNotFoundError:
+                return []
+        else:
+            self._fs.invalidate_cache(self._folder)
+            try:
+                listed = self._fs.ls(self._folder, detail=True)
+            except FileNotFoundError:
+                return []
+            names = [str(e["name"]).rstrip("/").rsplit("/", 1)[-1] for e in listed if e.get("type") == "file"]
         return sorted(int(m.group(1)) for m in map(_ENTRY.fullmatch, names) if m)
 
     def read(self, sequence: int) -> LeaseRecord | None:
@@ -386,6 +397,8 @@ class OutputLease:
             self.record = replace(self.record, acquired_at=now, renewed_at=now)
             started = time.monotonic()
             if self._create(top + 1, self.record):
+                if self._above(top + 1):
+                    continue
                 try:
                     self._remove_below(top + 1, numbers)  # their holders find out when they renew
                     return self._start(top + 1, started, holder)
@@ -395,6 +408,17 @@ class OutputLease:
                     raise
             # Another run took number top + 1 first: look again (it is now the holder).
         raise LeaseError(f"could not take the lease of {self.output}: it kept changing hands")
+
+    def _above(self, sequence: int) -> bool:
+        """After creating ``sequence``: True (and ours removed) if a higher number exists, so a
+        listing that missed the top number cannot make a second holder. (A directory listing
+        is not atomic: one taken while another run creates the next number and deletes the
+        one below may show neither.)"""
+        numbers = self.entries()
+        if numbers and numbers[-1] > sequence:
+            self._remove(sequence)
+            return True
+        return False
 
     def _start(self, sequence: int, renewed: float, taken: LeaseRecord | None) -> LeaseRecord | None:
         self.sequence = sequence
