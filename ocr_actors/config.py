@@ -144,6 +144,9 @@ class TextRecognitionConfig:
             this bounds the recogniser's input shapes to one per bucket: on GPUs each new
             shape costs a kernel set-up (measured 0.8-1.9 s per shape for PP-OCRv6 tiny rec
             on an H100, ONNX Runtime 1.31 / cuDNN 9), paid once per actor.
+        max_width_spread: a batch closes when the next crop (in aspect-ratio order) is more
+            than this many times wider, for its height, than the batch's narrowest: the
+            recogniser reads narrow crops padded far to the right a little worse.
         pad_batch: pad every batch with blank rows up to ``batch_size`` (a constant batch
             dimension; GPU configs).
         warmup: at start, run one blank batch of every bucket shape (needs ``width_buckets``
@@ -160,6 +163,7 @@ class TextRecognitionConfig:
     space_bias: float = 4.0
     width_multiple: int = 1
     width_buckets: tuple[int, ...] = ()
+    max_width_spread: float = 2.0
     pad_batch: bool = False
     warmup: bool = False
     score_thresh: float = 0.0
@@ -179,6 +183,7 @@ class TextRecognitionConfig:
         _check(0.2 <= self.width_scale <= 2.0, "text_recognition.width_scale", self.width_scale)
         _check(self.space_bias >= 1.0, "text_recognition.space_bias", self.space_bias)
         _check(self.width_multiple >= 1, "text_recognition.width_multiple", self.width_multiple)
+        _check(self.max_width_spread >= 1.0, "text_recognition.max_width_spread", self.max_width_spread)
 
 
 @dataclass(frozen=True)
@@ -323,7 +328,10 @@ def parse_override(text: str) -> tuple[str, Any]:
     if "=" not in text:
         raise ConfigError(f"override {text!r} must look like section.key=value")
     key, raw = text.split("=", 1)
-    return key.strip(), yaml.safe_load(raw) if raw.strip() else ""
+    try:
+        return key.strip(), yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {text!r}: the value is not valid YAML (e.g. a list: [320, 640])") from exc
 
 
 def load_config(

@@ -247,6 +247,7 @@ def test_job_default_yaml_matches_the_code() -> None:
         ("text_recognition.width_buckets=[4]", "text_recognition.width_buckets"),
         ("text_recognition.width_buckets=[320, x]", "text_recognition.width_buckets"),
         ("text_recognition.warmup=true", "text_recognition.warmup"),
+        ("text_recognition.max_width_spread=0.5", "text_recognition.max_width_spread"),
     ],
 )
 def test_gpu_settings_are_checked(override: str, fragment: str) -> None:
@@ -274,3 +275,8 @@ def test_width_buckets_read_as_integers_from_yaml_and_overrides() -> None:
     )
     assert cfg.text_recognition.width_buckets == (320, 960)
     assert cfg.text_recognition.pad_batch and cfg.text_recognition.warmup
+
+
+def test_an_override_value_that_is_not_yaml_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"not valid YAML \(e.g. a list: \[320, 640\]\)"):
+        load_config(OCRConfig, overrides=["text_recognition.width_buckets=[320"])

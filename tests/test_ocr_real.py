@@ -295,3 +295,14 @@ def test_sessions_record_the_first_run_of_each_input_shape():
         session.run(np.zeros(shape, np.float32))
     assert list(session.first_runs) == [(2, 3, 48, 320), (1, 3, 48, 640)]
     assert all(seconds > 0 for seconds in session.first_runs.values())
+
+
+def test_max_width_spread_splits_recognition_batches(pipeline):
+    """One batch for every crop when any spread is allowed; several when only equal widths may share."""
+    page = render_page(seed=133, lines_per_column=12, kinds=("prose", "number", "currency"))
+    crops = crop_lines(page.image, pipeline.engine.detector.detect([page.image])[0].quads)
+    wide = TextRecognizer(TextRecognitionConfig(batch_size=64, max_width_spread=100.0), EngineConfig(threads=2))
+    tight = TextRecognizer(TextRecognitionConfig(batch_size=64, max_width_spread=1.0), EngineConfig(threads=2))
+    assert [t for t, _ in wide.recognize(crops)] and [t for t, _ in tight.recognize(crops)]
+    assert len(wide._session.first_runs) == 1  # type: ignore[attr-defined]
+    assert len(tight._session.first_runs) > 1  # type: ignore[attr-defined]

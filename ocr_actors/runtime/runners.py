@@ -202,7 +202,7 @@ class TextRecognizer:
         """Read BGR line crops; returns ``(text, score)`` in the order of ``crops``."""
         results: list[tuple[str, float]] = [("", 0.0)] * len(crops)
         cfg = self.config
-        for batch in batches_by_aspect_ratio([c.shape[:2] for c in crops], cfg.batch_size):
+        for batch in batches_by_aspect_ratio([c.shape[:2] for c in crops], cfg.batch_size, cfg.max_width_spread):
             members = [crops[i] for i in batch.indices]
             batch_input = prepare_rec_batch(
                 members,
