@@ -137,8 +137,9 @@ class TextRecognitionConfig:
             it trades a little accuracy on condensed fonts for speed (see README).
         space_bias: CTC decoding favours the space class by this factor (PP-OCR models
             under-predict spaces between words); 1.0 is plain greedy decoding.
-        width_multiple: each batch's width is padded up to a multiple of this (GPU
-            configs use 64: fewer distinct shapes); 1 pads only to the widest crop.
+        width_multiple: each batch's width is padded up to a multiple of this (fewer
+            distinct shapes; ``width_buckets`` bounds them better); 1 pads only to the
+            widest crop.
         width_buckets: ascending widths; a batch is padded up to the smallest one that
             holds it (wider batches fall back to ``width_multiple``). With ``pad_batch``
             this bounds the recogniser's input shapes to one per bucket: on GPUs each new
