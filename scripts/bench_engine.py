@@ -611,15 +611,27 @@ class EngineResult:
     per_page: list[dict[str, Any]] = field(default_factory=list)
 
 
+def split_top_level(text: str, separator: str = ",") -> list[str]:
+    """Split at ``separator`` outside brackets: ``a=1,b=[1, 2]`` → ``["a=1", "b=[1, 2]"]``."""
+    parts, depth, start = [], 0, 0
+    for i, char in enumerate(text):
+        depth += {"[": 1, "{": 1, "]": -1, "}": -1}.get(char, 0)
+        if char == separator and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    return [*parts, text[start:]]
+
+
 def parse_ours(text: str) -> EngineSpec:
-    """``NAME:key=value,key=value`` → an ``ours/NAME`` spec (values read as YAML)."""
+    """``NAME:key=value,key=value`` → an ``ours/NAME`` spec (values read as YAML; a list
+    value keeps its commas: ``text_recognition.width_buckets=[320,640]``)."""
     from ocr_actors.config import ConfigError, OCRConfig, load_config, parse_override
 
     name, sep, body = text.partition(":")
     if not sep or not name.strip():
         raise argparse.ArgumentTypeError(f"--ours {text!r}: expected NAME:key=value[,key=value...]")
     try:
-        overrides = dict(parse_override(item) for item in body.split(",") if item.strip())
+        overrides = dict(parse_override(item) for item in split_top_level(body) if item.strip())
         load_config(OCRConfig, None, overrides)  # fail now, not in the worker
     except ConfigError as exc:
         raise argparse.ArgumentTypeError(f"--ours {text!r}: {exc}") from exc

@@ -157,3 +157,21 @@ def test_cpu_smoke_run_of_the_whole_check(tmp_path):
     assert shapes["det"]["shapes"] >= 1 and shapes["rec"]["shapes"] >= 1
     assert "engine input shapes (warm-up and timed loop): det " in proc.stdout
     assert "engine / RapidOCR on the same device and pages" in proc.stdout
+
+
+def test_bench_engine_ours_variants_take_list_values():
+    import argparse
+
+    import bench_engine
+
+    spec = bench_engine.parse_ours(
+        "gpu:text_recognition.width_buckets=[320, 640],text_recognition.pad_batch=true,page_batch_size=16"
+    )
+    assert spec.name == "ours/gpu"
+    assert spec.options == {
+        "text_recognition.width_buckets": [320, 640],
+        "text_recognition.pad_batch": True,
+        "page_batch_size": 16,
+    }
+    with pytest.raises(argparse.ArgumentTypeError, match=r"text_recognition\.width_buckets"):
+        bench_engine.parse_ours("bad:text_recognition.width_buckets=[640,320]")
