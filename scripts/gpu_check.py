@@ -24,6 +24,7 @@ CER, and the targets (>= 150 pages/s per GPU, >= 70% utilisation). ``--json`` ke
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -311,23 +312,21 @@ def run_job_worker(request: dict[str, Any], timeout: float) -> dict[str, Any]:
 
 
 def stop_process_group(proc: subprocess.Popen[Any], grace_s: float = 20.0) -> None:
-    """SIGINT to ``proc``'s process group, SIGKILL after ``grace_s``; waits for ``proc``."""
+    """SIGINT to ``proc``'s process group, up to ``grace_s`` for ``proc`` to end, then SIGKILL
+    to whatever of the group is left (its Ray processes may linger); waits for ``proc``."""
     import signal
 
-    for sig, wait_s in ((signal.SIGINT, grace_s), (signal.SIGKILL, 10.0)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=wait_s)
-            if sig == signal.SIGINT:  # the driver is gone; its Ray processes may linger
-                os.killpg(proc.pid, signal.SIGKILL)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-        except ProcessLookupError:
-            return
+    try:
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=grace_s)
+    except ProcessLookupError:
+        return
+    except subprocess.TimeoutExpired:
+        pass
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=10)
 
 
 def rows_committed(output: Path) -> int:
