@@ -31,7 +31,9 @@ class EngineConfig:
         engine: "onnxruntime" (default), "openvino" (CPU) or "paddle".
         device: "cpu", "gpu" or "gpu:N".
         threads: intra-op threads per model session; 0 = engine default (all cores).
-        precision: OpenVINO only: "f32" (default) or "bf16".
+        precision: "f32" (default); "f16" with ONNX Runtime (the models converted once to
+            half precision, inputs and outputs still float32: for GPUs; on CPU it is slower);
+            "bf16" with OpenVINO.
         allow_spinning: ONNX Runtime's intra-op threads spin while waiting (lower latency
             alone; wasted CPU when several sessions share the cores, as in the batch job,
             which turns it off).
@@ -54,7 +56,11 @@ class EngineConfig:
         _check(self.engine in ("onnxruntime", "openvino", "paddle"), "engine.engine", self.engine)
         _check(self.device == "cpu" or self.device.startswith("gpu"), "engine.device", self.device)
         _check(self.threads >= 0, "engine.threads", self.threads)
-        _check(self.precision in ("f32", "bf16"), "engine.precision", self.precision)
+        _check(self.precision in ("f32", "f16", "bf16"), "engine.precision", self.precision)
+        if self.precision == "f16" and self.engine != "onnxruntime":
+            raise ConfigError(f"engine.precision f16 is for engine onnxruntime, not {self.engine!r} (OpenVINO: bf16)")
+        if self.precision == "bf16" and self.engine != "openvino":
+            raise ConfigError(f"engine.precision bf16 is for engine openvino, not {self.engine!r} (ONNX Runtime: f16)")
         _check(
             self.cudnn_conv_algo_search in ("HEURISTIC", "EXHAUSTIVE", "DEFAULT"),
             "engine.cudnn_conv_algo_search",

@@ -182,7 +182,7 @@ def needs_gpus(config: JobConfig) -> bool:
 
 def cpu_fallback(config: JobConfig, cluster_cpus: float = 2.0) -> JobConfig:
     """The same job for a cluster without GPUs: the engine on CPU, and the settings a GPU
-    config tunes for GPUs (engine threads, batch sizes, padding, every stage's resources)
+    config tunes for GPUs (engine threads and precision, batch sizes, padding, every stage's resources)
     back at their CPU defaults, whose actor pools may grow with the cluster: up to one
     detection actor per 2 CPUs and one recognition actor per CPU (the defaults' ratio,
     sized for 2 CPUs). Models, thresholds, switches, source and output are kept."""
@@ -190,7 +190,7 @@ def cpu_fallback(config: JobConfig, cluster_cpus: float = 2.0) -> JobConfig:
     ocr, cpu = config.ocr, defaults.ocr
     ocr = replace(
         ocr,
-        engine=replace(ocr.engine, device="cpu", threads=cpu.engine.threads),
+        engine=replace(ocr.engine, device="cpu", threads=cpu.engine.threads, precision=cpu.engine.precision),
         text_detection=replace(ocr.text_detection, batch_pad_multiple=cpu.text_detection.batch_pad_multiple),
         text_recognition=replace(
             ocr.text_recognition,

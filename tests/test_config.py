@@ -248,11 +248,14 @@ def test_job_default_yaml_matches_the_code() -> None:
         ("text_recognition.width_buckets=[320, x]", "text_recognition.width_buckets"),
         ("text_recognition.warmup=true", "text_recognition.warmup"),
         ("text_recognition.max_width_spread=0.5", "text_recognition.max_width_spread"),
+        ("engine.precision=fp16", "engine.precision"),
+        ("engine.precision=bf16", "bf16 is for engine openvino"),
+        ("engine.engine=paddle engine.precision=f16", "f16 is for engine onnxruntime"),
     ],
 )
 def test_gpu_settings_are_checked(override: str, fragment: str) -> None:
     with pytest.raises(ConfigError, match=fragment):
-        load_config(OCRConfig, overrides=[override])
+        load_config(OCRConfig, overrides=override.split(" "))
 
 
 def test_cuda_provider_options_name_the_device_and_kernel_search() -> None:

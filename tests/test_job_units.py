@@ -131,7 +131,7 @@ def test_cpu_fallback_keeps_the_ocr_and_drops_the_gpu_tuning():
     gpu = load_config(
         JobConfig,
         root / "jobs" / "configs" / "job_gpu.yaml",
-        {"ocr.text_detection.thresh": 0.25, "source.uri": "s3://b/"},
+        {"ocr.text_detection.thresh": 0.25, "source.uri": "s3://b/", "ocr.engine.precision": "f16"},
     )
     assert needs_gpus(gpu)
     cpu = cpu_fallback(gpu)
@@ -139,6 +139,7 @@ def test_cpu_fallback_keeps_the_ocr_and_drops_the_gpu_tuning():
     defaults = JobConfig()
     assert cpu.resources == defaults.resources
     assert cpu.ocr.engine.device == "cpu" and cpu.ocr.engine.threads == 0
+    assert cpu.ocr.engine.precision == "f32"  # f16 only pays on GPUs
     assert cpu.ocr.text_recognition.batch_size == defaults.ocr.text_recognition.batch_size
     assert cpu.ocr.text_recognition.width_multiple == 1 and cpu.ocr.text_detection.batch_pad_multiple == 32
     assert gpu.ocr.text_recognition.pad_batch and gpu.ocr.text_recognition.warmup

@@ -204,7 +204,8 @@ def create_session(
         engine: one of :data:`ENGINES`.
         device: ``"cpu"``, ``"gpu"`` or ``"gpu:N"``.
         threads: intra-op threads; 0 lets the engine choose.
-        precision: OpenVINO only: ``"f32"`` (default) or ``"bf16"``.
+        precision: OpenVINO only: ``"f32"`` (default) or ``"bf16"`` (ONNX Runtime's ``f16`` is a
+            converted model file: :func:`ocr_actors.runtime.runners.engine_model_file`).
         allow_spinning: ONNX Runtime only: let idle intra-op threads spin.
         cudnn_conv_algo_search: ONNX Runtime on GPU only: cuDNN kernel choice per shape.
     """

@@ -258,14 +258,12 @@ FUSED_CTC_VERSION = 2
 def fused_ctc_file(model_file: Path, space_bias: float) -> tuple[Path, int] | None:
     """The recogniser ``model_file`` with its CTC choice fused in (:func:`graph.fuse_ctc_argmax`).
 
-    Written once to the cache, named by the model's content hash, the bias and the fusion's
-    version, and moved into place atomically so actors starting together never read half a
-    file. Returns ``(path, class count)``, or None when the model cannot be fused (its output
-    is not ``(N, T, C)`` float32 probabilities, its opset is below 11, its weights live in
-    external files) or the cache cannot be written: the caller then decodes on the host.
+    Written once to the cache (:func:`_write_cached`), named by the model's content hash, the
+    bias and the fusion's version. Returns ``(path, class count)``, or None when the model
+    cannot be fused (its output is not ``(N, T, C)`` float32 probabilities, its opset is below
+    11, its weights live in external files) or the cache cannot be written: the caller then
+    decodes on the host.
     """
-    import tempfile
-
     import onnx
     from google.protobuf.message import DecodeError
 
@@ -277,26 +275,79 @@ def fused_ctc_file(model_file: Path, space_bias: float) -> tuple[Path, int] | No
     try:
         model = onnx.load_model_from_string(content)
         classes = ctc_class_count(model)
-        if classes is None or any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
+        if classes is None or _has_external_data(model):
             return None
         if target.exists():
             return target, classes
         fused = fuse_ctc_argmax(model, space_bias)
     except (ValueError, DecodeError):  # not a model onnx can edit: the engine will say what is wrong
         return None
+    return (target, classes) if _write_cached(target, fused) else None
+
+
+HALF_PRECISION_VERSION = 1
+"""Bump when :func:`half_precision_file`'s conversion changes, so cached copies are made anew."""
+
+
+def half_precision_file(model_file: Path) -> Path:
+    """``model_file`` with its float32 weights and arithmetic in float16, inputs and outputs
+    still float32 (``engine.precision: f16``, for GPUs' half-precision units).
+
+    Converted once with ONNX Runtime's own converter
+    (``onnxruntime.transformers.float16.convert_float_to_float16``, ``keep_io_types``: casts at
+    the edges, so callers feed and read float32 as before) and cached by content hash.
+
+    Raises:
+        ModelNotFoundError: the file is not an ONNX model the converter can read, its weights
+            live in external files, or the cache cannot be written.
+    """
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    content = model_file.read_bytes()
+    digest = hashlib.sha256(content).hexdigest()[:24]
+    target = cache_root() / "f16" / f"{digest}-f16-v{HALF_PRECISION_VERSION}.onnx"
+    if target.exists():
+        return target
+    try:
+        model = onnx.load_model_from_string(content)
+    except DecodeError as exc:
+        raise ModelNotFoundError(f"{model_file} is not an ONNX model: cannot convert it to f16") from exc
+    if _has_external_data(model):
+        raise ModelNotFoundError(f"{model_file} keeps its weights in external files: cannot convert it to f16")
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    half = convert_float_to_float16(model, keep_io_types=True)
+    if not _write_cached(target, half):
+        raise ModelNotFoundError(f"cannot write the f16 copy of {model_file} to the model cache {cache_root()}")
+    return target
+
+
+def _has_external_data(model: Any) -> bool:
+    import onnx
+
+    return any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
+
+
+def _write_cached(target: Path, model: Any) -> bool:
+    """Write an ``onnx.ModelProto`` to ``target`` atomically (a temporary file moved into
+    place, so processes starting together never read half a file); False when the cache
+    cannot be written."""
+    import tempfile
+
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         handle, partial = tempfile.mkstemp(dir=target.parent, prefix=target.name, suffix=".tmp")
         try:
             with os.fdopen(handle, "wb") as fh:
-                fh.write(fused.SerializeToString())
+                fh.write(model.SerializeToString())
             os.replace(partial, target)
         finally:
             if os.path.exists(partial):
                 os.unlink(partial)
-    except OSError:  # a read-only cache: decode on the host instead
-        return None
-    return target, classes
+    except OSError:
+        return False
+    return True
 
 
 def resolve_model(

@@ -35,7 +35,13 @@ from ocr_actors.preprocess import (
     stack_padded,
 )
 from ocr_actors.runtime.engines import InferenceSession, create_session
-from ocr_actors.runtime.models import ModelNotFoundError, ResolvedModel, fused_ctc_file, resolve_model
+from ocr_actors.runtime.models import (
+    ModelNotFoundError,
+    ResolvedModel,
+    fused_ctc_file,
+    half_precision_file,
+    resolve_model,
+)
 
 
 def open_model(name: str, engine: EngineConfig) -> tuple[ResolvedModel, InferenceSession]:
@@ -44,10 +50,20 @@ def open_model(name: str, engine: EngineConfig) -> tuple[ResolvedModel, Inferenc
     return resolved, open_session(resolved.path_for(engine.engine), engine)
 
 
-def open_session(model_path: Path, engine: EngineConfig) -> InferenceSession:
-    """Open a model file or folder with the configured engine."""
+def engine_model_file(model_path: Path, engine: EngineConfig) -> Path:
+    """The file the engine opens for ``model_path``: its f16 copy for ONNX Runtime with
+    ``engine.precision: f16`` (:func:`~ocr_actors.runtime.models.half_precision_file`), else
+    the path itself."""
+    if engine.engine == "onnxruntime" and engine.precision == "f16" and model_path.is_file():
+        return half_precision_file(model_path)
+    return model_path
+
+
+def open_session(model_path: Path, engine: EngineConfig, convert: bool = True) -> InferenceSession:
+    """Open a model file or folder with the configured engine; ``convert=False`` when
+    ``model_path`` already went through :func:`engine_model_file`."""
     return create_session(
-        model_path,
+        engine_model_file(model_path, engine) if convert else model_path,
         engine.engine,
         engine.device,
         engine.threads,
@@ -175,11 +191,13 @@ class TextRecognizer:
         self.model_name = config.model
         self.config = config
         self._model = resolve_model(config.model, engine.engine)
+        model_file = engine_model_file(self._model.path_for(engine.engine), engine)
         fused = None
         if fuse_decode and engine.engine != "paddle" and self._model.onnx_file is not None:
-            fused = fused_ctc_file(self._model.onnx_file, config.space_bias)
+            # fused after any f16 conversion: the choice reads the model's float32 output
+            fused = fused_ctc_file(model_file, config.space_bias)
         self.fused_decode = fused is not None
-        self._session = open_session(fused[0] if fused else self._model.path_for(engine.engine), engine)
+        self._session = open_session(fused[0] if fused else model_file, engine, convert=False)
         dictionary = self._model.dictionary
         if dictionary is None:
             metadata = self._session.metadata
