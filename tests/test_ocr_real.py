@@ -329,3 +329,23 @@ def test_half_precision_engine_reads_a_page_like_full_precision(pipeline, tmp_pa
     assert page_cer(half_result["rec_texts"], [line.text for line in page.lines]) < 0.02
     with pytest.raises(ConfigError, match="f16 is for engine onnxruntime"):
         create_pipeline("OCR", engine__engine="openvino", engine__precision="f16")
+
+
+@pytest.mark.parametrize("pad_batch", [False, True])
+def test_batch_shapes_are_the_shapes_recognition_sends(pipeline, pad_batch):
+    """What gpu_stage_costs replays on a GPU: the recogniser's own calls, without pixels."""
+    page = render_page(seed=139, lines_per_column=12, kinds=("prose", "number", "currency"))
+    crops = crop_lines(page.image, pipeline.engine.detector.detect([page.image])[0].quads)
+    config = TextRecognitionConfig(
+        batch_size=8, width_buckets=(320, 640, 1280, 2560), max_width_spread=1.05, pad_batch=pad_batch
+    )
+    recognizer = TextRecognizer(config, EngineConfig(threads=2))
+    shapes = recognizer.batch_shapes([c.shape[:2] for c in crops])
+    recognizer.recognize(crops)
+    assert set(shapes) == set(recognizer.session.first_runs)
+    assert {w for _, _, _, w in shapes} <= {320, 640, 1280, 2560} and len({w for *_, w in shapes}) >= 2
+    rows = [n for n, _, _, _ in shapes]
+    if pad_batch:
+        assert set(rows) == {8} and len(shapes) * 8 >= len(crops)
+    else:
+        assert sum(rows) == len(crops) and max(rows) <= 8

@@ -32,6 +32,7 @@ from ocr_actors.preprocess import (
     prepare_rec_batch,
     prepare_textline_cls_batch,
     rec_batch_width,
+    rec_resized_width,
     stack_padded,
 )
 from ocr_actors.runtime.engines import InferenceSession, create_session
@@ -149,6 +150,11 @@ class TextDetector:
         self.default_params = det_params(config, self._model.det_defaults)
         self.batch_pad_multiple = config.batch_pad_multiple
 
+    @property
+    def session(self) -> InferenceSession:
+        """The engine session (``(N, 3, H, W)`` float32 pages in, probability maps out)."""
+        return self._session
+
     def detect(self, images: Sequence[np.ndarray], params: DetParams | None = None) -> list[Detection]:
         """Detect text lines on BGR ``(H, W, 3)`` uint8 images.
 
@@ -215,6 +221,27 @@ class TextRecognizer:
             )
         self.warmup_timings = self.warm_up() if config.warmup else []
         """``(shape, seconds)`` of the start-up runs (``text_recognition.warmup``)."""
+
+    @property
+    def session(self) -> InferenceSession:
+        """The engine session (``(N, 3, 48, W)`` float32 in; with ``fused_decode`` the class
+        index and score per step out)."""
+        return self._session
+
+    def batch_shapes(self, crop_sizes: Sequence[tuple[int, int]]) -> list[tuple[int, int, int, int]]:
+        """The input shapes ``(N, 3, 48, W)`` :meth:`recognize` sends to the session for
+        crops of these ``(h, w)`` sizes, one per call, in call order (no pixels needed)."""
+        cfg = self.config
+        shapes = []
+        for batch in batches_by_aspect_ratio(crop_sizes, cfg.batch_size, cfg.max_width_spread):
+            widest = max(
+                rec_resized_width(crop_sizes[i][0], crop_sizes[i][1], REC_HEIGHT, cfg.max_width, cfg.width_scale)
+                for i in batch.indices
+            )
+            width = rec_batch_width(widest, cfg.min_width, cfg.width_multiple, cfg.width_buckets)
+            rows = max(len(batch.indices), cfg.batch_size if cfg.pad_batch else 0)
+            shapes.append((rows, 3, REC_HEIGHT, width))
+        return shapes
 
     def recognize(self, crops: Sequence[np.ndarray]) -> list[tuple[str, float]]:
         """Read BGR line crops; returns ``(text, score)`` in the order of ``crops``."""

@@ -1,0 +1,457 @@
+#!/usr/bin/env python
+"""What one page costs the GPU, stage by stage, and how sharing the GPU between processes scales.
+
+    python scripts/gpu_stage_costs.py                      # on a machine with an NVIDIA GPU (~3 min)
+    python scripts/gpu_stage_costs.py --variants f32,f16,f16-exhaustive --processes 1,2,4,6
+    python scripts/gpu_stage_costs.py --device cpu --pages 2 --det-batches 1,2 --processes 1,2 \\
+        --seconds 1 --variants f32                         # smoke run without a GPU (a test does this)
+
+The job's GPU work is two model calls per page: detection of the page (``job_gpu.yaml``: a
+960 x 960 canvas, ``page_batch_size`` pages a call) and recognition of its lines (batches of
+32 rows in one of 15 widths). This script times exactly those calls, with the job's models
+and settings, on blank inputs (the GPU's work does not depend on the pixels), in three parts:
+
+1. **Workload**: renders ``--pages`` distinct text-heavy pages of the GPU check, detects and
+   crops their lines on the CPU, and lists the recognition shapes ``job_gpu.yaml``'s settings
+   make of one recognition actor call (``resources.recognize.batch_size`` pages, the distinct
+   pages in turn, as in the GPU check's job; :meth:`TextRecognizer.batch_shapes`): calls per
+   page, and how often each width comes.
+2. **Shapes**, one process, for each ``--variants`` entry (``f32``/``f16`` = ``engine.precision``,
+   ``-exhaustive`` = ``engine.cudnn_conv_algo_search: EXHAUSTIVE``): each detector batch size
+   and each recognition shape of the workload, its first run (kernel set-up) and its steady
+   milliseconds per call; from them the GPU milliseconds per page = detection at the job's batch
+   size + the workload's recognition calls per page.
+3. **Sharing**: ``max(--processes)`` worker processes open the best variant's sessions and warm
+   every shape once; then, for each count P, P of them at once run the workload in a loop
+   for ``--seconds`` (a detection call of ``page_batch_size`` pages, then those pages' share of
+   recognition calls): pages/s together, mean GPU utilisation (``nvidia-smi``), the speed-up
+   over one process. On one GPU, processes take turns on it unless their calls leave it idle,
+   so this says how many actors per GPU pay.
+
+Prints one table per part and the projection: the best pages/s per GPU with the job's own host
+work left out (the job's pages/s can only be lower: ``gpu_check.sh`` measures it), against the
+150 pages/s target. ``--json`` keeps every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import multiprocessing
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT))
+
+import gpu_check  # noqa: E402  (scripts/ sibling)
+
+from ocr_actors.runtime.runners import REC_HEIGHT  # noqa: E402
+
+Shape = tuple[int, int, int, int]
+
+
+# ============================================================================ settings
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One engine setting to time: ``engine.precision`` and ``engine.cudnn_conv_algo_search``."""
+
+    precision: str = "f32"
+    conv_algo_search: str = "HEURISTIC"
+
+    @property
+    def name(self) -> str:
+        return self.precision + ("-exhaustive" if self.conv_algo_search == "EXHAUSTIVE" else "")
+
+    @property
+    def overrides(self) -> dict[str, str]:
+        """The job settings that select this variant."""
+        return {"ocr.engine.precision": self.precision, "ocr.engine.cudnn_conv_algo_search": self.conv_algo_search}
+
+
+def parse_variant(text: str) -> Variant:
+    """``"f16"`` / ``"f32-exhaustive"`` -> :class:`Variant`."""
+    precision, _, search = text.strip().partition("-")
+    if precision not in ("f32", "f16") or search not in ("", "exhaustive", "heuristic"):
+        raise argparse.ArgumentTypeError(f"variant {text!r}: f32 or f16, optionally with -exhaustive")
+    return Variant(precision, search.upper() or "HEURISTIC")
+
+
+def gpu_ocr_config(device: str, variant: Variant) -> Any:
+    """``job_gpu.yaml``'s OCR settings on ``device`` with ``variant``'s engine settings (no
+    recogniser warm-up: this script warms exactly the shapes it times)."""
+    from ocr_actors.config import OCRConfig, load_config
+
+    settings = gpu_check.gpu_ocr_overrides()
+    settings.update({"engine.device": device, "text_recognition.warmup": False})
+    settings.update({k.removeprefix("ocr."): v for k, v in variant.overrides.items()})
+    return load_config(OCRConfig, None, settings)
+
+
+# ============================================================================ workload
+
+
+@dataclass(frozen=True)
+class Workload:
+    """The job's GPU calls for ``pages`` pages: detection at ``det_batch`` pages a call of
+    ``det_shape`` ``(3, H, W)`` each, and ``rec_shapes`` in call order."""
+
+    pages: int
+    det_batch: int
+    det_shape: tuple[int, int, int]
+    rec_shapes: tuple[Shape, ...]
+
+    @property
+    def rec_calls_per_page(self) -> float:
+        return len(self.rec_shapes) / self.pages
+
+    def rec_widths(self) -> dict[int, int]:
+        """``{width: calls}`` of the recognition shapes, narrowest first."""
+        return dict(sorted(Counter(w for *_, w in self.rec_shapes).items()))
+
+    def det_input_shape(self, batch: int) -> Shape:
+        return (batch, *self.det_shape)
+
+
+def job_call_sizes() -> tuple[int, int]:
+    """``job_gpu.yaml``'s pages per detector call (``ocr.page_batch_size``) and per
+    recognition actor call (``resources.recognize.batch_size``)."""
+    from ocr_actors.config import load_config
+    from ocr_actors.job_config import JobConfig
+
+    job = load_config(JobConfig, ROOT / "jobs" / "configs" / "job_gpu.yaml")
+    return job.ocr.page_batch_size, job.resources.recognize.batch_size
+
+
+def build_workload(unique: int, det_batch: int, rec_call_pages: int) -> Workload:
+    """Render ``unique`` pages of the GPU check, detect and crop their lines on the CPU, and
+    list the recognition shapes ``job_gpu.yaml`` makes of one recognition actor call of
+    ``rec_call_pages`` pages (the unique pages in turn, as the GPU check's job feeds them)."""
+    import bench_engine
+
+    from ocr_actors.preprocess import det_resize_shape
+    from ocr_actors.runtime.ocr import crop_lines
+    from ocr_actors.runtime.runners import TextDetector, TextRecognizer
+
+    config = gpu_ocr_config("cpu", Variant())
+    images, _ = bench_engine.render_pages(gpu_check.upright_specs(unique))
+    detector = TextDetector(config.text_detection, config.engine)
+    recognizer = TextRecognizer(config.text_recognition, config.engine)
+    page_sizes = [
+        [crop.shape[:2] for crop in crop_lines(image, detection.quads)]
+        for image, detection in zip(images, detector.detect(images), strict=True)
+    ]
+    sizes = [size for i in range(rec_call_pages) for size in page_sizes[i % unique]]
+    p = detector.default_params
+    multiple = config.text_detection.batch_pad_multiple
+    h, w = det_resize_shape(images[0].shape[0], images[0].shape[1], p.limit_side_len, p.limit_type, p.max_side_limit)
+    canvas = (3, -(-h // multiple) * multiple, -(-w // multiple) * multiple)
+    return Workload(rec_call_pages, det_batch, canvas, tuple(recognizer.batch_shapes(sizes)))
+
+
+# ============================================================================ timing
+
+
+class Sessions:
+    """The job's two sessions for one variant; ``run`` feeds a blank input of a shape."""
+
+    def __init__(self, device: str, variant: Variant) -> None:
+        import numpy as np
+
+        from ocr_actors.runtime.runners import TextDetector, TextRecognizer
+
+        config = gpu_ocr_config(device, variant)
+        self.det = TextDetector(config.text_detection, config.engine).session
+        recognizer = TextRecognizer(config.text_recognition, config.engine)
+        self.rec = recognizer.session
+        self.fused = recognizer.fused_decode
+        self.providers = list(getattr(self.det, "providers", []))
+        self._np = np
+        self._blanks: dict[Shape, Any] = {}
+
+    def run(self, shape: Shape) -> None:
+        """One call of the session this shape is for: recognition inputs are 48 px high
+        (``REC_HEIGHT``), detection canvases are multiples of 32 px from 960 up."""
+        blank = self._blanks.get(shape)
+        if blank is None:
+            blank = self._blanks[shape] = self._np.zeros(shape, self._np.float32)
+        session = self.rec if shape[2] == REC_HEIGHT else self.det
+        session.run_all(blank)
+
+    def first_run(self, shape: Shape) -> float:
+        started = time.perf_counter()
+        self.run(shape)
+        return time.perf_counter() - started
+
+    def steady_ms(self, shape: Shape, seconds: float, min_calls: int = 3) -> tuple[float, int]:
+        """Mean ms per call over at least ``min_calls`` calls and ``seconds``; ``(ms, calls)``."""
+        calls, started = 0, time.perf_counter()
+        while calls < min_calls or time.perf_counter() - started < seconds:
+            self.run(shape)
+            calls += 1
+        return 1000 * (time.perf_counter() - started) / calls, calls
+
+
+def time_variant(
+    device: str, variant: Variant, workload: Workload, det_batches: Sequence[int], seconds: float, min_calls: int = 3
+) -> dict[str, Any]:
+    """Part 2 for one variant: first and steady run of every shape, and GPU ms per page."""
+    opened = time.perf_counter()
+    sessions = Sessions(device, variant)
+    open_s = time.perf_counter() - opened
+    det = {}
+    for batch in det_batches:
+        shape = workload.det_input_shape(batch)
+        first = sessions.first_run(shape)
+        ms, _ = sessions.steady_ms(shape, seconds, min_calls)
+        det[batch] = {"first_s": round(first, 3), "ms_per_call": round(ms, 3), "ms_per_page": round(ms / batch, 3)}
+    rec = {}
+    for shape in sorted(set(workload.rec_shapes), key=lambda s: s[3]):
+        first = sessions.first_run(shape)
+        ms, _ = sessions.steady_ms(shape, seconds / 4, min_calls)
+        rec[shape[3]] = {"rows": shape[0], "first_s": round(first, 3), "ms_per_call": round(ms, 3)}
+    rec_ms_per_page = sum(rec[w]["ms_per_call"] * n for w, n in workload.rec_widths().items()) / workload.pages
+    job_det = det.get(workload.det_batch) or det[max(det)]
+    return {
+        "variant": variant.name,
+        "overrides": variant.overrides,
+        "providers": sessions.providers,
+        "fused_decode": sessions.fused,
+        "open_s": round(open_s, 2),
+        "set_up_s": round(sum(d["first_s"] for d in det.values()) + sum(r["first_s"] for r in rec.values()), 2),
+        "det": det,
+        "rec": rec,
+        "det_ms_per_page": job_det["ms_per_page"],
+        "rec_ms_per_page": round(rec_ms_per_page, 3),
+        "gpu_ms_per_page": round(job_det["ms_per_page"] + rec_ms_per_page, 3),
+    }
+
+
+# ============================================================================ sharing
+
+
+def sharing_worker(conn: Any, device: str, variant: Variant, workload: Workload) -> None:
+    """A worker process: open and warm the sessions, then run the workload loop on request.
+
+    Messages: it sends ``("ready", warm-up seconds)`` (or ``("error", text)``); it receives
+    ``(start_at, seconds)`` and answers ``(pages, elapsed)``, or ``None`` and exits.
+    """
+    try:
+        started = time.perf_counter()
+        sessions = Sessions(device, variant)
+        for shape in {workload.det_input_shape(workload.det_batch), *workload.rec_shapes}:
+            sessions.run(shape)
+        conn.send(("ready", time.perf_counter() - started))
+    except Exception as exc:  # reported to the parent, which says what failed
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        return
+    det_shape = workload.det_input_shape(workload.det_batch)
+    rec_per_call = workload.det_batch * workload.rec_calls_per_page
+    while (request := conn.recv()) is not None:
+        start_at, seconds = request
+        time.sleep(max(0.0, start_at - time.time()))
+        pages, owed, next_rec, began = 0, 0.0, 0, time.perf_counter()
+        while time.perf_counter() - began < seconds:
+            sessions.run(det_shape)
+            owed += rec_per_call
+            while owed >= 1:
+                sessions.run(workload.rec_shapes[next_rec % len(workload.rec_shapes)])
+                next_rec, owed = next_rec + 1, owed - 1
+            pages += workload.det_batch
+        conn.send((pages, time.perf_counter() - began))
+
+
+def measure_sharing(
+    device: str, variant: Variant, workload: Workload, counts: Sequence[int], seconds: float, gpu_ids: Sequence[str]
+) -> dict[str, Any]:
+    """Part 3: pages/s of 1..N processes sharing the device, with GPU utilisation."""
+    context = multiprocessing.get_context("spawn")
+    workers = []
+    for _ in range(max(counts)):
+        parent, child = context.Pipe()
+        proc = context.Process(target=sharing_worker, args=(child, device, variant, workload), daemon=True)
+        proc.start()
+        workers.append((proc, parent))
+    rounds = []
+    try:
+        warm = [parent.recv() for _, parent in workers]
+        errors = [text for kind, text in warm if kind == "error"]
+        if errors:
+            return {"variant": variant.name, "error": errors[0], "rounds": []}
+        warm_up_s = max(s for _, s in warm)
+        with gpu_check.GpuSampler(gpu_ids) as sampler:
+            for count in counts:
+                start_at = time.time() + 0.5
+                for _, parent in workers[:count]:
+                    parent.send((start_at, seconds))
+                answers = [parent.recv() for _, parent in workers[:count]]
+                pages = sum(p for p, _ in answers)
+                elapsed = max(e for _, e in answers)
+                gpu = gpu_check.summarise_samples(sampler.samples, start_at + 0.5, start_at + elapsed)
+                rounds.append(
+                    {"processes": count, "pages": pages, "seconds": round(elapsed, 2), "pages_per_s": pages / elapsed}
+                    | {"gpu": gpu}
+                )
+    finally:
+        for proc, parent in workers:
+            with contextlib.suppress(BrokenPipeError, OSError):
+                parent.send(None)
+            proc.join(timeout=10)
+            if proc.is_alive():
+                proc.kill()
+    one = rounds[0]["pages_per_s"] if rounds else 0.0
+    for r in rounds:
+        r["speed_up"] = round(r["pages_per_s"] / one, 2) if one else None
+        r["pages_per_s"] = round(r["pages_per_s"], 1)
+    return {"variant": variant.name, "warm_up_s": round(warm_up_s, 1), "rounds": rounds}
+
+
+# ============================================================================ report
+
+
+def projection(variants: Sequence[dict[str, Any]], sharing: dict[str, Any] | None) -> dict[str, Any]:
+    """The best variant (fewest GPU ms per page) and the best process count, with pages/s."""
+    best = min(variants, key=lambda v: v["gpu_ms_per_page"])
+    result: dict[str, Any] = {
+        "variant": best["variant"],
+        "overrides": best["overrides"],
+        "gpu_ms_per_page": best["gpu_ms_per_page"],
+        "one_process_pages_per_s": round(1000 / best["gpu_ms_per_page"], 1),
+    }
+    rounds = (sharing or {}).get("rounds") or []
+    if rounds:
+        top = max(rounds, key=lambda r: r["pages_per_s"])
+        result.update({"processes": top["processes"], "pages_per_s": top["pages_per_s"]})
+    else:
+        result["pages_per_s"] = result["one_process_pages_per_s"]
+    result["meets_target"] = result["pages_per_s"] >= gpu_check.TARGET_PAGES_PER_GPU
+    return result
+
+
+def report(workload: Workload, variants: Sequence[dict[str, Any]], sharing: dict[str, Any] | None) -> str:
+    widths = ", ".join(f"{w}:{n}" for w, n in workload.rec_widths().items())
+    lines = [
+        f"workload: {workload.pages} pages, detection {workload.det_batch} x {workload.det_shape} a call, "
+        f"{len(workload.rec_shapes)} recognition calls ({workload.rec_calls_per_page:.2f} a page) "
+        f"of {workload.rec_shapes[0][0] if workload.rec_shapes else 0} rows, width:calls {widths}",
+        "",
+        "variant          providers        set-up s  det ms/page (batch: ms/call)          rec ms/page  GPU ms/page",
+    ]
+    for v in variants:
+        det = "  ".join(f"{b}:{d['ms_per_call']:.1f}" for b, d in v["det"].items())
+        provider = (v["providers"] or ["?"])[0].replace("ExecutionProvider", "")
+        lines.append(
+            f"{v['variant']:<16} {provider:<16} {v['set_up_s']:>8.1f}  {v['det_ms_per_page']:>6.2f} ({det})"
+            f"{'':<4}{v['rec_ms_per_page']:>8.2f}  {v['gpu_ms_per_page']:>10.2f}"
+        )
+        rec = "  ".join(f"{w}:{r['ms_per_call']:.1f}" for w, r in v["rec"].items())
+        lines.append(f"{'':<17}rec ms/call by width: {rec}")
+    if sharing is not None:
+        lines += ["", f"sharing ({sharing['variant']}; warm-up {sharing.get('warm_up_s', '?')} s per process):"]
+        if sharing.get("error"):
+            lines.append(f"  failed: {sharing['error']}")
+        for r in sharing["rounds"]:
+            util = r["gpu"].get("utilisation_mean")
+            lines.append(
+                f"  {r['processes']} process(es): {r['pages_per_s']:>7.1f} pages/s  x{r['speed_up']}  "
+                f"GPU util {util if util is not None else 'n/a'}%  ({r['pages']} pages in {r['seconds']} s)"
+            )
+    p = projection(variants, sharing)
+    lines += [
+        "",
+        f"projection: {p['variant']} ({p['gpu_ms_per_page']:.2f} GPU ms a page): {p['pages_per_s']:.1f} pages/s per GPU"
+        + (f" with {p['processes']} processes" if "processes" in p else "")
+        + f" for the models alone; target {gpu_check.TARGET_PAGES_PER_GPU:.0f}: "
+        + ("reachable if the host keeps up" if p["meets_target"] else "NOT reachable with these settings"),
+        "job settings for it: " + " ".join(f"--set {k}={v}" for k, v in p["overrides"].items()),
+    ]
+    return "\n".join(lines)
+
+
+def _ints(text: str) -> list[int]:
+    values = [int(v) for v in text.split(",") if v.strip()]
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: positive integers separated by commas")
+    return values
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="gpu", choices=("gpu", "cpu"), help="gpu (default) or cpu (smoke run)")
+    parser.add_argument("--pages", type=int, default=12, help="distinct generated pages of the workload (default 12)")
+    parser.add_argument(
+        "--variants",
+        type=lambda t: [parse_variant(v) for v in t.split(",")],
+        default=[Variant("f32"), Variant("f16")],
+        help="engine settings to time (default f32,f16; also f32-exhaustive, f16-exhaustive)",
+    )
+    parser.add_argument("--det-batches", type=_ints, default=[1, 4, 8, 16], help="detector batch sizes to time")
+    parser.add_argument("--processes", type=_ints, default=[1, 2, 3, 4, 6], help="process counts of the sharing part")
+    parser.add_argument("--seconds", type=float, default=6.0, help="seconds per sharing round (default 6)")
+    parser.add_argument("--shape-seconds", type=float, default=0.6, help="seconds per detector shape timed")
+    parser.add_argument("--min-calls", type=int, default=3, help="fewest steady calls per shape timed (default 3)")
+    parser.add_argument("--skip-sharing", action="store_true", help="time the shapes only")
+    parser.add_argument("--json", default=None, help="write every figure here")
+    args = parser.parse_args(argv)
+
+    visible = gpu_check.list_gpus() if args.device == "gpu" else []
+    if args.device == "gpu":
+        import onnxruntime
+
+        if not visible or "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+            print("error: no NVIDIA GPU with ONNX Runtime's CUDA provider (--device cpu: smoke run)", file=sys.stderr)
+            return 2
+    started = time.perf_counter()
+    job_det_batch, rec_call_pages = job_call_sizes()
+    workload = build_workload(args.pages, min(job_det_batch, max(args.det_batches)), rec_call_pages)
+    print(f"workload built in {time.perf_counter() - started:.1f} s", flush=True)
+    variants = []
+    for variant in args.variants:
+        result = time_variant(args.device, variant, workload, args.det_batches, args.shape_seconds, args.min_calls)
+        cost, set_up = result["gpu_ms_per_page"], result["set_up_s"]
+        print(f"{variant.name}: {cost:.2f} GPU ms a page (set-up {set_up} s)", flush=True)
+        variants.append(result)
+    sharing = None
+    if not args.skip_sharing:
+        best = min(variants, key=lambda v: v["gpu_ms_per_page"])
+        variant = next(v for v in args.variants if v.name == best["variant"])
+        sharing = measure_sharing(
+            args.device, variant, workload, args.processes, args.seconds, [i for i, _ in visible[:1]]
+        )
+    text = report(workload, variants, sharing)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "device": args.device,
+                    "gpus": [name for _, name in visible],
+                    "workload": {
+                        "pages": workload.pages,
+                        "det_batch": workload.det_batch,
+                        "det_shape": workload.det_shape,
+                        "rec_calls_per_page": round(workload.rec_calls_per_page, 3),
+                        "rec_widths": workload.rec_widths(),
+                    },
+                    "variants": variants,
+                    "sharing": sharing,
+                    "projection": projection(variants, sharing),
+                    "seconds": round(time.perf_counter() - started, 1),
+                },
+                indent=2,
+            )
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

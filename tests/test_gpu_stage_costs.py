@@ -1,0 +1,76 @@
+"""scripts/gpu_stage_costs.py: the job's GPU calls replayed stage by stage. A CPU smoke run of
+the whole script (workload, shape timings of two engine variants, process sharing), and its
+pure parts."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import gpu_stage_costs  # noqa: E402
+
+
+def test_variants_name_engine_settings():
+    assert gpu_stage_costs.parse_variant("f16") == gpu_stage_costs.Variant("f16", "HEURISTIC")
+    exhaustive = gpu_stage_costs.parse_variant("f32-exhaustive")
+    assert exhaustive.name == "f32-exhaustive"
+    assert exhaustive.overrides == {
+        "ocr.engine.precision": "f32",
+        "ocr.engine.cudnn_conv_algo_search": "EXHAUSTIVE",
+    }
+    for bad in ("fp16", "f16-fast", "bf16"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            gpu_stage_costs.parse_variant(bad)
+
+
+def test_projection_takes_the_cheapest_variant_and_the_best_process_count():
+    variants = [
+        {"variant": "f32", "overrides": {"a": 1}, "gpu_ms_per_page": 10.0},
+        {"variant": "f16", "overrides": {"a": 2}, "gpu_ms_per_page": 5.0},
+    ]
+    alone = gpu_stage_costs.projection(variants, None)
+    assert (alone["variant"], alone["pages_per_s"], alone["meets_target"]) == ("f16", 200.0, True)
+    sharing = {"rounds": [{"processes": 1, "pages_per_s": 90.0}, {"processes": 3, "pages_per_s": 140.0}]}
+    shared = gpu_stage_costs.projection(variants, sharing)
+    assert (shared["processes"], shared["pages_per_s"], shared["meets_target"]) == (3, 140.0, False)
+
+
+def test_cpu_smoke_run_times_the_job_shapes_and_sharing(tmp_path):
+    out = tmp_path / "costs.json"
+    code = gpu_stage_costs.main(
+        [
+            "--device", "cpu", "--pages", "2", "--det-batches", "1", "--processes", "1,2",
+            "--seconds", "0.5", "--shape-seconds", "0", "--min-calls", "1", "--variants", "f32,f16",
+            "--json", str(out),
+        ]
+    )  # fmt: skip
+    assert code == 0
+    result = json.loads(out.read_text())
+    job = yaml.safe_load((ROOT / "jobs" / "configs" / "job_gpu.yaml").read_text())
+    workload = result["workload"]
+    # one recognition actor call of the job: its pages, its buckets, its page canvas
+    assert workload["pages"] == job["resources"]["recognize"]["batch_size"]
+    assert workload["det_shape"] == [3, 960, 960]
+    assert 0.5 < workload["rec_calls_per_page"] < 3
+    widths = {int(w) for w in workload["rec_widths"]}
+    assert widths <= set(job["ocr"]["text_recognition"]["width_buckets"]) and len(widths) >= 3
+    assert [v["variant"] for v in result["variants"]] == ["f32", "f16"]
+    for variant in result["variants"]:
+        assert variant["providers"][0] == "CPUExecutionProvider" and variant["fused_decode"]
+        assert {int(w) for w in variant["rec"]} == widths
+        assert all(r["ms_per_call"] > 0 and r["rows"] == 32 for r in variant["rec"].values())
+        assert variant["det"]["1"]["ms_per_page"] > 0
+        assert variant["gpu_ms_per_page"] == pytest.approx(
+            variant["det_ms_per_page"] + variant["rec_ms_per_page"], abs=0.01
+        )
+    rounds = result["sharing"]["rounds"]
+    assert [r["processes"] for r in rounds] == [1, 2] and all(r["pages"] >= 1 for r in rounds)
+    assert result["projection"]["variant"] in ("f32", "f16")
