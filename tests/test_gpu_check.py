@@ -148,6 +148,10 @@ def test_cpu_smoke_run_of_the_whole_check(tmp_path):
     runs = {r["name"]: r for r in json.loads(result_file.read_text())["runs"]}
     assert set(runs) == {"job", "engine", "reference"}
     assert runs["job"]["pages"] == 10 and runs["job"]["error_rows"] == 0
+    assert runs["job"]["steady_pages_per_s"] > 0  # from the first part file on, or the whole run's
+    if not runs["job"]["steady_measured"]:
+        assert runs["job"]["steady_pages_per_s"] == runs["job"]["pages_per_s"]
+        assert "job: every part file came at once" in proc.stdout
     assert runs["engine"]["pages"] == 3 and runs["reference"]["pages"] == 3
     for name in ("job", "engine"):
         assert runs[name]["accuracy"]["cer"] < 0.02, runs[name]["accuracy"]
