@@ -178,11 +178,13 @@ def main() -> None:
     large_run = runs["scale x N pages"]
     stages = large_run["seconds_per_stage"]
     total = sum(stages.values())
-    print("time per stage on the large run (seconds summed over pages; share of all stage time):")
+    cpu_stages = large_run["cpu_seconds_per_stage"]
+    pages = large_run["rows_written"]
+    print("time per stage on the large run (seconds summed over pages; share of all stage time; CPU time):")
     for stage, seconds in stages.items():
         print(
-            f"  {stage:<10} {seconds:8.1f} s  {1000 * seconds / large_run['rows_written']:7.1f} ms/page  "
-            f"{100 * seconds / total:5.1f}%"
+            f"  {stage:<10} {seconds:8.1f} s  {1000 * seconds / pages:7.1f} ms/page  "
+            f"{100 * seconds / total:5.1f}%  CPU {1000 * cpu_stages.get(stage, 0.0) / pages:7.1f} ms/page"
         )
     # CPU per page with start-up removed: the job's (large run minus 1-page run) against the
     # engine's (its whole run minus one page's share is negligible; loading counts, it is small).
@@ -192,7 +194,14 @@ def main() -> None:
     engine_cpu = engine["machine_cpu_seconds"] / engine["pages"]
     print(
         f"CPU per page (whole machine, start-up removed): engine {engine_cpu:.3f} core-s, job {job_cpu:.3f} "
-        f"core-s ({job_cpu / engine_cpu:.2f}x; the rest is Ray: scheduling, object store, serialisation)"
+        f"core-s ({job_cpu / engine_cpu:.2f}x)"
+    )
+    # The stages' own CPU (every thread of the process running each, while it ran) against the
+    # machine's: the rest is Ray's (driver, raylet, object store, (de)serialisation between stages).
+    in_stages = sum(cpu_stages.values()) / pages
+    print(
+        f"of which inside the stages {in_stages:.3f} core-s, outside them {job_cpu - in_stages:.3f} core-s "
+        f"({100 * (job_cpu - in_stages) / job_cpu:.0f}%: Ray's own work, between and around the stages)"
     )
     growth = large_run["driver_peak_rss_mb"] / runs["N pages"]["driver_peak_rss_mb"] - 1
     ratio = ratios["scale x N pages"]

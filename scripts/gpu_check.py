@@ -161,6 +161,95 @@ class GpuSampler:
             self._reader.join(timeout=5)
 
 
+# ============================================================================ host CPU
+
+
+CGROUP_CPU_FILES = (
+    ("/sys/fs/cgroup/cpu.stat", 1e-6),  # cgroup v2: "usage_usec N"
+    ("/sys/fs/cgroup/cpuacct/cpuacct.usage", 1e-9),  # cgroup v1: nanoseconds
+)
+
+
+def host_cpu_seconds(cgroup_files: Sequence[tuple[str, float]] = CGROUP_CPU_FILES) -> float | None:
+    """CPU seconds this machine's processes have used so far: the container's cgroup counter
+    when there is one (other tenants of a shared host left out), else ``/proc/stat``'s busy time
+    over the CPUs this process may run on; None when neither can be read."""
+    for path, unit in cgroup_files:
+        try:
+            text = Path(path).read_text()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            fields = line.split()
+            if len(fields) == 1 and fields[0].isdigit():
+                return int(fields[0]) * unit
+            if len(fields) == 2 and fields[0] == "usage_usec":
+                return int(fields[1]) * unit
+    try:
+        lines = Path("/proc/stat").read_text().splitlines()
+    except OSError:
+        return None
+    allowed = {f"cpu{i}" for i in os.sched_getaffinity(0)}
+    busy = 0
+    for line in lines:
+        fields = line.split()
+        if fields and fields[0] in allowed:
+            values = [int(v) for v in fields[1:9]]  # user nice system idle iowait irq softirq steal
+            busy += sum(values) - values[3] - values[4] - values[7]
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def busy_cores(samples: Sequence[tuple[float, float]], start: float, end: float) -> float | None:
+    """Mean cores busy over ``[start, end]`` from ``(epoch time, CPU seconds)`` samples in time
+    order: the rate between the last sample at or before ``start`` and the first at or after
+    ``end`` (the nearest ones inside when the sampling began late or ended early, so a short
+    window still gets the rate around it); None when that leaves no time between them."""
+    if not samples:
+        return None
+    before = next((s for s in reversed(samples) if s[0] <= start), samples[0])
+    after = next((s for s in samples if s[0] >= end), samples[-1])
+    if after[0] <= before[0]:
+        return None
+    return (after[1] - before[1]) / (after[0] - before[0])
+
+
+class HostCpuSampler:
+    """Samples :func:`host_cpu_seconds` every ``interval_s`` in the background while in the
+    ``with`` block, so a run can say whether the host's cores, not the GPU, were the limit."""
+
+    def __init__(self, interval_s: float = 0.5) -> None:
+        self.interval_s = interval_s
+        self.samples: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> HostCpuSampler:
+        self._sample()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        seconds = host_cpu_seconds()
+        if seconds is not None:
+            self.samples.append((time.time(), seconds))
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self._sample()
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._sample()
+
+    def summary(self, start: float, end: float) -> dict[str, float | int | None]:
+        """Mean busy cores over ``[start, end]`` and the cores this process may use."""
+        cores = busy_cores(self.samples, start, end)
+        return {"busy_cores": None if cores is None else round(cores, 2), "cores": len(os.sched_getaffinity(0))}
+
+
 # ============================================================================ pages
 
 
@@ -355,7 +444,7 @@ def engine_run(
     # on a GPU, a warm-up pass over every page: each new input shape costs a one-off kernel
     # set-up (about 1 s), which the timed loop over the same pages then no longer pays
     warmup_pages = len(specs) if args.device == "gpu" else 1
-    with GpuSampler(args.gpu_ids[:1]) as sampler:  # one process uses the first visible GPU
+    with GpuSampler(args.gpu_ids[:1]) as sampler, HostCpuSampler() as cpu_sampler:  # one process, first GPU
         raw, error = bench_engine.run_engine(
             spec,
             pages_file,
@@ -385,6 +474,7 @@ def engine_run(
         "warmup_pages": warmup_pages,
         "peak_rss_mb": round(result.peak_rss_mb),
         "gpu": summarise_samples(sampler.samples, raw["loop_started_at"], raw["loop_ended_at"]),
+        "host_cpu": cpu_sampler.summary(raw["loop_started_at"], raw["loop_ended_at"]),
         "accuracy": {k: round(v, 5) for k, v in result.metrics.items()},
         "info": result.info,
     }
@@ -403,7 +493,7 @@ def job_run(workdir: Path, specs: Sequence[Any], truths: Sequence[Any], args: An
         "result_file": str(workdir / "job-summary.json"),
     }
     started_at = time.time()
-    with GpuSampler(args.gpu_ids) as sampler:
+    with GpuSampler(args.gpu_ids) as sampler, HostCpuSampler() as cpu_sampler:
         summary = run_job_worker(request, timeout=args.timeout)
     if summary["status"] != "succeeded":
         failed: dict[str, Any] = {
@@ -420,6 +510,7 @@ def job_run(workdir: Path, specs: Sequence[Any], truths: Sequence[Any], args: An
                 "seconds": round(args.timeout, 1),
                 "pages_per_s": round(rows / args.timeout, 2),
                 "gpu": summarise_samples(sampler.samples, started_at, ended_at),
+                "host_cpu": cpu_sampler.summary(started_at, ended_at),
             }
         return failed
     started = summary["started_at"]
@@ -440,6 +531,7 @@ def job_run(workdir: Path, specs: Sequence[Any], truths: Sequence[Any], args: An
         "error_rows": summary["error_rows"],
         "gpu_fallback": summary["gpu_fallback"],
         "gpu": summarise_samples(sampler.samples, steady_start, end),
+        "host_cpu": cpu_sampler.summary(steady_start, end),
         # pages cycle through the unique ones: fewer pages than unique ones score only those
         "accuracy": accuracy(read_job_lines(str(output), min(args.pages, len(specs))), truths[: args.pages]),
         "seconds_per_stage": summary["seconds_per_stage"],
@@ -453,6 +545,13 @@ def _parse_set(item: str) -> tuple[str, object]:
     return parse_override(item)
 
 
+def format_host_cpu(host: dict[str, Any] | None) -> str:
+    """``"busy/cores"`` (mean cores busy over the timed part), or n/a."""
+    if not host or host.get("busy_cores") is None:
+        return "n/a"
+    return f"{host['busy_cores']:.1f}/{host['cores']}"
+
+
 def report(runs: Sequence[dict[str, Any]], gpus: int, gpu_names: Sequence[str]) -> str:
     """The table and the verdict."""
     headers = [
@@ -463,6 +562,7 @@ def report(runs: Sequence[dict[str, Any]], gpus: int, gpu_names: Sequence[str]) 
         "per GPU",
         "GPU util %",
         "GPU mem MB",
+        "host CPU cores",
         "CER %",
         "line CER %",
     ]
@@ -484,6 +584,7 @@ def report(runs: Sequence[dict[str, Any]], gpus: int, gpu_names: Sequence[str]) 
                 f"{run['steady_pages_per_s'] / gpus:.2f}" if gpus else "n/a",
                 util,
                 mem,
+                format_host_cpu(run.get("host_cpu")),
                 f"{100 * acc['cer']:.2f}",
                 f"{100 * acc['line_cer']:.2f}",
             ]
@@ -496,7 +597,8 @@ def report(runs: Sequence[dict[str, Any]], gpus: int, gpu_names: Sequence[str]) 
             lines.append(
                 f"{run['name']} before its time limit: {partial['rows_committed']} pages committed in "
                 f"{partial['seconds']:.0f} s ({partial['pages_per_s']:.2f} pages/s, start-up included), "
-                f"GPU utilisation {'n/a' if util is None else f'{util:.0f}%'}"
+                f"GPU utilisation {'n/a' if util is None else f'{util:.0f}%'}, "
+                f"host CPU cores {format_host_cpu(partial.get('host_cpu'))}"
             )
         if run.get("steady_measured") is False:
             lines.append(
@@ -532,6 +634,12 @@ def report(runs: Sequence[dict[str, Any]], gpus: int, gpu_names: Sequence[str]) 
             f"target {TARGET_PAGES_PER_GPU:.0f} pages/s per GPU at >= {TARGET_UTILISATION:.0f}% utilisation: "
             f"{per_gpu:.1f} pages/s per GPU at {shown} -> {'met' if met else 'NOT met'}"
         )
+        host = job.get("host_cpu") or {}
+        if not met and host.get("busy_cores") is not None and host["busy_cores"] >= 0.9 * host["cores"]:
+            lines.append(
+                f"the host's CPUs were the limit ({host['busy_cores']:.1f} of {host['cores']} cores busy): "
+                "more cores per GPU, or CPU worker nodes for loading (cluster.yaml)"
+            )
     return "\n".join(lines)
 
 

@@ -156,6 +156,8 @@ def test_cpu_smoke_run_of_the_whole_check(tmp_path):
     for name in ("job", "engine"):
         assert runs[name]["accuracy"]["cer"] < 0.02, runs[name]["accuracy"]
         assert runs[name]["gpu"]["utilisation_mean"] is None  # no GPU sampled
+    host = runs["job"]["host_cpu"]  # the job keeps this machine's cores busy
+    assert host["cores"] == len(os.sched_getaffinity(0)) and 0.2 < host["busy_cores"] <= host["cores"] + 0.5
     assert runs["reference"]["accuracy"]["line_cer"] < 0.05
     shapes = runs["engine"]["info"]["input_shapes"]
     assert shapes["det"]["shapes"] >= 1 and shapes["rec"]["shapes"] >= 1
@@ -179,3 +181,38 @@ def test_bench_engine_ours_variants_take_list_values():
     }
     with pytest.raises(argparse.ArgumentTypeError, match=r"text_recognition\.width_buckets"):
         bench_engine.parse_ours("bad:text_recognition.width_buckets=[640,320]")
+
+
+def test_host_cpu_reads_the_cgroup_counter_and_averages_busy_cores(tmp_path):
+    v2, v1 = tmp_path / "cpu.stat", tmp_path / "cpuacct.usage"
+    v2.write_text("usage_usec 2500000\nuser_usec 2000000\nsystem_usec 500000\n")
+    v1.write_text("7000000000\n")
+    assert gpu_check.host_cpu_seconds([(str(v2), 1e-6), (str(v1), 1e-9)]) == pytest.approx(2.5)
+    assert gpu_check.host_cpu_seconds([(str(tmp_path / "none"), 1e-6), (str(v1), 1e-9)]) == pytest.approx(7.0)
+    fallback = gpu_check.host_cpu_seconds([(str(tmp_path / "none"), 1e-6)])  # /proc/stat over our CPUs
+    assert fallback is not None and fallback > 0
+    samples = [(100.0, 10.0), (101.0, 11.5), (102.0, 13.0), (103.0, 13.0)]
+    assert gpu_check.busy_cores(samples, 100.0, 102.0) == pytest.approx(1.5)
+    assert gpu_check.busy_cores(samples, 100.5, 101.5) == pytest.approx(1.5)  # the samples around it
+    assert gpu_check.busy_cores(samples, 100.5, 103.0) == pytest.approx(1.0)
+    assert gpu_check.busy_cores(samples, 102.5, 103.5) == pytest.approx(0.0)  # idle after 102
+    assert gpu_check.busy_cores(samples, 104.0, 105.0) is None  # after the last sample: no rate
+    assert gpu_check.busy_cores([], 100.0, 101.0) is None
+
+
+def test_a_host_bound_job_is_called_host_bound():
+    run = {
+        "name": "job",
+        "ok": True,
+        "pages": 3000,
+        "pages_per_s": 80.0,
+        "steady_pages_per_s": 90.0,
+        "gpu": {"utilisation_mean": 41.0, "memory_peak_mb": 9000},
+        "host_cpu": {"busy_cores": 15.6, "cores": 16},
+        "accuracy": {"cer": 0.001, "line_cer": 0.001},
+    }
+    text = gpu_check.report([run], 1, ["H100"])
+    assert "15.6/16" in text
+    assert "the host's CPUs were the limit (15.6 of 16 cores busy)" in text
+    run["host_cpu"] = {"busy_cores": 6.0, "cores": 16}
+    assert "were the limit" not in gpu_check.report([run], 1, ["H100"])

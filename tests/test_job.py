@@ -76,6 +76,10 @@ def test_job_writes_one_row_per_page_plus_error_rows(inputs, tmp_path):
     assert summary.rows_written == 5 + 3  # pages in + failed files
     assert summary.errors_by_type == {"corrupt": 1, "empty": 1, "unsupported_type": 1}
     assert set(summary.seconds_per_stage) >= {"load", "detect", "crop", "recognize"}
+    # CPU time per stage beside wall time: same stages; the models' stages cost real CPU
+    assert set(summary.cpu_seconds_per_stage) == set(summary.seconds_per_stage)
+    cpu = summary.cpu_seconds_per_stage
+    assert cpu["load"] > 0.01 and cpu["detect"] > 0.05 and cpu["recognize"] > 0.05
 
     table = pq.read_table(next((tmp_path / "out").glob("part-*.parquet")))
     assert table.schema.remove_metadata().equals(PAGE_SCHEMA.remove_metadata())

@@ -167,3 +167,20 @@ def test_a_job_id_that_is_not_a_plain_folder_name_is_refused(job_id):
 
 def test_plain_job_ids_are_accepted():
     assert load_config(JobConfig, None, {"job_id": "backfill-2026.11_run7"}).job_id == "backfill-2026.11_run7"
+
+
+def test_timed_records_wall_and_cpu_seconds_per_row():
+    import time
+
+    from ocr_actors.stages.common import timed
+
+    batch = {"status": np.array(["ok", "ok"], dtype=object)}
+    with timed(batch, "detect"):
+        deadline = time.process_time() + 0.05
+        while time.process_time() < deadline:  # busy: CPU time
+            pass
+        time.sleep(0.1)  # idle: wall time only
+    wall, cpu = batch["t_detect"], batch["c_detect"]
+    assert wall.shape == cpu.shape == (2,)
+    assert wall[0] == wall[1] and cpu[0] == cpu[1]  # split evenly over the rows
+    assert 2 * wall[0] >= 0.15 and 0.05 <= 2 * cpu[0] < 0.12

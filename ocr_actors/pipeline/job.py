@@ -53,7 +53,10 @@ class ErrorBudgetExceeded(RuntimeError):
 
 @dataclass
 class JobSummary:
-    """What a run did. ``seconds_per_stage`` sums each stage's time over its pages."""
+    """What a run did. ``seconds_per_stage`` sums each stage's wall time over its pages,
+    ``cpu_seconds_per_stage`` the CPU time of the processes running it meanwhile (what the
+    stage costs in cores, without the waits of contended cores; Ray's own work in between
+    stages is in neither)."""
 
     job_id: str
     output: str
@@ -77,6 +80,7 @@ class JobSummary:
     steady_pages_per_second: float = 0.0
     """Rows per second after the first part file: the rate more pages would run at."""
     seconds_per_stage: dict[str, float] = field(default_factory=dict)
+    cpu_seconds_per_stage: dict[str, float] = field(default_factory=dict)
     error_rate: float = 0.0
     gpu_fallback: bool = False
     """The job asked for GPUs, the cluster had none, and it ran on CPU instead."""
@@ -311,6 +315,7 @@ def _process(
     dataset = build_dataset(config, work, job_id)
     errors: Counter[str] = Counter()
     stage_seconds: dict[str, float] = dict.fromkeys(STAGES, 0.0)
+    stage_cpu_seconds: dict[str, float] = dict.fromkeys(STAGES, 0.0)
     last_report = time.perf_counter()
     first_rows = 0
     for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
@@ -327,6 +332,7 @@ def _process(
             errors.update(json.loads(batch["errors_by_type"][k]))
             for stage in STAGES:
                 stage_seconds[stage] += float(batch[f"t_{stage}"][k])
+                stage_cpu_seconds[stage] += float(batch[f"c_{stage}"][k])
         elapsed = time.perf_counter() - started
         rate = summary.error_rows / max(summary.rows_written, 1)
         if time.perf_counter() - last_report >= config.progress_interval_s:
@@ -344,6 +350,7 @@ def _process(
     if summary.rows_written > first_rows and steady_seconds > 0:
         summary.steady_pages_per_second = round((summary.rows_written - first_rows) / steady_seconds, 3)
     summary.seconds_per_stage = {k: round(v, 3) for k, v in stage_seconds.items() if v > 0}
+    summary.cpu_seconds_per_stage = {k: round(v, 3) for k, v in stage_cpu_seconds.items() if stage_seconds[k] > 0}
     return config
 
 

@@ -48,9 +48,11 @@ def page_row(
     }
 
 
-def _as_batch(row: dict[str, Any], seconds: float) -> Batch:
+def _as_batch(row: dict[str, Any], seconds: float, cpu_seconds: float) -> Batch:
+    """One page row as a batch, with its wall and CPU seconds (``t_load``, ``c_load``)."""
     batch = {k: np.array([v]) if k != "image" else ragged([v]) for k, v in row.items()}
     batch["t_load"] = np.array([seconds])
+    batch["c_load"] = np.array([cpu_seconds])
     return batch
 
 
@@ -107,10 +109,10 @@ def load_documents(
     require(batch, "load", "source_uri", "todo_pages")
     for uri, todo in zip(batch["source_uri"], batch["todo_pages"], strict=True):
         pages = json.loads(todo) if todo else None
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         for row in load_pages(str(uri), config, storage_options, pages, pdf_pages):
-            yield _as_batch(row, time.perf_counter() - start)
-            start = time.perf_counter()
+            yield _as_batch(row, time.perf_counter() - start, time.process_time() - cpu_start)
+            start, cpu_start = time.perf_counter(), time.process_time()
 
 
 def load_work(

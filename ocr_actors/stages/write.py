@@ -33,8 +33,8 @@ def write_parquet(
     writes it as one Parquet file.
 
     Returns one summary row per file: path, rows, ok pages, error rows, errors by type
-    (JSON), lines, and seconds spent per stage (sums over the rows), so the driver never
-    holds OCR results.
+    (JSON), lines, and wall and CPU seconds spent per stage (``t_<stage>``, ``c_<stage>``: sums
+    over the rows), so the driver never holds OCR results.
     """
     rows = assemble_rows(batch, params, det_model, rec_model, job_id, datetime.now(UTC))
     path = write_part(rows, output, storage_options, compression)
@@ -48,6 +48,6 @@ def write_parquet(
         "lines": np.array([sum(len(r["lines"] or ()) for r in rows)]),
     }
     for stage in STAGES:
-        column = f"t_{stage}"
-        summary[column] = np.array([float(np.sum(batch[column])) if column in batch else 0.0])
+        for column in (f"t_{stage}", f"c_{stage}"):
+            summary[column] = np.array([float(np.sum(batch[column])) if column in batch else 0.0])
     return summary
