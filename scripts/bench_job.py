@@ -7,10 +7,11 @@ Runs, one after another, each in its own process:
 2. the whole job (``ocr-batch run`` with an embedded local Ray of ``--cpus`` CPUs) on the same N pages;
 3. the whole job on ``--scale`` x N pages (the same pages repeated under new names).
 
-Prints pages/s of each, the job/engine ratio, time per stage (from the job summary) and
-the driver's peak RSS at N and scale x N pages, and the machine's CPU seconds per page of the
-engine and of the job (the difference is Ray's own cost). Targets: ratio >= 0.9, RSS growth
-<= 10%.
+Prints pages/s of each, the job/engine ratio, wall and CPU time per stage (from the job
+summary) and the driver's peak RSS at N and scale x N pages, the machine's CPU seconds per page
+of the engine and of the job, split into the stages' own CPU and the rest (Ray's own work), and
+the job's CPU per kind of process (driver, each actor pool, task workers, Ray's daemons).
+Targets: ratio >= 0.9, RSS growth <= 10%.
 """
 
 from __future__ import annotations
@@ -58,6 +59,76 @@ def engine_worker(folder: str, threads: int) -> dict[str, float]:
     return {"pages": pages, "seconds": seconds, "pages_per_s": pages / seconds, "peak_rss_mb": _peak_rss_mb()}
 
 
+def process_kind(title: str, comm: str) -> str:
+    """Group a process by what it is in a Ray job: an actor pool (its class), the task workers
+    (``ray::IDLE`` between tasks, ``ray::MapBatches(...)`` in one), a Ray system actor, or
+    the command name (raylet, gcs_server)."""
+    title = title or comm
+    if title.startswith("ray::"):
+        name = title[5:].split()[0] if title[5:].strip() else "?"
+        if name.startswith("MapWorker(MapBatches("):
+            return name[len("MapWorker(MapBatches(") :].rstrip(")") + " actors"
+        if name == "IDLE" or name.startswith("MapBatches("):
+            return "task workers (load, crop, write)"  # one worker runs every kind of task
+        return name
+    return comm
+
+
+class ProcessCpuSampler:
+    """CPU seconds per :func:`process_kind` of every process that ran while in the ``with``
+    block (``/proc``, sampled every ``interval_s``: a process that lives shorter than that may
+    be missed); this process is ``driver``."""
+
+    def __init__(self, interval_s: float = 0.25) -> None:
+        import threading
+
+        self.interval_s = interval_s
+        self._seen: dict[int, list] = {}  # pid -> [kind, cpu at first sight, latest cpu]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._tick = os.sysconf("SC_CLK_TCK")
+
+    def _sample(self, first: bool = False) -> None:
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            pid = int(entry)
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                comm = Path(f"/proc/{pid}/comm").read_text().strip()
+            except (OSError, IndexError):
+                continue
+            cpu = (int(stat[11]) + int(stat[12])) / self._tick
+            kind = "driver" if pid == os.getpid() else process_kind(title.strip(), comm)
+            if pid not in self._seen:
+                self._seen[pid] = [kind, cpu if first else 0.0, cpu]
+            else:
+                self._seen[pid][2] = cpu
+                self._seen[pid][0] = kind  # a worker that became an actor counts as the actor
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self._sample()
+
+    def __enter__(self) -> ProcessCpuSampler:
+        self._sample(first=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._sample()
+
+    def by_kind(self) -> dict[str, float]:
+        """CPU seconds used while sampling, per kind, largest first (kinds under 0.05 s left out)."""
+        totals: dict[str, float] = {}
+        for kind, first, last in self._seen.values():
+            totals[kind] = totals.get(kind, 0.0) + last - first
+        return {k: round(v, 2) for k, v in sorted(totals.items(), key=lambda kv: -kv[1]) if v >= 0.05}
+
+
 def job_worker(folder: str, output: str, cpus: int, overrides: dict[str, object]) -> dict[str, object]:
     """The whole job with an embedded Ray; returns its summary plus the driver's peak RSS."""
     from ocr_actors.config import load_config
@@ -77,8 +148,10 @@ def job_worker(folder: str, output: str, cpus: int, overrides: dict[str, object]
         },
     )
     start = time.perf_counter()
-    summary = run_job(config, progress=None).as_dict()
+    with ProcessCpuSampler() as processes:
+        summary = run_job(config, progress=None).as_dict()
     summary["job_seconds_incl_ray_start"] = time.perf_counter() - start
+    summary["cpu_seconds_by_process"] = processes.by_kind()
     summary["driver_peak_rss_mb"] = _peak_rss_mb()
     return summary
 
@@ -203,6 +276,14 @@ def main() -> None:
         f"of which inside the stages {in_stages:.3f} core-s, outside them {job_cpu - in_stages:.3f} core-s "
         f"({100 * (job_cpu - in_stages) / job_cpu:.0f}%: Ray's own work, between and around the stages)"
     )
+    # Where the CPU went, per kind of process: the large run minus the 1-page run (start-up
+    # removed), per page. Ray's daemons and idle workers also cost CPU per second of run time.
+    one_page = runs["1 page"]["cpu_seconds_by_process"]
+    by_process = large_run["cpu_seconds_by_process"]
+    print(f"CPU by process, ms per page (large run minus the 1-page run, over {pages - 1} pages):")
+    for kind, seconds in by_process.items():
+        extra = 1000 * (seconds - one_page.get(kind, 0.0)) / (pages - 1)
+        print(f"  {kind:<36} {extra:7.1f}")
     growth = large_run["driver_peak_rss_mb"] / runs["N pages"]["driver_peak_rss_mb"] - 1
     ratio = ratios["scale x N pages"]
     print()
