@@ -87,12 +87,15 @@ def parse_variant(text: str) -> Variant:
 
 
 def gpu_ocr_config(device: str, variant: Variant) -> Any:
-    """``job_gpu.yaml``'s OCR settings on ``device`` with ``variant``'s engine settings (no
-    recogniser warm-up: this script warms exactly the shapes it times)."""
+    """``job_gpu.yaml``'s OCR settings on ``device`` with ``variant``'s engine settings, one
+    CPU thread per session (no recogniser warm-up: this script warms exactly the shapes it
+    times)."""
     from ocr_actors.config import OCRConfig, load_config
 
     settings = gpu_check.gpu_ocr_overrides()
-    settings.update({"engine.device": device, "text_recognition.warmup": False})
+    # one CPU thread, not spinning, per session: several processes share the host's cores
+    settings.update({"engine.device": device, "engine.threads": 1, "engine.allow_spinning": False})
+    settings["text_recognition.warmup"] = False
     settings.update({k.removeprefix("ocr."): v for k, v in variant.overrides.items()})
     return load_config(OCRConfig, None, settings)
 
