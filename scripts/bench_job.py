@@ -66,8 +66,9 @@ def process_kind(title: str, comm: str) -> str:
     title = title or comm
     if title.startswith("ray::"):
         name = title[5:].split()[0] if title[5:].strip() else "?"
-        if name.startswith("MapWorker(MapBatches("):
-            return name[len("MapWorker(MapBatches(") :].rstrip(")") + " actors"
+        if name.startswith("MapWorker("):  # a title too long for its argv space ends early
+            actor = name[len("MapWorker(MapBatches(") :].rstrip(")")
+            return f"{actor} actors" if actor else "actors (title cut short)"
         if name == "IDLE" or name.startswith("MapBatches("):
             return "task workers (load, crop, write)"  # one worker runs every kind of task
         return name
@@ -259,30 +260,32 @@ def main() -> None:
             f"  {stage:<10} {seconds:8.1f} s  {1000 * seconds / pages:7.1f} ms/page  "
             f"{100 * seconds / total:5.1f}%  CPU {1000 * cpu_stages.get(stage, 0.0) / pages:7.1f} ms/page"
         )
-    # CPU per page with start-up removed: the job's (large run minus 1-page run) against the
-    # engine's (its whole run minus one page's share is negligible; loading counts, it is small).
-    job_cpu = (large_run["machine_cpu_seconds"] - runs["1 page"]["machine_cpu_seconds"]) / (
-        large_run["rows_written"] - 1
-    )
+    # CPU per page with start-up removed: the large run minus the N-page run, over the pages
+    # between them (a 1-page run starts fewer Ray workers than any longer run, so subtracting it
+    # would charge worker start-ups to pages), against the engine's whole run per page.
+    small_run = runs["N pages"]
+    extra_pages = pages - small_run["rows_written"]
+    job_cpu = (large_run["machine_cpu_seconds"] - small_run["machine_cpu_seconds"]) / extra_pages
     engine_cpu = engine["machine_cpu_seconds"] / engine["pages"]
     print(
-        f"CPU per page (whole machine, start-up removed): engine {engine_cpu:.3f} core-s, job {job_cpu:.3f} "
-        f"core-s ({job_cpu / engine_cpu:.2f}x)"
+        f"CPU per page (whole machine, large run minus N-page run): engine {engine_cpu:.3f} core-s, "
+        f"job {job_cpu:.3f} core-s ({job_cpu / engine_cpu:.2f}x)"
     )
     # The stages' own CPU (every thread of the process running each, while it ran) against the
-    # machine's: the rest is Ray's (driver, raylet, object store, (de)serialisation between stages).
-    in_stages = sum(cpu_stages.values()) / pages
+    # machine's: the rest is Ray's (driver, raylet, object store, (de)serialisation between stages,
+    # and its daemons' CPU for the longer run time).
+    small_stages = small_run["cpu_seconds_per_stage"]
+    in_stages = sum(v - small_stages.get(k, 0.0) for k, v in cpu_stages.items()) / extra_pages
     print(
         f"of which inside the stages {in_stages:.3f} core-s, outside them {job_cpu - in_stages:.3f} core-s "
         f"({100 * (job_cpu - in_stages) / job_cpu:.0f}%: Ray's own work, between and around the stages)"
     )
-    # Where the CPU went, per kind of process: the large run minus the 1-page run (start-up
-    # removed), per page. Ray's daemons and idle workers also cost CPU per second of run time.
-    one_page = runs["1 page"]["cpu_seconds_by_process"]
+    # Where the CPU went, per kind of process, per page between the two runs.
+    small_by_process = small_run["cpu_seconds_by_process"]
     by_process = large_run["cpu_seconds_by_process"]
-    print(f"CPU by process, ms per page (large run minus the 1-page run, over {pages - 1} pages):")
+    print(f"CPU by process, ms per page (large run minus N-page run, over {extra_pages} pages):")
     for kind, seconds in by_process.items():
-        extra = 1000 * (seconds - one_page.get(kind, 0.0)) / (pages - 1)
+        extra = 1000 * (seconds - small_by_process.get(kind, 0.0)) / extra_pages
         print(f"  {kind:<36} {extra:7.1f}")
     growth = large_run["driver_peak_rss_mb"] / runs["N pages"]["driver_peak_rss_mb"] - 1
     ratio = ratios["scale x N pages"]

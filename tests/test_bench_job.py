@@ -23,6 +23,7 @@ import bench_job  # noqa: E402
         ("ray::IDLE", "ray::IDLE", "task workers (load, crop, write)"),
         ("", "ray::IDLE", "task workers (load, crop, write)"),
         ("ray::_StatsActor", "ray::_StatsActor", "_StatsActor"),
+        ("ray::MapWorker(", "ray::MapWorker(", "actors (title cut short)"),
         ("/usr/bin/raylet --node_ip_address=127.0.0.1", "raylet", "raylet"),
     ],
 )
