@@ -418,11 +418,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     workload = build_workload(args.pages, min(job_det_batch, max(args.det_batches)), rec_call_pages)
     print(f"workload built in {time.perf_counter() - started:.1f} s", flush=True)
     variants = []
+    failed: dict[str, str] = {}
     for variant in args.variants:
-        result = time_variant(args.device, variant, workload, args.det_batches, args.shape_seconds, args.min_calls)
+        try:
+            result = time_variant(args.device, variant, workload, args.det_batches, args.shape_seconds, args.min_calls)
+        except Exception as exc:  # one variant failing (say f16 without its converter) leaves the others
+            failed[variant.name] = f"{type(exc).__name__}: {exc}"
+            print(f"{variant.name}: FAILED: {failed[variant.name]}", flush=True)
+            continue
         cost, set_up = result["gpu_ms_per_page"], result["set_up_s"]
         print(f"{variant.name}: {cost:.2f} GPU ms a page (set-up {set_up} s)", flush=True)
         variants.append(result)
+    if not variants:
+        print("error: every variant failed", file=sys.stderr)
+        return 1
     sharing = None
     if not args.skip_sharing:
         best = min(variants, key=lambda v: v["gpu_ms_per_page"])
@@ -446,6 +455,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "rec_widths": workload.rec_widths(),
                     },
                     "variants": variants,
+                    "failed_variants": failed,
                     "sharing": sharing,
                     "projection": projection(variants, sharing),
                     "seconds": round(time.perf_counter() - started, 1),

@@ -74,3 +74,23 @@ def test_cpu_smoke_run_times_the_job_shapes_and_sharing(tmp_path):
     rounds = result["sharing"]["rounds"]
     assert [r["processes"] for r in rounds] == [1, 2] and all(r["pages"] >= 1 for r in rounds)
     assert result["projection"]["variant"] in ("f32", "f16")
+
+
+def test_a_failing_variant_is_reported_and_the_others_still_run(tmp_path, monkeypatch, capsys):
+    """On a machine where one engine setting cannot run, the probe still measures the rest."""
+    real = gpu_stage_costs.time_variant
+
+    def failing_f16(device, variant, *args):
+        if variant.precision == "f16":
+            raise ModuleNotFoundError("No module named 'onnxruntime.transformers'")
+        return real(device, variant, *args)
+
+    monkeypatch.setattr(gpu_stage_costs, "time_variant", failing_f16)
+    out = tmp_path / "costs.json"
+    args = ["--device", "cpu", "--pages", "2", "--det-batches", "1", "--shape-seconds", "0", "--min-calls", "1"]
+    assert gpu_stage_costs.main([*args, "--variants", "f16,f32", "--skip-sharing", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert [v["variant"] for v in result["variants"]] == ["f32"]
+    assert "onnxruntime.transformers" in result["failed_variants"]["f16"]
+    assert result["projection"]["variant"] == "f32"
+    assert "f16: FAILED: ModuleNotFoundError" in capsys.readouterr().out
