@@ -290,18 +290,20 @@ def job_overrides(device: str, gpus: int, pages: int, cpus: int, actors_per_gpu:
 
     Per GPU: ``actors_per_gpu`` detection and as many recognition actors, sharing the GPU
     equally (each actor runs its pre- and post-processing on the CPU between GPU calls, so
-    several per GPU keep it busy; a session holds a few hundred MB of GPU memory). Each
-    actor gets an equal share of half the CPUs (at most 2, at least 0.25), so the CPU
-    tasks (load, crop, write) keep the other half. On CPU (smoke runs) the default job
-    settings. About 20 part files, so the rate after the first one is measured over most of
-    the run.
+    several per GPU keep it busy; a session holds a few hundred MB of GPU memory). The actors
+    reserve a quarter of the CPUs between them (each 0.25 to 1, one engine thread): per page
+    the CPU tasks (load, crop, write, with Ray's cost of moving pages) need about three times
+    the actors' CPU (``bench_job.py``: about 95 against 32 ms), and a reservation only caps how
+    many run at once, so the tasks get the other three quarters. On CPU (smoke runs) the
+    default job settings. About 20 part files, so the rate after the first one is measured
+    over most of the run.
     """
     rows_per_file = max(1, min(200, pages // 20))
     base: dict[str, object] = {"ray.address": "", "output.rows_per_file": rows_per_file}
     if device == "cpu":
         return base
     actors = 2 * actors_per_gpu * gpus
-    per_actor = max(0.25, min(2.0, 0.5 * cpus / actors))
+    per_actor = max(0.25, min(1.0, 0.25 * cpus / actors))
     gpu_share = int(100 / (2 * actors_per_gpu)) / 100  # rounded down: the shares fit in one GPU
     layout: dict[str, object] = {**base}
     for stage in ("detect", "recognize"):
@@ -311,7 +313,7 @@ def job_overrides(device: str, gpus: int, pages: int, cpus: int, actors_per_gpu:
                 f"resources.{stage}.max_actors": actors_per_gpu * gpus,
                 f"resources.{stage}.num_gpus": gpu_share,
                 f"resources.{stage}.num_cpus": per_actor,
-                f"resources.{stage}.threads": max(1, round(per_actor)),
+                f"resources.{stage}.threads": 1,
             }
         )
     return layout

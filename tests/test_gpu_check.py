@@ -50,14 +50,16 @@ def test_job_layout_scales_with_gpus_and_cpus():
     two = gpu_check.job_overrides("gpu", 2, 3000, 32, actors_per_gpu=2)
     assert two["resources.detect.min_actors"] == two["resources.recognize.max_actors"] == 4
     assert 2 * two["resources.detect.num_gpus"] + 2 * two["resources.recognize.num_gpus"] <= 1.0  # per GPU
-    assert two["resources.detect.num_cpus"] == 2.0 and two["resources.recognize.threads"] == 2
+    assert two["resources.detect.num_cpus"] == 1.0 and two["resources.recognize.threads"] == 1
     assert two["output.rows_per_file"] == 150 and "ray.num_cpus" not in two  # Ray counts the CPUs
     one = gpu_check.job_overrides("gpu", 1, 3000, 16)  # the default: three of each per GPU
     assert one["resources.detect.max_actors"] == one["resources.recognize.min_actors"] == 3
     assert one["resources.detect.num_gpus"] == one["resources.recognize.num_gpus"] == 0.16
-    assert 6 * one["resources.detect.num_cpus"] <= 8  # half of the 16 CPUs stay for the tasks
-    eight = gpu_check.job_overrides("gpu", 8, 3000, 64, actors_per_gpu=2)  # 32 actors on 64 CPUs: 1 each
-    assert eight["resources.detect.num_cpus"] == 1.0
+    assert 6 * one["resources.detect.num_cpus"] == pytest.approx(4)  # 12 of the 16 CPUs stay for the tasks
+    eight = gpu_check.job_overrides("gpu", 8, 3000, 64, actors_per_gpu=2)  # 32 actors on 64 CPUs: 0.5 each
+    assert eight["resources.detect.num_cpus"] == 0.5
+    crowded = gpu_check.job_overrides("gpu", 1, 3000, 4, actors_per_gpu=4)  # never under a quarter CPU
+    assert crowded["resources.recognize.num_cpus"] == 0.25
     cpu = gpu_check.job_overrides("cpu", 0, 8, 2)
     assert "resources.detect.num_gpus" not in cpu and cpu["output.rows_per_file"] == 1
 
