@@ -4,7 +4,7 @@
     python scripts/gpu_stage_costs.py                      # on a machine with an NVIDIA GPU (~3 min)
     python scripts/gpu_stage_costs.py --variants f32,f16,f16-exhaustive --processes 1,2,4,6
     python scripts/gpu_stage_costs.py --device cpu --pages 2 --det-batches 1,2 --processes 1,2 \\
-        --seconds 1 --variants f32                         # smoke run without a GPU (a test does this)
+        --threads 2 --seconds 1 --variants f32             # smoke run without a GPU (a test does this)
 
 The job's GPU work is two model calls per page: detection of the page (``job_gpu.yaml``: a
 960 x 960 canvas, ``page_batch_size`` pages a call) and recognition of its lines (batches of
@@ -24,9 +24,11 @@ and settings, on blank inputs (the GPU's work does not depend on the pixels), in
 3. **Sharing**: ``max(--processes)`` worker processes open the best variant's sessions and warm
    every shape once; then, for each count P, P of them at once run the workload in a loop
    for ``--seconds`` (a detection call of ``page_batch_size`` pages, then those pages' share of
-   recognition calls): pages/s together, mean GPU utilisation (``nvidia-smi``), the speed-up
-   over one process. On one GPU, processes take turns on it unless their calls leave it idle,
-   so this says how many actors per GPU pay.
+   recognition calls), and last one process runs it in T threads on the same sessions for each
+   ``--threads`` count: pages/s together, mean GPU utilisation (``nvidia-smi``), the speed-up
+   over one process. On one GPU, processes (each its own CUDA context) take turns on it unless
+   their calls leave it idle, while threads share one context, so this says how many actors
+   per GPU pay, and whether threads in one actor would do better.
 
 Prints one table per part and the projection: the best pages/s per GPU with the job's own host
 work left out (the job's pages/s can only be lower: ``gpu_check.sh`` measures it), against the
@@ -242,12 +244,32 @@ def time_variant(
 # ============================================================================ sharing
 
 
+def workload_loop(sessions: Sessions, workload: Workload, seconds: float, offset: int = 0) -> int:
+    """Run the workload for ``seconds``: a detection call of ``det_batch`` pages, then those
+    pages' share of the recognition calls (starting at call ``offset``), again and again;
+    returns the pages done."""
+    det_shape = workload.det_input_shape(workload.det_batch)
+    rec_per_call = workload.det_batch * workload.rec_calls_per_page
+    pages, owed, next_rec, began = 0, 0.0, offset, time.perf_counter()
+    while time.perf_counter() - began < seconds:
+        sessions.run(det_shape)
+        owed += rec_per_call
+        while owed >= 1:
+            sessions.run(workload.rec_shapes[next_rec % len(workload.rec_shapes)])
+            next_rec, owed = next_rec + 1, owed - 1
+        pages += workload.det_batch
+    return pages
+
+
 def sharing_worker(conn: Any, device: str, variant: Variant, workload: Workload) -> None:
     """A worker process: open and warm the sessions, then run the workload loop on request.
 
     Messages: it sends ``("ready", warm-up seconds)`` (or ``("error", text)``); it receives
-    ``(start_at, seconds)`` and answers ``(pages, elapsed)``, or ``None`` and exits.
+    ``(start_at, seconds, threads)`` and answers ``(pages, elapsed)`` (``threads`` loops at once
+    on the same sessions, which ONNX Runtime allows), or ``None`` and exits.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     try:
         started = time.perf_counter()
         sessions = Sessions(device, variant)
@@ -257,29 +279,36 @@ def sharing_worker(conn: Any, device: str, variant: Variant, workload: Workload)
     except Exception as exc:  # reported to the parent, which says what failed
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
         return
-    det_shape = workload.det_input_shape(workload.det_batch)
-    rec_per_call = workload.det_batch * workload.rec_calls_per_page
     while (request := conn.recv()) is not None:
-        start_at, seconds = request
+        start_at, seconds, threads = request
         time.sleep(max(0.0, start_at - time.time()))
-        pages, owed, next_rec, began = 0, 0.0, 0, time.perf_counter()
-        while time.perf_counter() - began < seconds:
-            sessions.run(det_shape)
-            owed += rec_per_call
-            while owed >= 1:
-                sessions.run(workload.rec_shapes[next_rec % len(workload.rec_shapes)])
-                next_rec, owed = next_rec + 1, owed - 1
-            pages += workload.det_batch
+        began = time.perf_counter()
+        offsets = [i * len(workload.rec_shapes) // threads for i in range(threads)]
+        with ThreadPoolExecutor(threads) as pool:
+            done = pool.map(lambda offset: workload_loop(sessions, workload, seconds, offset), offsets)  # noqa: B023
+            pages = sum(done)
         conn.send((pages, time.perf_counter() - began))
 
 
+def sharing_layouts(process_counts: Sequence[int], thread_counts: Sequence[int]) -> list[tuple[int, int]]:
+    """``(processes, threads per process)`` of the sharing rounds: each process count with one
+    thread, then one process with each thread count above one."""
+    return [(p, 1) for p in process_counts] + [(1, t) for t in thread_counts if t > 1]
+
+
 def measure_sharing(
-    device: str, variant: Variant, workload: Workload, counts: Sequence[int], seconds: float, gpu_ids: Sequence[str]
+    device: str,
+    variant: Variant,
+    workload: Workload,
+    layouts: Sequence[tuple[int, int]],
+    seconds: float,
+    gpu_ids: Sequence[str],
 ) -> dict[str, Any]:
-    """Part 3: pages/s of 1..N processes sharing the device, with GPU utilisation."""
+    """Part 3: pages/s of each ``(processes, threads)`` layout sharing the device, with GPU
+    utilisation; the speed-up is against the first layout."""
     context = multiprocessing.get_context("spawn")
     workers = []
-    for _ in range(max(counts)):
+    for _ in range(max(p for p, _ in layouts)):
         parent, child = context.Pipe()
         proc = context.Process(target=sharing_worker, args=(child, device, variant, workload), daemon=True)
         proc.start()
@@ -292,17 +321,17 @@ def measure_sharing(
             return {"variant": variant.name, "error": errors[0], "rounds": []}
         warm_up_s = max(s for _, s in warm)
         with gpu_check.GpuSampler(gpu_ids) as sampler:
-            for count in counts:
+            for processes, threads in layouts:
                 start_at = time.time() + 0.5
-                for _, parent in workers[:count]:
-                    parent.send((start_at, seconds))
-                answers = [parent.recv() for _, parent in workers[:count]]
+                for _, parent in workers[:processes]:
+                    parent.send((start_at, seconds, threads))
+                answers = [parent.recv() for _, parent in workers[:processes]]
                 pages = sum(p for p, _ in answers)
                 elapsed = max(e for _, e in answers)
                 gpu = gpu_check.summarise_samples(sampler.samples, start_at + 0.5, start_at + elapsed)
                 rounds.append(
-                    {"processes": count, "pages": pages, "seconds": round(elapsed, 2), "pages_per_s": pages / elapsed}
-                    | {"gpu": gpu}
+                    {"processes": processes, "threads": threads, "pages": pages, "seconds": round(elapsed, 2)}
+                    | {"pages_per_s": pages / elapsed, "gpu": gpu}
                 )
     finally:
         for proc, parent in workers:
@@ -333,7 +362,9 @@ def projection(variants: Sequence[dict[str, Any]], sharing: dict[str, Any] | Non
     rounds = (sharing or {}).get("rounds") or []
     if rounds:
         top = max(rounds, key=lambda r: r["pages_per_s"])
-        result.update({"processes": top["processes"], "pages_per_s": top["pages_per_s"]})
+        result.update(
+            {"processes": top["processes"], "threads": top.get("threads", 1), "pages_per_s": top["pages_per_s"]}
+        )
     else:
         result["pages_per_s"] = result["one_process_pages_per_s"]
     result["meets_target"] = result["pages_per_s"] >= gpu_check.TARGET_PAGES_PER_GPU
@@ -365,14 +396,15 @@ def report(workload: Workload, variants: Sequence[dict[str, Any]], sharing: dict
         for r in sharing["rounds"]:
             util = r["gpu"].get("utilisation_mean")
             lines.append(
-                f"  {r['processes']} process(es): {r['pages_per_s']:>7.1f} pages/s  x{r['speed_up']}  "
+                f"  {r['processes']} process(es) x {r.get('threads', 1)} thread(s): {r['pages_per_s']:>7.1f} pages/s"
+                f"  x{r['speed_up']}  "
                 f"GPU util {util if util is not None else 'n/a'}%  ({r['pages']} pages in {r['seconds']} s)"
             )
     p = projection(variants, sharing)
     lines += [
         "",
         f"projection: {p['variant']} ({p['gpu_ms_per_page']:.2f} GPU ms a page): {p['pages_per_s']:.1f} pages/s per GPU"
-        + (f" with {p['processes']} processes" if "processes" in p else "")
+        + (f" with {p['processes']} process(es) x {p['threads']} thread(s)" if "processes" in p else "")
         + f" for the models alone; target {gpu_check.TARGET_PAGES_PER_GPU:.0f}: "
         + ("reachable if the host keeps up" if p["meets_target"] else "NOT reachable with these settings"),
         "job settings for it: " + " ".join(f"--set {k}={v}" for k, v in p["overrides"].items()),
@@ -399,6 +431,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--det-batches", type=_ints, default=[1, 4, 8, 16], help="detector batch sizes to time")
     parser.add_argument("--processes", type=_ints, default=[1, 2, 3, 4, 6], help="process counts of the sharing part")
+    parser.add_argument(
+        "--threads",
+        type=_ints,
+        default=[2, 4],
+        help="thread counts of one process sharing its sessions, also in the sharing part (default 2,4)",
+    )
     parser.add_argument("--seconds", type=float, default=6.0, help="seconds per sharing round (default 6)")
     parser.add_argument("--shape-seconds", type=float, default=0.6, help="seconds per detector shape timed")
     parser.add_argument("--min-calls", type=int, default=3, help="fewest steady calls per shape timed (default 3)")
@@ -437,7 +475,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         best = min(variants, key=lambda v: v["gpu_ms_per_page"])
         variant = next(v for v in args.variants if v.name == best["variant"])
         sharing = measure_sharing(
-            args.device, variant, workload, args.processes, args.seconds, [i for i, _ in visible[:1]]
+            args.device,
+            variant,
+            workload,
+            sharing_layouts(args.processes, args.threads),
+            args.seconds,
+            [i for i, _ in visible[:1]],
         )
     text = report(workload, variants, sharing)
     print(text)

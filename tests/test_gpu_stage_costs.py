@@ -38,16 +38,28 @@ def test_projection_takes_the_cheapest_variant_and_the_best_process_count():
     ]
     alone = gpu_stage_costs.projection(variants, None)
     assert (alone["variant"], alone["pages_per_s"], alone["meets_target"]) == ("f16", 200.0, True)
-    sharing = {"rounds": [{"processes": 1, "pages_per_s": 90.0}, {"processes": 3, "pages_per_s": 140.0}]}
+    sharing = {
+        "rounds": [
+            {"processes": 1, "threads": 1, "pages_per_s": 90.0},
+            {"processes": 3, "threads": 1, "pages_per_s": 140.0},
+            {"processes": 1, "threads": 4, "pages_per_s": 120.0},
+        ]
+    }
     shared = gpu_stage_costs.projection(variants, sharing)
-    assert (shared["processes"], shared["pages_per_s"], shared["meets_target"]) == (3, 140.0, False)
+    assert (shared["processes"], shared["threads"], shared["pages_per_s"], shared["meets_target"]) == (
+        3,
+        1,
+        140.0,
+        False,
+    )
+    assert gpu_stage_costs.sharing_layouts([1, 2, 4], [1, 2, 3]) == [(1, 1), (2, 1), (4, 1), (1, 2), (1, 3)]
 
 
 def test_cpu_smoke_run_times_the_job_shapes_and_sharing(tmp_path):
     out = tmp_path / "costs.json"
     code = gpu_stage_costs.main(
         [
-            "--device", "cpu", "--pages", "2", "--det-batches", "1", "--processes", "1,2",
+            "--device", "cpu", "--pages", "2", "--det-batches", "1", "--processes", "1,2", "--threads", "2",
             "--seconds", "0.5", "--shape-seconds", "0", "--min-calls", "1", "--variants", "f32,f16",
             "--json", str(out),
         ]
@@ -72,7 +84,9 @@ def test_cpu_smoke_run_times_the_job_shapes_and_sharing(tmp_path):
             variant["det_ms_per_page"] + variant["rec_ms_per_page"], abs=0.01
         )
     rounds = result["sharing"]["rounds"]
-    assert [r["processes"] for r in rounds] == [1, 2] and all(r["pages"] >= 1 for r in rounds)
+    # two processes, then one process with two threads on the same sessions
+    assert [(r["processes"], r["threads"]) for r in rounds] == [(1, 1), (2, 1), (1, 2)]
+    assert all(r["pages"] >= 1 for r in rounds)
     assert result["projection"]["variant"] in ("f32", "f16")
 
 
