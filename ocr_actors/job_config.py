@@ -74,6 +74,11 @@ class StageResources:
         min_actors / max_actors: actor pool bounds (model stages only).
         threads: engine threads per actor (model stages); 0 = ``ocr.engine.threads`` if
             set, else the CPU share rounded (at least 1).
+        concurrent_calls: batches one actor runs at once, each in its own thread on the
+            actor's one set of sessions (model stages; ONNX Runtime only, whose sessions take
+            concurrent calls). On a GPU one actor then overlaps one batch's CPU work with
+            another's GPU call in a single CUDA context, instead of several actors (processes,
+            one context each) taking turns on the GPU. 1 (default): one batch at a time.
     """
 
     batch_size: int = 4
@@ -82,10 +87,12 @@ class StageResources:
     min_actors: int = 1
     max_actors: int = 1
     threads: int = 0
+    concurrent_calls: int = 1
 
     def __post_init__(self) -> None:
         _check(self.batch_size >= 1, "resources.*.batch_size", self.batch_size)
         _check(1 <= self.min_actors <= self.max_actors, "resources.*.min_actors/max_actors", self.min_actors)
+        _check(self.concurrent_calls >= 1, "resources.*.concurrent_calls", self.concurrent_calls)
 
 
 @dataclass(frozen=True)
@@ -162,6 +169,17 @@ class JobConfig:
 
     def __post_init__(self) -> None:
         _check(0.0 <= self.max_error_rate <= 1.0, "max_error_rate", self.max_error_rate)
+        res = self.resources
+        threaded = [
+            name
+            for name in ("docprep", "detect", "lineori", "recognize")
+            if getattr(res, name).concurrent_calls > 1
+        ]
+        if threaded and self.ocr.engine.engine != "onnxruntime":
+            raise ConfigError(
+                f"resources.{threaded[0]}.concurrent_calls > 1 needs engine onnxruntime: "
+                f"{self.ocr.engine.engine} sessions take one call at a time"
+            )
         if self.job_id and not is_plain_job_id(self.job_id):
             raise ConfigError(
                 f"invalid job_id {self.job_id!r}: use letters, digits, '.', '_' and '-' (it names a folder)"

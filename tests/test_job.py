@@ -193,6 +193,30 @@ def test_gpu_shape_settings_in_the_job_read_the_same_pages(inputs, tmp_path):
         assert page_cer(row["text"].splitlines(), truth[(row["source_uri"], row["page_index"])].splitlines()) < 0.02
 
 
+def test_model_actors_running_batches_in_threads_read_the_same_pages(inputs, tmp_path):
+    """``resources.<stage>.concurrent_calls``: one detection and one recognition actor, each
+    running two one-page batches at once on its sessions, write every page once, read alike."""
+    folder, truth = inputs
+    config = job_config(
+        str(folder),
+        tmp_path / "out",
+        resources__detect__concurrent_calls=2,
+        resources__detect__batch_size=1,
+        resources__recognize__concurrent_calls=2,
+        resources__recognize__batch_size=1,
+        resources__recognize__min_actors=1,
+        resources__recognize__max_actors=1,
+    )
+    summary = run_job(config, progress=io.StringIO())
+    assert summary.status == "succeeded" and summary.rows_written == 8
+    rows = rows_of(tmp_path / "out")
+    assert len({(r["source_uri"], r["page_index"]) for r in rows}) == 8
+    ok = [r for r in rows if r["status"] == "ok"]
+    assert len(ok) == 5
+    for row in ok:
+        assert page_cer(row["text"].splitlines(), truth[(row["source_uri"], row["page_index"])].splitlines()) < 0.02
+
+
 def test_incremental_processes_only_new_objects_and_overwrite_redoes_all(inputs, tmp_path):
     folder, _ = inputs
     source = tmp_path / "src"

@@ -184,3 +184,23 @@ def test_timed_records_wall_and_cpu_seconds_per_row():
     assert wall.shape == cpu.shape == (2,)
     assert wall[0] == wall[1] and cpu[0] == cpu[1]  # split evenly over the rows
     assert 2 * wall[0] >= 0.15 and 0.05 <= 2 * cpu[0] < 0.12
+
+
+def test_model_stages_may_run_batches_in_threads_with_onnxruntime_only():
+    from ocr_actors.job_config import StageResources
+    from ocr_actors.pipeline.job import actor_pool
+
+    plain = actor_pool(StageResources(min_actors=1, max_actors=3))
+    assert (plain.min_size, plain.max_size) == (1, 3)
+    assert not plain.enable_true_multi_threading
+    threaded = actor_pool(StageResources(min_actors=2, max_actors=2, concurrent_calls=3))
+    assert threaded.enable_true_multi_threading and threaded.max_concurrent_calls_per_actor == 3
+    assert threaded.max_tasks_in_flight_per_actor == 6  # work queued for every thread
+    assert (
+        load_config(JobConfig, None, {"resources.recognize.concurrent_calls": 2}).resources.recognize.concurrent_calls
+        == 2
+    )
+    with pytest.raises(ConfigError, match="concurrent_calls > 1 needs engine onnxruntime"):
+        load_config(JobConfig, None, {"resources.detect.concurrent_calls": 2, "ocr.engine.engine": "openvino"})
+    with pytest.raises(ConfigError, match="concurrent_calls"):
+        load_config(JobConfig, None, {"resources.detect.concurrent_calls": 0})

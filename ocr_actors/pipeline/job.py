@@ -172,6 +172,23 @@ def _stage_threads(config: JobConfig, stage: StageResources) -> JobConfig:
     return replace(config, ocr=replace(config.ocr, engine=engine))
 
 
+def actor_pool(stage: StageResources):  # type: ignore[no-untyped-def]
+    """The Ray Data actor pool of a model stage: ``min_actors``..``max_actors`` actors, each
+    running ``concurrent_calls`` batches at once in threads."""
+    from ray.data import ActorPoolStrategy
+
+    if stage.concurrent_calls == 1:
+        return ActorPoolStrategy(min_size=stage.min_actors, max_size=stage.max_actors)
+    return ActorPoolStrategy(
+        min_size=stage.min_actors,
+        max_size=stage.max_actors,
+        max_concurrent_calls_per_actor=stage.concurrent_calls,
+        enable_true_multi_threading=True,
+        # enough batches queued at each actor to keep its threads busy
+        max_tasks_in_flight_per_actor=2 * stage.concurrent_calls,
+    )
+
+
 def build_dataset(config: JobConfig, work: list[WorkRange], job_id: str):  # type: ignore[no-untyped-def]
     """Wire the stages into a Ray Dataset that yields one summary row per written file.
 
@@ -180,7 +197,6 @@ def build_dataset(config: JobConfig, work: list[WorkRange], job_id: str):  # typ
             each load task reads its ranges' work items where it runs.
     """
     import ray.data
-    from ray.data import ActorPoolStrategy
 
     from ocr_actors.stages.crop import crop_text_lines
     from ocr_actors.stages.detect import DetectText
@@ -202,7 +218,7 @@ def build_dataset(config: JobConfig, work: list[WorkRange], job_id: str):  # typ
             fn_constructor_args=(stage_config,),
             batch_size=stage.batch_size,
             batch_format="numpy",
-            compute=ActorPoolStrategy(min_size=stage.min_actors, max_size=stage.max_actors),
+            compute=actor_pool(stage),
             num_cpus=stage.num_cpus,
             num_gpus=stage.num_gpus or None,
         )

@@ -59,7 +59,8 @@ def writable_status(batch: Batch) -> Batch:
 def timed(batch: Batch, stage: str) -> Iterator[None]:
     """Add ``t_<stage>`` (wall seconds spent on the batch) and ``c_<stage>`` (CPU seconds of
     this process meanwhile, every thread: an engine's thread pool counts), each split evenly
-    over the batch's rows. Wall time grows when processes contend for cores; CPU time does not."""
+    over the batch's rows. Wall time grows when processes contend for cores; CPU time does not
+    (but calls running at once in one actor, ``concurrent_calls``, each count all of it)."""
     start, cpu_start = time.perf_counter(), time.process_time()
     yield
     rows = max(len(batch["status"]), 1)
