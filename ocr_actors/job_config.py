@@ -171,9 +171,7 @@ class JobConfig:
         _check(0.0 <= self.max_error_rate <= 1.0, "max_error_rate", self.max_error_rate)
         res = self.resources
         threaded = [
-            name
-            for name in ("docprep", "detect", "lineori", "recognize")
-            if getattr(res, name).concurrent_calls > 1
+            name for name in ("docprep", "detect", "lineori", "recognize") if getattr(res, name).concurrent_calls > 1
         ]
         if threaded and self.ocr.engine.engine != "onnxruntime":
             raise ConfigError(
