@@ -534,9 +534,11 @@ def job_run(workdir: Path, specs: Sequence[Any], truths: Sequence[Any], args: An
         "gpu_fallback": summary["gpu_fallback"],
         "gpu": summarise_samples(sampler.samples, steady_start, end),
         "host_cpu": cpu_sampler.summary(steady_start, end),
+        "host_cpu_run": cpu_sampler.summary(started, end),
         # pages cycle through the unique ones: fewer pages than unique ones score only those
         "accuracy": accuracy(read_job_lines(str(output), min(args.pages, len(specs))), truths[: args.pages]),
         "seconds_per_stage": summary["seconds_per_stage"],
+        "cpu_seconds_per_stage": summary["cpu_seconds_per_stage"],
         "overrides": overrides,
     }
 
@@ -545,6 +547,19 @@ def _parse_set(item: str) -> tuple[str, object]:
     from ocr_actors.config import parse_override
 
     return parse_override(item)
+
+
+def host_cpu_per_page(run: dict[str, Any]) -> dict[str, Any] | None:
+    """The job's host CPU per page in core-seconds over the whole run, start-up included
+    (a steady window can mislead: part files may arrive in bursts): ``total`` (busy cores x
+    seconds / pages), each stage's own (its CPU seconds / pages) and ``outside`` the stages
+    (Ray's work, start-up, the rest of the machine); None without a host CPU reading."""
+    host = run.get("host_cpu_run") or {}
+    if host.get("busy_cores") is None or not run.get("seconds") or not run.get("pages"):
+        return None
+    total = host["busy_cores"] * run["seconds"] / run["pages"]
+    stages = {k: v / run["pages"] for k, v in (run.get("cpu_seconds_per_stage") or {}).items()}
+    return {"total": total, "stages": stages, "outside": total - sum(stages.values())}
 
 
 def format_host_cpu(host: dict[str, Any] | None) -> str:
@@ -601,6 +616,13 @@ def report(runs: Sequence[dict[str, Any]], gpus: int, gpu_names: Sequence[str]) 
                 f"{partial['seconds']:.0f} s ({partial['pages_per_s']:.2f} pages/s, start-up included), "
                 f"GPU utilisation {'n/a' if util is None else f'{util:.0f}%'}, "
                 f"host CPU cores {format_host_cpu(partial.get('host_cpu'))}"
+            )
+        per_page = host_cpu_per_page(run) if run["name"] == "job" and run["ok"] else None
+        if per_page:
+            stages = ", ".join(f"{k} {1000 * v:.1f}" for k, v in per_page["stages"].items())
+            lines.append(
+                f"job host CPU per page, start-up included: {1000 * per_page['total']:.0f} ms (stages: {stages}; "
+                f"outside them, Ray, start-up and the rest: {1000 * per_page['outside']:.0f})"
             )
         if run.get("steady_measured") is False:
             lines.append(

@@ -158,6 +158,7 @@ def test_cpu_smoke_run_of_the_whole_check(tmp_path):
     for name in ("job", "engine"):
         assert runs[name]["accuracy"]["cer"] < 0.02, runs[name]["accuracy"]
         assert runs[name]["gpu"]["utilisation_mean"] is None  # no GPU sampled
+    assert "job host CPU per page, start-up included: " in proc.stdout
     host = runs["job"]["host_cpu"]  # the job keeps this machine's cores busy
     assert host["cores"] == len(os.sched_getaffinity(0)) and 0.2 < host["busy_cores"] <= host["cores"] + 0.5
     assert runs["reference"]["accuracy"]["line_cer"] < 0.05
@@ -213,8 +214,14 @@ def test_a_host_bound_job_is_called_host_bound():
         "host_cpu": {"busy_cores": 15.6, "cores": 16},
         "accuracy": {"cer": 0.001, "line_cer": 0.001},
     }
+    run["cpu_seconds_per_stage"] = {"load": 90.0, "detect": 30.0, "crop": 15.0, "recognize": 45.0}
+    run["seconds"] = 37.5
+    run["host_cpu_run"] = {"busy_cores": 12.0, "cores": 16}
     text = gpu_check.report([run], 1, ["H100"])
     assert "15.6/16" in text
     assert "the host's CPUs were the limit (15.6 of 16 cores busy)" in text
+    # 12 cores for 37.5 s over 3000 pages: 150 ms a page, 60 of it in the stages (180 s)
+    assert "per page, start-up included: 150 ms (stages: load 30.0, detect 10.0, crop 5.0, recognize 15.0; " in text
+    assert "outside them, Ray, start-up and the rest: 90)" in text
     run["host_cpu"] = {"busy_cores": 6.0, "cores": 16}
     assert "were the limit" not in gpu_check.report([run], 1, ["H100"])
