@@ -656,7 +656,9 @@ def report(runs: Sequence[dict[str, Any]], gpus: int, gpu_names: Sequence[str]) 
         met = per_gpu >= TARGET_PAGES_PER_GPU and util is not None and util >= TARGET_UTILISATION
         lines.append(
             f"target {TARGET_PAGES_PER_GPU:.0f} pages/s per GPU at >= {TARGET_UTILISATION:.0f}% utilisation: "
-            f"{per_gpu:.1f} pages/s per GPU at {shown} -> {'met' if met else 'NOT met'}"
+            f"{per_gpu:.1f} pages/s per GPU at {shown} -> {'met' if met else 'NOT met'} "
+            f"(from the first part file on; the whole run, start-up included: {job['pages_per_s'] / gpus:.1f}; "
+            "part files can arrive in bursts, so a short run's steady rate overstates)"
         )
         host = job.get("host_cpu") or {}
         if not met and host.get("busy_cores") is not None and host["busy_cores"] >= 0.9 * host["cores"]:
