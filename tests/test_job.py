@@ -49,6 +49,14 @@ def rows_of(output: Path) -> list[dict]:
     )
 
 
+def assert_pages_read(rows: list[dict], truth: dict[tuple[str, int], str], ok_pages: int) -> None:
+    """``ok_pages`` rows are ok, and each reads its page's truth with CER < 2%."""
+    ok = [r for r in rows if r["status"] == "ok"]
+    assert len(ok) == ok_pages
+    for row in ok:
+        assert page_cer(row["text"].splitlines(), truth[(row["source_uri"], row["page_index"])].splitlines()) < 0.02
+
+
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     folder = tmp_path_factory.mktemp("job_inputs")
@@ -187,10 +195,7 @@ def test_gpu_shape_settings_in_the_job_read_the_same_pages(inputs, tmp_path):
     )
     summary = run_job(config, progress=io.StringIO())
     assert summary.status == "succeeded"
-    ok = [r for r in rows_of(tmp_path / "out") if r["status"] == "ok"]
-    assert len(ok) == 5
-    for row in ok:
-        assert page_cer(row["text"].splitlines(), truth[(row["source_uri"], row["page_index"])].splitlines()) < 0.02
+    assert_pages_read(rows_of(tmp_path / "out"), truth, ok_pages=5)
 
 
 def test_model_actors_running_batches_in_threads_read_the_same_pages(inputs, tmp_path):
@@ -211,10 +216,7 @@ def test_model_actors_running_batches_in_threads_read_the_same_pages(inputs, tmp
     assert summary.status == "succeeded" and summary.rows_written == 8
     rows = rows_of(tmp_path / "out")
     assert len({(r["source_uri"], r["page_index"]) for r in rows}) == 8
-    ok = [r for r in rows if r["status"] == "ok"]
-    assert len(ok) == 5
-    for row in ok:
-        assert page_cer(row["text"].splitlines(), truth[(row["source_uri"], row["page_index"])].splitlines()) < 0.02
+    assert_pages_read(rows, truth, ok_pages=5)
 
 
 def test_incremental_processes_only_new_objects_and_overwrite_redoes_all(inputs, tmp_path):
