@@ -197,13 +197,13 @@ class Sessions:
         self.run(shape)
         return time.perf_counter() - started
 
-    def steady_ms(self, shape: Shape, seconds: float, min_calls: int = 3) -> tuple[float, int]:
-        """Mean ms per call over at least ``min_calls`` calls and ``seconds``; ``(ms, calls)``."""
+    def steady_ms(self, shape: Shape, seconds: float, min_calls: int = 3) -> float:
+        """Mean ms per call over at least ``min_calls`` calls and ``seconds``."""
         calls, started = 0, time.perf_counter()
         while calls < min_calls or time.perf_counter() - started < seconds:
             self.run(shape)
             calls += 1
-        return 1000 * (time.perf_counter() - started) / calls, calls
+        return 1000 * (time.perf_counter() - started) / calls
 
 
 def time_variant(
@@ -217,12 +217,12 @@ def time_variant(
     for batch in det_batches:
         shape = workload.det_input_shape(batch)
         first = sessions.first_run(shape)
-        ms, _ = sessions.steady_ms(shape, seconds, min_calls)
+        ms = sessions.steady_ms(shape, seconds, min_calls)
         det[batch] = {"first_s": round(first, 3), "ms_per_call": round(ms, 3), "ms_per_page": round(ms / batch, 3)}
     rec = {}
     for shape in sorted(set(workload.rec_shapes), key=lambda s: s[3]):
         first = sessions.first_run(shape)
-        ms, _ = sessions.steady_ms(shape, seconds / 4, min_calls)
+        ms = sessions.steady_ms(shape, seconds / 4, min_calls)
         rec[shape[3]] = {"rows": shape[0], "first_s": round(first, 3), "ms_per_call": round(ms, 3)}
     rec_ms_per_page = sum(rec[w]["ms_per_call"] * n for w, n in workload.rec_widths().items()) / workload.pages
     job_det = det.get(workload.det_batch) or det[max(det)]

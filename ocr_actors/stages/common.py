@@ -63,10 +63,10 @@ def timed(batch: Batch, stage: str) -> Iterator[None]:
     (but calls running at once in one actor, ``concurrent_calls``, each count all of it)."""
     start, cpu_start = time.perf_counter(), time.process_time()
     yield
-    rows = max(len(batch["status"]), 1)
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
-    batch[f"t_{stage}"] = np.full(len(batch["status"]), wall / rows, dtype=np.float64)
-    batch[f"c_{stage}"] = np.full(len(batch["status"]), cpu / rows, dtype=np.float64)
+    rows = len(batch["status"])
+    batch[f"t_{stage}"] = np.full(rows, wall / max(rows, 1), dtype=np.float64)
+    batch[f"c_{stage}"] = np.full(rows, cpu / max(rows, 1), dtype=np.float64)
 
 
 def pack_crops(crops: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
