@@ -97,8 +97,8 @@ class StageResources:
 
 @dataclass(frozen=True)
 class ResourcesConfig:
-    """Per-stage resources. CPU stages (load, crop, write) run as tasks; model stages as
-    actor pools. CPU shares are Ray's logical CPUs (scheduling tokens; engine threads are
+    """Per-stage resources. CPU stages (load, write, and crop unless ``crop_in_detect``)
+    run as tasks; model stages as actor pools. CPU shares are Ray's logical CPUs (scheduling tokens; engine threads are
     set separately). The defaults fit 2 CPUs with every optional stage on: one
     single-threaded detection actor (0.5), two single-threaded recognition actors (0.6 each:
     recognition is most of the work), small classifier actors (0.05), and room for one CPU
@@ -115,6 +115,12 @@ class ResourcesConfig:
         default_factory=lambda: StageResources(batch_size=8, num_cpus=0.6, min_actors=2, max_actors=2)
     )
     write: StageResources = field(default_factory=lambda: StageResources(batch_size=1, num_cpus=0.2))
+    crop_in_detect: bool = True
+    """Crop the text lines inside the detection actors, from the pages they already hold,
+    instead of in CPU tasks after them (``resources.crop`` then applies). Moving a decoded
+    page between Ray processes costs more CPU than cropping it (1240 x 1754 colour page on
+    this project's 2-vCPU machines: about 9 ms a move against 3 ms of cropping;
+    ``scripts/bench_transport.py``), and the crops are a fraction of the page's bytes."""
 
 
 @dataclass(frozen=True)

@@ -84,6 +84,7 @@ def test_job_writes_one_row_per_page_plus_error_rows(inputs, tmp_path):
     assert summary.rows_written == 5 + 3  # pages in + failed files
     assert summary.errors_by_type == {"corrupt": 1, "empty": 1, "unsupported_type": 1}
     assert set(summary.seconds_per_stage) >= {"load", "detect", "crop", "recognize"}
+    assert summary.seconds_per_stage["crop"] > 0  # cropping ran (in the detection actors: crop_in_detect)
     # CPU time per stage beside wall time: same stages; the models' stages cost real CPU
     assert set(summary.cpu_seconds_per_stage) == set(summary.seconds_per_stage)
     cpu = summary.cpu_seconds_per_stage
@@ -182,11 +183,13 @@ def test_the_gpu_config_runs_on_a_machine_without_gpus(inputs, tmp_path):
 
 def test_gpu_shape_settings_in_the_job_read_the_same_pages(inputs, tmp_path):
     """The bounded shapes of job_gpu.yaml (one detector page shape; recognition batches of a
-    fixed row count and bucketed widths, warmed at actor start) through the Ray actors, on CPU."""
+    fixed row count and bucketed widths, warmed at actor start) through the Ray actors, on CPU;
+    here with cropping in CPU tasks between the actors (``crop_in_detect: false``)."""
     folder, truth = inputs
     config = job_config(
         str(folder),
         tmp_path / "out",
+        resources__crop_in_detect=False,
         ocr__text_detection__batch_pad_multiple=960,
         ocr__text_recognition__batch_size=16,
         ocr__text_recognition__pad_batch=True,
@@ -194,7 +197,7 @@ def test_gpu_shape_settings_in_the_job_read_the_same_pages(inputs, tmp_path):
         ocr__text_recognition__warmup=True,
     )
     summary = run_job(config, progress=io.StringIO())
-    assert summary.status == "succeeded"
+    assert summary.status == "succeeded" and summary.seconds_per_stage["crop"] > 0
     assert_pages_read(rows_of(tmp_path / "out"), truth, ok_pages=5)
 
 

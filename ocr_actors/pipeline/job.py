@@ -155,7 +155,8 @@ def check_cpu_budget(config: JobConfig, cluster_cpus: float) -> None:
     if ocr.textline_orientation.use_textline_orientation:
         pools.append(res.lineori)
     reserved = sum(stage.num_cpus * stage.min_actors for stage in pools)
-    task_need = max(res.load.num_cpus, res.crop.num_cpus, res.write.num_cpus)
+    tasks = [res.load, res.write] if res.crop_in_detect else [res.load, res.crop, res.write]
+    task_need = max(stage.num_cpus for stage in tasks)
     if reserved + task_need > cluster_cpus + 1e-9:
         raise ConfigError(
             f"the model actors reserve {reserved:g} of the cluster's {cluster_cpus:g} CPUs, leaving less than the "
@@ -211,11 +212,11 @@ def build_dataset(config: JobConfig, work: list[WorkRange], job_id: str):  # typ
     source_options = dict(config.source.storage_options)
     output_options = config.output_storage_options
 
-    def actor_stage(ds, cls, stage: StageResources):  # type: ignore[no-untyped-def]
+    def actor_stage(ds, cls, stage: StageResources, *extra_args: object):  # type: ignore[no-untyped-def]
         stage_config = _stage_threads(config, stage).ocr
         return ds.map_batches(
             cls,
-            fn_constructor_args=(stage_config,),
+            fn_constructor_args=(stage_config, *extra_args),
             batch_size=stage.batch_size,
             batch_format="numpy",
             compute=actor_pool(stage),
@@ -249,10 +250,11 @@ def build_dataset(config: JobConfig, work: list[WorkRange], job_id: str):  # typ
     )
     if ocr.doc_preprocessor.use_doc_orientation_classify or ocr.doc_preprocessor.use_doc_unwarping:
         ds = actor_stage(ds, DocPreprocess, res.docprep)
-    ds = actor_stage(ds, DetectText, res.detect)
-    ds = ds.map_batches(
-        crop_text_lines, batch_size=res.crop.batch_size, batch_format="numpy", num_cpus=res.crop.num_cpus
-    )
+    ds = actor_stage(ds, DetectText, res.detect, res.crop_in_detect)
+    if not res.crop_in_detect:
+        ds = ds.map_batches(
+            crop_text_lines, batch_size=res.crop.batch_size, batch_format="numpy", num_cpus=res.crop.num_cpus
+        )
     if ocr.textline_orientation.use_textline_orientation:
         ds = actor_stage(ds, ClassifyTextlines, res.lineori)
     ds = actor_stage(ds, RecognizeText, res.recognize)

@@ -7,16 +7,20 @@ import numpy as np
 from ocr_actors.config import OCRConfig
 from ocr_actors.runtime.runners import TextDetector
 from ocr_actors.stages.common import Batch, mark_failed, ok_rows, ragged, require, timed, writable_status
+from ocr_actors.stages.crop import crop_text_lines
 
 NO_QUADS = np.zeros((0, 4, 2), dtype=np.float32)
 
 
 class DetectText:
     """Adds ``quads`` ``(N, 4, 2)`` float32 (pixels of the page the detector saw) and
-    ``det_scores`` ``(N,)``; pages of the batch with the same resized shape share one call."""
+    ``det_scores`` ``(N,)``; pages of the batch with the same resized shape share one call.
+    With ``crop``, also crops the lines here (:func:`crop_text_lines`: the page image leaves
+    the batch, the packed crops join it), so the page never travels to a crop task."""
 
-    def __init__(self, config: OCRConfig) -> None:
+    def __init__(self, config: OCRConfig, crop: bool = False) -> None:
         self.detector = TextDetector(config.text_detection, config.engine)
+        self.crop = crop
 
     def __call__(self, batch: Batch) -> Batch:
         rows = require(batch, "detect", "image", "status")
@@ -39,4 +43,4 @@ class DetectText:
                 quads[i], scores[i] = det.quads, det.scores
         out["quads"] = ragged(quads)
         out["det_scores"] = ragged(scores)
-        return out
+        return crop_text_lines(out) if self.crop else out
