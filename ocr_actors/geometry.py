@@ -66,11 +66,11 @@ def crop_quad(image: np.ndarray, quad: np.ndarray) -> np.ndarray:
     """Perspective-crop a quad to an upright rectangle; tall crops are turned 90 degrees.
 
     Args:
-        image: ``(H, W, 3)`` uint8 page.
+        image: ``(H, W, C)`` uint8 page (BGR, or grey with C = 1).
         quad: ``(4, 2)`` quad in page pixels, ordered top-left first.
 
     Returns:
-        ``(h, w, 3)`` uint8 crop. When ``h >= 1.5 * w`` the crop is rotated 90 degrees
+        ``(h, w, C)`` uint8 crop. When ``h >= 1.5 * w`` the crop is rotated 90 degrees
         counter-clockwise so vertical lines read left to right.
     """
     q = np.asarray(quad, dtype=np.float32)
@@ -86,6 +86,7 @@ def crop_quad(image: np.ndarray, quad: np.ndarray) -> np.ndarray:
         matrix = cv2.getPerspectiveTransform(q, target)
         flags = cv2.INTER_CUBIC
         crop = cv2.warpPerspective(image, matrix, (width, height), borderMode=cv2.BORDER_REPLICATE, flags=flags)
+        crop = crop.reshape(height, width, *image.shape[2:])  # OpenCV drops a 1-channel axis
     if crop.shape[0] >= TALL_CROP_RATIO * crop.shape[1]:
         crop = np.ascontiguousarray(np.rot90(crop))
     return crop

@@ -1,6 +1,8 @@
 """Pure pre-processing for the PP-OCR models (numpy / OpenCV only).
 
-Images are BGR ``(H, W, 3)`` uint8 unless stated otherwise. Model inputs are float32
+Images are BGR ``(H, W, 3)`` uint8 or grey ``(H, W, 1)`` / ``(H, W)`` uint8 (the batch job
+moves grey pages with one channel: :func:`~ocr_actors.io.decode.collapse_grey`); a grey
+image gives the models exactly what its BGR copy would. Model inputs are float32
 ``(N, 3, H, W)`` (NCHW).
 """
 
@@ -49,16 +51,32 @@ def det_resize_shape(
     return new_h, new_w
 
 
+def bgr_planes(image: np.ndarray) -> list[np.ndarray]:
+    """The B, G and R planes ``(H, W)`` of a BGR image; a grey image's one plane three times."""
+    if image.ndim == 2:
+        return [image] * 3
+    if image.shape[2] == 1:
+        return [image[:, :, 0]] * 3
+    return list(cv2.split(image))
+
+
+def as_bgr(image: np.ndarray) -> np.ndarray:
+    """A BGR ``(H, W, 3)`` image as is; a grey ``(H, W)`` or ``(H, W, 1)`` one as BGR."""
+    if image.ndim == 3 and image.shape[2] == 3:
+        return image
+    return cv2.cvtColor(image.reshape(image.shape[:2]), cv2.COLOR_GRAY2BGR)
+
+
 def normalize_det(image: np.ndarray) -> np.ndarray:
     """Scale to [0, 1], subtract the ImageNet mean, divide by std; HWC uint8 -> CHW float32.
 
     The statistics are applied to the BGR channels as given, as the PP-OCR detectors
-    were trained.
+    were trained (a grey image: its plane as each of B, G and R).
     """
     scale = (1.0 / (255.0 * DET_STD)).astype(np.float32)
     shift = (DET_MEAN / DET_STD).astype(np.float32)
     out = np.empty((3, *image.shape[:2]), dtype=np.float32)
-    for channel, plane in enumerate(cv2.split(image)):  # plane by plane: 4-5x faster than HWC float math
+    for channel, plane in enumerate(bgr_planes(image)):  # plane by plane: 4-5x faster than HWC float math
         out[channel] = plane
         out[channel] *= scale[channel]
         out[channel] -= shift[channel]
@@ -139,11 +157,14 @@ def prepare_rec_batch(
     out = np.zeros((max(len(crops), rows), 3, height, batch_w), dtype=np.float32)
     for i, (crop, w) in enumerate(zip(crops, widths, strict=True)):
         resized = cv2.resize(crop, (w, height), interpolation=cv2.INTER_LINEAR)
-        for channel, plane in enumerate(cv2.split(resized)):
+        planes = [resized] if resized.ndim == 2 else cv2.split(resized)  # cv2.resize drops a 1-channel axis
+        for channel, plane in enumerate(planes):
             target = out[i, channel, :, :w]
             target[...] = plane
             target *= 2.0 / 255.0
             target -= 1.0
+        if len(planes) == 1:  # grey: the same values in all three channels
+            out[i, 1:, :, :w] = out[i, 0, :, :w]
     return out
 
 
@@ -199,7 +220,8 @@ def prepare_textline_cls_batch(crops: Sequence[np.ndarray], height: int = 48, wi
     for i, crop in enumerate(crops):
         w = rec_resized_width(crop.shape[0], crop.shape[1], height, width)
         resized = cv2.resize(crop, (w, height), interpolation=cv2.INTER_LINEAR)
-        out[i, :, :, :w] = (resized.astype(np.float32) * (2.0 / 255.0) - 1.0).transpose(2, 0, 1)
+        for channel, plane in enumerate(bgr_planes(resized)):
+            out[i, channel, :, :w] = plane.astype(np.float32) * (2.0 / 255.0) - 1.0
     return out
 
 

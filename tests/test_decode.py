@@ -20,6 +20,7 @@ from ocr_actors.io.decode import (
     TooLargeInputError,
     TruncatedInputError,
     UnsupportedInputError,
+    collapse_grey,
     decode_document,
     decode_image,
     pdf_page_count,
@@ -492,3 +493,46 @@ def test_xmp_orientation_is_applied_like_exif(fmt: str) -> None:
         data = encode(img, "PNG", pnginfo=info)
     (page,) = decode_all(data)
     assert page.image.shape == (40, 60, 3)
+
+
+# --------------------------------------------------------------------------- grey pages (keep_grey)
+
+
+def test_collapse_grey_keeps_one_channel_only_when_all_three_are_equal() -> None:
+    grey = np.random.default_rng(3).integers(0, 256, (30, 40), dtype=np.uint8)
+    bgr = np.repeat(grey[:, :, None], 3, axis=2)
+    collapsed = collapse_grey(bgr)
+    assert collapsed.shape == (30, 40, 1) and np.array_equal(collapsed[:, :, 0], grey)
+    tinted = bgr.copy()
+    tinted[29, 39, 2] ^= 1  # one channel of one pixel differs: colour, kept whole
+    assert collapse_grey(tinted) is tinted
+    assert collapse_grey(collapsed) is collapsed
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "TIFF"])
+def test_keep_grey_gives_grey_files_one_channel(fmt: str) -> None:
+    data = encode(_scan_like("L"), fmt)
+    (bgr_page,) = decode_all(data)
+    (grey_page,) = list(decode_image(data, BIG, keep_grey=True))
+    assert grey_page.image.shape == (300, 200, 1) and grey_page.image.dtype == np.uint8
+    np.testing.assert_array_equal(np.repeat(grey_page.image, 3, axis=2), bgr_page.image)
+
+
+def test_keep_grey_collapses_grey_content_stored_as_colour_and_keeps_colour() -> None:
+    grey_as_rgb = encode(_scan_like("L").convert("RGB"), "PNG")
+    (page,) = list(decode_document(grey_as_rgb, keep_grey=True))
+    assert page.image.shape == (300, 200, 1)
+    np.testing.assert_array_equal(page.image[:, :, 0], np.asarray(_scan_like("L")))
+    (colour,) = list(decode_document(encode(_scan_like("RGB"), "PNG"), keep_grey=True))
+    assert colour.image.shape == (300, 200, 3) and tuple(colour.image[110, 100]) == (200, 40, 10)
+    # 16-bit grey goes through Pillow; grey too
+    arr16 = (np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000).astype(np.uint16)
+    data16 = encode(Image.fromarray(arr16), "PNG")
+    (page16,) = list(decode_image(data16, BIG, keep_grey=True))
+    assert page16.image.shape == (8, 8, 1)
+    np.testing.assert_array_equal(np.repeat(page16.image, 3, axis=2), decode_all(data16)[0].image)
+
+
+def test_keep_grey_pdf_pages() -> None:
+    blank = next(rasterize_pdf(make_pdf([(300, 200)]), dpi=72, max_pixels=BIG, keep_grey=True)).image
+    assert blank.shape == (200, 300, 1) and (blank == 255).all()

@@ -222,6 +222,28 @@ def test_model_actors_running_batches_in_threads_read_the_same_pages(inputs, tmp
     assert_pages_read(rows, truth, ok_pages=5)
 
 
+def test_grey_and_colour_pages_share_batches_and_read_alike(tmp_path):
+    """Grey pages move through the job with one channel (grey PNG stored as RGB, a greyscale
+    JPEG), colour ones with three; in the same detection and recognition batches both read right."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    truth: dict[tuple[str, int], str] = {}
+    pages = [render_page(seed=470 + i, lines_per_column=5) for i in range(3)]
+    cv2.imwrite(str(folder / "grey_as_rgb.png"), pages[0].image)
+    tinted = pages[1].image.copy()
+    tinted[:, :, 0] = (tinted[:, :, 0] * 0.8).astype("uint8")  # yellowish paper, dark text
+    cv2.imwrite(str(folder / "colour.png"), tinted)
+    Image.fromarray(cv2.cvtColor(pages[2].image, cv2.COLOR_BGR2GRAY), "L").save(folder / "grey.jpg", quality=95)
+    for name, page in zip(("grey_as_rgb.png", "colour.png", "grey.jpg"), pages, strict=True):
+        truth[(str(folder / name), 0)] = page.text
+    config = job_config(str(folder), tmp_path / "out", resources__detect__batch_size=4)
+    summary = run_job(config, progress=io.StringIO())
+    assert summary.status == "succeeded" and summary.error_rows == 0
+    rows = rows_of(tmp_path / "out")
+    assert [(r["width"], r["height"]) for r in rows] == [(1240, 1754)] * 3
+    assert_pages_read(rows, truth, ok_pages=3)
+
+
 def test_incremental_processes_only_new_objects_and_overwrite_redoes_all(inputs, tmp_path):
     folder, _ = inputs
     source = tmp_path / "src"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import cv2
 import numpy as np
 import pytest
 
@@ -87,16 +88,27 @@ def test_part_names_are_deterministic_and_order_free():
 
 def test_pack_and_unpack_crops_round_trip():
     rng = np.random.default_rng(0)
-    crops = [rng.integers(0, 255, (h, w, 3), dtype=np.uint8) for h, w in ((5, 9), (1, 1), (48, 200))]
+    sizes = ((5, 9, 3), (1, 1, 3), (48, 200, 1), (7, 3, 1))  # colour and grey crops of one page batch
+    crops = [rng.integers(0, 255, size, dtype=np.uint8) for size in sizes]
     pixels, shapes = pack_crops(crops)
-    assert shapes.tolist() == [[5, 9], [1, 1], [48, 200]]
+    assert shapes.tolist() == [list(size) for size in sizes]
+    assert pixels.size == sum(h * w * c for h, w, c in sizes)
     assert all(np.array_equal(a, b) for a, b in zip(unpack_crops(pixels, shapes), crops, strict=True))
     empty_pixels, empty_shapes = pack_crops([])
-    assert unpack_crops(empty_pixels, empty_shapes) == [] and empty_shapes.shape == (0, 2)
+    assert unpack_crops(empty_pixels, empty_shapes) == [] and empty_shapes.shape == (0, 3)
 
 
 def test_load_stage_rows_for_good_and_bad_files(tmp_path):
     from ocr_actors.config import InputConfig
+
+    grey = np.full((20, 30, 3), 200, np.uint8)  # a grey page stored as colour: one channel on
+    colour = grey.copy()
+    colour[5, 5] = (0, 0, 255)
+    for name, image, channels in (("g.png", grey, 1), ("c.png", colour, 3)):
+        cv2.imwrite(str(tmp_path / name), image)
+        (row,) = load_pages(str(tmp_path / name), InputConfig(), {}, None)
+        assert row["status"] == "ok" and row["image"].shape == (20, 30, channels)
+        assert (row["width"], row["height"]) == (30, 20)
 
     (tmp_path / "e.png").write_bytes(b"")
     rows = list(load_pages(str(tmp_path / "e.png"), InputConfig(), {}, None))
@@ -116,7 +128,7 @@ def test_crop_stage_packs_crops_and_drops_the_image():
     }
     out = crop_text_lines(batch)
     assert "image" not in out
-    assert out["crop_shapes"][0].tolist() == [[30, 100]]
+    assert out["crop_shapes"][0].tolist() == [[30, 100, 3]]
     assert out["crop_pixels"][0].size == 30 * 100 * 3
     assert (out["upright_height"][0], out["upright_width"][0]) == (100, 200)
     assert out["t_crop"].shape == (1,)

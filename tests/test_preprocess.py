@@ -9,6 +9,7 @@ from ocr_actors.preprocess import (
     DET_MEAN,
     DET_STD,
     Batch,
+    as_bgr,
     batches_by_aspect_ratio,
     det_resize_shape,
     normalize_det,
@@ -282,3 +283,35 @@ def test_prepare_rec_batch_buckets_and_blank_rows() -> None:
     assert not padded[:2, :, :, plain.shape[3] :].any() and not padded[2:].any()
     # rows below the crop count never drop crops
     assert prepare_rec_batch(crops, min_width=16, rows=1).shape[0] == 2
+
+
+def test_grey_pages_and_crops_give_the_models_what_their_bgr_copies_give() -> None:
+    """The batch job moves grey pages as ``(H, W, 1)``: detection input, crops, recognition
+    and text-line classifier inputs must equal those of the same page in BGR, bit for bit."""
+    import cv2
+
+    from ocr_actors.runtime.ocr import crop_lines
+
+    rng = np.random.default_rng(11)
+    grey = cv2.GaussianBlur(rng.integers(0, 256, (301, 517), dtype=np.uint8), (5, 5), 0)[:, :, None]
+    bgr = np.repeat(grey, 3, axis=2)
+    assert np.array_equal(as_bgr(grey), bgr) and as_bgr(bgr) is bgr
+    np.testing.assert_array_equal(prepare_det_input(grey, 960, "max"), prepare_det_input(bgr, 960, "max"))
+    np.testing.assert_array_equal(prepare_det_input(grey, 64, "min"), prepare_det_input(bgr, 64, "min"))
+    quads = np.array(
+        [
+            [[10, 10], [210, 10], [210, 40], [10, 40]],  # axis-aligned integer box: a slice
+            [[20.5, 60.2], [300.7, 70.1], [299.0, 101.9], [19.2, 92.3]],  # perspective warp
+            [[400, 20], [430, 20], [430, 200], [400, 200]],  # tall: turned 90 degrees
+        ],
+        np.float32,
+    )
+    grey_crops, bgr_crops = crop_lines(grey, quads), crop_lines(bgr, quads)
+    for g, c in zip(grey_crops, bgr_crops, strict=True):
+        assert g.shape == (*c.shape[:2], 1)
+        np.testing.assert_array_equal(np.repeat(g, 3, axis=2), c)
+    np.testing.assert_array_equal(
+        prepare_rec_batch(grey_crops, width_buckets=(320, 640), rows=4),
+        prepare_rec_batch(bgr_crops, width_buckets=(320, 640), rows=4),
+    )
+    np.testing.assert_array_equal(prepare_textline_cls_batch(grey_crops), prepare_textline_cls_batch(bgr_crops))

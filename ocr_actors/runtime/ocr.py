@@ -109,7 +109,7 @@ class PageOCR:
 
 
 def crop_lines(image: np.ndarray, quads: np.ndarray) -> list[np.ndarray]:
-    """Perspective crops of every quad ``(N, 4, 2)`` of a BGR page."""
+    """Perspective crops of every quad ``(N, 4, 2)`` of a BGR (or grey ``(H, W, 1)``) page."""
     return [crop_quad(image, q) for q in quads]
 
 

@@ -156,7 +156,7 @@ class TextDetector:
         return self._session
 
     def detect(self, images: Sequence[np.ndarray], params: DetParams | None = None) -> list[Detection]:
-        """Detect text lines on BGR ``(H, W, 3)`` uint8 images.
+        """Detect text lines on BGR ``(H, W, 3)`` (or grey ``(H, W, 1)``) uint8 images.
 
         Pages are grouped by their resized shape rounded up to ``batch_pad_multiple``: the
         pages of a group are zero-padded (after normalisation) to the group's largest page,

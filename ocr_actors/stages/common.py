@@ -70,8 +70,9 @@ def timed(batch: Batch, stage: str) -> Iterator[None]:
 
 
 def pack_crops(crops: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Flatten BGR crops into ``(pixels (sum h*w*3,) uint8, shapes (N, 2) int32)``."""
-    shapes = np.array([c.shape[:2] for c in crops], dtype=np.int32).reshape(-1, 2)
+    """Flatten ``(h, w, C)`` uint8 crops (BGR, or grey with C = 1) into
+    ``(pixels (sum h*w*C,) uint8, shapes (N, 3) int32 rows h, w, C)``."""
+    shapes = np.array([c.shape for c in crops], dtype=np.int32).reshape(-1, 3)
     pixels = np.concatenate([c.reshape(-1) for c in crops]) if crops else np.zeros(0, np.uint8)
     return pixels.astype(np.uint8, copy=False), shapes
 
@@ -80,8 +81,8 @@ def unpack_crops(pixels: np.ndarray, shapes: np.ndarray) -> list[np.ndarray]:
     """Inverse of :func:`pack_crops`."""
     crops = []
     offset = 0
-    for h, w in np.asarray(shapes, dtype=np.int64).reshape(-1, 2):
-        size = int(h * w * 3)
-        crops.append(np.asarray(pixels[offset : offset + size], dtype=np.uint8).reshape(int(h), int(w), 3))
+    for h, w, c in np.asarray(shapes, dtype=np.int64).reshape(-1, 3):
+        size = int(h * w * c)
+        crops.append(np.asarray(pixels[offset : offset + size], dtype=np.uint8).reshape(int(h), int(w), int(c)))
         offset += size
     return crops

@@ -7,7 +7,7 @@ from ocr_actors.stages.common import Batch, pack_crops, ragged, require, timed
 
 
 def crop_text_lines(batch: Batch) -> Batch:
-    """Adds ``crop_pixels`` (flat uint8) and ``crop_shapes`` ``(N, 2)``; removes ``image``
+    """Adds ``crop_pixels`` (flat uint8) and ``crop_shapes`` ``(N, 3)`` (h, w, channels); removes ``image``
     but keeps the detector page's shape as ``upright_height``/``upright_width``."""
     require(batch, "crop", "image", "quads", "status")
     out = {k: v for k, v in batch.items() if k != "image"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ocr_actors.config import OCRConfig
+from ocr_actors.preprocess import as_bgr
 from ocr_actors.runtime.ocr import DocPreprocessor
 from ocr_actors.stages.common import Batch, mark_failed, ok_rows, ragged, require, timed, writable_status
 
@@ -25,8 +26,8 @@ class DocPreprocess:
         unwarped = np.asarray(batch["unwarped"]).copy()
         with timed(out, "docprep"):
             for i in ok_rows(out):
-                try:
-                    prepared = self.runner.prepare(images[i], self.use_orientation, self.use_unwarping)
+                try:  # the models take BGR: a grey page (one channel) turns BGR here
+                    prepared = self.runner.prepare(as_bgr(images[i]), self.use_orientation, self.use_unwarping)
                 except Exception as exc:  # a page the models cannot handle becomes an error row
                     mark_failed(out, i, "ocr_failed", f"document preprocessing failed: {exc!r}")
                     continue

@@ -81,6 +81,7 @@ def load_pages(
             pdf_page_limit=config.pdf_page_limit,
             page_indices=page_indices,
             yield_page_failures=True,
+            keep_grey=True,  # a grey page moves between stages as one channel: a third of the bytes
         ):
             if isinstance(item, PageFailure):
                 yield page_row(
