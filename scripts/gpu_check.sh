@@ -19,6 +19,11 @@ if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
   exit 2
 fi
 
+# The pyproject extra with ONNX Runtime's CUDA build for a driver's CUDA major version.
+gpu_extra_for_cuda() {
+  if [ -n "$1" ] && [ "$1" -ge 13 ] 2>/dev/null; then echo gpu-cu13; else echo gpu; fi
+}
+
 if [ "${GPU_CHECK_INSTALL:-1}" = "1" ]; then
   if [ -z "${VIRTUAL_ENV:-}" ]; then
     [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
@@ -29,7 +34,12 @@ if [ "${GPU_CHECK_INSTALL:-1}" = "1" ]; then
   if [ -n "${GPU_CHECK_WHEELS:-}" ]; then pip_args+=(--no-index --find-links "$GPU_CHECK_WHEELS"); fi
   # The gpu extra brings onnxruntime-gpu and its CUDA/cuDNN wheels; it shares the `onnxruntime`
   # module with the CPU wheel, so the CPU wheel goes and onnxruntime-gpu's files are put back.
-  pip install "${pip_args[@]}" -e ".[gpu,bench]"
+  # The driver's CUDA version picks the build: 13 and up get gpu-cu13 (the 1.31 line), older
+  # ones gpu (1.26, CUDA 12). GPU_CHECK_EXTRA=gpu|gpu-cu13 overrides.
+  cuda_major=$(nvidia-smi 2>/dev/null | sed -n 's/.*CUDA Version: *\([0-9][0-9]*\).*/\1/p' | head -n 1 || true)
+  extra=${GPU_CHECK_EXTRA:-$(gpu_extra_for_cuda "${cuda_major:-}")}
+  echo "driver CUDA ${cuda_major:-unknown}: installing the $extra extra"
+  pip install "${pip_args[@]}" -e ".[$extra,bench]"
   ort_gpu=$(python -c "import importlib.metadata as m; print(m.version('onnxruntime-gpu'))")
   pip uninstall -q -y onnxruntime onnxruntime-gpu
   pip install "${pip_args[@]}" --no-deps "onnxruntime-gpu==$ort_gpu"

@@ -227,3 +227,25 @@ def test_a_host_bound_job_is_called_host_bound():
     assert "outside them, Ray, start-up and the rest: 90)" in text
     run["host_cpu"] = {"busy_cores": 6.0, "cores": 16}
     assert "were the limit" not in gpu_check.report([run], 1, ["H100"])
+
+
+@pytest.mark.parametrize(("cuda_major", "extra"), [("13", "gpu-cu13"), ("14", "gpu-cu13"), ("12", "gpu"), ("", "gpu")])
+def test_gpu_check_installs_the_onnxruntime_build_of_the_drivers_cuda(cuda_major, extra):
+    """gpu_check.sh picks the pyproject extra from nvidia-smi's "CUDA Version"; both extras exist."""
+    import tomllib
+
+    script = Path(__file__).resolve().parent.parent / "scripts" / "gpu_check.sh"
+    function = subprocess.run(
+        ["sed", "-n", "/^gpu_extra_for_cuda() {/,/^}/p", str(script)], capture_output=True, text=True, check=True
+    ).stdout
+    assert function.startswith("gpu_extra_for_cuda")
+    chosen = subprocess.run(
+        ["bash", "-c", f'{function}\ngpu_extra_for_cuda "$1"', "bash", cuda_major],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert chosen == extra
+    extras = tomllib.loads((script.parent.parent / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    pins = {"gpu": "onnxruntime-gpu[cuda,cudnn]>=1.26,<1.27", "gpu-cu13": "onnxruntime-gpu[cuda,cudnn]>=1.31,<1.32"}
+    assert extras[extra] == [pins[extra]]

@@ -224,7 +224,8 @@ def test_model_actors_running_batches_in_threads_read_the_same_pages(inputs, tmp
 
 def test_grey_and_colour_pages_share_batches_and_read_alike(tmp_path):
     """Grey pages move through the job with one channel (grey PNG stored as RGB, a greyscale
-    JPEG), colour ones with three; in the same detection and recognition batches both read right."""
+    JPEG), colour ones with three; in the same batches of every stage (document orientation and
+    text-line orientation on too) both read right."""
     folder = tmp_path / "in"
     folder.mkdir()
     truth: dict[tuple[str, int], str] = {}
@@ -236,11 +237,17 @@ def test_grey_and_colour_pages_share_batches_and_read_alike(tmp_path):
     Image.fromarray(cv2.cvtColor(pages[2].image, cv2.COLOR_BGR2GRAY), "L").save(folder / "grey.jpg", quality=95)
     for name, page in zip(("grey_as_rgb.png", "colour.png", "grey.jpg"), pages, strict=True):
         truth[(str(folder / name), 0)] = page.text
-    config = job_config(str(folder), tmp_path / "out", resources__detect__batch_size=4)
+    config = job_config(
+        str(folder),
+        tmp_path / "out",
+        resources__detect__batch_size=4,
+        ocr__doc_preprocessor__use_doc_orientation_classify=True,
+        ocr__textline_orientation__use_textline_orientation=True,
+    )
     summary = run_job(config, progress=io.StringIO())
     assert summary.status == "succeeded" and summary.error_rows == 0
     rows = rows_of(tmp_path / "out")
-    assert [(r["width"], r["height"]) for r in rows] == [(1240, 1754)] * 3
+    assert [(r["width"], r["height"], r["doc_angle"]) for r in rows] == [(1240, 1754, 0)] * 3
     assert_pages_read(rows, truth, ok_pages=3)
 
 

@@ -73,7 +73,11 @@ def pages_dir(tmp_path_factory):
 
 
 def gpu_job(source: Path, output: Path, address: str) -> JobConfig:
-    stage = {"num_cpus": 0.5, "num_gpus": 0.5, "min_actors": 1, "max_actors": 2, "batch_size": 1}
+    # Up to 2 + 2 actors of a quarter GPU: the model pools at full size fit on the GPU left after
+    # a GPU node is lost. They must: an actor of the lost node restarts, to recompute the outputs
+    # that died with it, only where a GPU share is free, and none frees while the other pool's
+    # actors wait for those very outputs (see the README on node loss).
+    stage = {"num_cpus": 0.5, "num_gpus": 0.25, "min_actors": 1, "max_actors": 2, "batch_size": 1}
     return load_config(
         JobConfig,
         None,
