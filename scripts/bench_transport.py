@@ -131,7 +131,7 @@ def run_variant(folder: str, pages: int, unique: int, crop_in_detect: bool, grey
     """CPU ms per page and pages/s of ``pages`` pages, less a run of ``pages // 4``."""
     import ray
 
-    ray.init(num_cpus=2, object_store_memory=2 << 30, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, object_store_memory=2 << 30, include_dashboard=False, log_to_driver=False)
     runs = []
     # A first run starts the task workers; each later run starts its own actors, so the large
     # run minus the small one leaves the per-page cost alone.
