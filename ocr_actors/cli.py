@@ -104,7 +104,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="the batch job: documents in object storage -> Parquet, on Ray",
         epilog=(
             "exit status: 0 done; 1 error budget passed; 2 bad configuration, input or credentials; "
-            "3 the output is in use by another run (or another run took it over midway)"
+            "3 the output is in use by another run (or another run took it over midway); "
+            "4 stalled: no part file for stall_timeout_s (a rerun resumes)"
         ),
     )
     p.add_argument("--input", default=None, help="folder/prefix, glob or manifest (.txt/.csv/.parquet) URI")
@@ -132,7 +133,7 @@ def _exit_on_sigterm() -> None:
 def _run(args: argparse.Namespace) -> int:
     from ocr_actors.config import load_config, parse_override
     from ocr_actors.job_config import JobConfig
-    from ocr_actors.pipeline.job import ErrorBudgetExceeded, run_job
+    from ocr_actors.pipeline.job import ErrorBudgetExceeded, JobStalled, run_job
 
     overrides: dict[str, object] = dict(parse_override(text) for text in args.overrides)
     for key, value in (
@@ -150,6 +151,9 @@ def _run(args: argparse.Namespace) -> int:
     except ErrorBudgetExceeded as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except JobStalled as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 4
     print(json.dumps(summary.as_dict()))
     return 0
 

@@ -161,6 +161,11 @@ class JobConfig:
             (checked while running once ``min_rows_for_budget`` rows are in, and at the end).
         job_id: names the job's summary folder; generated when empty.
         progress_interval_s: seconds between progress lines.
+        stall_timeout_s: the run stops (status "stalled", exit status 4) when no part file
+            has been written for this long while work remains, instead of waiting forever:
+            e.g. after a node loss, when a restarting actor waits for a GPU share that other
+            actors hold while they wait for its outputs. Ray's work for the run is stopped
+            first, so a rerun resumes without duplicates. 0 = wait forever.
     """
 
     ocr: OCRConfig = field(default_factory=OCRConfig)
@@ -172,9 +177,11 @@ class JobConfig:
     min_rows_for_budget: int = 200
     job_id: str = ""
     progress_interval_s: float = 10.0
+    stall_timeout_s: float = 3600.0
 
     def __post_init__(self) -> None:
         _check(0.0 <= self.max_error_rate <= 1.0, "max_error_rate", self.max_error_rate)
+        _check(self.stall_timeout_s >= 0.0, "stall_timeout_s", self.stall_timeout_s)
         res = self.resources
         threaded = [
             name for name in ("docprep", "detect", "lineori", "recognize") if getattr(res, name).concurrent_calls > 1

@@ -319,6 +319,30 @@ def test_cli_run_prints_summary_and_exit_codes(inputs, tmp_path):
     assert proc.returncode == 2 and "input not found" in stderr and "Traceback" not in stderr
 
 
+def test_a_stalled_run_stops_its_work_says_so_and_a_rerun_resumes_exactly_once(inputs, tmp_path):
+    """``stall_timeout_s``: no part file within the limit (here shorter than the model loads)
+    stops the run with exit status 4 and a clear line; Ray's work for it stops, so no file
+    appears afterwards; a rerun writes every page exactly once."""
+    folder, truth = inputs
+    out = tmp_path / "out"
+    proc = _cli("--input", str(folder), "--output", str(out), "stall_timeout_s=0.5", "ray.num_cpus=2")
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 4, stderr
+    assert "stalled: no part file written for" in stderr and "a rerun resumes" in stderr
+    assert "Traceback" not in stderr
+    (summary_file,) = (out / "_jobs").glob("*/summary.json")
+    assert json.loads(summary_file.read_text())["status"] == "stalled"
+    parts = sorted(out.glob("part-*.parquet"))
+    time.sleep(5)  # the stopped run writes nothing more
+    assert sorted(out.glob("part-*.parquet")) == parts
+
+    summary = run_job(job_config(str(folder), out), progress=io.StringIO())
+    assert summary.status == "succeeded"
+    rows = rows_of(out)
+    assert len(rows) == 8 and len({(r["source_uri"], r["page_index"]) for r in rows}) == 8
+    assert_pages_read(rows, truth, ok_pages=5)
+
+
 def test_killed_driver_then_rerun_gives_every_page_exactly_once(tmp_path):
     source = tmp_path / "src"
     source.mkdir()

@@ -216,3 +216,48 @@ def test_model_stages_may_run_batches_in_threads_with_onnxruntime_only():
         load_config(JobConfig, None, {"resources.detect.concurrent_calls": 2, "ocr.engine.engine": "openvino"})
     with pytest.raises(ConfigError, match="concurrent_calls"):
         load_config(JobConfig, None, {"resources.detect.concurrent_calls": 0})
+
+
+def test_stall_guard_passes_items_reports_waits_and_stops_a_silent_source():
+    import time
+
+    import pytest
+
+    from ocr_actors.pipeline.job import JobStalled, stall_guarded
+
+    def slow(items, pause_s):
+        for item in items:
+            time.sleep(pause_s)
+            yield item
+
+    waits: list[float] = []
+    assert list(stall_guarded(slow([1, 2, 3], 0.3), 5.0, 0.1, waits.append)) == [1, 2, 3]
+    assert waits and max(waits) < 0.5  # called while waiting, with the seconds since the last item
+
+    closed: list[bool] = []
+
+    def silent():
+        try:
+            yield "first"
+            time.sleep(3.0)  # no item for longer than the limit
+            yield "late"
+        finally:
+            closed.append(True)
+
+    got: list[str] = []
+    started = time.monotonic()
+    with pytest.raises(JobStalled, match="no part file written for 1 s"):
+        for item in stall_guarded(silent(), 1.0, 0.1, lambda seconds: None):
+            got.append(item)
+    assert got == ["first"] and 1.0 <= time.monotonic() - started < 2.5
+    time.sleep(2.5)
+    assert closed == [True]  # the source is closed once its thread is free again
+
+    def failing():
+        yield 1
+        raise OSError("storage went away")
+
+    with pytest.raises(OSError, match="storage went away"):
+        list(stall_guarded(failing(), 5.0, 0.1, lambda seconds: None))
+    with pytest.raises(RuntimeError, match="lease lost"):  # on_wait may stop the run
+        list(stall_guarded(slow([1], 1.0), 0.0, 0.1, lambda seconds: (_ for _ in ()).throw(RuntimeError("lease lost"))))

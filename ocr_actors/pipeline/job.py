@@ -17,7 +17,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -49,6 +49,73 @@ log = logging.getLogger("ocr_batch.job")
 
 class ErrorBudgetExceeded(RuntimeError):
     """Too many error rows: the job stopped (or finished) above ``max_error_rate``."""
+
+
+class JobStalled(RuntimeError):
+    """No part file came for ``stall_timeout_s`` seconds: the run stopped Ray's work for it and
+    wrote its summary; a rerun resumes."""
+
+
+def stall_guarded(
+    items: Iterator[Any], stall_timeout_s: float, poll_s: float, on_wait: Callable[[float], None]
+) -> Generator[Any, None, None]:
+    """Yield ``items`` (pulled in a daemon thread) as they come. While none comes, call
+    ``on_wait(seconds since the last one)`` every ``poll_s`` (it may raise to stop); raise
+    :class:`JobStalled` once ``stall_timeout_s`` (> 0) pass without one. Leaving early (a
+    ``break``, an exception) closes ``items`` once the thread is free to."""
+    import queue
+    import threading
+
+    box: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def hand_over(message: tuple[bool, Any]) -> bool:
+        """Put ``message`` in the box unless the consumer has left; False when it has."""
+        while not stop.is_set():
+            try:
+                box.put(message, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def pump() -> None:
+        try:
+            for item in items:
+                if not hand_over((False, item)):
+                    break
+            else:
+                hand_over((True, None))
+        except BaseException as exc:  # handed to the consumer, raised there
+            hand_over((True, exc))
+        finally:
+            close = getattr(items, "close", None)
+            if stop.is_set() and close is not None:
+                close()  # e.g. a Ray Data iterator: shuts its executor down
+
+    threading.Thread(target=pump, daemon=True, name="ocr-batch-results").start()
+    last = time.monotonic()
+    try:
+        while True:
+            try:
+                finished, value = box.get(timeout=poll_s)
+            except queue.Empty:
+                waited = time.monotonic() - last
+                if stall_timeout_s > 0 and waited >= stall_timeout_s:
+                    raise JobStalled(
+                        f"stalled: no part file written for {waited:.0f} s (stall_timeout_s {stall_timeout_s:g}); "
+                        "Ray's work for this run was stopped, and a rerun resumes it"
+                    ) from None
+                on_wait(waited)
+                continue
+            if finished:
+                if value is not None:
+                    raise value
+                return
+            last = time.monotonic()
+            yield value
+    finally:
+        stop.set()
 
 
 @dataclass
@@ -85,6 +152,7 @@ class JobSummary:
     gpu_fallback: bool = False
     """The job asked for GPUs, the cluster had none, and it ran on CPU instead."""
     status: str = "running"
+    """running, then succeeded, failed (error budget, lost lease) or stalled (``stall_timeout_s``)."""
     message: str = ""
 
     def as_dict(self) -> dict[str, Any]:
@@ -277,6 +345,43 @@ def build_dataset(config: JobConfig, work: list[WorkRange], job_id: str):  # typ
     return ds
 
 
+def _capture_executors(dataset: Any) -> list[Any]:
+    """The Ray Data executors ``dataset`` will create (filled as it starts), so that a stalled
+    run can shut its own down. Ray 2.60 creates one in ``Dataset._create_executor`` and records
+    it only after the first output; without that method the list stays empty."""
+    executors: list[Any] = []
+    create = getattr(dataset, "_create_executor", None)
+    if callable(create):
+
+        def create_and_keep() -> Any:
+            executor = create()
+            executors.append(executor)
+            return executor
+
+        dataset._create_executor = create_and_keep
+    return executors
+
+
+def _count_file(
+    batch: dict[str, Any],
+    summary: JobSummary,
+    errors: Counter[str],
+    stage_seconds: dict[str, float],
+    stage_cpu_seconds: dict[str, float],
+) -> None:
+    """Add the write stage's summary rows (one per part file written) to the run's totals."""
+    for k in range(len(batch["path"])):
+        summary.files_written += 1
+        summary.rows_written += int(batch["rows"][k])
+        summary.pages_ok += int(batch["ok_pages"][k])
+        summary.error_rows += int(batch["error_rows"][k])
+        summary.lines += int(batch["lines"][k])
+        errors.update(json.loads(batch["errors_by_type"][k]))
+        for stage in STAGES:
+            stage_seconds[stage] += float(batch[f"t_{stage}"][k])
+            stage_cpu_seconds[stage] += float(batch[f"c_{stage}"][k])
+
+
 def _write_job_files(config: JobConfig, summary: JobSummary) -> None:
     import fsspec
 
@@ -336,33 +441,54 @@ def _process(
     stage_cpu_seconds: dict[str, float] = dict.fromkeys(STAGES, 0.0)
     last_report = time.perf_counter()
     first_rows = 0
-    for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+
+    def waiting(seconds: float) -> None:
+        nonlocal last_report
         check_lease()
-        if not summary.first_output_seconds:
-            summary.first_output_seconds = round(time.perf_counter() - started, 3)
-            first_rows = int(batch["rows"].sum())
-        for k in range(len(batch["path"])):
-            summary.files_written += 1
-            summary.rows_written += int(batch["rows"][k])
-            summary.pages_ok += int(batch["ok_pages"][k])
-            summary.error_rows += int(batch["error_rows"][k])
-            summary.lines += int(batch["lines"][k])
-            errors.update(json.loads(batch["errors_by_type"][k]))
-            for stage in STAGES:
-                stage_seconds[stage] += float(batch[f"t_{stage}"][k])
-                stage_cpu_seconds[stage] += float(batch[f"c_{stage}"][k])
-        elapsed = time.perf_counter() - started
-        rate = summary.error_rows / max(summary.rows_written, 1)
         if time.perf_counter() - last_report >= config.progress_interval_s:
             last_report = time.perf_counter()
-            say(
-                f"{summary.rows_written} rows ({summary.pages_ok} pages ok, {summary.error_rows} errors) "
-                f"in {summary.files_written} files, {summary.rows_written / elapsed:.2f} rows/s"
-            )
-        if summary.rows_written >= config.min_rows_for_budget and rate > config.max_error_rate:
-            summary.status = "failed"
-            summary.message = f"error rate {rate:.1%} above the budget of {config.max_error_rate:.1%}; stopped"
-            break
+            what = "the first part file" if not summary.files_written else "the next part file"
+            limit = f" (stall_timeout_s {config.stall_timeout_s:g})" if config.stall_timeout_s else ""
+            say(f"{summary.rows_written} rows so far; waiting {seconds:.0f} s for {what}{limit}")
+
+    executors = _capture_executors(dataset)
+    batches = stall_guarded(
+        iter(dataset.iter_batches(batch_size=None, batch_format="numpy")),
+        config.stall_timeout_s,
+        min(1.0, config.progress_interval_s),
+        waiting,
+    )
+    try:
+        for batch in batches:
+            check_lease()
+            _count_file(batch, summary, errors, stage_seconds, stage_cpu_seconds)
+            if not summary.first_output_seconds:
+                summary.first_output_seconds = round(time.perf_counter() - started, 3)
+                first_rows = summary.rows_written
+            elapsed = time.perf_counter() - started
+            rate = summary.error_rows / max(summary.rows_written, 1)
+            if time.perf_counter() - last_report >= config.progress_interval_s:
+                last_report = time.perf_counter()
+                say(
+                    f"{summary.rows_written} rows ({summary.pages_ok} pages ok, {summary.error_rows} errors) "
+                    f"in {summary.files_written} files, {summary.rows_written / elapsed:.2f} rows/s"
+                )
+            if summary.rows_written >= config.min_rows_for_budget and rate > config.max_error_rate:
+                summary.status = "failed"
+                summary.message = f"error rate {rate:.1%} above the budget of {config.max_error_rate:.1%}; stopped"
+                break
+    except JobStalled as exc:
+        # Stop every task and actor of the run before the lease goes, so none writes a file
+        # after a rerun has started: Ray Data's executor cancels its tasks and kills its actors
+        # (forced), and the iterator's thread gets the error.
+        for executor in executors:
+            executor.shutdown(force=True, exception=exc)
+        if not executors:  # no handle on it: ending the driver's Ray session ends its tasks and actors
+            ray.shutdown()
+        summary.status, summary.message = "stalled", str(exc)
+        say(str(exc))
+    finally:
+        batches.close()
     summary.errors_by_type = dict(errors)
     steady_seconds = time.perf_counter() - started - summary.first_output_seconds
     if summary.rows_written > first_rows and steady_seconds > 0:
@@ -475,6 +601,8 @@ def run_job(config: JobConfig, progress: TextIO | None = sys.stderr) -> JobSumma
         ErrorBudgetExceeded: error rows passed ``max_error_rate`` (the summary is written first).
         OutputBusyError: another run holds the output (nothing was read or written).
         LeaseLostError: another run took the output over midway; this run stopped.
+        JobStalled: no part file came for ``stall_timeout_s``; the run stopped (the summary
+            is written first; a rerun resumes).
     """
     if not config.output.uri:
         raise ValueError("no output given: set output.uri (or --output)")
@@ -510,4 +638,6 @@ def run_job(config: JobConfig, progress: TextIO | None = sys.stderr) -> JobSumma
             log.warning("could not release the lease of %s: %s", config.output.uri, type(exc).__name__)
     if summary.status == "failed":
         raise ErrorBudgetExceeded(summary.message)
+    if summary.status == "stalled":
+        raise JobStalled(summary.message)
     return summary
