@@ -57,12 +57,17 @@ class JobStalled(RuntimeError):
 
 
 def stall_guarded(
-    items: Iterator[Any], stall_timeout_s: float, poll_s: float, on_wait: Callable[[float], None]
+    items: Iterator[Any],
+    stall_timeout_s: float,
+    poll_s: float,
+    on_wait: Callable[[float], None],
+    on_leave: Callable[[], None] = lambda: None,
 ) -> Generator[Any, None, None]:
     """Yield ``items`` (pulled in a daemon thread) as they come. While none comes, call
     ``on_wait(seconds since the last one)`` every ``poll_s`` (it may raise to stop); raise
-    :class:`JobStalled` once ``stall_timeout_s`` (> 0) pass without one. Leaving early (a
-    ``break``, an exception) closes ``items`` once the thread is free to."""
+    :class:`JobStalled` once ``stall_timeout_s`` (> 0) pass without one. However it ends,
+    ``on_leave`` runs (it should stop whatever produces ``items``, so the thread is free), then
+    the thread is given up to 10 s to finish, closing ``items`` if it was left early."""
     import queue
     import threading
 
@@ -93,7 +98,8 @@ def stall_guarded(
             if stop.is_set() and close is not None:
                 close()  # e.g. a Ray Data iterator: shuts its executor down
 
-    threading.Thread(target=pump, daemon=True, name="ocr-batch-results").start()
+    thread = threading.Thread(target=pump, daemon=True, name="ocr-batch-results")
+    thread.start()
     last = time.monotonic()
     try:
         while True:
@@ -116,6 +122,8 @@ def stall_guarded(
             yield value
     finally:
         stop.set()
+        on_leave()
+        thread.join(timeout=10.0)
 
 
 @dataclass
@@ -452,11 +460,20 @@ def _process(
             say(f"{summary.rows_written} rows so far; waiting {seconds:.0f} s for {what}{limit}")
 
     executors = _capture_executors(dataset)
+
+    def stop_executors() -> None:
+        """Shut the run's Ray Data executor down (a no-op once it has finished): on a stall, a
+        lost lease or a stop for the error budget, its tasks are cancelled and its actors killed,
+        so nothing is written after this run gives the output back."""
+        for executor in executors:
+            executor.shutdown(force=True)
+
     batches = stall_guarded(
         iter(dataset.iter_batches(batch_size=None, batch_format="numpy")),
         config.stall_timeout_s,
         min(1.0, config.progress_interval_s),
         waiting,
+        stop_executors,
     )
     try:
         for batch in batches:
@@ -477,12 +494,7 @@ def _process(
                 summary.status = "failed"
                 summary.message = f"error rate {rate:.1%} above the budget of {config.max_error_rate:.1%}; stopped"
                 break
-    except JobStalled as exc:
-        # Stop every task and actor of the run before the lease goes, so none writes a file
-        # after a rerun has started: Ray Data's executor cancels its tasks and kills its actors
-        # (forced), and the iterator's thread gets the error.
-        for executor in executors:
-            executor.shutdown(force=True, exception=exc)
+    except JobStalled as exc:  # the executor is stopped (stop_executors) before the lease goes
         if not executors:  # no handle on it: ending the driver's Ray session ends its tasks and actors
             ray.shutdown()
         summary.status, summary.message = "stalled", str(exc)
