@@ -118,9 +118,10 @@ class ResourcesConfig:
     crop_in_detect: bool = True
     """Crop the text lines inside the detection actors, from the pages they already hold,
     instead of in CPU tasks after them (``resources.crop`` then applies). Moving a decoded
-    page between Ray processes costs more CPU than cropping it (1240 x 1754 colour page on
-    this project's 2-vCPU machines: about 9 ms a move against 3 ms of cropping;
-    ``scripts/bench_transport.py``), and the crops are a fraction of the page's bytes."""
+    page between Ray processes costs more CPU than cropping it: Ray's part of the job took
+    43-52 ms of CPU per 1240 x 1754 page with cropping here against 68-73 ms with crop tasks
+    (``scripts/bench_transport.py``, 2 vCPUs), and cropping itself 1.5-2.2 ms
+    (``scripts/bench_host_costs.py``); the crops are a fraction of the page's bytes."""
 
 
 @dataclass(frozen=True)
