@@ -11,7 +11,8 @@ run that is not timed) and prints ms per page, the share of each step, and the p
 core sustains, so that cores per GPU follow: cores = target pages/s / (pages/s per core).
 The two models are timed on this CPU too (the work a GPU takes over), as the reference
 the host work is measured against. The (grey) pages decode to one channel as in the batch job;
-``--bgr`` decodes them to BGR, as the single-image engine does, for comparison.
+``--bgr`` decodes them to BGR, as the single-image engine does, for comparison; ``--encoding``
+stores them as RGB PNG (default), greyscale PNG or JPEG.
 """
 
 from __future__ import annotations
@@ -30,9 +31,13 @@ sys.path.insert(0, str(ROOT))
 
 import cv2  # noqa: E402
 
+ENCODINGS = ("png", "grey-png", "jpeg")
 
-def text_heavy_pages(count: int) -> list[bytes]:
-    """PNG bytes of ``count`` pages of the job benchmark's mix (22 lines per column, 1-2 columns)."""
+
+def text_heavy_pages(count: int, encoding: str = "png") -> list[bytes]:
+    """File bytes of ``count`` pages of the job benchmark's mix (22 lines per column, 1-2
+    columns): an RGB PNG (as the job benchmark writes them), a greyscale PNG, or a JPEG
+    (quality 90)."""
     from ocr_actors.synth import render_page
 
     pages = []
@@ -40,13 +45,21 @@ def text_heavy_pages(count: int) -> list[bytes]:
         page = render_page(
             seed=9000 + i, columns=1 + i % 2, lines_per_column=22, kinds=("prose", "prose", "number", "currency")
         )
-        pages.append(cv2.imencode(".png", page.image)[1].tobytes())
+        if encoding == "grey-png":
+            pages.append(cv2.imencode(".png", cv2.cvtColor(page.image, cv2.COLOR_BGR2GRAY))[1].tobytes())
+        elif encoding == "jpeg":
+            pages.append(cv2.imencode(".jpg", page.image, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes())
+        else:
+            pages.append(cv2.imencode(".png", page.image)[1].tobytes())
     return pages
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pages", type=int, default=20)
+    parser.add_argument(
+        "--encoding", choices=ENCODINGS, default="png", help="how the pages are stored (default: RGB PNG)"
+    )
     parser.add_argument(
         "--bgr",
         action="store_true",
@@ -71,7 +84,7 @@ def main() -> int:
     assert recognizer.fused_decode, "the recogniser could not be fused (read-only cache?): host costs would differ"
     rec = config.text_recognition
     p = detector.default_params
-    encoded = text_heavy_pages(args.pages)
+    encoded = text_heavy_pages(args.pages, args.encoding)
     seconds: dict[str, float] = defaultdict(float)
     lines_total = 0
     rows: list[dict[str, object]] = []
@@ -82,7 +95,7 @@ def main() -> int:
         seconds[step] += time.perf_counter() - t0
         return out
 
-    decode_step = "decode (PNG -> BGR)" if args.bgr else "decode (PNG -> grey)"
+    decode_step = f"decode ({args.encoding} -> {'BGR' if args.bgr else 'grey'})"
     with tempfile.TemporaryDirectory() as out_dir:
         for n, data in enumerate(encoded):
             page = timed(decode_step, lambda d=data: next(iter(decode_document(d, keep_grey=not args.bgr))))
