@@ -292,8 +292,9 @@ def job_overrides(device: str, gpus: int, pages: int, cpus: int, actors_per_gpu:
     equally (each actor runs its pre- and post-processing on the CPU between GPU calls, so
     several per GPU keep it busy; a session holds a few hundred MB of GPU memory). The actors
     reserve a quarter of the CPUs between them (each 0.25 to 1, one engine thread): per page
-    the CPU tasks (load, write, with Ray's cost of moving pages) need about three times
-    the actors' CPU (``bench_job.py``: about 95 against 32 ms), and a reservation only caps how
+    the CPU tasks (load, write, with Ray's cost of moving pages) needed about three times
+    the actors' CPU when they also cropped (``bench_job.py``: about 95 against 32 ms; cropping
+    now runs in the detection actors), and a reservation only caps how
     many run at once, so the tasks get the other three quarters. On CPU (smoke runs) the
     default job settings. About 20 part files, so the rate after the first one is measured
     over most of the run.

@@ -259,5 +259,9 @@ def test_stall_guard_passes_items_reports_waits_and_stops_a_silent_source():
 
     with pytest.raises(OSError, match="storage went away"):
         list(stall_guarded(failing(), 5.0, 0.1, lambda seconds: None))
+
+    def lease_lost(seconds: float) -> None:
+        raise RuntimeError("lease lost")
+
     with pytest.raises(RuntimeError, match="lease lost"):  # on_wait may stop the run
-        list(stall_guarded(slow([1], 1.0), 0.0, 0.1, lambda seconds: (_ for _ in ()).throw(RuntimeError("lease lost"))))
+        list(stall_guarded(slow([1], 1.0), 0.0, 0.1, lease_lost))
