@@ -122,6 +122,13 @@ class ResourcesConfig:
     43-52 ms of CPU per 1240 x 1754 page with cropping here against 68-73 ms with crop tasks
     (``scripts/bench_transport.py``, 2 vCPUs), and cropping itself 1.5-2.2 ms
     (``scripts/bench_host_costs.py``); the crops are a fraction of the page's bytes."""
+    load_in_actors: bool = False
+    """Read and decode the sources inside the first model actor (document preprocessing when
+    it is on, else detection) instead of in load tasks before it (``resources.load`` then
+    does not apply; each call takes enough sources for one of the stage's batches). A decoded page then never moves
+    between Ray processes before the model sees it, but decoding and rasterising run on the
+    model actors' nodes and share their CPU (give them ``num_cpus`` and ``concurrent_calls``
+    for it), not on CPU-only nodes."""
 
 
 @dataclass(frozen=True)

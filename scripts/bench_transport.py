@@ -40,6 +40,7 @@ VARIANTS = {
     "crop task, BGR": {"crop_in_detect": False, "grey": False},
     "crop in detect, BGR": {"crop_in_detect": True, "grey": False},
     "crop in detect, grey": {"crop_in_detect": True, "grey": True},
+    "load in detect, grey": {"crop_in_detect": True, "grey": True, "load_in_detect": True},
 }
 
 
@@ -71,7 +72,7 @@ def machine_cpu_seconds() -> float:
     return (sum(values) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")
 
 
-def build(folder: str, pages: int, unique: int, crop_in_detect: bool, grey: bool):  # type: ignore[no-untyped-def]
+def build(folder: str, pages: int, unique: int, crop_in_detect: bool, grey: bool, load_in_detect: bool = False):  # type: ignore[no-untyped-def]
     """The job's operator layout with hand-on-only stages (see the module docstring)."""
     import numpy as np
     import ray.data
@@ -100,6 +101,12 @@ def build(folder: str, pages: int, unique: int, crop_in_detect: bool, grey: bool
 
     class Detect:
         def __call__(self, batch):  # type: ignore[no-untyped-def]
+            if load_in_detect:
+                pages = [p for b in load({"id": batch["id"]}) for p in [b]]
+                batch = {
+                    k: np.concatenate([p[k] for p in pages]) if k != "image" else ragged([p[k][0] for p in pages])
+                    for k in pages[0]
+                }
             out = dict(batch)
             out["quads"] = ragged([np.zeros((40, 4, 2), np.float32) for _ in batch["page"]])
             return with_crops(out) if crop_in_detect else out
@@ -113,9 +120,9 @@ def build(folder: str, pages: int, unique: int, crop_in_detect: bool, grey: bool
     def write(batch):  # type: ignore[no-untyped-def]
         return {"rows": np.array([len(batch["page"])])}
 
-    ds = ray.data.range(pages, override_num_blocks=pages).map_batches(
-        load, batch_size=1, batch_format="numpy", num_cpus=0.25
-    )
+    ds = ray.data.range(pages, override_num_blocks=pages)
+    if not load_in_detect:
+        ds = ds.map_batches(load, batch_size=1, batch_format="numpy", num_cpus=0.25)
     ds = ds.map_batches(
         Detect, batch_size=16, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=1), num_cpus=0.5
     )
@@ -127,7 +134,9 @@ def build(folder: str, pages: int, unique: int, crop_in_detect: bool, grey: bool
     return ds.map_batches(write, batch_size=150, batch_format="numpy", num_cpus=0.25)
 
 
-def run_variant(folder: str, pages: int, unique: int, crop_in_detect: bool, grey: bool) -> dict[str, float]:
+def run_variant(
+    folder: str, pages: int, unique: int, crop_in_detect: bool, grey: bool, load_in_detect: bool
+) -> dict[str, float]:
     """CPU ms per page and pages/s of ``pages`` pages, less a run of ``pages // 4``."""
     import ray
 
@@ -137,7 +146,10 @@ def run_variant(folder: str, pages: int, unique: int, crop_in_detect: bool, grey
     # run minus the small one leaves the per-page cost alone.
     for count in (pages // 4, pages // 4, pages):
         cpu, start = machine_cpu_seconds(), time.perf_counter()
-        rows = sum(int(b["rows"].sum()) for b in build(folder, count, unique, crop_in_detect, grey).iter_batches())
+        rows = sum(
+            int(b["rows"].sum())
+            for b in build(folder, count, unique, crop_in_detect, grey, load_in_detect).iter_batches()
+        )
         runs.append((count, rows, machine_cpu_seconds() - cpu, time.perf_counter() - start))
     ray.shutdown()
     (small, small_rows, small_cpu, small_wall), (large, large_rows, large_cpu, large_wall) = runs[1:]
@@ -155,11 +167,16 @@ def main() -> int:
     parser.add_argument("--pages", type=int, default=400)
     parser.add_argument("--unique", type=int, default=8, help="distinct rendered pages (default 8)")
     parser.add_argument("--json", default=None, help="write the results here")
-    parser.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
+    parser.add_argument("--worker", nargs=6, help=argparse.SUPPRESS)
+    parser.add_argument("--variants", default="", help="layout names separated by ';' (default: all)")
     args = parser.parse_args()
     if args.worker:
-        folder, pages, unique, crop_in_detect, grey = args.worker
-        print(json.dumps(run_variant(folder, int(pages), int(unique), crop_in_detect == "1", grey == "1")))
+        folder, pages, unique, crop_in_detect, grey, load_in_detect = args.worker
+        print(
+            json.dumps(
+                run_variant(folder, int(pages), int(unique), crop_in_detect == "1", grey == "1", load_in_detect == "1")
+            )
+        )
         return 0
     if args.pages < 8:
         parser.error("--pages must be at least 8")
@@ -167,7 +184,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench_transport_") as tmp:
         write_inputs(Path(tmp), args.unique)
         for name, variant in VARIANTS.items():  # one process (and one Ray) per variant
-            flags = ["1" if variant["crop_in_detect"] else "0", "1" if variant["grey"] else "0"]
+            if args.variants and name not in args.variants.split(";"):
+                continue
+            flags = ["1" if variant.get(key) else "0" for key in ("crop_in_detect", "grey", "load_in_detect")]
             proc = subprocess.run(
                 [sys.executable, __file__, "--worker", tmp, str(args.pages), str(args.unique), *flags],
                 capture_output=True,
@@ -178,7 +197,7 @@ def main() -> int:
             if proc.returncode != 0:
                 raise SystemExit(f"{name} failed:\n{proc.stderr[-3000:]}")
             results[name] = json.loads(proc.stdout.strip().splitlines()[-1])
-    reference = results["crop task, BGR"]["cpu_ms_per_page"]
+    reference = next(iter(results.values()))["cpu_ms_per_page"]
     print(f"{args.pages} pages (less a run of {args.pages // 4}), 1240 x 1754, 2 Ray CPUs; Ray's part only\n")
     print(f"{'layout':24s} {'CPU ms/page':>12s} {'ratio':>6s} {'pages/s':>8s}")
     for name, result in results.items():

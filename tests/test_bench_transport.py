@@ -44,9 +44,12 @@ def local_ray():
 @pytest.mark.parametrize("variant", list(bench_transport.VARIANTS))
 def test_every_layout_hands_every_page_on_once(inputs, local_ray, variant):
     flags = bench_transport.VARIANTS[variant]
-    dataset = bench_transport.build(str(inputs), 6, 2, flags["crop_in_detect"], flags["grey"])
+    dataset = bench_transport.build(
+        str(inputs), 6, 2, flags["crop_in_detect"], flags["grey"], flags.get("load_in_detect", False)
+    )
     operators = repr(dataset)  # the operator tree: a crop task only where cropping is a task
     rows = [int(batch["rows"].sum()) for batch in dataset.iter_batches()]
     assert sum(rows) == 6
     assert "MapBatches(Detect)" in operators and "MapBatches(Recognize)" in operators
     assert ("MapBatches(with_crops)" in operators) != flags["crop_in_detect"]
+    assert ("MapBatches(load)" in operators) != flags.get("load_in_detect", False)

@@ -222,10 +222,78 @@ def test_model_actors_running_batches_in_threads_read_the_same_pages(inputs, tmp
     assert_pages_read(rows, truth, ok_pages=5)
 
 
+def test_detection_actors_that_load_their_own_pages_give_the_same_rows(inputs, tmp_path):
+    """``resources.load_in_actors``: no load tasks; the detection actors (two calls at once
+    each) read and decode their work ranges, a PDF fanning out and bad files becoming the same
+    error rows as with load tasks; every page once, read right."""
+    folder, truth = inputs
+    config = job_config(
+        str(folder),
+        tmp_path / "out",
+        resources__load_in_actors=True,
+        resources__detect__concurrent_calls=2,
+        resources__detect__batch_size=2,
+    )
+    summary = run_job(config, progress=io.StringIO())
+    assert summary.status == "succeeded" and summary.rows_written == 8
+    assert summary.errors_by_type == {"corrupt": 1, "empty": 1, "unsupported_type": 1}
+    assert summary.cpu_seconds_per_stage["load"] > 0.01 and summary.seconds_per_stage["crop"] > 0
+    rows = rows_of(tmp_path / "out")
+    assert len({(r["source_uri"], r["page_index"]) for r in rows}) == 8
+    assert sorted(r["page_count"] for r in rows if r["status"] == "ok") == [1, 1, 3, 3, 3]
+    assert_pages_read(rows, truth, ok_pages=5)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "operators"),
+    [
+        ({}, ["load_work", "DetectText", "RecognizeText", "write_parquet"]),  # (DetectText crops)
+        ({"resources.load_in_actors": True}, ["LoadThen", "RecognizeText", "write_parquet"]),
+        (
+            {"resources.load_in_actors": True, "ocr.doc_preprocessor.use_doc_orientation_classify": True},
+            ["LoadThen", "DetectText", "RecognizeText", "write_parquet"],
+        ),
+        (
+            {"resources.crop_in_detect": False},
+            ["load_work", "DetectText", "crop_text_lines", "RecognizeText", "write_parquet"],
+        ),
+    ],
+)
+def test_the_operator_chain_follows_the_layout_settings(overrides, operators):
+    """Which Ray Data operators a job builds: load tasks unless the first model actor loads
+    (detection, or document preprocessing when it is on), crop tasks only without
+    ``crop_in_detect``."""
+    import ray
+
+    from ocr_actors.io.workfiles import WorkRange
+    from ocr_actors.pipeline.job import build_dataset
+
+    config = load_config(JobConfig, None, {"output.uri": "/tmp/unused", **overrides})
+    ray.shutdown()
+    ray.init(address="local", num_cpus=2, object_store_memory=256 << 20, include_dashboard=False, log_to_driver=False)
+    try:
+        chain = repr(build_dataset(config, [WorkRange("/tmp/unused/work.parquet", 0, 1)], "job"))
+    finally:
+        ray.shutdown()
+    names = (
+        "load_work",
+        "LoadThen",
+        "DocPreprocess",
+        "DetectText",
+        "crop_text_lines",
+        "RecognizeText",
+        "write_parquet",
+    )
+    found = [name for name in names if f"MapBatches({name})" in chain]
+    # the repr lists the operators from the last to the first
+    assert sorted(found, key=lambda name: -chain.index(f"MapBatches({name})")) == operators
+
+
 def test_grey_and_colour_pages_share_batches_and_read_alike(tmp_path):
     """Grey pages move through the job with one channel (grey PNG stored as RGB, a greyscale
     JPEG), colour ones with three; in the same batches of every stage (document orientation and
-    text-line orientation on too) both read right."""
+    text-line orientation on too) both read right. The document-orientation actors load their
+    own pages here (``resources.load_in_actors``: the first model stage loads)."""
     folder = tmp_path / "in"
     folder.mkdir()
     truth: dict[tuple[str, int], str] = {}
@@ -241,6 +309,7 @@ def test_grey_and_colour_pages_share_batches_and_read_alike(tmp_path):
         str(folder),
         tmp_path / "out",
         resources__detect__batch_size=4,
+        resources__load_in_actors=True,
         ocr__doc_preprocessor__use_doc_orientation_classify=True,
         ocr__textline_orientation__use_textline_orientation=True,
     )

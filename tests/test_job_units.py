@@ -4,6 +4,7 @@ stage adapters called directly (no Ray)."""
 from __future__ import annotations
 
 import json
+from typing import ClassVar
 
 import cv2
 import numpy as np
@@ -14,9 +15,9 @@ from ocr_actors.io.parquet import DoneIndex, part_name
 from ocr_actors.job_config import JobConfig, parse_page_ranges, redact
 from ocr_actors.pipeline.job import check_cpu_budget
 from ocr_actors.pipeline.plan import plan_work
-from ocr_actors.stages.common import pack_crops, unpack_crops
+from ocr_actors.stages.common import concat_batches, pack_crops, ragged, unpack_crops
 from ocr_actors.stages.crop import crop_text_lines
-from ocr_actors.stages.load import load_pages
+from ocr_actors.stages.load import LoadThen, load_pages, load_work
 
 
 def test_parse_page_ranges():
@@ -61,6 +62,11 @@ def test_cpu_budget_refuses_layouts_that_would_hang():
     greedy = load_config(JobConfig, None, {"resources.recognize.num_cpus": 1.0})
     with pytest.raises(ConfigError, match=r"reserve 2\.5 of the cluster's 2 CPUs"):
         check_cpu_budget(greedy, 2.0)
+    # with the load in the actors, no load task needs a CPU: only the write task's 0.2
+    tight = {"resources.load.num_cpus": 1.0}
+    with pytest.raises(ConfigError, match="leaving less than the 1 a load/crop/write task needs"):
+        check_cpu_budget(load_config(JobConfig, None, tight), 2.0)
+    check_cpu_budget(load_config(JobConfig, None, {**tight, "resources.load_in_actors": True}), 2.0)
 
 
 def test_plan_skips_done_finishes_partial_and_respects_modes():
@@ -116,6 +122,86 @@ def test_load_stage_rows_for_good_and_bad_files(tmp_path):
     assert rows[0]["page_index"] == -1
     missing = list(load_pages(str(tmp_path / "nope.png"), InputConfig(), {}, None))
     assert missing[0]["error_type"] == "not_found"
+
+
+def test_concat_batches_keeps_row_order_and_ragged_columns():
+    a = {"status": np.array(["ok"]), "page_index": np.array([0]), "image": ragged([np.zeros((2, 3, 1), np.uint8)])}
+    b = {
+        "status": np.array(["error", "ok"]),
+        "page_index": np.array([-1, 4]),
+        "image": ragged([np.zeros((1, 1, 3), np.uint8), np.ones((5, 4, 3), np.uint8)]),
+    }
+    out = concat_batches([a, b])
+    assert out["status"].tolist() == ["ok", "error", "ok"] and out["page_index"].tolist() == [0, -1, 4]
+    assert out["image"].dtype == object and [im.shape for im in out["image"]] == [(2, 3, 1), (1, 1, 3), (5, 4, 3)]
+    with pytest.raises(ValueError):
+        concat_batches([])
+
+
+class _RecordingStage:
+    """A stand-in model stage: records the pages of each batch it gets, adds a column."""
+
+    calls: ClassVar[list[list[tuple[str, int, str]]]] = []
+
+    def __init__(self, tag: str) -> None:
+        self.tag = tag
+
+    def __call__(self, batch):  # type: ignore[no-untyped-def]
+        _RecordingStage.calls.append(
+            [
+                (str(u).rsplit("/", 1)[-1], int(p), str(s))
+                for u, p, s in zip(batch["source_uri"], batch["page_index"], batch["status"], strict=True)
+            ]
+        )
+        return {**batch, "tagged": np.array([self.tag] * len(batch["status"]))}
+
+
+def test_a_model_stage_that_loads_its_own_pages_gets_the_load_stages_rows_in_batches(tmp_path):
+    """``LoadThen`` (``resources.load_in_actors``): work ranges in; the stage gets the pages
+    :func:`load_work` gives (a PDF fanned out, error rows included, same order), in batches of
+    at most ``page_batch_size``, and its outputs come out one batch at a time."""
+    import pyarrow as pa
+    from PIL import Image
+
+    from ocr_actors.config import InputConfig
+    from ocr_actors.io.workfiles import WorkSpool, work_ranges
+
+    pages = [Image.fromarray(np.full((40, 30), 90 + 40 * i, np.uint8)) for i in range(3)]
+    pages[0].save(tmp_path / "doc.pdf", "PDF", resolution=72, save_all=True, append_images=pages[1:])
+    cv2.imwrite(str(tmp_path / "a.png"), np.full((20, 30, 3), 200, np.uint8))
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    spool = WorkSpool(str(tmp_path / "out"), "job1", {})
+    names = ["doc.pdf", "bad.png", "a.png"]
+    spool.append(pa.table({"source_uri": [str(tmp_path / n) for n in names], "todo_pages": ["", "", ""]}))
+    (work,) = work_ranges(spool.files, max_tasks=1)
+    batch = {
+        "work_path": np.array([work.path]),
+        "work_start": np.array([work.start]),
+        "work_stop": np.array([work.stop]),
+    }
+    load_kwargs = {"work_storage_options": {}, "config": InputConfig(), "storage_options": {}}
+
+    _RecordingStage.calls = []
+    stage = LoadThen(_RecordingStage, ("t",), page_batch_size=2, load_kwargs=load_kwargs)
+    outputs = list(stage(batch))
+    expected = [
+        ("doc.pdf", 0, "ok"),
+        ("doc.pdf", 1, "ok"),
+        ("doc.pdf", 2, "ok"),
+        ("bad.png", -1, "error"),
+        ("a.png", 0, "ok"),
+    ]
+    assert _RecordingStage.calls == [expected[0:2], expected[2:4], expected[4:5]]
+    assert [len(o["tagged"]) for o in outputs] == [2, 2, 1] and outputs[0]["tagged"][0] == "t"
+    # the same rows, images and timing columns as the load tasks give
+    loaded = concat_batches(list(load_work(batch, **load_kwargs)))
+    merged = concat_batches(outputs)
+    assert set(merged) == set(loaded) | {"tagged"}
+    for column in ("source_uri", "page_index", "status", "error_type", "width", "height"):
+        assert merged[column].tolist() == loaded[column].tolist()
+    assert all(np.array_equal(x, y) for x, y in zip(merged["image"], loaded["image"], strict=True))
+    with pytest.raises(ValueError, match="page_batch_size"):
+        LoadThen(_RecordingStage, ("t",), page_batch_size=0, load_kwargs=load_kwargs)
 
 
 def test_crop_stage_packs_crops_and_drops_the_image():

@@ -72,7 +72,7 @@ def pages_dir(tmp_path_factory):
     return folder
 
 
-def gpu_job(source: Path, output: Path, address: str) -> JobConfig:
+def gpu_job(source: Path, output: Path, address: str, **overrides: object) -> JobConfig:
     # Up to 2 + 2 actors of a quarter GPU: the model pools at full size fit on the GPU left after
     # a GPU node is lost. They must: an actor of the lost node restarts, to recompute the outputs
     # that died with it, only where a GPU share is free, and none frees while the other pool's
@@ -91,6 +91,7 @@ def gpu_job(source: Path, output: Path, address: str) -> JobConfig:
             "resources.load.num_cpus": 0.5,
             "resources.crop.num_cpus": 0.5,
             "resources.write.num_cpus": 0.5,
+            **overrides,
         },
     )
 
@@ -116,7 +117,7 @@ def test_model_actors_run_only_on_gpu_nodes(cluster, pages_dir, tmp_path):
     assert len(set(keys(tmp_path / "out"))) == 16
 
 
-def run_with_node_killed(ray_cluster, node, source: Path, output: Path, after_parts: int) -> int:
+def run_with_node_killed(ray_cluster, node, source: Path, output: Path, after_parts: int, **overrides: object) -> int:
     """Run the job while a thread removes ``node`` (no grace) once ``after_parts`` part
     files exist; returns how many part files existed when the node died."""
     killed: list[int] = []
@@ -130,7 +131,7 @@ def run_with_node_killed(ray_cluster, node, source: Path, output: Path, after_pa
 
     killer = threading.Thread(target=kill_midway, daemon=True)
     killer.start()
-    summary = run_job(gpu_job(source, output, ray_cluster.address), progress=None)
+    summary = run_job(gpu_job(source, output, ray_cluster.address, **overrides), progress=None)
     killer.join(timeout=60)
     assert killed, "the node was never killed"
     assert summary.rows_written == 16
@@ -141,6 +142,20 @@ def test_worker_node_killed_midway_loses_and_duplicates_nothing(cluster, pages_d
     ray_cluster, gpu_nodes, _ = cluster
     output = tmp_path / "out"
     assert run_with_node_killed(ray_cluster, gpu_nodes[1], pages_dir, output, after_parts=3) < 16
+    found = keys(output)
+    assert len(found) == len(set(found)) == 16
+
+
+def test_a_gpu_node_killed_while_its_actors_load_pages_loses_and_duplicates_nothing(cluster, pages_dir, tmp_path):
+    """``resources.load_in_actors``: the detection actors read and decode their own pages (in
+    calls of several sources); a GPU node added for this run and killed midway loses and
+    duplicates nothing."""
+    ray_cluster, _, _ = cluster
+    node = ray_cluster.add_node(num_cpus=2, num_gpus=1, **NODE)
+    ray_cluster.wait_for_nodes()
+    output = tmp_path / "out"
+    overrides = {"resources.load_in_actors": True, "resources.detect.batch_size": 2}
+    assert run_with_node_killed(ray_cluster, node, pages_dir, output, after_parts=3, **overrides) < 16
     found = keys(output)
     assert len(found) == len(set(found)) == 16
 

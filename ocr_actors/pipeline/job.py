@@ -231,7 +231,11 @@ def check_cpu_budget(config: JobConfig, cluster_cpus: float) -> None:
     if ocr.textline_orientation.use_textline_orientation:
         pools.append(res.lineori)
     reserved = sum(stage.num_cpus * stage.min_actors for stage in pools)
-    tasks = [res.load, res.write] if res.crop_in_detect else [res.load, res.crop, res.write]
+    tasks = [res.write]
+    if not res.load_in_actors:
+        tasks.append(res.load)
+    if not res.crop_in_detect:
+        tasks.append(res.crop)
     task_need = max(stage.num_cpus for stage in tasks)
     if reserved + task_need > cluster_cpus + 1e-9:
         raise ConfigError(
@@ -266,6 +270,14 @@ def actor_pool(stage: StageResources):  # type: ignore[no-untyped-def]
     )
 
 
+def ranges_per_call(work: list[WorkRange], page_batch_size: int) -> int:
+    """Work ranges per call of a model actor that loads its own pages: enough sources for one
+    page batch when ranges are small (a small job has one source a range), one range when
+    they are large (a large one has up to a thousand); PDFs give more pages than sources."""
+    largest = max((r.stop - r.start for r in work), default=1)
+    return max(1, page_batch_size // max(largest, 1))
+
+
 def build_dataset(config: JobConfig, work: list[WorkRange], job_id: str):  # type: ignore[no-untyped-def]
     """Wire the stages into a Ray Dataset that yields one summary row per written file.
 
@@ -279,7 +291,7 @@ def build_dataset(config: JobConfig, work: list[WorkRange], job_id: str):  # typ
     from ocr_actors.stages.detect import DetectText
     from ocr_actors.stages.docprep import DocPreprocess
     from ocr_actors.stages.lineori import ClassifyTextlines
-    from ocr_actors.stages.load import load_work
+    from ocr_actors.stages.load import LoadThen, load_work
     from ocr_actors.stages.recognize import RecognizeText
     from ocr_actors.stages.write import write_parquet
 
@@ -288,20 +300,32 @@ def build_dataset(config: JobConfig, work: list[WorkRange], job_id: str):  # typ
     source_options = dict(config.source.storage_options)
     output_options = config.output_storage_options
 
-    def actor_stage(ds, cls, stage: StageResources, *extra_args: object):  # type: ignore[no-untyped-def]
-        stage_config = _stage_threads(config, stage).ocr
+    load_kwargs = {
+        "work_storage_options": output_options,
+        "config": ocr.input,
+        "storage_options": source_options,
+        "pdf_pages": parse_page_ranges(config.source.pdf_pages),
+    }
+
+    def actor_stage(ds, cls, stage: StageResources, *extra_args: object, loads: bool = False):  # type: ignore[no-untyped-def]
+        """``cls`` as an actor pool; with ``loads`` its actors also load their pages
+        (:class:`LoadThen`: work ranges in, :func:`ranges_per_call` of them a call)."""
+        args = (_stage_threads(config, stage).ocr, *extra_args)
+        if loads:
+            cls, args = LoadThen, (cls, args, stage.batch_size, load_kwargs)
         return ds.map_batches(
             cls,
-            fn_constructor_args=(stage_config, *extra_args),
-            batch_size=stage.batch_size,
+            fn_constructor_args=args,
+            batch_size=ranges_per_call(work, stage.batch_size) if loads else stage.batch_size,
             batch_format="numpy",
             compute=actor_pool(stage),
             num_cpus=stage.num_cpus,
             num_gpus=stage.num_gpus or None,
         )
 
-    # The ranges (path, start, stop: a few bytes each) are the input; each load task reads its
-    # range's work items itself. min(ranges, 1000) blocks: a small job gets one source a task.
+    # The ranges (path, start, stop: a few bytes each) are the input; each load task (or, with
+    # load_in_actors, the first model actor) reads its range's work items itself.
+    # min(ranges, 1000) blocks: a small job gets one source a task.
     ranges = pa.table(
         {
             "work_path": [r.path for r in work],
@@ -312,21 +336,19 @@ def build_dataset(config: JobConfig, work: list[WorkRange], job_id: str):  # typ
     blocks = max(1, min(len(work), 1000))
     bounds = [len(work) * k // blocks for k in range(blocks + 1)]
     ds: Any = ray.data.from_arrow([ranges.slice(a, b - a) for a, b in itertools.pairwise(bounds)])
-    ds = ds.map_batches(
-        load_work,
-        fn_kwargs={
-            "work_storage_options": output_options,
-            "config": ocr.input,
-            "storage_options": source_options,
-            "pdf_pages": parse_page_ranges(config.source.pdf_pages),
-        },
-        batch_size=res.load.batch_size,
-        batch_format="numpy",
-        num_cpus=res.load.num_cpus,
-    )
+    loads = res.load_in_actors  # the first model stage loads its own pages
+    if not loads:
+        ds = ds.map_batches(
+            load_work,
+            fn_kwargs=load_kwargs,
+            batch_size=res.load.batch_size,
+            batch_format="numpy",
+            num_cpus=res.load.num_cpus,
+        )
     if ocr.doc_preprocessor.use_doc_orientation_classify or ocr.doc_preprocessor.use_doc_unwarping:
-        ds = actor_stage(ds, DocPreprocess, res.docprep)
-    ds = actor_stage(ds, DetectText, res.detect, res.crop_in_detect)
+        ds = actor_stage(ds, DocPreprocess, res.docprep, loads=loads)
+        loads = False
+    ds = actor_stage(ds, DetectText, res.detect, res.crop_in_detect, loads=loads)
     if not res.crop_in_detect:
         ds = ds.map_batches(
             crop_text_lines, batch_size=res.crop.batch_size, batch_format="numpy", num_cpus=res.crop.num_cpus

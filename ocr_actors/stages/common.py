@@ -35,6 +35,21 @@ def ragged(items: Sequence[Any]) -> np.ndarray:
     return out
 
 
+def concat_batches(batches: Sequence[Batch]) -> Batch:
+    """The rows of ``batches`` (same columns) in order, as one batch; object columns (ragged
+    arrays) stay object arrays of the same items."""
+    if not batches:
+        raise ValueError("concat_batches needs at least one batch")
+    out: Batch = {}
+    for column in batches[0]:
+        parts = [np.asarray(b[column]) for b in batches]
+        if any(part.dtype == object for part in parts):
+            out[column] = ragged([item for part in parts for item in part])
+        else:
+            out[column] = np.concatenate(parts)
+    return out
+
+
 def ok_rows(batch: Batch) -> list[int]:
     """Indices of rows still in play (not already failed)."""
     return [i for i, s in enumerate(batch["status"]) if s == OK]

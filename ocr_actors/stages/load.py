@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -14,7 +14,7 @@ from ocr_actors.io.decode import InputError, PageFailure, decode_document
 from ocr_actors.io.parquet import doc_id_for
 from ocr_actors.io.sources import read_bytes
 from ocr_actors.io.workfiles import WorkRange, read_work_range
-from ocr_actors.stages.common import ERROR, OK, Batch, ragged, require
+from ocr_actors.stages.common import ERROR, OK, Batch, concat_batches, ragged, require
 
 PLACEHOLDER_IMAGE = np.zeros((1, 1, 3), dtype=np.uint8)
 
@@ -133,3 +133,38 @@ def load_work(
         items = read_work_range(WorkRange(str(path), int(start), int(stop)), work_storage_options)
         work = {name: np.asarray(items.column(name).to_pylist(), dtype=object) for name in items.column_names}
         yield from load_documents(work, config=config, storage_options=storage_options, pdf_pages=pdf_pages)
+
+
+class LoadThen:
+    """A model stage that loads its own pages (``resources.load_in_actors``): work ranges in,
+    the stage's output out, so a decoded page never moves between Ray processes before the
+    model sees it.
+
+    Each call reads its ranges like :func:`load_work` (same rows, error rows and ``t_load`` /
+    ``c_load``) and hands the pages to ``stage_class(*stage_args)`` in batches of
+    ``page_batch_size`` (the stage's own ``batch_size``), yielding each result as it comes: a
+    long PDF streams, and at most ``page_batch_size`` decoded pages are held at once.
+    """
+
+    def __init__(
+        self,
+        stage_class: Callable[..., Callable[[Batch], Batch]],
+        stage_args: tuple[Any, ...],
+        page_batch_size: int,
+        load_kwargs: Mapping[str, Any],
+    ) -> None:
+        if page_batch_size < 1:
+            raise ValueError(f"page_batch_size must be at least 1, got {page_batch_size}")
+        self.stage = stage_class(*stage_args)
+        self.page_batch_size = page_batch_size
+        self.load_kwargs = dict(load_kwargs)
+
+    def __call__(self, batch: Batch) -> Iterator[Batch]:
+        pending: list[Batch] = []
+        for page in load_work(batch, **self.load_kwargs):
+            pending.append(page)
+            if len(pending) == self.page_batch_size:
+                yield self.stage(concat_batches(pending))
+                pending = []
+        if pending:
+            yield self.stage(concat_batches(pending))
