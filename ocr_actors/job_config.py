@@ -128,7 +128,10 @@ class ResourcesConfig:
     does not apply; each call takes enough sources for one of the stage's batches). A decoded page then never moves
     between Ray processes before the model sees it, but decoding and rasterising run on the
     model actors' nodes and share their CPU (give them ``num_cpus`` and ``concurrent_calls``
-    for it), not on CPU-only nodes."""
+    for it), not on CPU-only nodes. Ray's part of the job measured 30-34 ms of CPU per page
+    this way against 63-80 ms with load tasks (``scripts/bench_transport.py``, 2 vCPUs), but
+    the whole job on 2 vCPUs was not cheaper (``scripts/bench_job.py``), so it is opt-in until
+    a GPU node measures it."""
 
 
 @dataclass(frozen=True)

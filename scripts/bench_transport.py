@@ -3,7 +3,7 @@
 
     python scripts/bench_transport.py --pages 400
 
-Runs the job's Ray Data operators (load tasks -> detection actors -> [crop tasks] ->
+Runs the job's Ray Data operators ([load tasks] -> detection actors -> [crop tasks] ->
 recognition actors -> write tasks, with the job's batch sizes of ``job_gpu.yaml``) with each
 stage's own work left out: every stage hands on the columns the real one hands on (the load
 task reads a decoded page from a ``.npy`` file; cropping reads the page's real line crops,
@@ -15,6 +15,10 @@ calls. Pages are the job benchmark's text-heavy 1240 x 1754 pages. Variants:
 - ``crop in detect, BGR``: the detection actor crops (``resources.crop_in_detect``, default);
 - ``crop in detect, grey``: the same with grey pages moved as one channel (the load stage's
   ``keep_grey``; colour pages still move as three).
+- ``load in detect, grey``: no load tasks; the detection actor reads its own pages
+  (``resources.load_in_actors``), so a page never moves before the crops do.
+
+``--variants`` picks layouts by name, separated by ``;``.
 
 For each it prints the machine's CPU ms per page (every process, ``/proc/stat``; a run of
 ``--pages`` minus a run of a quarter as many in the same Ray, after a first run that starts the

@@ -665,7 +665,9 @@ def report(runs: Sequence[dict[str, Any]], gpus: int, gpu_names: Sequence[str]) 
         if not met and host.get("busy_cores") is not None and host["busy_cores"] >= 0.9 * host["cores"]:
             lines.append(
                 f"the host's CPUs were the limit ({host['busy_cores']:.1f} of {host['cores']} cores busy): "
-                "more cores per GPU, or CPU worker nodes for loading (cluster.yaml)"
+                "more cores per GPU, CPU worker nodes for loading (cluster.yaml), or fewer page moves "
+                "(--set resources.load_in_actors=true --set resources.detect.concurrent_calls=2: the "
+                "detection actors decode their own pages, one batch while another is on the GPU)"
             )
     return "\n".join(lines)
 
