@@ -346,6 +346,65 @@ def test_rasterize_pdf_pixel_limit() -> None:
         list(rasterize_pdf(data, 72, max_pixels=100_000))
 
 
+def test_threads_rasterising_pdfs_never_call_pdfium_at_once(monkeypatch) -> None:
+    """PDFium is not thread-safe, even across documents: threads decoding PDFs at once (the
+    service's request threads; model actors loading pages with ``concurrent_calls``) take
+    turns inside it, and every page comes out as a lone thread renders it."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    inside = {"now": 0, "most": 0, "calls": 0}
+    guard = threading.Lock()
+
+    def counted(original):  # type: ignore[no-untyped-def]
+        def call(*args, **kwargs):  # type: ignore[no-untyped-def]
+            with guard:
+                inside["now"] += 1
+                inside["calls"] += 1
+                inside["most"] = max(inside["most"], inside["now"])
+            try:
+                threading.Event().wait(0.002)  # widen the window another thread could enter
+                return original(*args, **kwargs)
+            finally:
+                with guard:
+                    inside["now"] -= 1
+
+        return call
+
+    documents = []
+    for k in range(6):
+        pdf = pdfium.PdfDocument.new()
+        for j in range(3):
+            page = pdf.new_page(120 + 10 * k, 80 + 10 * j)
+            rect = pdfium_c.FPDFPageObj_CreateNewRect(5 * j, 5 * k, 40, 20)
+            pdfium_c.FPDFPageObj_SetFillColor(rect, 40 * k, 80 * j, 0, 255)
+            pdfium_c.FPDFPath_SetDrawMode(rect, pdfium_c.FPDF_FILLMODE_ALTERNATE, 0)
+            pdfium_c.FPDFPage_InsertObject(page, rect)
+            page.gen_content()
+        buf = io.BytesIO()
+        pdf.save(buf)
+        pdf.close()
+        documents.append(buf.getvalue())
+    alone = [[p.image for p in rasterize_pdf(d, 72, BIG)] for d in documents]
+
+    for name in ("render", "get_size", "close"):
+        monkeypatch.setattr(pdfium.PdfPage, name, counted(getattr(pdfium.PdfPage, name)))
+    monkeypatch.setattr(pdfium.PdfDocument, "__len__", counted(pdfium.PdfDocument.__len__))
+    monkeypatch.setattr(pdfium.PdfDocument, "get_page", counted(pdfium.PdfDocument.get_page))
+
+    def rasterise(index: int) -> list[np.ndarray]:
+        data = documents[index % len(documents)]
+        assert pdf_page_count(data) == 3
+        return [p.image for p in rasterize_pdf(data, 72, BIG)]
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(rasterise, range(48)))
+    assert inside["calls"] > 48 * 3 and inside["most"] == 1
+    for index, pages in enumerate(results):
+        expected = alone[index % len(documents)]
+        assert len(pages) == 3 and all(np.array_equal(a, b) for a, b in zip(pages, expected, strict=True))
+
+
 def test_empty_pdf_has_no_pages() -> None:
     data = make_pdf([])
     with pytest.raises(EmptyInputError, match="no pages") as info:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import re
+import threading
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -244,9 +245,18 @@ def decode_image(data: bytes, max_pixels: int, keep_grey: bool = False) -> Itera
             yield Page(bgr, index, count, dpi)
 
 
+PDFIUM_LOCK = threading.RLock()
+"""Held around every PDFium call of this process. PDFium is not thread-safe, not even across
+documents (pypdfium2's documentation: concurrent calls crash or corrupt the process), and
+threads do decode here: the service parses requests in a thread pool, and model actors that
+load their own pages (``resources.load_in_actors``) may run calls at once
+(``concurrent_calls``). Only PDFium's work (and copying a rendered page out of its buffer)
+is serialised; no lock is held while a page is yielded."""
+
+
 def pdf_page_count(data: bytes) -> int:
     """Number of pages of a PDF (raises :class:`InputError` for bad PDFs)."""
-    with _open_pdf(data) as pdf:
+    with _open_pdf(data) as pdf, PDFIUM_LOCK:
         return len(pdf)
 
 
@@ -265,7 +275,8 @@ class _open_pdf:
         import pypdfium2 as pdfium
 
         try:
-            self._pdf = pdfium.PdfDocument(self._data)
+            with PDFIUM_LOCK:
+                self._pdf = pdfium.PdfDocument(self._data)
         except pdfium.PdfiumError as exc:
             message = str(exc)
             # PDFium's last-error code can be stale, so confirm from the bytes themselves.
@@ -280,7 +291,8 @@ class _open_pdf:
 
     def __exit__(self, *exc: object) -> None:
         if self._pdf is not None:
-            self._pdf.close()  # type: ignore[attr-defined]
+            with PDFIUM_LOCK:
+                self._pdf.close()  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -312,7 +324,8 @@ def rasterize_pdf(
         keep_grey: pages that render grey come as ``(H, W, 1)`` (:func:`collapse_grey`).
     """
     with _open_pdf(data) as pdf:
-        total = len(pdf)
+        with PDFIUM_LOCK:
+            total = len(pdf)
         if total == 0:
             raise EmptyInputError("the PDF has no pages")
         count = min(total, page_limit) if page_limit > 0 else total
@@ -329,27 +342,29 @@ def rasterize_pdf(
 
 
 def _render_page(pdf: Any, index: int, dpi: float, max_pixels: int) -> np.ndarray:
-    """One PDF page as BGR uint8 (the bitmap is copied before PDFium frees it)."""
+    """One PDF page as BGR uint8 (the bitmap is copied before PDFium frees it; PDFium's part
+    runs under :data:`PDFIUM_LOCK`)."""
     import pypdfium2 as pdfium
 
-    page = pdf[index]
-    try:
-        width_pt, height_pt = page.get_size()
-        pixels = (width_pt * dpi / 72) * (height_pt * dpi / 72)
-        if pixels > max_pixels:
-            raise TooLargeInputError(
-                f"page {index} would render to {int(pixels)} pixels at {dpi} dpi, above the limit of {max_pixels}"
-            )
+    with PDFIUM_LOCK:
+        page = pdf[index]
         try:
-            bitmap = page.render(scale=dpi / 72, may_draw_forms=True)
-        except pdfium.PdfiumError as exc:
-            raise CorruptInputError(f"cannot render page {index}: {exc}") from exc
-        try:
-            return _pdfium_to_bgr(bitmap.to_numpy(), bitmap.mode)
+            width_pt, height_pt = page.get_size()
+            pixels = (width_pt * dpi / 72) * (height_pt * dpi / 72)
+            if pixels > max_pixels:
+                raise TooLargeInputError(
+                    f"page {index} would render to {int(pixels)} pixels at {dpi} dpi, above the limit of {max_pixels}"
+                )
+            try:
+                bitmap = page.render(scale=dpi / 72, may_draw_forms=True)
+            except pdfium.PdfiumError as exc:
+                raise CorruptInputError(f"cannot render page {index}: {exc}") from exc
+            try:
+                return _pdfium_to_bgr(bitmap.to_numpy(), bitmap.mode)
+            finally:
+                bitmap.close()
         finally:
-            bitmap.close()
-    finally:
-        page.close()
+            page.close()
 
 
 def _pdfium_to_bgr(array: np.ndarray, mode: str) -> np.ndarray:
