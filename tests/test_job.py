@@ -289,6 +289,37 @@ def test_the_operator_chain_follows_the_layout_settings(overrides, operators):
     assert sorted(found, key=lambda name: -chain.index(f"MapBatches({name})")) == operators
 
 
+def test_the_embedded_ray_keeps_an_idle_task_worker_for_the_next_task(tmp_path):
+    """Tasks seconds apart while actors hold the other workers (the write tasks of a job) reuse
+    one warm worker process instead of starting one, seconds of imports, per task (Ray ends
+    workers idle for 1 s by default)."""
+    import ray
+
+    from ocr_actors.pipeline.job import _ensure_ray
+
+    @ray.remote(num_cpus=0.5)
+    class Holder:
+        def pid(self) -> int:
+            return os.getpid()
+
+    @ray.remote(num_cpus=0.5)
+    def task_pid() -> int:
+        return os.getpid()
+
+    ray.shutdown()
+    _ensure_ray(job_config(str(tmp_path), tmp_path / "out"))
+    try:
+        holders = [Holder.remote() for _ in range(3)]  # more workers than the CPUs Ray keeps idle
+        ray.get([h.pid.remote() for h in holders])
+        pids = []
+        for _ in range(3):
+            pids.append(ray.get(task_pid.remote()))
+            time.sleep(2.5)  # well past Ray's default of 1 s idle
+        assert len(set(pids)) == 1, pids
+    finally:
+        ray.shutdown()
+
+
 def test_grey_and_colour_pages_share_batches_and_read_alike(tmp_path):
     """Grey pages move through the job with one channel (grey PNG stored as RGB, a greyscale
     JPEG), colour ones with three; in the same batches of every stage (document orientation and

@@ -183,7 +183,15 @@ def _ensure_ray(config: JobConfig) -> None:
         include_dashboard=False,
         log_to_driver=False,
         configure_logging=False,
+        # Ray ends a task worker idle for 1 s by default, so a stage whose tasks come seconds
+        # apart (the write tasks, one per part file) started a new worker, seconds of imports,
+        # for almost every task; keep idle workers a while instead.
+        _system_config={"idle_worker_killing_time_threshold_ms": IDLE_WORKER_KEEP_MS},
     )
+
+
+IDLE_WORKER_KEEP_MS = 30_000
+"""How long the embedded Ray keeps an idle task worker (Ray's default is 1 s)."""
 
 
 def wait_for_gpus(wait_s: float, say: Callable[[str], None]) -> bool:
