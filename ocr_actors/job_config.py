@@ -97,14 +97,14 @@ class StageResources:
 
 @dataclass(frozen=True)
 class ResourcesConfig:
-    """Per-stage resources. CPU stages (load, write, and crop unless ``crop_in_detect``)
-    run as tasks; model stages as actor pools. CPU shares are Ray's logical CPUs (scheduling tokens; engine threads are
-    set separately). The defaults fit 2 CPUs with every optional stage on: one
-    single-threaded detection actor (0.5), two single-threaded recognition actors (0.6 each:
-    recognition is most of the work), small classifier actors (0.05), and room for one CPU
-    task (0.2) at a time, which measured faster than letting load/crop tasks crowd the
-    model actors. A model actor's engine threads default to its CPU share rounded (at
-    least 1)."""
+    """Per-stage resources. CPU stages (write; load unless ``load_in_actors``; crop unless
+    ``crop_in_detect``) run as tasks; model stages as actor pools. CPU shares are Ray's
+    logical CPUs (scheduling tokens; engine threads are set separately). The defaults fit 2
+    CPUs with every optional stage on: one single-threaded detection actor (0.5), two
+    single-threaded recognition actors (0.6 each: recognition is most of the work), small
+    classifier actors (0.05), and room for one CPU task (0.2) at a time, which measured
+    faster than letting load/crop tasks crowd the model actors. A model actor's engine
+    threads default to its CPU share rounded (at least 1)."""
 
     load: StageResources = field(default_factory=lambda: StageResources(batch_size=1, num_cpus=0.2))
     docprep: StageResources = field(default_factory=lambda: StageResources(batch_size=4, num_cpus=0.05))
@@ -122,16 +122,17 @@ class ResourcesConfig:
     43-52 ms of CPU per 1240 x 1754 page with cropping here against 68-73 ms with crop tasks
     (``scripts/bench_transport.py``, 2 vCPUs), and cropping itself 1.5-2.2 ms
     (``scripts/bench_host_costs.py``); the crops are a fraction of the page's bytes."""
-    load_in_actors: bool = False
+    load_in_actors: bool = True
     """Read and decode the sources inside the first model actor (document preprocessing when
     it is on, else detection) instead of in load tasks before it (``resources.load`` then
-    does not apply; each call takes enough sources for one of the stage's batches). A decoded page then never moves
-    between Ray processes before the model sees it, but decoding and rasterising run on the
-    model actors' nodes and share their CPU (give them ``num_cpus`` and ``concurrent_calls``
-    for it), not on CPU-only nodes. Ray's part of the job measured 30-34 ms of CPU per page
-    this way against 63-80 ms with load tasks (``scripts/bench_transport.py``, 2 vCPUs), but
-    the whole job on 2 vCPUs was not cheaper (``scripts/bench_job.py``), so it is opt-in until
-    a GPU node measures it."""
+    does not apply; each call takes enough sources for one of the stage's batches). A decoded
+    page then never moves between Ray processes before the model sees it: Ray's part of the
+    job measured 30-34 ms of CPU per page this way against 63-80 ms with load tasks
+    (``scripts/bench_transport.py``, 2 vCPUs), and the whole job's CPU outside its stages
+    0.071 core-s per page against 0.147 (``scripts/bench_job.py``). But decoding and
+    rasterising then run on the model actors' nodes and share their CPU, not on CPU-only
+    nodes: ``job_gpu.yaml`` keeps load tasks (``false``), which ``cluster.yaml``'s CPU workers
+    can take."""
 
 
 @dataclass(frozen=True)

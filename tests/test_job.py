@@ -184,11 +184,13 @@ def test_the_gpu_config_runs_on_a_machine_without_gpus(inputs, tmp_path):
 def test_gpu_shape_settings_in_the_job_read_the_same_pages(inputs, tmp_path):
     """The bounded shapes of job_gpu.yaml (one detector page shape; recognition batches of a
     fixed row count and bucketed widths, warmed at actor start) through the Ray actors, on CPU;
-    here with cropping in CPU tasks between the actors (``crop_in_detect: false``)."""
+    here, as in job_gpu.yaml, with load tasks before the actors (``load_in_actors: false``) and
+    with cropping in CPU tasks between them (``crop_in_detect: false``)."""
     folder, truth = inputs
     config = job_config(
         str(folder),
         tmp_path / "out",
+        resources__load_in_actors=False,
         resources__crop_in_detect=False,
         ocr__text_detection__batch_pad_multiple=960,
         ocr__text_recognition__batch_size=16,
@@ -247,22 +249,22 @@ def test_detection_actors_that_load_their_own_pages_give_the_same_rows(inputs, t
 @pytest.mark.parametrize(
     ("overrides", "operators"),
     [
-        ({}, ["load_work", "DetectText", "RecognizeText", "write_parquet"]),  # (DetectText crops)
-        ({"resources.load_in_actors": True}, ["LoadThen", "RecognizeText", "write_parquet"]),
+        ({}, ["LoadThen", "RecognizeText", "write_parquet"]),  # detection loads and crops
         (
-            {"resources.load_in_actors": True, "ocr.doc_preprocessor.use_doc_orientation_classify": True},
-            ["LoadThen", "DetectText", "RecognizeText", "write_parquet"],
+            {"ocr.doc_preprocessor.use_doc_orientation_classify": True},
+            ["LoadThen", "DetectText", "RecognizeText", "write_parquet"],  # document preprocessing loads
         ),
+        ({"resources.load_in_actors": False}, ["load_work", "DetectText", "RecognizeText", "write_parquet"]),
         (
-            {"resources.crop_in_detect": False},
+            {"resources.load_in_actors": False, "resources.crop_in_detect": False},
             ["load_work", "DetectText", "crop_text_lines", "RecognizeText", "write_parquet"],
         ),
     ],
 )
 def test_the_operator_chain_follows_the_layout_settings(overrides, operators):
-    """Which Ray Data operators a job builds: load tasks unless the first model actor loads
-    (detection, or document preprocessing when it is on), crop tasks only without
-    ``crop_in_detect``."""
+    """Which Ray Data operators a job builds: the first model actor loads (detection, or
+    document preprocessing when it is on) unless ``load_in_actors`` is false; crop tasks only
+    without ``crop_in_detect``."""
     import ray
 
     from ocr_actors.io.workfiles import WorkRange

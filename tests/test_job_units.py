@@ -62,11 +62,11 @@ def test_cpu_budget_refuses_layouts_that_would_hang():
     greedy = load_config(JobConfig, None, {"resources.recognize.num_cpus": 1.0})
     with pytest.raises(ConfigError, match=r"reserve 2\.5 of the cluster's 2 CPUs"):
         check_cpu_budget(greedy, 2.0)
-    # with the load in the actors, no load task needs a CPU: only the write task's 0.2
+    # with the load in the actors (the default), no load task needs a CPU: only the write task's 0.2
     tight = {"resources.load.num_cpus": 1.0}
+    check_cpu_budget(load_config(JobConfig, None, tight), 2.0)
     with pytest.raises(ConfigError, match="leaving less than the 1 a load/crop/write task needs"):
-        check_cpu_budget(load_config(JobConfig, None, tight), 2.0)
-    check_cpu_budget(load_config(JobConfig, None, {**tight, "resources.load_in_actors": True}), 2.0)
+        check_cpu_budget(load_config(JobConfig, None, {**tight, "resources.load_in_actors": False}), 2.0)
 
 
 def test_plan_skips_done_finishes_partial_and_respects_modes():
@@ -277,11 +277,12 @@ def test_timed_records_wall_and_cpu_seconds_per_row():
         deadline = time.process_time() + 0.05
         while time.process_time() < deadline:  # busy: CPU time
             pass
-        time.sleep(0.1)  # idle: wall time only
+        time.sleep(0.4)  # idle: wall time only
     wall, cpu = batch["t_detect"], batch["c_detect"]
     assert wall.shape == cpu.shape == (2,)
     assert wall[0] == wall[1] and cpu[0] == cpu[1]  # split evenly over the rows
-    assert 2 * wall[0] >= 0.15 and 0.05 <= 2 * cpu[0] < 0.12
+    # the sleep is not CPU time (other threads of this process, e.g. Ray's, may add a little)
+    assert 2 * wall[0] >= 0.45 and 0.05 <= 2 * cpu[0] < 0.3
 
 
 def test_model_stages_may_run_batches_in_threads_with_onnxruntime_only():

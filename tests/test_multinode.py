@@ -91,6 +91,7 @@ def gpu_job(source: Path, output: Path, address: str, **overrides: object) -> Jo
             "resources.load.num_cpus": 0.5,
             "resources.crop.num_cpus": 0.5,
             "resources.write.num_cpus": 0.5,
+            "resources.load_in_actors": False,  # as job_gpu.yaml: load tasks, on any node
             **overrides,
         },
     )

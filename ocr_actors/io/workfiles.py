@@ -1,5 +1,5 @@
 """The plan on storage: work items spooled to Parquet files next to the job's summary, so the
-driver holds none of them; the load tasks read them back in ranges where they run.
+driver holds none of them; the loading actors or load tasks read them back in ranges where they run.
 
 ``<output>/_jobs/<job_id>/work/work-00000.parquet``, ... (:data:`WORK_SCHEMA` rows, row
 groups of :data:`ROW_GROUP` items). The folder is removed when the job ends; a driver that is
@@ -38,7 +38,7 @@ class WorkFile:
 
 @dataclass(frozen=True, slots=True)
 class WorkRange:
-    """Rows ``[start, stop)`` of one work file: what one load task reads."""
+    """Rows ``[start, stop)`` of one work file: what one load task or loading actor call reads."""
 
     path: str
     start: int

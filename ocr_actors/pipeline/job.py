@@ -291,7 +291,7 @@ def build_dataset(config: JobConfig, work: list[WorkRange], job_id: str):  # typ
 
     Args:
         work: ranges of the spooled work files (:func:`~ocr_actors.io.workfiles.work_ranges`);
-            each load task reads its ranges' work items where it runs.
+            each loading actor or load task reads its ranges' work items where it runs.
     """
     import ray.data
 
