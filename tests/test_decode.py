@@ -64,6 +64,23 @@ def make_pdf(sizes: list[tuple[float, float]]) -> bytes:
     return buf.getvalue()
 
 
+def pdf_with_rects(pages: list[tuple[float, float, tuple[float, float, float, float], tuple[int, int, int]]]) -> bytes:
+    """A PDF whose pages (width, height in points) each hold one filled rectangle (x, y, w, h
+    from the bottom-left corner, as PDF counts) of an RGB colour."""
+    pdf = pdfium.PdfDocument.new()
+    for width, height, (x, y, w, h), (r, g, b) in pages:
+        page = pdf.new_page(width, height)
+        rect = pdfium_c.FPDFPageObj_CreateNewRect(x, y, w, h)
+        pdfium_c.FPDFPageObj_SetFillColor(rect, r, g, b, 255)
+        pdfium_c.FPDFPath_SetDrawMode(rect, pdfium_c.FPDF_FILLMODE_ALTERNATE, 0)
+        pdfium_c.FPDFPage_InsertObject(page, rect)
+        page.gen_content()
+    buf = io.BytesIO()
+    pdf.save(buf)
+    pdf.close()
+    return buf.getvalue()
+
+
 # --------------------------------------------------------------------------- sniffing
 
 
@@ -311,17 +328,8 @@ def test_rasterize_pdf_scales_with_dpi() -> None:
 
 
 def test_rasterize_pdf_colours_are_bgr() -> None:
-    pdf = pdfium.PdfDocument.new()
-    page = pdf.new_page(200, 100)
-    rect = pdfium_c.FPDFPageObj_CreateNewRect(0, 50, 100, 50)  # PDF origin is bottom-left
-    pdfium_c.FPDFPageObj_SetFillColor(rect, 255, 0, 0, 255)
-    pdfium_c.FPDFPath_SetDrawMode(rect, pdfium_c.FPDF_FILLMODE_ALTERNATE, 0)
-    pdfium_c.FPDFPage_InsertObject(page, rect)
-    page.gen_content()
-    buf = io.BytesIO()
-    pdf.save(buf)
-    pdf.close()
-    image = next(rasterize_pdf(buf.getvalue(), dpi=72, max_pixels=BIG)).image
+    data = pdf_with_rects([(200, 100, (0, 50, 100, 50), (255, 0, 0))])  # PDF origin is bottom-left
+    image = next(rasterize_pdf(data, dpi=72, max_pixels=BIG)).image
     assert image.shape == (100, 200, 3)
     assert (image[5:45, 5:95] == [0, 0, 255]).all()  # red, top-left quarter
     assert (image[55:95, 105:195] == 255).all()
@@ -371,20 +379,10 @@ def test_threads_rasterising_pdfs_never_call_pdfium_at_once(monkeypatch) -> None
 
         return call
 
-    documents = []
-    for k in range(6):
-        pdf = pdfium.PdfDocument.new()
-        for j in range(3):
-            page = pdf.new_page(120 + 10 * k, 80 + 10 * j)
-            rect = pdfium_c.FPDFPageObj_CreateNewRect(5 * j, 5 * k, 40, 20)
-            pdfium_c.FPDFPageObj_SetFillColor(rect, 40 * k, 80 * j, 0, 255)
-            pdfium_c.FPDFPath_SetDrawMode(rect, pdfium_c.FPDF_FILLMODE_ALTERNATE, 0)
-            pdfium_c.FPDFPage_InsertObject(page, rect)
-            page.gen_content()
-        buf = io.BytesIO()
-        pdf.save(buf)
-        pdf.close()
-        documents.append(buf.getvalue())
+    documents = [
+        pdf_with_rects([(120 + 10 * k, 80 + 10 * j, (5 * j, 5 * k, 40, 20), (40 * k, 80 * j, 0)) for j in range(3)])
+        for k in range(6)
+    ]
     alone = [[p.image for p in rasterize_pdf(d, 72, BIG)] for d in documents]
 
     for name in ("render", "get_size", "close"):
