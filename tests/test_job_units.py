@@ -204,6 +204,18 @@ def test_a_model_stage_that_loads_its_own_pages_gets_the_load_stages_rows_in_bat
         LoadThen(_RecordingStage, ("t",), page_batch_size=0, load_kwargs=load_kwargs)
 
 
+def test_an_actor_that_loads_takes_enough_small_ranges_for_one_page_batch():
+    from ocr_actors.io.workfiles import WorkRange
+    from ocr_actors.pipeline.job import ranges_per_call
+
+    small = [WorkRange("w.parquet", i, i + 1) for i in range(10)]  # a small job: one source a range
+    large = [WorkRange("w.parquet", 0, 1000), WorkRange("w.parquet", 1000, 1500)]
+    assert ranges_per_call(small, 16) == 16 and ranges_per_call(small, 1) == 1
+    assert ranges_per_call(large, 16) == 1
+    assert ranges_per_call([WorkRange("w.parquet", 0, 4)], 16) == 4
+    assert ranges_per_call([], 8) == 8
+
+
 def test_crop_stage_packs_crops_and_drops_the_image():
     image = np.full((100, 200, 3), 255, np.uint8)
     quad = np.array([[[10, 10], [110, 10], [110, 40], [10, 40]]], np.float32)
