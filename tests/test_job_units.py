@@ -293,8 +293,9 @@ def test_timed_records_wall_and_cpu_seconds_per_row():
     wall, cpu = batch["t_detect"], batch["c_detect"]
     assert wall.shape == cpu.shape == (2,)
     assert wall[0] == wall[1] and cpu[0] == cpu[1]  # split evenly over the rows
-    # the sleep is not CPU time (other threads of this process, e.g. Ray's, may add a little)
-    assert 2 * wall[0] >= 0.45 and 0.05 <= 2 * cpu[0] < 0.3
+    # the sleep is wall time, not CPU time; other threads of this process (Ray's, when an
+    # earlier test left it running) add CPU time, which also ends the busy loop sooner
+    assert 2 * wall[0] >= 0.4 and 0.05 <= 2 * cpu[0] < 0.3
 
 
 def test_model_stages_may_run_batches_in_threads_with_onnxruntime_only():
