@@ -81,7 +81,7 @@ def build(folder: str, pages: int, unique: int, crop_in_detect: bool, grey: bool
     import numpy as np
     import ray.data
 
-    from ocr_actors.stages.common import ragged
+    from ocr_actors.stages.common import concat_batches, ragged
 
     prefix = "grey" if grey else "page"
 
@@ -105,12 +105,8 @@ def build(folder: str, pages: int, unique: int, crop_in_detect: bool, grey: bool
 
     class Detect:
         def __call__(self, batch):  # type: ignore[no-untyped-def]
-            if load_in_detect:
-                pages = [p for b in load({"id": batch["id"]}) for p in [b]]
-                batch = {
-                    k: np.concatenate([p[k] for p in pages]) if k != "image" else ragged([p[k][0] for p in pages])
-                    for k in pages[0]
-                }
+            if load_in_detect:  # the pages as the load tasks would have given them
+                batch = concat_batches(list(load({"id": batch["id"]})))
             out = dict(batch)
             out["quads"] = ragged([np.zeros((40, 4, 2), np.float32) for _ in batch["page"]])
             return with_crops(out) if crop_in_detect else out
@@ -184,6 +180,9 @@ def main() -> int:
         return 0
     if args.pages < 8:
         parser.error("--pages must be at least 8")
+    unknown = [name for name in args.variants.split(";") if args.variants and name not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown --variants {unknown}; known: {'; '.join(VARIANTS)}")
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="bench_transport_") as tmp:
         write_inputs(Path(tmp), args.unique)
