@@ -70,7 +70,7 @@ def process_kind(title: str, comm: str) -> str:
             actor = name[len("MapWorker(MapBatches(") :].rstrip(")")
             return f"{actor} actors" if actor else "actors (title cut short)"
         if name == "IDLE" or name.startswith("MapBatches("):
-            return "task workers (load, crop, write)"  # one worker runs every kind of task
+            return "task workers (write; load, crop when tasks)"  # one worker runs every kind of task
         return name
     return comm
 

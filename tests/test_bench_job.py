@@ -19,9 +19,9 @@ import bench_job  # noqa: E402
     ("title", "comm", "kind"),
     [
         ("ray::MapWorker(MapBatches(DetectText))", "ray::MapWorker", "DetectText actors"),
-        ("ray::MapBatches(write_parquet)", "ray::MapBatches", "task workers (load, crop, write)"),
-        ("ray::IDLE", "ray::IDLE", "task workers (load, crop, write)"),
-        ("", "ray::IDLE", "task workers (load, crop, write)"),
+        ("ray::MapBatches(write_parquet)", "ray::MapBatches", "task workers (write; load, crop when tasks)"),
+        ("ray::IDLE", "ray::IDLE", "task workers (write; load, crop when tasks)"),
+        ("", "ray::IDLE", "task workers (write; load, crop when tasks)"),
         ("ray::_StatsActor", "ray::_StatsActor", "_StatsActor"),
         ("ray::MapWorker(", "ray::MapWorker(", "actors (title cut short)"),
         ("/usr/bin/raylet --node_ip_address=127.0.0.1", "raylet", "raylet"),
