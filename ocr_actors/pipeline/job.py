@@ -167,6 +167,10 @@ class JobSummary:
         return dict(self.__dict__)
 
 
+IDLE_WORKER_KEEP_MS = 30_000
+"""How long the embedded Ray keeps an idle task worker (Ray's default is 1 s)."""
+
+
 def _ensure_ray(config: JobConfig) -> None:
     import ray
 
@@ -188,10 +192,6 @@ def _ensure_ray(config: JobConfig) -> None:
         # for almost every task; keep idle workers a while instead.
         _system_config={"idle_worker_killing_time_threshold_ms": IDLE_WORKER_KEEP_MS},
     )
-
-
-IDLE_WORKER_KEEP_MS = 30_000
-"""How long the embedded Ray keeps an idle task worker (Ray's default is 1 s)."""
 
 
 def wait_for_gpus(wait_s: float, say: Callable[[str], None]) -> bool:
