@@ -211,6 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     from ocr_actors.io.lease import LeaseError
     from ocr_actors.io.sources import SourceAccessError
+    from ocr_actors.runtime.engines import EngineUnavailableError
 
     try:
         if args.command == "predict":
@@ -219,7 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args)
         if args.command == "serve":
             return _serve(args)
-    except (ConfigError, ValueError, FileNotFoundError, SourceAccessError) as exc:
+    except (ConfigError, ValueError, FileNotFoundError, SourceAccessError, EngineUnavailableError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except LeaseError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -215,3 +216,7 @@ def test_cli_bad_input_exits_2_with_a_message(tmp_path):
     assert "Traceback" not in proc.stderr
     proc = _cli("predict", "--input", str(bad), "text_detection.nope=1")
     assert proc.returncode == 2 and "unknown config key" in proc.stderr
+    good = str(Path(__file__).resolve().parent.parent / "examples" / "two_column_page.png")
+    proc = _cli("predict", "--input", good, "engine.engine=openvino", "engine.device=gpu")  # an engine it cannot run
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == "error: the OpenVINO engine runs on device 'cpu' only here"

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from ocr_actors.config import ConfigError, load_config, to_dict
+from ocr_actors.config import ConfigError, InputConfig, load_config, to_dict
 from ocr_actors.io.parquet import DoneIndex, part_name
 from ocr_actors.job_config import JobConfig, parse_page_ranges, redact
 from ocr_actors.pipeline.job import check_cpu_budget
@@ -223,6 +223,8 @@ def test_crop_stage_packs_crops_and_drops_the_image():
         "image": np.array([image, None], dtype=object)[:1],
         "quads": np.array([quad, None], dtype=object)[:1],
         "status": np.array(["ok"]),
+        "error_type": np.array([""]),
+        "error_message": np.array([""]),
     }
     out = crop_text_lines(batch)
     assert "image" not in out
@@ -365,3 +367,112 @@ def test_stall_guard_passes_items_reports_waits_and_stops_a_silent_source():
 
     with pytest.raises(RuntimeError, match="lease lost"):  # on_wait may stop the run
         list(stall_guarded(slow([1], 1.0), 0.0, 0.1, lease_lost))
+
+
+EXAMPLES = __import__("pathlib").Path(__file__).resolve().parent.parent / "examples"
+
+
+@pytest.fixture(scope="module")
+def example_pages() -> dict[str, np.ndarray]:
+    """The bundled examples as the job loads them: the PNG, then the PDF's two pages."""
+    from ocr_actors.stages.load import load_documents
+
+    batches = [
+        b
+        for name in ("two_column_page.png", "scanned_report.pdf")
+        for b in load_documents(
+            {"source_uri": np.array([str(EXAMPLES / name)]), "todo_pages": np.array([""])},
+            config=InputConfig(),
+            storage_options={},
+        )
+    ]
+    merged = concat_batches(batches)
+    assert merged["status"].tolist() == ["ok", "ok", "ok"]
+    return merged
+
+
+def _with_row(batch: dict[str, np.ndarray], column: str, index: int, value: object) -> dict[str, np.ndarray]:
+    """A copy of ``batch`` whose object column ``column`` holds ``value`` at row ``index``."""
+    items = list(batch[column])
+    items[index] = value
+    return {**batch, column: ragged(items)}
+
+
+def _assert_only_row_failed(out: dict[str, np.ndarray], index: int, message_start: str) -> None:
+    assert [s == "error" for s in out["status"]] == [i == index for i in range(len(out["status"]))]
+    assert out["error_type"][index] == "ocr_failed"
+    assert str(out["error_message"][index]).startswith(message_start)
+
+
+def test_a_page_the_detector_cannot_take_fails_alone(example_pages):
+    from ocr_actors.config import OCRConfig
+    from ocr_actors.stages.detect import DetectText
+
+    stage = DetectText(OCRConfig(), crop=True)
+    reference = stage(example_pages)
+    assert reference["status"].tolist() == ["ok", "ok", "ok"]
+    assert all(len(q) >= 10 for q in reference["quads"])  # every example page has many lines
+
+    out = stage(_with_row(example_pages, "image", 1, np.zeros((0, 10, 3), np.uint8)))
+    _assert_only_row_failed(out, 1, "text detection failed: ValueError('image has an empty side")
+    assert len(out["quads"][1]) == 0 and out["crop_shapes"][1].shape == (0, 3)
+    for i in (0, 2):  # the other pages: the same lines as in the whole batch
+        np.testing.assert_allclose(out["quads"][i], reference["quads"][i], atol=0.5)
+        assert out["crop_shapes"][i].tolist() == reference["crop_shapes"][i].tolist()
+
+
+@pytest.fixture(scope="module")
+def cropped_pages(example_pages) -> dict[str, np.ndarray]:
+    from ocr_actors.config import OCRConfig
+    from ocr_actors.stages.detect import DetectText
+
+    return DetectText(OCRConfig(), crop=True)(example_pages)
+
+
+def _with_empty_first_crop(batch: dict[str, np.ndarray], index: int) -> dict[str, np.ndarray]:
+    """Row ``index`` gets an extra crop of height 0 in front (no pixels, so the packing holds)."""
+    shapes = np.concatenate([np.array([[0, 40, 3]], np.int32), batch["crop_shapes"][index]])
+    return _with_row(batch, "crop_shapes", index, shapes)
+
+
+def test_a_page_the_recognizer_cannot_take_fails_alone(cropped_pages):
+    from ocr_actors.config import OCRConfig
+    from ocr_actors.stages.recognize import RecognizeText
+
+    stage = RecognizeText(OCRConfig())
+    reference = stage(cropped_pages)
+    texts = [json.loads(t) for t in reference["rec_texts"]]
+    assert "Digital Archive Annual Report" in texts[0] and "No. 24601-54 dated 20/03/2018" in texts[1]
+
+    out = stage(_with_empty_first_crop(cropped_pages, 0))
+    _assert_only_row_failed(out, 0, "text recognition failed: error(")
+    assert json.loads(out["rec_texts"][0]) == [] and out["rec_scores"][0].shape == (0,)
+    for i in (1, 2):  # recognised alone, the other pages keep every line
+        assert len(json.loads(out["rec_texts"][i])) == len(texts[i])
+        assert out["line_angles"][i].tolist() == [-1] * len(texts[i])
+    upright = json.loads(out["rec_texts"][1])  # and the upright one reads as in the whole batch
+    assert sum(a == b for a, b in zip(upright, texts[1], strict=True)) >= 0.95 * len(texts[1])
+
+
+def test_a_page_the_line_classifier_cannot_take_fails_alone(cropped_pages):
+    from ocr_actors.config import OCRConfig, load_config
+    from ocr_actors.stages.lineori import ClassifyTextlines
+
+    stage = ClassifyTextlines(load_config(OCRConfig, None, {"textline_orientation.use_textline_orientation": True}))
+    reference = stage(cropped_pages)
+    out = stage(_with_empty_first_crop(cropped_pages, 2))
+    _assert_only_row_failed(out, 2, "text-line orientation failed: error(")
+    assert out["line_cls"][2].shape == (0, 2)
+    for i in (0, 1):
+        np.testing.assert_allclose(out["line_cls"][i], reference["line_cls"][i], atol=1e-4)
+        assert set(out["line_cls"][i][:, 0].tolist()) <= {0.0, 180.0}
+
+
+def test_a_page_that_cannot_be_cropped_fails_alone(example_pages):
+    quads = np.array([[[10, 10], [110, 10], [110, 40], [10, 40]]], np.float32)
+    batch = {**example_pages, "quads": ragged([quads, np.full((1, 4, 2), np.nan, np.float32), quads])}
+    out = crop_text_lines(batch)
+    _assert_only_row_failed(out, 1, "cropping failed: ValueError('cannot convert float NaN")
+    assert [s.tolist() for s in out["crop_shapes"]] == [[[30, 100, 3]], [], [[30, 100, 3]]] or [
+        s.tolist() for s in out["crop_shapes"]
+    ] == [[[30, 100, 1]], [], [[30, 100, 1]]]

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 Batch = dict[str, np.ndarray]
+PageInput = TypeVar("PageInput")
+PageResult = TypeVar("PageResult")
 
 OK = "ok"
 ERROR = "error"
@@ -60,6 +62,34 @@ def mark_failed(batch: Batch, index: int, error_type: str, message: str) -> None
     batch["status"][index] = ERROR
     batch["error_type"][index] = error_type
     batch["error_message"][index] = message[:2000]
+
+
+def run_isolating_pages(
+    batch: Batch,
+    pages: Sequence[PageInput],
+    run: Callable[[list[PageInput]], Sequence[PageResult]],
+    what: str,
+) -> list[PageResult | None]:
+    """``run`` maps a list of pages' inputs to one result per page. All live pages of the batch
+    (status ok) go in one call; if it raises, each page goes alone, so one page a model cannot
+    handle fails only itself: it becomes an ``ocr_failed`` row (``<what> failed: <exception>``;
+    status columns must be writable). Returns one result per row, ``None`` for error rows."""
+    live = ok_rows(batch)
+    results: list[PageResult | None] = [None] * len(pages)
+    try:
+        together = list(run([pages[i] for i in live]))
+    except Exception:  # retry one page at a time to isolate the bad one
+        for i in live:
+            try:
+                (results[i],) = run([pages[i]])
+            except Exception as exc:
+                mark_failed(batch, i, "ocr_failed", f"{what} failed: {exc!r}")
+        return results
+    if len(together) != len(live):
+        raise RuntimeError(f"{what} returned {len(together)} results for {len(live)} pages")
+    for i, result in zip(live, together, strict=True):
+        results[i] = result
+    return results
 
 
 def writable_status(batch: Batch) -> Batch:

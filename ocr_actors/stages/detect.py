@@ -6,7 +6,7 @@ import numpy as np
 
 from ocr_actors.config import OCRConfig
 from ocr_actors.runtime.runners import TextDetector
-from ocr_actors.stages.common import Batch, mark_failed, ok_rows, ragged, require, timed, writable_status
+from ocr_actors.stages.common import Batch, ragged, require, run_isolating_pages, timed, writable_status
 from ocr_actors.stages.crop import crop_text_lines
 
 NO_QUADS = np.zeros((0, 4, 2), dtype=np.float32)
@@ -28,18 +28,9 @@ class DetectText:
         quads: list[np.ndarray] = [NO_QUADS] * rows
         scores: list[np.ndarray] = [np.zeros(0, np.float32)] * rows
         with timed(out, "detect"):
-            live = ok_rows(out)
-            try:
-                detections = self.detector.detect([batch["image"][i] for i in live])
-            except Exception:  # retry one page at a time to isolate a bad page
-                detections = []
-                for i in live:
-                    try:
-                        detections.extend(self.detector.detect([batch["image"][i]]))
-                    except Exception as exc:
-                        mark_failed(out, i, "ocr_failed", f"text detection failed: {exc!r}")
-                live = ok_rows(out)
-            for i, det in zip(live, detections, strict=True):
+            detections = run_isolating_pages(out, list(batch["image"]), self.detector.detect, "text detection")
+        for i, det in enumerate(detections):
+            if det is not None:
                 quads[i], scores[i] = det.quads, det.scores
         out["quads"] = ragged(quads)
         out["det_scores"] = ragged(scores)

@@ -6,7 +6,9 @@ import numpy as np
 
 from ocr_actors.config import OCRConfig
 from ocr_actors.runtime.runners import TextlineClassifier
-from ocr_actors.stages.common import Batch, ragged, require, timed, unpack_crops
+from ocr_actors.stages.common import Batch, ragged, require, run_isolating_pages, timed, unpack_crops, writable_status
+
+NO_CLASSES = np.zeros((0, 2), dtype=np.float32)
 
 
 class ClassifyTextlines:
@@ -17,17 +19,21 @@ class ClassifyTextlines:
         self.classifier = TextlineClassifier(cfg.model, config.engine, cfg.batch_size, cfg.thresh)
 
     def __call__(self, batch: Batch) -> Batch:
-        require(batch, "lineori", "crop_pixels", "crop_shapes")
-        out = dict(batch)
+        require(batch, "lineori", "crop_pixels", "crop_shapes", "status")
+        out = writable_status(batch)
         per_page = [unpack_crops(p, s) for p, s in zip(batch["crop_pixels"], batch["crop_shapes"], strict=True)]
-        flat = [c for crops in per_page for c in crops]
         with timed(out, "lineori"):
-            results = self.classifier.classify(flat) if flat else []
+            results = run_isolating_pages(out, per_page, self.classify_pages, "text-line orientation")
+        out["line_cls"] = ragged([r if r is not None else NO_CLASSES for r in results])
+        return out
+
+    def classify_pages(self, pages: list[list[np.ndarray]]) -> list[np.ndarray]:
+        """Classifies the crops of all ``pages`` together; per page ``(N, 2)`` float32."""
+        flat = [crop for crops in pages for crop in crops]
+        results = self.classifier.classify(flat) if flat else []
         classes: list[np.ndarray] = []
         start = 0
-        for crops in per_page:
-            chunk = results[start : start + len(crops)]
-            classes.append(np.array(chunk, dtype=np.float32).reshape(-1, 2))
+        for crops in pages:
+            classes.append(np.array(results[start : start + len(crops)], dtype=np.float32).reshape(-1, 2))
             start += len(crops)
-        out["line_cls"] = ragged(classes)
-        return out
+        return classes

@@ -12,7 +12,13 @@ import numpy as np
 from ocr_actors.config import OCRConfig
 from ocr_actors.runtime.ocr import orient_lines
 from ocr_actors.runtime.runners import TextRecognizer
-from ocr_actors.stages.common import Batch, ragged, require, timed, unpack_crops
+from ocr_actors.stages.common import Batch, ragged, require, run_isolating_pages, timed, unpack_crops, writable_status
+
+LineClasses = list[tuple[int, float]]
+"""Per line of a page: (angle 0/180, probability) from the text-line orientation stage."""
+PageLines = tuple[list[str], np.ndarray, np.ndarray]
+"""Per page: texts, scores ``(N,)`` float32, angles ``(N,)`` int16 (-1 when orientation is off)."""
+NOT_RECOGNIZED: PageLines = ([], np.zeros(0, np.float32), np.zeros(0, np.int16))
 
 
 class RecognizeText:
@@ -27,36 +33,57 @@ class RecognizeText:
             print(warmup_message(self.recognizer.warmup_timings), file=sys.stderr, flush=True)
 
     def __call__(self, batch: Batch) -> Batch:
-        require(batch, "recognize", "crop_pixels", "crop_shapes")
-        out = {k: v for k, v in batch.items() if k not in ("crop_pixels", "crop_shapes", "line_cls")}
+        rows = require(batch, "recognize", "crop_pixels", "crop_shapes", "status")
+        out = writable_status({k: v for k, v in batch.items() if k not in ("crop_pixels", "crop_shapes", "line_cls")})
         per_page = [unpack_crops(p, s) for p, s in zip(batch["crop_pixels"], batch["crop_shapes"], strict=True)]
-        flat = [c for crops in per_page for c in crops]
+        if self.orientation.use_textline_orientation:
+            classes = [[(int(a), float(p)) for a, p in np.asarray(c).reshape(-1, 2)] for c in batch["line_cls"]]
+        else:
+            classes = [None] * rows
         with timed(out, "recognize"):
-            recognized = self.recognizer.recognize(flat) if flat else []
-            if self.orientation.use_textline_orientation:
-                classified = [tuple(row) for cls in batch["line_cls"] for row in np.asarray(cls).reshape(-1, 2)]
-                recognized, angles = orient_lines(
-                    flat,
-                    recognized,
-                    [(int(a), float(p)) for a, p in classified],
-                    self.recognizer,
-                    self.orientation.thresh,
-                    self.orientation.verify_score_below,
-                )
-            else:
-                angles = [-1] * len(flat)
-        texts, scores, page_angles = [], [], []
-        start = 0
-        for crops in per_page:
-            end = start + len(crops)
-            texts.append([t for t, _ in recognized[start:end]])
-            scores.append(np.array([s for _, s in recognized[start:end]], dtype=np.float32))
-            page_angles.append(np.array(angles[start:end], dtype=np.int16))
-            start = end
-        out["rec_texts"] = np.array([json.dumps(t, ensure_ascii=False) for t in texts], dtype=object)
+            results = run_isolating_pages(
+                out, list(zip(per_page, classes, strict=True)), self.recognize_pages, "text recognition"
+            )
+        texts, scores, angles = [], [], []
+        for result in results:
+            page_texts, page_scores, page_angles = result if result is not None else NOT_RECOGNIZED
+            texts.append(json.dumps(page_texts, ensure_ascii=False))
+            scores.append(page_scores)
+            angles.append(page_angles)
+        out["rec_texts"] = np.array(texts, dtype=object)
         out["rec_scores"] = ragged(scores)
-        out["line_angles"] = ragged(page_angles)
+        out["line_angles"] = ragged(angles)
         return out
+
+    def recognize_pages(self, pages: list[tuple[list[np.ndarray], LineClasses | None]]) -> list[PageLines]:
+        """Recognises the crops of all ``pages`` together (the recogniser batches them by aspect
+        ratio across pages); per page: texts, scores ``(N,)`` float32, angles ``(N,)`` int16."""
+        flat = [crop for crops, _ in pages for crop in crops]
+        recognized = self.recognizer.recognize(flat) if flat else []
+        if self.orientation.use_textline_orientation:
+            recognized, angles = orient_lines(
+                flat,
+                recognized,
+                [c for _, classes in pages for c in classes or []],
+                self.recognizer,
+                self.orientation.thresh,
+                self.orientation.verify_score_below,
+            )
+        else:
+            angles = [-1] * len(flat)
+        per_page: list[PageLines] = []
+        start = 0
+        for crops, _ in pages:
+            end = start + len(crops)
+            per_page.append(
+                (
+                    [text for text, _ in recognized[start:end]],
+                    np.array([score for _, score in recognized[start:end]], dtype=np.float32),
+                    np.array(angles[start:end], dtype=np.int16),
+                )
+            )
+            start = end
+        return per_page
 
 
 def warmup_message(timings: list[tuple[tuple[int, int, int, int], float]]) -> str:
