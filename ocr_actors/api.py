@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ocr_actors.config import OCRConfig, load_config, to_dict
-from ocr_actors.io.decode import InputError, Page, PageFailure, decode_document
+from ocr_actors.io.decode import EmptyInputError, InputError, Page, PageFailure, UnsupportedInputError, decode_document
 from ocr_actors.io.sources import expand_inputs, read_bytes
 from ocr_actors.result import OCRResult
 from ocr_actors.runtime.ocr import OCREngine, PredictParams
@@ -109,15 +109,15 @@ def _page_index(uri: str, page: Page) -> int | None:
 def as_bgr_page(array: np.ndarray) -> np.ndarray:
     """Validate a user array: BGR ``(H, W, 3)`` uint8, grey ``(H, W)`` or BGRA ``(H, W, 4)``."""
     if array.dtype != np.uint8:
-        raise InputError(f"arrays must be uint8, got {array.dtype}")
+        raise UnsupportedInputError(f"arrays must be uint8, got {array.dtype}")
     if array.ndim == 2:
         array = np.repeat(array[:, :, None], 3, axis=2)
     elif array.ndim == 3 and array.shape[2] == 4:
         array = array[:, :, :3]
     if array.ndim != 3 or array.shape[2] != 3:
-        raise InputError(f"arrays must be (H, W), (H, W, 3) or (H, W, 4), got shape {array.shape}")
+        raise UnsupportedInputError(f"arrays must be (H, W), (H, W, 3) or (H, W, 4), got shape {array.shape}")
     if array.shape[0] == 0 or array.shape[1] == 0:
-        raise InputError(f"the array is empty: shape {array.shape}")
+        raise EmptyInputError(f"the array is empty: shape {array.shape}")
     return np.ascontiguousarray(array)
 
 

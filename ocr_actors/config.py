@@ -88,7 +88,8 @@ class TextDetectionConfig:
         thresh / box_thresh / unclip_ratio / max_candidates: DB post-processing.
         batch_pad_multiple: pages whose resized sides round up to the same multiple of this
             share one detector call (zero-padded): 32 batches only identical shapes; larger
-            values (e.g. 256 on GPUs) batch pages of similar size.
+            values batch pages of similar size (``job_gpu.yaml``: 960, the resize limit, so
+            every page pads to one 960 x 960 canvas and the detector sees one shape).
     """
 
     model: str = "PP-OCRv6_tiny_det"

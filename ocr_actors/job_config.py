@@ -17,12 +17,14 @@ class SourceConfig:
 
     Attributes:
         uri: a folder or prefix (``s3://bucket/scans/``), a glob (``gs://b/**/*.pdf``), or a
-            manifest file (``.txt``: one URI a line; ``.csv``/``.parquet``: the
+            manifest file (``.txt``/``.lst``: one URI a line; ``.csv``/``.parquet``: the
             ``manifest_column`` column) listing millions of objects without listing a bucket.
         manifest_column: URI column of CSV/Parquet manifests.
         pdf_pages: optional page ranges read from every PDF, e.g. ``"0-9,20"`` (0-based).
         storage_options: fsspec options (``key``, ``secret``, ``endpoint_url``, ...). Never
-            logged or saved; the usual environment credentials work without them.
+            logged; the job's saved ``config.yaml`` shows ``***`` for every secret-looking key
+            (other options, e.g. ``endpoint_url``, as given). The usual environment credentials
+            work without them.
     """
 
     uri: str = ""

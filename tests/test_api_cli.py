@@ -157,8 +157,17 @@ def test_truncated_png_and_huge_image(pipeline, tmp_path):
         next(guarded.predict(str(big)))
     with pytest.raises(InputNotFoundError):
         next(guarded.predict(str(tmp_path / "missing.png")))
-    with pytest.raises(InputError, match="uint8"):
+    with pytest.raises(InputError, match="uint8") as wrong_dtype:
         next(guarded.predict(np.zeros((10, 10, 3), np.float32)))
+    with pytest.raises(InputError, match="empty") as empty:
+        next(guarded.predict(np.zeros((0, 0, 3), np.uint8)))
+    with pytest.raises(InputError, match="got shape") as wrong_shape:
+        next(guarded.predict(np.zeros((10, 10, 2), np.uint8)))
+    assert [e.value.error_type for e in (wrong_dtype, empty, wrong_shape)] == [
+        "unsupported_type",
+        "empty",
+        "unsupported_type",
+    ]
 
 
 def test_config_errors_are_clear():

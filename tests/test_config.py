@@ -238,6 +238,35 @@ def test_job_default_yaml_matches_the_code() -> None:
     assert load_config(JobConfig, path) == JobConfig()
 
 
+def _key_paths(data: dict, prefix: str = "") -> set[str]:
+    """Dotted paths of the leaves of a nested mapping (an empty mapping is a leaf)."""
+    paths: set[str] = set()
+    for key, value in data.items():
+        if isinstance(value, dict) and value:
+            paths |= _key_paths(value, f"{prefix}{key}.")
+        else:
+            paths.add(f"{prefix}{key}")
+    return paths
+
+
+def test_the_default_yaml_files_spell_out_every_key() -> None:
+    """The README says they do: every key of the configuration is written out, so a user
+    finds each setting in the file (``job_default.yaml``'s ``ocr`` section is
+    ``ocr_default.yaml``; tasks take only ``batch_size`` and ``num_cpus``)."""
+    import yaml
+
+    from ocr_actors.job_config import JobConfig
+
+    configs = Path(__file__).resolve().parent.parent / "jobs" / "configs"
+    ocr_yaml = yaml.safe_load((configs / "ocr_default.yaml").read_text())
+    assert _key_paths(ocr_yaml) == _key_paths(to_dict(OCRConfig()))
+    job_yaml = yaml.safe_load((configs / "job_default.yaml").read_text())
+    expected = {p for p in _key_paths(to_dict(JobConfig())) if not p.startswith("ocr.")}
+    task_only = {f"resources.{task}.{key}" for task in ("load", "crop", "write") for key in ("batch_size", "num_cpus")}
+    expected = {p for p in expected if not p.startswith(("resources.load.", "resources.crop.", "resources.write."))}
+    assert {p for p in _key_paths(job_yaml) if not p.startswith("ocr.")} == expected | task_only
+
+
 @pytest.mark.parametrize(
     ("override", "fragment"),
     [
