@@ -6,11 +6,19 @@ import argparse
 import json
 import re
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
 from ocr_actors.config import ConfigError
+from ocr_actors.redaction import redact_text
+
+
+def error_line(exc: BaseException, with_type: bool = False) -> str:
+    """``error: <message>`` on one line, credentials removed."""
+    message = f"{type(exc).__name__}: {exc}" if with_type else str(exc)
+    return "error: " + " ".join(redact_text(message).split())
 
 
 def _bool(text: str) -> bool:
@@ -48,6 +56,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
 def _predict(args: argparse.Namespace) -> int:
     from ocr_actors.api import create_pipeline
     from ocr_actors.io.decode import InputError
+    from ocr_actors.io.sources import expand_inputs
 
     overrides: dict[str, object] = {}
     for text in args.overrides:
@@ -81,21 +90,26 @@ def _predict(args: argparse.Namespace) -> int:
             "text_rec_score_thresh",
         )
     }
-    pages = 0
-    try:
-        for result in pipeline.predict(args.input, **switches):
-            pages += 1
-            if not args.no_print:
-                result.print()
-            if args.save_path:
-                result.save_to_json(args.save_path)
-                result.save_to_img(args.save_path)
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    summary = {"pages": pages, "save_path": str(Path(args.save_path).resolve()) if args.save_path else None}
+    pages, failed = 0, []
+    for uri in expand_inputs(args.input, config.input.storage_options):
+        try:  # one file at a time: a bad file is reported and the others still run
+            for result in pipeline.predict(uri, **switches):
+                pages += 1
+                if not args.no_print:
+                    result.print()
+                if args.save_path:
+                    result.save_to_json(args.save_path)
+                    result.save_to_img(args.save_path)
+        except InputError as exc:
+            print(error_line(exc), file=sys.stderr)
+            failed.append(redact_text(uri))
+    summary = {
+        "pages": pages,
+        "failed_inputs": failed,
+        "save_path": str(Path(args.save_path).resolve()) if args.save_path else None,
+    }
     print(json.dumps(summary), file=sys.stderr)
-    return 0
+    return 2 if failed else 0
 
 
 def _add_run(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -105,7 +119,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         epilog=(
             "exit status: 0 done; 1 error budget passed; 2 bad configuration, input or credentials; "
             "3 the output is in use by another run (or another run took it over midway); "
-            "4 stalled: no part file for stall_timeout_s (a rerun resumes)"
+            "4 stalled: no part file for stall_timeout_s (a rerun resumes); "
+            "5 failed on an unexpected error (traceback, then the error line)"
         ),
     )
     p.add_argument("--input", default=None, help="folder/prefix, glob or manifest (.txt/.csv/.parquet) URI")
@@ -149,10 +164,10 @@ def _run(args: argparse.Namespace) -> int:
     try:
         summary = run_job(config, progress=None if args.quiet else sys.stderr)
     except ErrorBudgetExceeded as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(error_line(exc), file=sys.stderr)
         return 1
     except JobStalled as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(error_line(exc), file=sys.stderr)
         return 4
     print(json.dumps(summary.as_dict()))
     return 0
@@ -221,11 +236,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             return _serve(args)
     except (ConfigError, ValueError, FileNotFoundError, SourceAccessError, EngineUnavailableError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(error_line(exc), file=sys.stderr)
         return 2
     except LeaseError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(error_line(exc), file=sys.stderr)
         return 3
+    except Exception as exc:  # a failure of our own or of Ray: the traceback, credentials removed
+        print(redact_text(traceback.format_exc()), file=sys.stderr, end="")
+        print(error_line(exc, with_type=True), file=sys.stderr)
+        return 5
     parser.error(f"unknown command {args.command}")
     return 2
 

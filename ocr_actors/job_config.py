@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ocr_actors.config import ConfigError, OCRConfig, _check
+from ocr_actors.redaction import redact_text
 
 
 @dataclass(frozen=True)
@@ -275,12 +276,11 @@ def parse_page_ranges(text: str) -> list[int] | None:
 
 
 _SECRET_KEY = re.compile(r"(key|secret|token|password|passwd|credential|session|auth)", re.IGNORECASE)
-_URL_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+:[^/@\s]+@")
 
 
 def redact(value: Any) -> Any:
     """Copy of a config dict with secrets replaced by ``"***"`` (keys that look secret,
-    credentials inside URLs)."""
+    credentials inside URLs and signed URLs' secret parameters)."""
     if isinstance(value, Mapping):
         return {
             k: ("***" if _SECRET_KEY.search(str(k)) and v not in (None, "") else redact(v)) for k, v in value.items()
@@ -288,5 +288,5 @@ def redact(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [redact(v) for v in value]
     if isinstance(value, str):
-        return _URL_CREDENTIALS.sub("***@", value)
+        return redact_text(value)
     return value

@@ -170,6 +170,44 @@ def test_truncated_png_and_huge_image(pipeline, tmp_path):
     ]
 
 
+def test_cli_predict_reports_a_bad_file_and_still_saves_the_others(tmp_path):
+    folder = tmp_path / "mix"
+    folder.mkdir()
+    good = (Path(__file__).resolve().parent.parent / "examples" / "two_column_page.png").read_bytes()
+    (folder / "a.png").write_bytes(good)
+    (folder / "b.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"garbage" * 10)
+    (folder / "c.png").write_bytes(good)
+    proc = _cli("predict", "--input", str(folder), "--save_path", str(tmp_path / "o"), "--no_print")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "b.jpg" in errors[0]
+    summary = json.loads(proc.stderr.strip().splitlines()[-1])
+    assert summary["pages"] == 2 and summary["failed_inputs"] == [str(folder / "b.jpg")]
+    for name in ("a", "c"):
+        saved = json.loads((tmp_path / "o" / f"{name}_res.json").read_text())["res"]
+        assert "Digital Archive Annual Report" in saved["rec_texts"]
+
+
+def test_redaction_removes_url_credentials_and_signed_url_secrets():
+    from ocr_actors.redaction import redact_text
+
+    cases = {
+        "https://user:pw@host/x.png": "https://***@host/x.png",
+        "s3://AKIA:SECRET@bucket/a": "s3://***@bucket/a",
+        'Invalid bucket name "AKIA:SECRET@bucket"': 'Invalid bucket name "***@bucket"',
+        "https://b.example/a.png?X-Amz-Algorithm=A&X-Amz-Credential=AK%2F1&X-Amz-Signature=ab&X-Amz-Security-Token=t": (
+            "https://b.example/a.png?X-Amz-Algorithm=A&X-Amz-Credential=***&X-Amz-Signature=***"
+            "&X-Amz-Security-Token=***"
+        ),
+        "https://h/a.png?sig=zz&sv=2020&token=1#f": "https://h/a.png?sig=***&sv=2020&token=***#f",
+        "gs://b/a=b.png": "gs://b/a=b.png",  # no secret: unchanged
+        "mail me@x.org at 10:30, http://h:8080/a@b.png": "mail me@x.org at 10:30, http://h:8080/a@b.png",
+    }
+    for text, expected in cases.items():
+        assert redact_text(text) == expected
+        assert redact_text(expected) == expected
+
+
 def test_config_errors_are_clear():
     with pytest.raises(ConfigError, match=r"text_detection\.tresh"):
         create_pipeline("OCR", text_detection__tresh=0.3)

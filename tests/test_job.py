@@ -3,6 +3,7 @@ manifests, the error budget, the CLI, and a driver killed with SIGKILL midway.""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -381,6 +382,44 @@ def test_manifests_in_text_csv_and_parquet(inputs, tmp_path):
     assert run_job(parquet).rows_written == 1
 
 
+def test_unreadable_entries_and_credentials_in_urls_become_redacted_error_rows(inputs, tmp_path):
+    """A named pipe (reading it would block forever), a symlink loop, a folder, a refused
+    connection, a user:password URL and a signed URL: one error row each, the good page
+    read, no secret anywhere in the output, and a rerun that finds every source done."""
+    folder, truth = inputs
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    os.mkfifo(odd / "pipe.png")
+    (odd / "loop.png").symlink_to(odd / "loop.png")
+    (odd / "folder.png").mkdir()
+    listed = [
+        f"{folder}/page0.png",
+        f"{odd}/pipe.png",
+        f"{odd}/loop.png",
+        f"{odd}/folder.png",
+        "http://scanner:SUPERSECRET1@127.0.0.1:1/a.png",
+        "http://127.0.0.1:1/b.png?X-Amz-Credential=AKIA&X-Amz-Signature=SUPERSECRET2&X-Amz-Expires=60",
+    ]
+    (tmp_path / "list.txt").write_text("\n".join(listed) + "\n")
+    summary = run_job(job_config(str(tmp_path / "list.txt"), tmp_path / "out"))
+    assert summary.status == "succeeded" and summary.rows_written == 6
+    assert summary.errors_by_type == {"unsupported_type": 2, "read_failed": 3}
+    rows = {r["source_uri"]: r for r in rows_of(tmp_path / "out")}
+    assert_pages_read([rows[f"{folder}/page0.png"]], truth, 1)
+    assert rows[f"{odd}/pipe.png"]["error_message"].endswith("is not a regular file (type other)")
+    assert rows[f"{odd}/folder.png"]["error_message"].endswith("is not a regular file (type directory)")
+    assert "Too many levels of symbolic links" in rows[f"{odd}/loop.png"]["error_message"]
+    signed = "http://127.0.0.1:1/b.png?X-Amz-Credential=***&X-Amz-Signature=***&X-Amz-Expires=60"
+    for uri in ("http://***@127.0.0.1:1/a.png", signed):
+        assert rows[uri]["error_type"] == "read_failed" and uri in rows[uri]["error_message"]
+        assert rows[uri]["doc_id"] == hashlib.sha1(uri.encode()).hexdigest()[:16]
+    for path in (tmp_path / "out").rglob("*"):
+        if path.is_file():
+            assert b"SUPERSECRET" not in path.read_bytes(), path
+    rerun = run_job(job_config(str(tmp_path / "list.txt"), tmp_path / "out"))
+    assert (rerun.sources_total, rerun.sources_skipped, rerun.rows_written) == (6, 6, 0)
+
+
 def test_error_budget_fails_the_job(inputs, tmp_path):
     folder, _ = inputs
     bad = tmp_path / "bad"
@@ -395,14 +434,13 @@ def test_error_budget_fails_the_job(inputs, tmp_path):
     assert not list((tmp_path / "out" / "_jobs").glob("*/work"))  # removed on failure too
 
 
-def _cli(*args: str, **popen) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+def _cli(*args: str, env: dict[str, str] | None = None, **popen) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "ocr_actors.cli", "run", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=env,
+        env={**(os.environ if env is None else env), "PYTHONUNBUFFERED": "1"},
         **popen,
     )
 
@@ -419,6 +457,16 @@ def test_cli_run_prints_summary_and_exit_codes(inputs, tmp_path):
     proc = _cli("--input", str(folder / "missing"), "--output", str(tmp_path / "o3"))
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 2 and "input not found" in stderr and "Traceback" not in stderr
+    # A store that cannot be reached, or a URI that cannot name a bucket: one line, no secret
+    store = {"AWS_ENDPOINT_URL": "http://127.0.0.1:1", "AWS_ACCESS_KEY_ID": "AKIAX", "AWS_SECRET_ACCESS_KEY": "SECRET3"}
+    proc = _cli("--input", "s3://bucket/scans/", "--output", str(tmp_path / "o4"), env={**os.environ, **store})
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1].startswith("error: cannot reach the store listing s3://bucket/scans/")
+    proc = _cli("--input", "s3://AKIAX:SECRET4@bucket/scans/", "--output", str(tmp_path / "o5"))
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in stderr and "SECRET4" not in stderr
+    assert stderr.strip().splitlines()[-1].startswith("error: invalid storage request listing s3://***@bucket/scans/")
 
 
 def test_a_stalled_run_stops_its_work_says_so_and_a_rerun_resumes_exactly_once(inputs, tmp_path):

@@ -52,6 +52,13 @@ class InputNotFoundError(InputError):
     error_type = "not_found"
 
 
+class ReadFailedError(InputError):
+    """The object exists (or may) but reading it failed: an I/O or network error, a symlink
+    loop, a connection refused. Often transient."""
+
+    error_type = "read_failed"
+
+
 @dataclass(frozen=True)
 class Page:
     """One decoded page.

@@ -9,7 +9,13 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from ocr_actors.io.decode import InputNotFoundError, TooLargeInputError
+from ocr_actors.io.decode import (
+    InputError,
+    InputNotFoundError,
+    ReadFailedError,
+    TooLargeInputError,
+    UnsupportedInputError,
+)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif", ".jp2", ".pbm", ".pgm", ".ppm")
 DOCUMENT_SUFFIXES = (*IMAGE_SUFFIXES, ".pdf")
@@ -17,6 +23,19 @@ DOCUMENT_SUFFIXES = (*IMAGE_SUFFIXES, ".pdf")
 
 class SourceAccessError(PermissionError):
     """Storage refused access (bad or missing credentials, no permission)."""
+
+
+class StorageUnreachableError(SourceAccessError):
+    """The store could not be reached at all (endpoint refused or timed out, DNS)."""
+
+
+UNREACHABLE_ERRORS = (
+    "EndpointConnectionError",
+    "ConnectTimeoutError",
+    "ConnectionClosedError",
+    "ClientConnectorError",
+    "ServerTimeoutError",
+)
 
 
 def is_remote(uri: str) -> bool:
@@ -51,10 +70,18 @@ def expand_inputs(inputs: str | Iterable[str], storage_options: Mapping[str, Any
             yield from _expand_one(item, storage_options)
 
 
+def _unreachable(exc: BaseException | None) -> bool:
+    """A failure to reach the store at all (not an answer from it)."""
+    if exc is None:
+        return False
+    return type(exc).__name__ in UNREACHABLE_ERRORS or isinstance(exc, ConnectionError | TimeoutError)
+
+
 @contextmanager
 def storage_access(action: str) -> Iterator[None]:
-    """Turn storage permission and missing-credential failures into :class:`SourceAccessError`
-    with a message that names the action (never the credentials)."""
+    """Turn storage permission and missing-credential failures into :class:`SourceAccessError`,
+    and a store that cannot be reached into :class:`StorageUnreachableError`, with a message
+    that names the action (never the credentials)."""
     try:
         yield
     except SourceAccessError:
@@ -64,8 +91,13 @@ def storage_access(action: str) -> Iterator[None]:
             f"access denied {action}: check the credentials (storage options or environment)"
         ) from exc
     except Exception as exc:
-        if type(exc).__name__ in ("NoCredentialsError", "PartialCredentialsError", "DefaultCredentialsError"):
-            raise SourceAccessError(f"no credentials found {action}: {type(exc).__name__}") from exc
+        name = type(exc).__name__
+        if name in ("NoCredentialsError", "PartialCredentialsError", "DefaultCredentialsError"):
+            raise SourceAccessError(f"no credentials found {action}: {name}") from exc
+        if name == "ParamValidationError":  # e.g. a bucket name that cannot be one
+            raise ValueError(f"invalid storage request {action}: {exc}") from exc
+        if _unreachable(exc):
+            raise StorageUnreachableError(f"cannot reach the store {action}: {name}: {exc}") from exc
         raise
 
 
@@ -93,15 +125,31 @@ def _expand_one(item: str, storage_options: Mapping[str, Any] | None) -> Iterato
 
 
 def read_bytes(uri: str, storage_options: Mapping[str, Any] | None = None, max_bytes: int = 512 << 20) -> bytes:
-    """Read one object fully, refusing objects above ``max_bytes``."""
-    fs, path = _filesystem(uri, storage_options)
-    with storage_access(f"reading {uri}"):
-        try:
-            size = fs.size(path)
-        except FileNotFoundError as exc:
-            raise InputNotFoundError(f"input not found: {uri}") from exc
-    if size is not None and size > max_bytes:
-        raise TooLargeInputError(f"{uri} is {size} bytes, above the limit of {max_bytes}")
-    with fs.open(path, "rb") as fh:
-        data: bytes = fh.read()
+    """Read one object fully, refusing objects above ``max_bytes`` and anything that is not a
+    regular file (a folder, a named pipe: reading one would block). Raises an
+    :class:`InputError` (``not_found``, ``too_large``, ``unsupported_type``, ``read_failed``
+    for any other storage or I/O failure) or :class:`SourceAccessError`."""
+    try:
+        fs, path = _filesystem(uri, storage_options)
+        with storage_access(f"reading {uri}"):
+            try:
+                info = fs.info(path)
+            except FileNotFoundError as exc:
+                if _unreachable(exc.__cause__):  # HTTP reports a refused connection as not found
+                    raise ReadFailedError(f"could not read {uri}: {type(exc.__cause__).__name__}") from exc
+                raise InputNotFoundError(f"input not found: {uri}") from exc
+            kind = info.get("type", "file")
+            if kind != "file":  # "directory", or "other": a named pipe, socket or device
+                raise UnsupportedInputError(f"{uri} is not a regular file (type {kind})")
+            size = info.get("size")
+            if size is not None and size > max_bytes:
+                raise TooLargeInputError(f"{uri} is {size} bytes, above the limit of {max_bytes}")
+            with fs.open(path, "rb") as fh:
+                data: bytes = fh.read()
+    except StorageUnreachableError as exc:  # for one object: an error row, not a stopped job
+        raise ReadFailedError(str(exc)) from exc
+    except (InputError, PermissionError):
+        raise
+    except Exception as exc:  # network, I/O, symlink loops, a store that refuses the request
+        raise ReadFailedError(f"could not read {uri}: {type(exc).__name__}: {exc}") from exc
     return data

@@ -17,6 +17,7 @@ import pyarrow as pa
 from ocr_actors.io.parquet import DoneIndex
 from ocr_actors.io.uriset import UriSet, first_occurrences, uri_digests
 from ocr_actors.io.workfiles import WORK_SCHEMA
+from ocr_actors.redaction import redact_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,21 +78,24 @@ class Planner:
         self.counts = PlanCounts()
 
     def plan_chunk(self, uris: Sequence[str]) -> pa.Table:
-        """Work items (:data:`WORK_SCHEMA`) for one chunk of listed URIs, in listing order."""
-        digests = uri_digests(uris)
+        """Work items (:data:`WORK_SCHEMA`) for one chunk of listed URIs, in listing order.
+        A URI is known by the form the output holds, credentials removed (:func:`redact_text`):
+        two signed URLs of one object are one source."""
+        keys = [redact_text(u) for u in uris]
+        digests = uri_digests(keys)
         fresh = first_occurrences(digests) & ~self.seen.contains_digests(digests)
         self.seen.add_digests(digests[fresh])
         in_complete = self.done.complete.contains_digests(digests)
         done = self.done
         if done.pages or done.failed_files:  # partly written or failed documents: decided one by one
-            special = np.fromiter((u in done.pages or u in done.failed_files for u in uris), bool, len(uris))
+            special = np.fromiter((k in done.pages or k in done.failed_files for k in keys), bool, len(uris))
         else:
             special = np.zeros(len(uris), dtype=bool)
         chosen = fresh & ~in_complete & ~special  # never seen in the output: the whole document
         pages = np.full(len(uris), "", dtype=object)
         partial = 0
         for k in np.flatnonzero(fresh & special):
-            todo = self._todo(uris[k], bool(in_complete[k]))
+            todo = self._todo(keys[k], bool(in_complete[k]))
             if todo is not None:
                 chosen[k] = True
                 pages[k] = todo

@@ -14,6 +14,7 @@ from ocr_actors.io.decode import InputError, PageFailure, decode_document
 from ocr_actors.io.parquet import doc_id_for
 from ocr_actors.io.sources import read_bytes
 from ocr_actors.io.workfiles import WorkRange, read_work_range
+from ocr_actors.redaction import redact_text
 from ocr_actors.stages.common import ERROR, OK, Batch, concat_batches, ragged, require
 
 PLACEHOLDER_IMAGE = np.zeros((1, 1, 3), dtype=np.uint8)
@@ -31,15 +32,16 @@ def page_row(
 ) -> dict[str, Any]:
     """One row of the load stage's output. Sentinels (-1, "") stand in for nulls inside the
     pipeline; the writer turns them into Parquet nulls."""
+    written_uri = redact_text(uri)  # a signed URL or user:password@ never reaches the output
     return {
-        "source_uri": uri,
-        "doc_id": doc_id_for(uri),
+        "source_uri": written_uri,
+        "doc_id": doc_id_for(written_uri),
         "page_index": page_index,
         "page_count": page_count,
         "dpi": -1.0 if dpi is None else float(dpi),
         "status": status,
         "error_type": error_type,
-        "error_message": error_message,
+        "error_message": redact_text(error_message),
         "width": int(image.shape[1]) if status == OK else 0,
         "height": int(image.shape[0]) if status == OK else 0,
         "image": image,
@@ -100,6 +102,9 @@ def load_pages(
         yield page_row(uri, -1, -1, PLACEHOLDER_IMAGE, None, ERROR, exc.error_type, str(exc))
     except PermissionError as exc:
         yield page_row(uri, -1, -1, PLACEHOLDER_IMAGE, None, ERROR, "access_denied", f"{uri}: access denied ({exc})")
+    except Exception as exc:  # a decoder failing in a way of its own: this file fails, the job goes on
+        message = f"{uri}: could not decode: {type(exc).__name__}: {exc}"
+        yield page_row(uri, -1, -1, PLACEHOLDER_IMAGE, None, ERROR, "corrupt", message)
 
 
 def load_documents(

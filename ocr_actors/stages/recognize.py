@@ -36,10 +36,9 @@ class RecognizeText:
         rows = require(batch, "recognize", "crop_pixels", "crop_shapes", "status")
         out = writable_status({k: v for k, v in batch.items() if k not in ("crop_pixels", "crop_shapes", "line_cls")})
         per_page = [unpack_crops(p, s) for p, s in zip(batch["crop_pixels"], batch["crop_shapes"], strict=True)]
+        classes: list[LineClasses | None] = [None] * rows
         if self.orientation.use_textline_orientation:
             classes = [[(int(a), float(p)) for a, p in np.asarray(c).reshape(-1, 2)] for c in batch["line_cls"]]
-        else:
-            classes = [None] * rows
         with timed(out, "recognize"):
             results = run_isolating_pages(
                 out, list(zip(per_page, classes, strict=True)), self.recognize_pages, "text recognition"
