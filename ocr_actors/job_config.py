@@ -34,6 +34,21 @@ class SourceConfig:
     storage_options: Mapping[str, Any] = field(default_factory=dict)
 
 
+ERROR_TYPES = (
+    "corrupt",
+    "truncated",
+    "empty",
+    "encrypted",
+    "unsupported_type",
+    "too_large",
+    "not_found",
+    "access_denied",
+    "read_failed",
+    "ocr_failed",
+)
+"""Every ``error_type`` a row can carry."""
+
+
 @dataclass(frozen=True)
 class OutputConfig:
     """The Parquet dataset written.
@@ -51,6 +66,11 @@ class OutputConfig:
             after this many seconds without renewal.
         take_over_lease: take the output's lease even if another run seems to hold it (its
             driver is known to be gone).
+        retry_errors: error types whose rows a rerun (resume or incremental) does again: it
+            plans their sources (or pages) as not done and, once planned, removes those rows
+            from the output before writing new ones. The default retries what may pass
+            (network, permissions, a missing object, a model failure); add e.g. ``corrupt``
+            after replacing files, or give ``[]`` to keep every error row as final.
     """
 
     uri: str = ""
@@ -60,11 +80,14 @@ class OutputConfig:
     storage_options: Mapping[str, Any] = field(default_factory=dict)
     lease_ttl_s: float = 300.0
     take_over_lease: bool = False
+    retry_errors: tuple[str, ...] = ("read_failed", "not_found", "access_denied", "ocr_failed")
 
     def __post_init__(self) -> None:
         _check(self.mode in ("resume", "incremental", "overwrite"), "output.mode", self.mode)
         _check(self.rows_per_file >= 1, "output.rows_per_file", self.rows_per_file)
         _check(self.lease_ttl_s >= 10, "output.lease_ttl_s", self.lease_ttl_s)
+        unknown = sorted(set(self.retry_errors) - set(ERROR_TYPES))
+        _check(not unknown, f"output.retry_errors (known: {', '.join(ERROR_TYPES)})", unknown)
 
 
 @dataclass(frozen=True)

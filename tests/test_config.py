@@ -312,3 +312,11 @@ def test_width_buckets_read_as_integers_from_yaml_and_overrides() -> None:
 def test_an_override_value_that_is_not_yaml_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match=r"not valid YAML \(e.g. a list: \[320, 640\]\)"):
         load_config(OCRConfig, overrides=["text_recognition.width_buckets=[320"])
+
+
+def test_retry_errors_names_only_known_error_types() -> None:
+    from ocr_actors.job_config import JobConfig
+
+    assert load_config(JobConfig, None, {"output.retry_errors": []}).output.retry_errors == ()
+    with pytest.raises(ConfigError, match=r"output.retry_errors .*\['corupt'\]"):
+        load_config(JobConfig, None, {"output.retry_errors": ["read_failed", "corupt"]})

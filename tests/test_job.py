@@ -385,7 +385,7 @@ def test_manifests_in_text_csv_and_parquet(inputs, tmp_path):
 def test_unreadable_entries_and_credentials_in_urls_become_redacted_error_rows(inputs, tmp_path):
     """A named pipe (reading it would block forever), a symlink loop, a folder, a refused
     connection, a user:password URL and a signed URL: one error row each, the good page
-    read, no secret anywhere in the output, and a rerun that finds every source done."""
+    read, no secret anywhere in the output, and reruns that know each source."""
     folder, truth = inputs
     odd = tmp_path / "odd"
     odd.mkdir()
@@ -416,8 +416,37 @@ def test_unreadable_entries_and_credentials_in_urls_become_redacted_error_rows(i
     for path in (tmp_path / "out").rglob("*"):
         if path.is_file():
             assert b"SUPERSECRET" not in path.read_bytes(), path
+    # A rerun knows every source by its redacted form: the final errors and the page are done;
+    # the three read failures (maybe passing) are done again, and each source keeps one row.
     rerun = run_job(job_config(str(tmp_path / "list.txt"), tmp_path / "out"))
-    assert (rerun.sources_total, rerun.sources_skipped, rerun.rows_written) == (6, 6, 0)
+    assert (rerun.sources_total, rerun.sources_skipped, rerun.rows_retried, rerun.rows_written) == (6, 3, 3, 3)
+    assert sorted(r["source_uri"] for r in rows_of(tmp_path / "out")) == sorted(rows)
+    again = run_job(job_config(str(tmp_path / "list.txt"), tmp_path / "out", output__retry_errors=[]))
+    assert (again.sources_skipped, again.rows_written) == (6, 0)
+
+
+def test_a_rerun_retries_a_missing_file_once_it_is_there_and_keeps_final_errors(inputs, tmp_path):
+    folder, truth = inputs
+    later = tmp_path / "later.png"
+    listed = [f"{folder}/page0.png", str(later), f"{folder}/corrupt.png"]
+    (tmp_path / "list.txt").write_text("\n".join(listed) + "\n")
+    first = run_job(job_config(str(tmp_path / "list.txt"), tmp_path / "out"))
+    assert first.errors_by_type == {"not_found": 1, "corrupt": 1} and first.rows_retried == 0
+
+    later.write_bytes((folder / "page1.png").read_bytes())  # the object turns up
+    second = run_job(job_config(str(tmp_path / "list.txt"), tmp_path / "out"))
+    assert (second.sources_skipped, second.sources_processed, second.rows_retried) == (2, 1, 1)
+    assert second.rows_written == 1 and second.pages_ok == 1
+    rows = rows_of(tmp_path / "out")
+    assert [(r["source_uri"], r["status"], r["error_type"]) for r in rows] == sorted(
+        [(listed[0], "ok", None), (str(later), "ok", None), (listed[2], "error", "corrupt")]
+    )
+    truth_later = {(str(later), 0): truth[(f"{folder}/page1.png", 0)], **truth}
+    assert_pages_read(rows, truth_later, 2)
+
+    third = run_job(job_config(str(tmp_path / "list.txt"), tmp_path / "out", output__retry_errors=["corrupt"]))
+    assert (third.rows_retried, third.errors_by_type) == (1, {"corrupt": 1})  # asked for: done again, same answer
+    assert len(rows_of(tmp_path / "out")) == 3
 
 
 def test_error_budget_fails_the_job(inputs, tmp_path):

@@ -254,3 +254,68 @@ def test_work_spool_round_trip_reads_only_its_ranges(tmp_path):
     spool.remove()
     assert not (tmp_path / "_jobs" / "job-1" / "work").exists()
     spool.remove()  # idempotent
+
+
+def test_error_rows_of_retried_types_are_planned_again_and_then_removed(tmp_path):
+    from ocr_actors.io.parquet import drop_retried_rows
+
+    def row(uri, page, count, error_type=None):
+        return {
+            "source_uri": uri,
+            "doc_id": "d",
+            "page_index": page,
+            "page_count": count,
+            "status": "error" if error_type else "ok",
+            "error_type": error_type,
+            "det_model": "m",
+            "rec_model": "m",
+            "job_id": "j",
+            "processed_at": datetime.now(UTC),
+        }
+
+    first = write_part(
+        [row("net.png", None, None, "read_failed"), row("ok.png", 0, 1), row("bad.png", None, None, "corrupt")],
+        str(tmp_path),
+        {},
+    )
+    second = write_part(
+        [
+            row("doc.pdf", 0, 3),
+            row("doc.pdf", 1, 3, "ocr_failed"),
+            row("doc.pdf", 2, 3),
+            row("gone.png", None, None, "not_found"),
+        ],
+        str(tmp_path),
+        {},
+    )
+    kept = scan_done(str(tmp_path), {})  # no types to retry: every error row is final
+    assert kept.retry == {} and kept.failed_files == {"net.png", "bad.png", "gone.png"}
+
+    done = scan_done(str(tmp_path), {}, ("read_failed", "not_found", "ocr_failed"))
+    assert done.retry == {"net.png": {None}, "doc.pdf": {1}, "gone.png": {None}}
+    assert done.failed_files == {"bad.png"} and done.missing_pages("doc.pdf") == [1]
+    assert done.retry_parts == {first: 1, second: 2}
+    planner = Planner(done, "resume", None)
+    work = planner.plan_chunk(["ok.png", "net.png", "bad.png", "doc.pdf"])  # gone.png is no longer listed
+    assert work.to_pylist() == [
+        {"source_uri": "net.png", "todo_pages": ""},
+        {"source_uri": "doc.pdf", "todo_pages": "[1]"},
+    ]
+    assert planner.retried == {"net.png", "doc.pdf"}
+
+    assert drop_retried_rows(str(tmp_path), {}, done, planner.retried) == 2
+    first_rows = pq.read_table(first).to_pylist()
+    second_rows = pq.read_table(second).to_pylist()  # the same files, rewritten under their names
+    assert [(r["source_uri"], r["page_index"]) for r in first_rows] == [("ok.png", 0), ("bad.png", None)]
+    assert [(r["source_uri"], r["page_index"]) for r in second_rows] == [
+        ("doc.pdf", 0),
+        ("doc.pdf", 2),
+        ("gone.png", None),
+    ]
+    assert not list((tmp_path / "_tmp").iterdir())
+    assert scan_done(str(tmp_path), {}, ("read_failed", "not_found", "ocr_failed")).retry == {"gone.png": {None}}
+
+    only = write_part([row("alone.png", None, None, "read_failed")], str(tmp_path), {})
+    done = scan_done(str(tmp_path), {}, ("read_failed",))
+    assert drop_retried_rows(str(tmp_path), {}, done, {"alone.png"}) == 1
+    assert not (tmp_path / only.rsplit("/", 1)[-1]).exists()  # no row left: the file goes

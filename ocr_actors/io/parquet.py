@@ -108,6 +108,9 @@ class DoneIndex:
         page_counts: URI -> the document's page count as recorded, for those in ``pages``.
         failed_files: URIs with a file-level error row (null page_index).
         rows: rows read.
+        retry: URI -> pages (None: the file-level row) of its error rows of a type to retry
+            (``output.retry_errors``). They count as not done: the planner plans them again.
+        retry_parts: part file -> how many such rows it holds.
     """
 
     pages: dict[str, set[int]] = field(default_factory=dict)
@@ -115,6 +118,8 @@ class DoneIndex:
     failed_files: set[str] = field(default_factory=set)
     rows: int = 0
     complete: UriSet = field(default_factory=UriSet)
+    retry: dict[str, set[int | None]] = field(default_factory=dict)
+    retry_parts: dict[str, int] = field(default_factory=dict)
 
     def holds(self, uri: str, in_complete: bool | None = None) -> bool:
         """True when the output has any row of this source. ``in_complete``: the answer of
@@ -154,12 +159,13 @@ def list_parts(output: str, storage_options: Mapping[str, Any]) -> list[str]:
     return sorted(p for p in fs.ls(root, detail=False) if p.rsplit("/", 1)[-1].startswith(PART_PREFIX))
 
 
-def scan_done(output: str, storage_options: Mapping[str, Any]) -> DoneIndex:
+def scan_done(output: str, storage_options: Mapping[str, Any], retry_errors: Sequence[str] = ()) -> DoneIndex:
     """Read the key columns of every finished part file into a :class:`DoneIndex`.
 
     Part by part: single-page documents (page 0 of 1: most of an archive) go straight into
     ``complete`` with vectorised filters; multi-page ones are tracked page by page and
-    promoted to ``complete`` at the end once every page is in.
+    promoted to ``complete`` at the end once every page is in. Error rows whose
+    ``error_type`` is in ``retry_errors`` go to ``retry`` instead, as not done.
     """
     import fsspec
     import pyarrow.compute as pc
@@ -169,8 +175,17 @@ def scan_done(output: str, storage_options: Mapping[str, Any]) -> DoneIndex:
     columns = ["source_uri", "page_index", "page_count"]
     for path in list_parts(output, storage_options):
         with fs.open(path, "rb") as fh:
-            table = pq.read_table(fh, columns=columns)
+            table = pq.read_table(fh, columns=[*columns, "error_type"] if retry_errors else columns)
         index.rows += table.num_rows
+        if retry_errors:
+            to_retry = pc.fill_null(pc.is_in(table["error_type"], pa.array(list(retry_errors), pa.string())), False)
+            if pc.any(to_retry).as_py():
+                retried = table.filter(to_retry)
+                for uri, page in zip(*(retried.column(c).to_pylist() for c in columns[:2]), strict=True):
+                    index.retry.setdefault(uri, set()).add(page)
+                index.retry_parts[path] = retried.num_rows
+                table = table.filter(pc.invert(to_retry))
+            table = table.select(columns)
         file_level = pc.is_null(table["page_index"])
         single = pc.fill_null(pc.and_(pc.equal(table["page_count"], 1), pc.equal(table["page_index"], 0)), False)
         index.failed_files.update(table["source_uri"].filter(file_level).to_pylist())
@@ -185,6 +200,42 @@ def scan_done(output: str, storage_options: Mapping[str, Any]) -> DoneIndex:
     for uri in promoted:
         del index.pages[uri], index.page_counts[uri]
     return index
+
+
+def drop_retried_rows(
+    output: str, storage_options: Mapping[str, Any], index: DoneIndex, planned: set[str], compression: str = "zstd"
+) -> int:
+    """Remove from their part files the error rows that ``index.retry`` lists for the sources
+    in ``planned`` (planned again by this run, which writes their rows anew); returns how many
+    rows went. Each file is rewritten under its own name (written under ``_tmp/``, moved over
+    the old one: a reader sees the old file or the new, never a mix) or removed when no row is
+    left. A run killed after this and before the new rows are written leaves those sources
+    without rows, so the next run plans them again: nothing is lost, nothing doubled."""
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(output, **dict(storage_options))
+    dropped = 0
+    for path in index.retry_parts:
+        with fs.open(path, "rb") as fh:
+            table = pq.read_table(fh, schema=PAGE_SCHEMA)
+        uris, pages, errors = (table.column(c).to_pylist() for c in ("source_uri", "page_index", "error_type"))
+        keep = [
+            not (error is not None and uri in planned and page in index.retry.get(uri, ()))
+            for uri, page, error in zip(uris, pages, errors, strict=True)
+        ]
+        if all(keep):
+            continue
+        kept = table.filter(pa.array(keep))
+        dropped += table.num_rows - kept.num_rows
+        if kept.num_rows == 0:
+            fs.rm(path)
+            continue
+        tmp = f"{root.rstrip('/')}/{TMP_DIR}/{path.rsplit('/', 1)[-1]}.{uuid.uuid4().hex}"
+        fs.makedirs(f"{root.rstrip('/')}/{TMP_DIR}", exist_ok=True)
+        with fs.open(tmp, "wb") as fh:
+            pq.write_table(kept, fh, compression=compression, row_group_size=max(kept.num_rows, 1))
+        fs.mv(tmp, path)
+    return dropped
 
 
 def remove_parts(output: str, storage_options: Mapping[str, Any]) -> int:

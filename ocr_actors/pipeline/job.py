@@ -28,7 +28,7 @@ import yaml
 from ocr_actors.config import ConfigError, to_dict
 from ocr_actors.io.lease import LeaseLostError, LeaseRecord, OutputLease
 from ocr_actors.io.listing import iter_sources
-from ocr_actors.io.parquet import JOBS_DIR, DoneIndex, clean_tmp, remove_parts, scan_done
+from ocr_actors.io.parquet import JOBS_DIR, DoneIndex, clean_tmp, drop_retried_rows, remove_parts, scan_done
 from ocr_actors.io.sources import storage_access
 from ocr_actors.io.workfiles import WorkRange, WorkSpool, work_ranges
 from ocr_actors.job_config import (
@@ -142,6 +142,8 @@ class JobSummary:
     sources_processed: int = 0
     duplicate_sources: int = 0
     """Listed URIs dropped as repeats of earlier ones (a manifest that names a file twice)."""
+    rows_retried: int = 0
+    """Error rows of earlier runs (types in ``output.retry_errors``) removed to be done again."""
     rows_written: int = 0
     pages_ok: int = 0
     error_rows: int = 0
@@ -558,7 +560,7 @@ def _run_leased(
     if not overwrite:
         with storage_access(f"on the output {config.output.uri}"):
             clean_tmp(config.output.uri, out_options)
-            done = scan_done(config.output.uri, out_options)
+            done = scan_done(config.output.uri, out_options, config.output.retry_errors)
     done_rows = done.rows
     with storage_access(f"on the output {config.output.uri}"):
         spool = WorkSpool(config.output.uri, job_id, out_options)
@@ -569,6 +571,16 @@ def _run_leased(
                 lease.check()
                 spool.append(planner.plan_chunk(chunk))
         plan = planner.counts
+        if planner.retried:
+            lease.verify()
+            with storage_access(f"on the output {config.output.uri}"):
+                summary.rows_retried = drop_retried_rows(
+                    config.output.uri, out_options, done, planner.retried, config.output.compression
+                )
+            say(
+                f"retrying {len(planner.retried)} sources: removed their {summary.rows_retried} error rows of types "
+                f"{', '.join(config.output.retry_errors)} from the output"
+            )
         del done, planner
         if overwrite:
             lease.verify()

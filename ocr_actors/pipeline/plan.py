@@ -76,6 +76,8 @@ class Planner:
         self.wanted = None if wanted_pages is None else set(wanted_pages)
         self.seen = UriSet()
         self.counts = PlanCounts()
+        self.retried: set[str] = set()
+        """Sources planned again because the output holds error rows of theirs to retry."""
 
     def plan_chunk(self, uris: Sequence[str]) -> pa.Table:
         """Work items (:data:`WORK_SCHEMA`) for one chunk of listed URIs, in listing order.
@@ -107,6 +109,8 @@ class Planner:
         counts.sources_partial += partial
         counts.items += int(chosen.sum())
         rows = np.flatnonzero(chosen)
+        if done.retry:
+            self.retried.update(keys[k] for k in rows if keys[k] in done.retry)
         return pa.table({"source_uri": [uris[k] for k in rows], "todo_pages": pages[rows].tolist()}, schema=WORK_SCHEMA)
 
     def _todo(self, uri: str, in_complete: bool) -> str | None:
