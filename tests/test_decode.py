@@ -292,6 +292,19 @@ def test_decode_pixel_limit() -> None:
     assert len(decode_all(data, max_pixels=5000)) == 1
 
 
+def test_a_decompression_bomb_header_names_our_limit() -> None:
+    """A PNG header claiming 20000 x 20000 pixels: Pillow refuses it while opening (above
+    twice its limit); the message gives the configured limit, not Pillow's."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+    header = chunk(b"IHDR", struct.pack(">IIBBBBB", 20_000, 20_000, 8, 0, 0, 0, 0))
+    bomb = b"\x89PNG\r\n\x1a\n" + header + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    with pytest.raises(TooLargeInputError, match=r"^image of 400000000 pixels is above the limit of 180000000 pixels$"):
+        decode_all(bomb, max_pixels=180_000_000)
+
+
 def test_decode_honours_max_pixels_above_pillows_own_limit(monkeypatch: pytest.MonkeyPatch) -> None:
     # Pillow refuses images above its global MAX_IMAGE_PIXELS (about 89 Mpx by default),
     # below the engine's default max_pixels of 180 Mpx. Scaled down here: Pillow's limit

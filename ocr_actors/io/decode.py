@@ -208,7 +208,9 @@ def decode_image(data: bytes, max_pixels: int, keep_grey: bool = False) -> Itera
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as exc:
-        raise TooLargeInputError(f"image exceeds the pixel limit: {exc}") from exc
+        claimed = re.search(r"\((\d+) pixels\)", str(exc))  # Pillow states the header's size
+        size = f"{claimed.group(1)} pixels" if claimed else "its size"
+        raise TooLargeInputError(f"image of {size} is above the limit of {max_pixels} pixels") from exc
     except UnidentifiedImageError as exc:
         raise CorruptInputError("cannot identify the image data (corrupt or unsupported image)") from exc
     except OSError as exc:
