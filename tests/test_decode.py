@@ -606,3 +606,24 @@ def test_keep_grey_collapses_grey_content_stored_as_colour_and_keeps_colour() ->
 def test_keep_grey_pdf_pages() -> None:
     blank = next(rasterize_pdf(make_pdf([(300, 200)]), dpi=72, max_pixels=BIG, keep_grey=True)).image
     assert blank.shape == (200, 300, 1) and (blank == 255).all()
+
+
+def test_a_bad_frame_of_a_multi_page_tiff_fails_that_page_only() -> None:
+    frames = [Image.new("L", (200, 100), shade) for shade in (50, 100, 150)]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, "TIFF", save_all=True, append_images=frames[1:])
+    data = buffer.getvalue()
+    cut = data[:-100]  # inside the last frame's pixels
+    pages = list(decode_document(cut, yield_page_failures=True))
+    assert [(type(p).__name__, p.page_index, p.page_count) for p in pages] == [
+        ("Page", 0, 3),
+        ("Page", 1, 3),
+        ("PageFailure", 2, 3),
+    ]
+    assert [int(p.image[0, 0, 0]) for p in pages[:2]] == [50, 100]
+    assert isinstance(pages[2].error, TruncatedInputError) and str(pages[2].error).startswith("frame 2: ")
+    assert [p.page_index for p in decode_document(cut, yield_page_failures=True, page_indices=[2])] == [2]
+    with pytest.raises(TruncatedInputError, match="frame 2"):  # not asked for per-page failures: raised
+        list(decode_document(cut))
+    with pytest.raises(CorruptInputError, match="frame directory"):  # cut inside the frame directory
+        list(decode_document(data[: len(data) // 2], yield_page_failures=True))

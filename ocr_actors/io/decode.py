@@ -190,14 +190,18 @@ def _opencv_decode(data: bytes, width: int, height: int, grey: bool = False) -> 
     return pixels[:, :, None] if grey else pixels
 
 
-def decode_image(data: bytes, max_pixels: int, keep_grey: bool = False) -> Iterator[Page]:
+def decode_image(
+    data: bytes, max_pixels: int, keep_grey: bool = False, yield_page_failures: bool = False
+) -> Iterator[Page | PageFailure]:
     """Decode an image file; multi-frame TIFFs yield one page per frame.
 
     EXIF orientation is applied. With ``keep_grey``, grey pages (grey files, and colour ones
     whose channels are all equal: :func:`collapse_grey`) come as ``(H, W, 1)``. Raises
-    :class:`InputError` subclasses.
+    :class:`InputError` subclasses; with ``yield_page_failures``, a frame of a multi-frame
+    file that cannot be decoded is yielded as a :class:`PageFailure` instead and the other
+    frames still come.
     """
-    from PIL import Image, ImageFile, ImageOps, ImageSequence, UnidentifiedImageError
+    from PIL import Image, ImageFile, UnidentifiedImageError
 
     ImageFile.LOAD_TRUNCATED_IMAGES = False
     # Our own ``max_pixels`` check below is the guard; Pillow's global one must not be stricter.
@@ -223,7 +227,10 @@ def decode_image(data: bytes, max_pixels: int, keep_grey: bool = False) -> Itera
             )
         if width == 0 or height == 0:
             raise CorruptInputError(f"image has an empty side: {width}x{height}")
-        frames = getattr(img, "n_frames", 1)
+        try:  # a multi-frame file walks its frame directory here
+            frames = getattr(img, "n_frames", 1)
+        except (OSError, EOFError, ValueError, TypeError, SyntaxError) as exc:
+            raise CorruptInputError(f"cannot read the image's frame directory: {exc!r}") from exc
         dpi_info = img.info.get("dpi")
         dpi = float(dpi_info[0]) if dpi_info and dpi_info[0] else None
         if _plain_complete_file(img, data):
@@ -233,25 +240,40 @@ def decode_image(data: bytes, max_pixels: int, keep_grey: bool = False) -> Itera
                 return
         is_animation = img.format in ("GIF", "WEBP", "PNG") and frames > 1
         count = 1 if is_animation else frames
-        for index, frame in enumerate(ImageSequence.Iterator(img)):
-            if index >= count:
-                break
-            if frame.size[0] * frame.size[1] > max_pixels:
-                raise TooLargeInputError(f"frame {index} exceeds the pixel limit of {max_pixels}")
+        for index in range(count):
             try:
-                frame.load()
-                upright = ImageOps.exif_transpose(frame) if index == 0 else frame
-                bgr = _to_bgr(upright, keep_grey)
-                if keep_grey:
-                    bgr = collapse_grey(bgr)
-            except OSError as exc:
-                message = str(exc)
-                if "truncated" in message.lower() or "end of file" in message.lower():
-                    raise TruncatedInputError(f"image data is truncated: {message}") from exc
-                raise CorruptInputError(f"cannot decode image: {message}") from exc
-            except (ValueError, SyntaxError) as exc:
-                raise CorruptInputError(f"cannot decode image: {exc}") from exc
-            yield Page(bgr, index, count, dpi)
+                pixels = _decode_frame(img, index, max_pixels, keep_grey)
+            except InputError as exc:
+                if count == 1:
+                    raise
+                failure = type(exc)(f"frame {index}: {exc}")
+                if not yield_page_failures:
+                    raise failure from exc
+                yield PageFailure(index, count, failure)  # a bad frame of a multi-page TIFF: that page fails
+                continue
+            yield Page(pixels, index, count, dpi)
+
+
+def _decode_frame(img: Any, index: int, max_pixels: int, keep_grey: bool) -> np.ndarray:
+    """Frame ``index`` of an open Pillow image as BGR (or grey ``(H, W, 1)``) uint8; EXIF
+    orientation applied to the first frame. Raises :class:`InputError` subclasses."""
+    from PIL import ImageOps
+
+    try:
+        img.seek(index)
+        if img.size[0] * img.size[1] > max_pixels:
+            raise TooLargeInputError(f"frame {index} exceeds the pixel limit of {max_pixels}")
+        img.load()
+        upright = ImageOps.exif_transpose(img) if index == 0 else img
+        bgr = _to_bgr(upright, keep_grey)
+        return collapse_grey(bgr) if keep_grey else bgr
+    except (OSError, EOFError) as exc:
+        message = str(exc)
+        if isinstance(exc, EOFError) or "truncated" in message.lower() or "end of file" in message.lower():
+            raise TruncatedInputError(f"image data is truncated: {message}") from exc
+        raise CorruptInputError(f"cannot decode image: {message}") from exc
+    except (ValueError, SyntaxError, TypeError) as exc:
+        raise CorruptInputError(f"cannot decode image: {exc}") from exc
 
 
 PDFIUM_LOCK = threading.RLock()
@@ -416,6 +438,6 @@ def decode_document(
         )
         return
     wanted = None if page_indices is None else set(page_indices)
-    for page in decode_image(data, max_pixels, keep_grey):
+    for page in decode_image(data, max_pixels, keep_grey, yield_page_failures):
         if wanted is None or page.page_index in wanted:
             yield page
