@@ -90,8 +90,9 @@ def _predict(args: argparse.Namespace) -> int:
             "text_rec_score_thresh",
         )
     }
-    pages, failed = 0, []
+    pages, failed, inputs = 0, [], 0
     for uri in expand_inputs(args.input, config.input.storage_options):
+        inputs += 1
         try:  # one file at a time: a bad file is reported and the others still run
             for result in pipeline.predict(uri, **switches):
                 pages += 1
@@ -103,6 +104,9 @@ def _predict(args: argparse.Namespace) -> int:
         except InputError as exc:
             print(error_line(exc), file=sys.stderr)
             failed.append(redact_text(uri))
+    if not inputs:
+        print(f"error: no images or PDFs found in {redact_text(args.input)}", file=sys.stderr)
+        return 2
     summary = {
         "pages": pages,
         "failed_inputs": failed,

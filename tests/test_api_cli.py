@@ -186,6 +186,11 @@ def test_cli_predict_reports_a_bad_file_and_still_saves_the_others(tmp_path):
     for name in ("a", "c"):
         saved = json.loads((tmp_path / "o" / f"{name}_res.json").read_text())["res"]
         assert "Digital Archive Annual Report" in saved["rec_texts"]
+    (tmp_path / "nothing.png").mkdir()  # a folder named like an image, with nothing inside
+    proc = _cli("predict", "--input", str(tmp_path / "nothing.png"))
+    assert proc.returncode == 2 and proc.stderr.strip().endswith(
+        f"error: no images or PDFs found in {tmp_path}/nothing.png"
+    )
 
 
 def test_redaction_removes_url_credentials_and_signed_url_secrets():
