@@ -74,6 +74,7 @@ def inputs(tmp_path_factory):
     (folder / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
     (folder / "empty.pdf").write_bytes(b"")
     (folder / "notes.pdf").write_bytes(b"this is a text file, not a PDF")
+    (folder / "README.txt").write_text("not a source: left out of the listing, and counted")
     return folder, truth
 
 
@@ -84,6 +85,7 @@ def test_job_writes_one_row_per_page_plus_error_rows(inputs, tmp_path):
     assert summary.sources_total == 6
     assert summary.rows_written == 5 + 3  # pages in + failed files
     assert summary.errors_by_type == {"corrupt": 1, "empty": 1, "unsupported_type": 1}
+    assert (summary.sources_left_out, summary.left_out_by_reason) == (1, {"not an image or PDF: .txt": 1})
     assert set(summary.seconds_per_stage) >= {"load", "detect", "crop", "recognize"}
     assert summary.seconds_per_stage["crop"] > 0  # cropping ran (in the detection actors: crop_in_detect)
     # CPU time per stage beside wall time: same stages; the models' stages cost real CPU
@@ -240,6 +242,7 @@ def test_detection_actors_that_load_their_own_pages_give_the_same_rows(inputs, t
     summary = run_job(config, progress=io.StringIO())
     assert summary.status == "succeeded" and summary.rows_written == 8
     assert summary.errors_by_type == {"corrupt": 1, "empty": 1, "unsupported_type": 1}
+    assert (summary.sources_left_out, summary.left_out_by_reason) == (1, {"not an image or PDF: .txt": 1})
     assert summary.cpu_seconds_per_stage["load"] > 0.01 and summary.seconds_per_stage["crop"] > 0
     rows = rows_of(tmp_path / "out")
     assert len({(r["source_uri"], r["page_index"]) for r in rows}) == 8

@@ -319,3 +319,34 @@ def test_error_rows_of_retried_types_are_planned_again_and_then_removed(tmp_path
     done = scan_done(str(tmp_path), {}, ("read_failed",))
     assert drop_retried_rows(str(tmp_path), {}, done, {"alone.png"}) == 1
     assert not (tmp_path / only.rsplit("/", 1)[-1]).exists()  # no row left: the file goes
+
+
+def test_a_folder_listing_counts_what_it_leaves_out(tmp_path):
+    from ocr_actors.io.listing import ListingReport, iter_sources
+
+    (tmp_path / "a.png").write_bytes(b"x")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.PDF").write_bytes(b"x")
+    (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / "README").write_text("x")
+    (tmp_path / "photo.HEIC").write_bytes(b"x")
+    (tmp_path / "gone.png").symlink_to(tmp_path / "missing.png")
+    (tmp_path / "loop.png").symlink_to(tmp_path / "loop.png")
+    (tmp_path / "folder-link").symlink_to(tmp_path / "sub")
+    report = ListingReport()
+    listed = [u for chunk in iter_sources(str(tmp_path), "", {}, report=report) for u in chunk]
+    assert listed == [str(tmp_path / "a.png"), str(tmp_path / "sub" / "b.PDF")]
+    assert report.skipped == {
+        "not an image or PDF: .txt": 1,
+        "not an image or PDF: no suffix": 1,
+        "not an image or PDF: .heic": 1,
+        "a dangling or looping link": 2,
+        "a link to a folder": 1,
+    }
+    assert report.total == 6 and len(report.examples) == 5
+    assert f"{tmp_path}/README (not an image or PDF: no suffix)" in report.examples
+
+    many = ListingReport()
+    for i in range(ListingReport.MAX_REASONS + 10):
+        many.skip(f"f{i}", f"not an image or PDF: .x{i}")
+    assert len(many.skipped) == ListingReport.MAX_REASONS + 1 and many.skipped["other"] == 10

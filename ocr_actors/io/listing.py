@@ -9,9 +9,11 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+from collections import Counter
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from itertools import islice
-from typing import Any
+from typing import Any, ClassVar
 
 from ocr_actors.io.sources import expand_inputs, storage_access
 
@@ -91,12 +93,40 @@ def read_manifest(uri: str, column: str, storage_options: Mapping[str, Any]) -> 
     return list(iter_manifest(uri, column, storage_options))
 
 
+@dataclass
+class ListingReport:
+    """What a folder listing left out: counts per reason (at most ``MAX_REASONS`` kinds; the
+    rest count as "other") and the first ``MAX_EXAMPLES`` paths."""
+
+    skipped: Counter[str] = field(default_factory=Counter)
+    examples: list[str] = field(default_factory=list)
+
+    MAX_REASONS: ClassVar[int] = 50
+    MAX_EXAMPLES: ClassVar[int] = 5
+
+    def skip(self, path: str, reason: str) -> None:
+        if reason not in self.skipped and len(self.skipped) >= self.MAX_REASONS:
+            reason = "other"
+        self.skipped[reason] += 1
+        if len(self.examples) < self.MAX_EXAMPLES:
+            self.examples.append(f"{path} ({reason})")
+
+    @property
+    def total(self) -> int:
+        return sum(self.skipped.values())
+
+
 def iter_sources(
-    uri: str, manifest_column: str, storage_options: Mapping[str, Any], chunk_size: int = CHUNK_SIZE
+    uri: str,
+    manifest_column: str,
+    storage_options: Mapping[str, Any],
+    chunk_size: int = CHUNK_SIZE,
+    report: ListingReport | None = None,
 ) -> Iterator[list[str]]:
     """The job's document URIs in listing order, in lists of at most ``chunk_size``.
 
-    Duplicates are kept: the planner drops them across chunks.
+    Duplicates are kept: the planner drops them across chunks. ``report`` counts the entries
+    of listed folders left out (not an image or PDF, links that lead nowhere or to folders).
 
     Raises:
         ValueError: no ``uri``.
@@ -104,17 +134,18 @@ def iter_sources(
     """
     if not uri:
         raise ValueError("no input given: set source.uri (or --input)")
-    return _iter_sources(uri, manifest_column, storage_options, chunk_size)
+    return _iter_sources(uri, manifest_column, storage_options, chunk_size, report)
 
 
 def _iter_sources(
-    uri: str, manifest_column: str, storage_options: Mapping[str, Any], chunk_size: int
+    uri: str, manifest_column: str, storage_options: Mapping[str, Any], chunk_size: int, report: ListingReport | None
 ) -> Iterator[list[str]]:
     if is_manifest(uri):
         with storage_access(f"reading the manifest {uri}"):
             yield from _chunked(iter_manifest(uri, manifest_column, storage_options), chunk_size)
         return
-    yield from _chunked(expand_inputs(uri, storage_options), chunk_size)
+    on_skip = None if report is None else report.skip
+    yield from _chunked(expand_inputs(uri, storage_options, on_skip), chunk_size)
 
 
 def list_sources(uri: str, manifest_column: str, storage_options: Mapping[str, Any]) -> list[str]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -34,12 +34,18 @@ def is_local(fs: Any) -> bool:
     return bool(protocols(fs) & {"file", "local"})
 
 
-def iter_files(fs: Any, root: str, page_size: int = PAGE_SIZE) -> Iterator[str]:
+SkipReporter = Callable[[str, str], None]
+"""Called with (path, reason) for each entry a listing leaves out."""
+
+
+def iter_files(fs: Any, root: str, page_size: int = PAGE_SIZE, on_skip: SkipReporter | None = None) -> Iterator[str]:
     """Every file (not folder marker) under the folder/prefix ``root``, each once, streamed.
 
     Args:
         fs: an fsspec filesystem; ``root`` is a path in its own form (no scheme).
         page_size: keys per listing request on object stores (S3 and GCS allow up to 1000).
+        on_skip: told of each entry left out of a local walk (a link to a folder, a dangling
+            or looping link).
     """
     names = protocols(fs)
     if names & {"s3", "s3a"} and hasattr(fs, "call_s3"):
@@ -47,7 +53,7 @@ def iter_files(fs: Any, root: str, page_size: int = PAGE_SIZE) -> Iterator[str]:
     if names & {"gs", "gcs"} and hasattr(fs, "call"):
         return _iter_gcs(fs, root, page_size)
     if is_local(fs):
-        return _iter_local(root)
+        return _iter_local(root, on_skip)
     return iter(sorted(fs.find(root)))
 
 
@@ -123,7 +129,7 @@ def _iter_gcs(fs: Any, root: str, page_size: int) -> Iterator[str]:
             return
 
 
-def _iter_local(root: str) -> Iterator[str]:
+def _iter_local(root: str, on_skip: SkipReporter | None = None) -> Iterator[str]:
     """Depth-first walk, entries sorted by name with ``/`` after folder names, which gives
     full-path sorted order. Like fsspec's ``find``, links to folders are not followed (a link
     out of the tree would pull in another tree, and one into it would list files twice);
@@ -133,13 +139,17 @@ def _iter_local(root: str) -> Iterator[str]:
     def walk(folder: str, top: bool) -> Iterator[str]:
         try:
             with os.scandir(folder) as scan:
-                entries = [(_entry_key(e), e.path) for e in scan]
+                entries = [(*_entry_key(e), e.path) for e in scan]
         except OSError as exc:
             if top:
                 raise
             log.warning("skipping the folder %s: %s", folder, exc.strerror or type(exc).__name__)
             return
-        for key, path in sorted(e for e in entries if e[0]):
+        for key, reason, path in sorted(entries):
+            if not key:
+                if on_skip is not None:
+                    on_skip(path, reason)
+                continue
             if key.endswith("/"):
                 yield from walk(path, top=False)
             else:
@@ -148,14 +158,19 @@ def _iter_local(root: str) -> Iterator[str]:
     return walk(root.rstrip("/") or "/", top=True)
 
 
-def _entry_key(entry: os.DirEntry[str]) -> str:
-    """``name/`` for a real folder, ``name`` for a file (or a link to one), "" to skip (a link
-    to a folder, a dangling link, anything unreadable)."""
+def _entry_key(entry: os.DirEntry[str]) -> tuple[str, str]:
+    """(``name/`` for a real folder, ``name`` for a file or a link to one, "" to skip; why it
+    is skipped: a link to a folder, a dangling or looping link, anything unreadable)."""
     try:
         if entry.is_dir(follow_symlinks=False):
-            return entry.name + "/"
+            return entry.name + "/", ""
         if entry.is_symlink():
-            return entry.name if entry.is_file() else ""
-        return entry.name
-    except OSError:
-        return ""
+            try:
+                if entry.is_file():
+                    return entry.name, ""
+                return "", "a link to a folder" if entry.is_dir() else "a dangling or looping link"
+            except OSError:  # a loop: following it fails
+                return "", "a dangling or looping link"
+        return entry.name, ""
+    except OSError as exc:
+        return "", f"unreadable: {exc.strerror or type(exc).__name__}"

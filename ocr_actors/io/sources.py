@@ -5,7 +5,7 @@ Reading is lazy: :func:`expand_inputs` lists URIs; :func:`read_bytes` fetches on
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -38,6 +38,12 @@ UNREACHABLE_ERRORS = (
 )
 
 
+def _suffix(path: str) -> str:
+    """The name's suffix, lower case ("no suffix" when there is none)."""
+    name = path.rsplit("/", 1)[-1]
+    return "." + name.rsplit(".", 1)[-1].lower() if "." in name.strip(".") else "no suffix"
+
+
 def is_remote(uri: str) -> bool:
     """True for URIs with a scheme other than ``file://``."""
     return "://" in uri and not uri.startswith("file://")
@@ -56,18 +62,23 @@ def _with_scheme(uri: str, path: str) -> str:
     return path
 
 
-def expand_inputs(inputs: str | Iterable[str], storage_options: Mapping[str, Any] | None = None) -> Iterator[str]:
+def expand_inputs(
+    inputs: str | Iterable[str],
+    storage_options: Mapping[str, Any] | None = None,
+    on_skip: Callable[[str, str], None] | None = None,
+) -> Iterator[str]:
     """Expand paths, folders (recursively), globs and URIs into document URIs, streamed per
     input in listing order (sorted for local folders, S3 and GCS; see
     :mod:`ocr_actors.io.objectlist`).
 
     Folders yield files with a known image/PDF suffix; a path named explicitly is yielded
-    as-is (so a wrong type gets a clear decoding error instead of vanishing).
+    as-is (so a wrong type gets a clear decoding error instead of vanishing). ``on_skip`` is
+    told (path, reason) of each entry of a folder left out.
     """
     items = [inputs] if isinstance(inputs, str) else list(inputs)
     for item in items:
         with storage_access(f"listing {item}"):
-            yield from _expand_one(item, storage_options)
+            yield from _expand_one(item, storage_options, on_skip)
 
 
 def _unreachable(exc: BaseException | None) -> bool:
@@ -101,7 +112,9 @@ def storage_access(action: str) -> Iterator[None]:
         raise
 
 
-def _expand_one(item: str, storage_options: Mapping[str, Any] | None) -> Iterator[str]:
+def _expand_one(
+    item: str, storage_options: Mapping[str, Any] | None, on_skip: Callable[[str, str], None] | None
+) -> Iterator[str]:
     """Expand one path, folder, glob or URI."""
     from ocr_actors.io.objectlist import iter_files, iter_glob
 
@@ -115,9 +128,11 @@ def _expand_one(item: str, storage_options: Mapping[str, Any] | None) -> Iterato
             yield _with_scheme(item, match)
         return
     if fs.isdir(path):
-        for found in iter_files(fs, path):
+        for found in iter_files(fs, path, on_skip=on_skip):
             if found.lower().endswith(DOCUMENT_SUFFIXES):
                 yield _with_scheme(item, found)
+            elif on_skip is not None:
+                on_skip(_with_scheme(item, found), f"not an image or PDF: {_suffix(found)}")
         return
     if not fs.exists(path):
         raise InputNotFoundError(f"input not found: {item}")

@@ -27,7 +27,7 @@ import yaml
 
 from ocr_actors.config import ConfigError, to_dict
 from ocr_actors.io.lease import LeaseLostError, LeaseRecord, OutputLease
-from ocr_actors.io.listing import iter_sources
+from ocr_actors.io.listing import ListingReport, iter_sources
 from ocr_actors.io.parquet import JOBS_DIR, DoneIndex, clean_tmp, drop_retried_rows, remove_parts, scan_done
 from ocr_actors.io.sources import storage_access
 from ocr_actors.io.workfiles import WorkRange, WorkSpool, work_ranges
@@ -142,6 +142,10 @@ class JobSummary:
     sources_processed: int = 0
     duplicate_sources: int = 0
     """Listed URIs dropped as repeats of earlier ones (a manifest that names a file twice)."""
+    sources_left_out: int = 0
+    """Entries of listed folders that are not sources: not an image or PDF by suffix, links
+    leading nowhere or to folders (``left_out_by_reason``)."""
+    left_out_by_reason: dict[str, int] = field(default_factory=dict)
     rows_retried: int = 0
     """Error rows of earlier runs (types in ``output.retry_errors``) removed to be done again."""
     rows_written: int = 0
@@ -548,6 +552,7 @@ def _run_leased(
     summary: JobSummary,
     first_chunk: list[str],
     listing: Iterator[list[str]],
+    report: ListingReport,
     say: Callable[[str], None],
     started: float,
     lease: OutputLease,
@@ -571,6 +576,11 @@ def _run_leased(
                 lease.check()
                 spool.append(planner.plan_chunk(chunk))
         plan = planner.counts
+        summary.sources_left_out = report.total
+        summary.left_out_by_reason = dict(report.skipped)
+        if report.total:
+            reasons = ", ".join(f"{n} {reason}" for reason, n in report.skipped.most_common())
+            say(f"left out {report.total} entries of the listing ({reasons}); e.g. {'; '.join(report.examples)}")
         if planner.retried:
             lease.verify()
             with storage_access(f"on the output {config.output.uri}"):
@@ -674,7 +684,10 @@ def run_job(config: JobConfig, progress: TextIO | None = sys.stderr) -> JobSumma
     # refused credentials fail first. Then the run takes the output's lease (one run at a time
     # per output), and the rest of the listing streams through the planner. Overwrite deletes
     # the old parts only once the whole listing has been read and planned.
-    listing = iter_sources(config.source.uri, config.source.manifest_column, config.source.storage_options)
+    report = ListingReport()
+    listing = iter_sources(
+        config.source.uri, config.source.manifest_column, config.source.storage_options, report=report
+    )
     first_chunk = next(listing, [])
     lease = OutputLease(
         config.output.uri, job_id, out_options, config.output.lease_ttl_s, config.output.take_over_lease
@@ -684,7 +697,7 @@ def run_job(config: JobConfig, progress: TextIO | None = sys.stderr) -> JobSumma
             abandoned = lease.acquire()
         if abandoned is not None:
             _clean_abandoned(config, abandoned, say)
-        config = _run_leased(config, job_id, summary, first_chunk, listing, say, started, lease)
+        config = _run_leased(config, job_id, summary, first_chunk, listing, report, say, started, lease)
     finally:
         try:
             lease.release()
