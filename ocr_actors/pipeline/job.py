@@ -41,6 +41,7 @@ from ocr_actors.job_config import (
     redact,
 )
 from ocr_actors.pipeline.plan import Planner
+from ocr_actors.redaction import redact_text
 from ocr_actors.runtime.ocr import params_from_config
 from ocr_actors.stages.write import STAGES
 
@@ -576,6 +577,8 @@ def _run_leased(
                 lease.check()
                 spool.append(planner.plan_chunk(chunk))
         plan = planner.counts
+        if plan.sources_total == 0:
+            say(f"the listing of {config.source.uri} found no sources: check the input URI")
         summary.sources_left_out = report.total
         summary.left_out_by_reason = dict(report.skipped)
         if report.total:
@@ -678,7 +681,7 @@ def run_job(config: JobConfig, progress: TextIO | None = sys.stderr) -> JobSumma
 
     def say(message: str) -> None:
         if progress is not None:
-            print(f"[ocr-batch {job_id}] {message}", file=progress, flush=True)
+            print(f"[ocr-batch {job_id}] {redact_text(message)}", file=progress, flush=True)
 
     # The first chunk of the listing comes before the output is touched, so a missing input or
     # refused credentials fail first. Then the run takes the output's lease (one run at a time
