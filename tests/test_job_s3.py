@@ -466,3 +466,45 @@ def test_cli_access_errors_beyond_the_source_listing(s3_server: S3Server, inputs
     assert "Traceback" not in result.stderr, result.stderr[-600:]
     expected = "no credentials found" if case == "no-credentials" else "access denied"
     assert result.returncode == 2 and expected in result.stderr, result.stderr[-600:]
+
+
+def test_retried_error_rows_leave_s3_part_files_in_place(s3_server: S3Server) -> None:
+    """``output.retry_errors`` on S3: the part file holding a retried error row is rewritten
+    under its own key (a copy over the old object), the others untouched."""
+    from datetime import UTC, datetime
+
+    from ocr_actors.io.parquet import drop_retried_rows, list_parts, scan_done, write_part
+    from ocr_actors.pipeline.plan import Planner
+
+    output = s3_server.url("retry-out")
+    options = s3_server.storage_options
+
+    def row(uri: str, page: int | None, error_type: str | None = None) -> dict[str, Any]:
+        return {
+            "source_uri": uri,
+            "doc_id": doc_id_for(uri),
+            "page_index": page,
+            "page_count": None if page is None else 1,
+            "status": "error" if error_type else "ok",
+            "error_type": error_type,
+            "det_model": "m",
+            "rec_model": "m",
+            "job_id": "j",
+            "processed_at": datetime.now(UTC),
+        }
+
+    mixed = write_part([row("s3://b/a.png", 0), row("s3://b/net.png", None, "read_failed")], output, options)
+    final = write_part([row("s3://b/bad.png", None, "corrupt")], output, options)
+    done = scan_done(output, options, ("read_failed",))
+    planner = Planner(done, "resume", None)
+    assert planner.plan_chunk(["s3://b/a.png", "s3://b/net.png", "s3://b/bad.png"]).column(0).to_pylist() == [
+        "s3://b/net.png"
+    ]
+    assert drop_retried_rows(output, options, done, planner.retried) == 1
+    assert sorted(list_parts(output, options)) == sorted([mixed, final])
+    fs = s3_server.filesystem()
+    with fs.open(mixed, "rb") as fh:
+        assert pq.read_table(fh).column("source_uri").to_pylist() == ["s3://b/a.png"]
+    with fs.open(final, "rb") as fh:
+        assert pq.read_table(fh).column("error_type").to_pylist() == ["corrupt"]
+    assert [p for p in fs.find(f"{output}/_tmp") if not p.endswith("/_tmp")] == []  # the folder marker stays
