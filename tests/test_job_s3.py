@@ -508,3 +508,18 @@ def test_retried_error_rows_leave_s3_part_files_in_place(s3_server: S3Server) ->
     with fs.open(final, "rb") as fh:
         assert pq.read_table(fh).column("error_type").to_pylist() == ["corrupt"]
     assert [p for p in fs.find(f"{output}/_tmp") if not p.endswith("/_tmp")] == []  # the folder marker stays
+
+
+def test_a_key_with_double_colons_is_listed_and_read_whole(s3_server: S3Server, tmp_path: Path) -> None:
+    """``::`` chains fsspec filesystems; inside a key or file name it is just a name."""
+    from ocr_actors.io.sources import expand_inputs, read_bytes
+
+    data = png_bytes(small_page(730))
+    prefix = s3_server.url("colons")
+    s3_server.filesystem().pipe(f"{prefix}/scan::v2.png", data)
+    listed = list(expand_inputs(prefix + "/", s3_server.storage_options))
+    assert listed == [f"{prefix}/scan::v2.png"]
+    assert read_bytes(listed[0], s3_server.storage_options) == data
+    local = tmp_path / "a::b.png"
+    local.write_bytes(data)
+    assert list(expand_inputs(str(tmp_path))) == [str(local)] and read_bytes(str(local)) == data

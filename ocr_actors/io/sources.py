@@ -50,8 +50,16 @@ def is_remote(uri: str) -> bool:
 
 
 def _filesystem(uri: str, storage_options: Mapping[str, Any] | None):  # type: ignore[no-untyped-def]
+    """(fsspec filesystem, path in its form) for ``uri``. ``::`` chains filesystems only after
+    a protocol name (``simplecache::s3://…``); elsewhere it is part of the name (an S3 key or
+    file called ``a::b.png``), which ``url_to_fs`` alone would cut there."""
     import fsspec
 
+    head = uri.split("::", 1)[0]
+    if "::" in uri and head not in fsspec.available_protocols():
+        cls = fsspec.get_filesystem_class(fsspec.core.split_protocol(uri)[0] or "file")
+        options = {**cls._get_kwargs_from_urls(uri), **dict(storage_options or {})}
+        return cls(**options), cls._strip_protocol(uri)
     return fsspec.core.url_to_fs(uri, **dict(storage_options or {}))
 
 
