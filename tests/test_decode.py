@@ -6,6 +6,7 @@ import io
 import struct
 import zlib
 
+import cv2
 import numpy as np
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
@@ -627,3 +628,19 @@ def test_a_bad_frame_of_a_multi_page_tiff_fails_that_page_only() -> None:
         list(decode_document(cut))
     with pytest.raises(CorruptInputError, match="frame directory"):  # cut inside the frame directory
         list(decode_document(data[: len(data) // 2], yield_page_failures=True))
+
+
+def test_a_png_too_short_for_its_header_is_truncated_not_a_blank_page() -> None:
+    """231 bytes claiming 13000 x 13000 pixels, with an end marker: OpenCV would fill the
+    missing rows with blank pixels (500 MB); the compressed size cannot hold them."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+    header = chunk(b"IHDR", struct.pack(">IIBBBBB", 13_000, 13_000, 8, 2, 0, 0, 0))
+    short = b"\x89PNG\r\n\x1a\n" + header + chunk(b"IDAT", zlib.compress(b"\x00" * 5000)) + chunk(b"IEND", b"")
+    with pytest.raises(TruncatedInputError, match=r"\d+ bytes of compressed data cannot hold 13000x13000 pixels"):
+        decode_all(short)
+    blank = cv2.imencode(".png", np.full((2000, 2000, 3), 255, np.uint8), [cv2.IMWRITE_PNG_COMPRESSION, 9])[1]
+    assert len(blank) * 500 < 2000 * 2000 * 3  # compressed hundreds of times, yet complete: decodes
+    assert decode_all(blank.tobytes())[0].image.shape == (2000, 2000, 3)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import re
+import struct
 import threading
 import warnings
 from collections.abc import Iterator
@@ -164,6 +165,33 @@ def _to_bgr(img: object, keep_grey: bool = False) -> np.ndarray:
     return cv2.cvtColor(np.asarray(img, dtype=np.uint8), cv2.COLOR_RGB2BGR)
 
 
+ZLIB_MAX_RATIO = 1100
+"""Above deflate's best compression (about 1032:1): compressed data this many times smaller
+than the pixels it claims cannot hold them."""
+PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+
+
+def png_data_shortfall(data: bytes) -> str | None:
+    """Why a PNG's compressed image data (its IDAT chunks, summed) is too short for the size
+    its header states, or None when it could hold it (or the file is not a plain PNG). A short
+    file with a huge header and an end marker would otherwise decode to hundreds of MB of
+    blank pixels (OpenCV fills what is missing)."""
+    if data[:8] != b"\x89PNG\r\n\x1a\n" or data[12:16] != b"IHDR" or len(data) < 33:
+        return None
+    width, height, depth, colour = struct.unpack(">IIBB", data[16:26])
+    row_bytes = 1 + (width * PNG_CHANNELS.get(colour, 1) * depth + 7) // 8
+    needed = height * row_bytes
+    compressed, offset = 0, 8
+    while offset + 8 <= len(data):
+        (length,) = struct.unpack(">I", data[offset : offset + 4])
+        if data[offset + 4 : offset + 8] == b"IDAT":
+            compressed += length
+        offset += 12 + length
+    if compressed * ZLIB_MAX_RATIO < needed:
+        return f"{compressed} bytes of compressed data cannot hold {width}x{height} pixels"
+    return None
+
+
 def _plain_complete_file(img: Any, data: bytes) -> bool:
     """True for a single-frame RGB or grey PNG/JPEG, complete, with no orientation to apply:
     the files OpenCV decodes to the pixels the Pillow path gives, 2-4x faster. Anything else
@@ -219,6 +247,8 @@ def decode_image(
         raise CorruptInputError("cannot identify the image data (corrupt or unsupported image)") from exc
     except OSError as exc:
         raise CorruptInputError(f"cannot read image header: {exc}") from exc
+    if img.format == "PNG" and (shortfall := png_data_shortfall(data)):
+        raise TruncatedInputError(f"image data is truncated: {shortfall}")
     with img:
         width, height = img.size
         if width * height > max_pixels:
