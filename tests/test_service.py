@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import socket
 import threading
 import time
@@ -66,26 +67,32 @@ def b64_pdf(pages: list[np.ndarray]) -> str:
 
 
 def post(url: str, body: object, timeout: float = 120) -> httpx.Response:
-    return httpx.post(f"{url}/ocr", json=body, timeout=timeout)
+    """POST ``body`` as JSON; NaN and infinities go as JavaScript writes them (``NaN``)."""
+    content = json.dumps(body, allow_nan=True).encode()
+    return httpx.post(f"{url}/ocr", content=content, headers={"content-type": "application/json"}, timeout=timeout)
 
 
 def test_health(service):
-    assert httpx.get(f"{service}/health", timeout=10).json() == {"status": "ok"}
+    health = httpx.get(f"{service}/health", timeout=10).json()
+    assert (health["errorCode"], health["errorMsg"]) == (0, "Healthy") and health["logId"]
 
 
 def test_image_request_returns_the_reference_envelope(service):
     page = render_page(seed=1000, lines_per_column=5)
-    response = post(service, {"file": b64_png(page.image), "fileType": 1, "visualize": True})
+    response = post(service, {"file": b64_png(page.image), "fileType": 1, "visualize": True, "returnWordBox": False})
     assert response.status_code == 200
     body = response.json()
     assert body["errorCode"] == 0 and body["errorMsg"] == "Success" and body["logId"]
     assert body["result"]["dataInfo"] == {"type": "image", "width": 1240, "height": 1754}
     (only,) = body["result"]["ocrResults"]
     pruned = only["prunedResult"]
-    assert "input_path" not in pruned and "rec_boxes" in pruned and "doc_preprocessor_res" in pruned
+    assert "rec_boxes" in pruned and "doc_preprocessor_res" in pruned and pruned["page_index"] is None
+    assert "input_path" not in response.text  # removed at every level, as the reference's prune_result
     assert page_cer(pruned["rec_texts"], [line.text for line in page.lines]) < 0.02
     jpeg = cv2.imdecode(np.frombuffer(base64.b64decode(only["ocrImage"]), np.uint8), cv2.IMREAD_COLOR)
     assert jpeg.shape == (1754, 2480, 3)
+    given = cv2.imdecode(np.frombuffer(base64.b64decode(only["inputImage"]), np.uint8), cv2.IMREAD_COLOR)
+    assert given.shape == (1754, 1240, 3) and "docPreprocessingImage" not in only  # no preprocessing ran
 
 
 def test_pdf_pages_are_limited_and_every_switch_is_honoured(service):
@@ -122,7 +129,14 @@ def test_pdf_pages_are_limited_and_every_switch_is_honoured(service):
     }
     assert first["text_rec_score_thresh"] == 0.3 and first["model_settings"]["use_textline_orientation"] is True
     assert page_cer(first["rec_texts"], [line.text for line in pages[0].lines]) < 0.03
-    assert result["ocrResults"][1]["ocrImage"] is None
+    assert [r["prunedResult"]["page_index"] for r in result["ocrResults"]] == [0, 1]
+    # visualize left out: on, as in the reference; the page turned upright is sent too
+    images = result["ocrResults"][0]
+    assert {"ocrImage", "inputImage", "docPreprocessingImage"} <= set(images)
+    upright = cv2.imdecode(np.frombuffer(base64.b64decode(images["docPreprocessingImage"]), np.uint8), 1)
+    assert upright.shape[:2] == tuple(reversed(list(result["dataInfo"]["pages"][0].values())))
+    quiet = post(service, {**body, "visualize": False}).json()["result"]["ocrResults"]
+    assert [set(r) for r in quiet] == [{"prunedResult"}, {"prunedResult"}]  # null images left out
 
 
 def test_unwarping_switch(service):
@@ -138,9 +152,17 @@ def test_unwarping_switch(service):
         ({"file": "%%% not base64 %%%"}, 422, "base64"),
         ({"file": base64.b64encode(b"just some text").decode()}, 422, "not an image or PDF"),
         ({"file": base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * 64).decode()}, 422, "cannot"),
-        ({"file": b64_png(np.full((40, 40, 3), 255, np.uint8)), "fileType": 0}, 422, "does not match"),
+        (
+            {"file": b64_png(np.full((40, 40, 3), 255, np.uint8)), "fileType": 0},
+            422,
+            "does not match the content (an image)",
+        ),
         ({"file": b64_png(np.full((40, 40, 3), 255, np.uint8)), "textDetThresh": "high"}, 422, "number"),
-        ({"file": b64_png(np.full((40, 40, 3), 255, np.uint8)), "textDetThresh": 3.0}, 422, "text_det_thresh"),
+        ({"file": b64_png(np.full((40, 40, 3), 255, np.uint8)), "textDetThresh": 3.0}, 422, "textDetThresh must lie"),
+        ({"file": b64_png(np.full((40, 40, 3), 255, np.uint8)), "textDetUnclipRatio": float("nan")}, 422, "finite"),
+        ({"file": b64_png(np.full((40, 40, 3), 255, np.uint8)), "textRecScoreThresh": float("inf")}, 422, "finite"),
+        ({"file": b64_png(np.full((40, 40, 3), 255, np.uint8)), "fileType": True}, 422, "fileType must be 0"),
+        ({"file": b64_png(np.full((40, 40, 3), 255, np.uint8)), "returnWordBox": True}, 422, "not supported"),
         ({"file": b64_png(np.full((40, 40, 3), 255, np.uint8)), "bogus": 1}, 422, "unknown field"),
         ({"fileType": 1}, 422, "file is required"),
         ({"file": "http://127.0.0.1/x.png"}, 403, "URL inputs are disabled"),
@@ -162,6 +184,14 @@ def test_not_json_and_oversize_bodies(service):
     response = post(service, {"file": huge})
     assert response.status_code == 413 and "limit" in response.json()["errorMsg"]
 
+    def endless():  # chunked, no declared length: refused once past the limit
+        yield b'{"file": "'
+        for _ in range(3 << 10):  # 192 MiB in 64 KiB chunks
+            yield b"A" * (1 << 16)
+
+    response = httpx.post(f"{service}/ocr", content=endless(), timeout=120)
+    assert response.status_code == 413 and "request body above the limit" in response.json()["errorMsg"]
+
 
 def test_concurrent_requests_are_all_answered_correctly(service):
     pages = [render_page(seed=1030 + i, lines_per_column=3) for i in range(4)]
@@ -178,6 +208,27 @@ def test_concurrent_requests_are_all_answered_correctly(service):
     for i, page in enumerate(pages):
         texts = answers[i].json()["result"]["ocrResults"][0]["prunedResult"]["rec_texts"]
         assert page_cer(texts, [line.text for line in page.lines]) < 0.02
+
+
+def test_a_request_gets_the_same_answer_alone_and_among_others(service):
+    """Gathered requests run one by one (``batch_across_requests`` off): texts and scores of
+    a page are exactly those it gets alone, whatever else is in flight."""
+    pages = [render_page(seed=1040 + i, lines_per_column=4, height=900).image for i in range(3)]
+    bodies = [{"file": b64_png(p), "visualize": False} for p in pages]
+    alone = [post(service, b).json()["result"] for b in bodies]
+    answers: dict[int, dict] = {}
+
+    def call(i: int) -> None:
+        answers[i] = post(service, bodies[i % 3]).json()["result"]
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    for i in range(6):
+        got, expected = answers[i]["ocrResults"][0]["prunedResult"], alone[i % 3]["ocrResults"][0]["prunedResult"]
+        assert (got["rec_texts"], got["rec_scores"]) == (expected["rec_texts"], expected["rec_scores"])
 
 
 def test_url_checks_refuse_loopback_private_and_unlisted_hosts():

@@ -6,6 +6,7 @@ one; :class:`OCREngine` chains them for the Python API, the CLI and the service.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -286,6 +287,15 @@ class OCREngine:
         db: DBParams = det.db
         if text_det_limit_type is not None and text_det_limit_type not in ("max", "min", "resize_long"):
             raise ValueError(f"text_det_limit_type must be 'max', 'min' or 'resize_long', got {text_det_limit_type!r}")
+        for name, value in (
+            ("text_det_limit_side_len", text_det_limit_side_len),
+            ("text_det_thresh", text_det_thresh),
+            ("text_det_box_thresh", text_det_box_thresh),
+            ("text_det_unclip_ratio", text_det_unclip_ratio),
+            ("text_rec_score_thresh", text_rec_score_thresh),
+        ):  # NaN and infinities pass every comparison below (JSON parsers accept them)
+            if value is not None and not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value}")
         for name, value in (
             ("text_det_limit_side_len", text_det_limit_side_len),
             ("text_det_unclip_ratio", text_det_unclip_ratio),

@@ -1,8 +1,9 @@
 """Ray Serve deployment: ``POST /ocr`` and ``GET /health`` over the engine's runners.
 
-Concurrent requests are gathered by ``serve.batch`` and run through the engine together: the
-pages of requests with the same switches share detection calls and, above all, recognition
-batches (crops of several requests sorted by aspect ratio together).
+Concurrent requests are gathered by ``serve.batch``. By default each then runs alone, so its
+answer never depends on the others; with ``batch_across_requests`` the pages of requests with
+the same switches share detection calls and recognition batches (crops of several requests
+sorted by aspect ratio together).
 """
 
 import asyncio
@@ -24,6 +25,7 @@ from ocr_actors.service.protocol import (
     new_log_id,
     parse_request,
     pruned_result,
+    request_names,
     success,
 )
 
@@ -48,16 +50,14 @@ def build_app(config: ServiceConfig):  # type: ignore[no-untyped-def]
             self._run_batch.set_batch_wait_timeout_s(service_config.batch_wait_timeout_s)  # type: ignore[attr-defined]
 
         @api.get("/health")
-        async def health(self) -> dict[str, str]:
-            return {"status": "ok"}
+        async def health(self) -> dict[str, Any]:
+            return {"logId": new_log_id(), "errorCode": 0, "errorMsg": "Healthy"}
 
         @api.post("/ocr")
         async def ocr(self, request: Request) -> JSONResponse:
             log_id = new_log_id()
             try:
-                body = await request.body()
-                if len(body) > self.config.max_body_bytes * 4 // 3 + 4096:
-                    raise ApiError(413, f"request body larger than the limit of {self.config.max_body_bytes} bytes")
+                body = await self._read_body(request)
                 try:
                     payload = json.loads(body)
                 except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -68,7 +68,7 @@ def build_app(config: ServiceConfig):  # type: ignore[no-untyped-def]
                 try:
                     params = self.engine.params(**parsed.switches)
                 except ValueError as exc:
-                    raise ApiError(422, str(exc)) from exc
+                    raise ApiError(422, request_names(str(exc))) from exc
                 results = await self._run_batch((parsed, params))
                 return JSONResponse(success(log_id, results, parsed.data_info))
             except ApiError as exc:
@@ -76,6 +76,25 @@ def build_app(config: ServiceConfig):  # type: ignore[no-untyped-def]
             except Exception:  # no stack traces in responses; the log has them
                 log.exception("request %s failed", log_id)
                 return JSONResponse(failure(log_id, 500, "internal error"), status_code=500)
+
+        async def _read_body(self, request: Request) -> bytes:
+            """The body, refused (413) as soon as it passes the limit: a base64 file of
+            ``max_body_bytes`` plus the other fields. A declared length is checked first."""
+            limit = self.config.max_body_bytes * 4 // 3 + 4096
+            message = (
+                f"request body above the limit of {limit} bytes "
+                f"(a file of at most {self.config.max_body_bytes} bytes, base64-encoded)"
+            )
+            declared = request.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > limit:
+                raise ApiError(413, message)
+            chunks, size = [], 0
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise ApiError(413, message)
+                chunks.append(chunk)
+            return b"".join(chunks)
 
         def _fetcher(self):  # type: ignore[no-untyped-def]
             if not self.config.allow_url_inputs:
@@ -93,14 +112,16 @@ def build_app(config: ServiceConfig):  # type: ignore[no-untyped-def]
             return await loop.run_in_executor(None, self._ocr_requests, items)
 
         def _ocr_requests(self, items: list[tuple[OcrRequest, Any]]) -> list[list[dict[str, Any]]]:
-            """OCR every page of every request; requests with equal switches run together."""
+            """OCR every page of every request: each alone, or (``batch_across_requests``)
+            requests with equal switches together."""
             from ocr_actors.result import OCRResult
 
             outputs: list[list[dict[str, Any]]] = [[] for _ in items]
             groups: dict[Any, list[int]] = {}
             for index, (_, params) in enumerate(items):
-                groups.setdefault(params, []).append(index)
-            for params, members in groups.items():
+                groups.setdefault(params if self.config.batch_across_requests else index, []).append(index)
+            for members in groups.values():
+                params = items[members[0]][1]
                 pages = [page for i in members for page in items[i][0].pages]
                 ocr = self.engine.ocr_pages(pages, params)
                 cursor = 0
@@ -109,15 +130,24 @@ def build_app(config: ServiceConfig):  # type: ignore[no-untyped-def]
                     for page_no, image in enumerate(request.pages):
                         result = OCRResult(ocr[cursor], None, page_no if request.file_type == 0 else None, image)
                         cursor += 1
-                        outputs[i].append(
-                            {
-                                "prunedResult": pruned_result(result.json),
-                                "ocrImage": jpeg_base64(result.img["ocr_res_img"]) if request.visualize else None,
-                            }
-                        )
+                        outputs[i].append(ocr_result_item(result, image, request.visualize))
             return outputs
 
     return OCRService.bind(config)  # type: ignore[attr-defined]
+
+
+def ocr_result_item(result: Any, image: Any, visualize: bool) -> dict[str, Any]:
+    """One entry of ``ocrResults``: ``prunedResult``; with ``visualize`` also ``ocrImage``,
+    ``inputImage`` and, when document preprocessing ran, ``docPreprocessingImage`` (base64
+    JPEG). Images not sent are left out, as the reference leaves out null fields."""
+    item: dict[str, Any] = {"prunedResult": pruned_result(result.json)}
+    if visualize:
+        images = result.img
+        item["ocrImage"] = jpeg_base64(images["ocr_res_img"])
+        if "preprocessed_img" in images:
+            item["docPreprocessingImage"] = jpeg_base64(images["preprocessed_img"])
+        item["inputImage"] = jpeg_base64(image)
+    return item
 
 
 def serve_forever(config: ServiceConfig) -> None:

@@ -20,6 +20,13 @@ class ServiceConfig:
             whatever the list says.
         max_batch_size / batch_wait_timeout_s: concurrent requests are gathered into one
             model call of up to this many requests.
+        batch_across_requests: gathered requests with the same switches share detection
+            calls and recognition batches (more throughput, on GPUs above all). Off by
+            default: a recognition batch is padded to its widest line, so a request's texts
+            and scores would then depend a little on the other requests of its batch; off, a
+            request always gets the answer it gets alone.
+        visualize: the default of a request's ``visualize`` (annotated, input and
+            preprocessed images as base64 JPEG): on, as in the reference.
     """
 
     ocr: OCRConfig = field(default_factory=OCRConfig)
@@ -33,6 +40,8 @@ class ServiceConfig:
     num_replicas: int = 1
     max_batch_size: int = 8
     batch_wait_timeout_s: float = 0.02
+    batch_across_requests: bool = False
+    visualize: bool = True
 
     def __post_init__(self) -> None:
         _check(1 <= self.port <= 65535, "port", self.port)

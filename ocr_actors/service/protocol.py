@@ -30,7 +30,8 @@ SWITCHES = {
     "textDetUnclipRatio": ("text_det_unclip_ratio", float),
     "textRecScoreThresh": ("text_rec_score_thresh", float),
 }
-KNOWN_FIELDS = {"file", "fileType", "visualize", "inferenceParams", *SWITCHES}
+KNOWN_FIELDS = {"file", "fileType", "visualize", "inferenceParams", "returnWordBox", *SWITCHES}
+API_NAMES = {name: api_name for api_name, (name, _) in SWITCHES.items()}
 
 
 class ApiError(Exception):
@@ -56,7 +57,7 @@ class OcrRequest:
     pages: list[np.ndarray]
     file_type: int
     switches: dict[str, Any] = field(default_factory=dict)
-    visualize: bool = False
+    visualize: bool = True
     data_info: dict[str, Any] = field(default_factory=dict)
 
 
@@ -122,18 +123,22 @@ def parse_request(body: Any, config: ServiceConfig, fetch_url: Any = None) -> Oc
     except InputError as exc:
         raise ApiError(422, f"file: {exc}") from exc
     detected = 0 if kind == "pdf" else 1
-    if file_type is not None and file_type not in (0, 1):
+    if file_type is not None and (isinstance(file_type, bool) or file_type not in (0, 1)):
         raise ApiError(422, "fileType must be 0 (PDF) or 1 (image)")
     if file_type is not None and file_type != detected:
         raise ApiError(
-            422, f"fileType {file_type} does not match the content (a {'PDF' if detected == 0 else 'image'})"
+            422, f"fileType {file_type} does not match the content ({'a PDF' if detected == 0 else 'an image'})"
         )
     switches = {}
     for api_name, (name, kind_type) in SWITCHES.items():
         value = _typed(api_name, body.get(api_name), kind_type)
         if value is not None:
             switches[name] = value
-    visualize = bool(_typed("visualize", body.get("visualize"), bool) or False)
+    visualize = _typed("visualize", body.get("visualize"), bool)
+    if visualize is None:
+        visualize = config.visualize
+    if _typed("returnWordBox", body.get("returnWordBox"), bool):
+        raise ApiError(422, "returnWordBox: word boxes are not supported; send false or leave it out")
     inference = body.get("inferenceParams") or {}
     if not isinstance(inference, dict) or set(inference) - {"maxLongSide"}:
         raise ApiError(422, "inferenceParams may only hold maxLongSide")
@@ -203,11 +208,24 @@ def failure(log_id: str, status: int, message: str) -> dict[str, Any]:
 
 
 def pruned_result(result_json: dict[str, Any]) -> dict[str, Any]:
-    """The API result's keys without the input's location (the reference's ``prunedResult``)."""
-    res = dict(result_json["res"])
-    res.pop("input_path", None)
-    res.pop("page_index", None)
-    return res
+    """The API result without the input's location: ``input_path`` removed at every level,
+    as the reference's ``prunedResult`` (``page_index`` stays: the PDF page, or null)."""
+
+    def prune(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: prune(v) for k, v in value.items() if k != "input_path"}
+        if isinstance(value, list):
+            return [prune(v) for v in value]
+        return value
+
+    return prune(result_json["res"])
+
+
+def request_names(message: str) -> str:
+    """An engine message with switch names as a request spells them (``textDetThresh``)."""
+    for name, api_name in API_NAMES.items():
+        message = message.replace(name, api_name)
+    return message
 
 
 def jpeg_base64(image: np.ndarray, quality: int = 85) -> str:
