@@ -29,7 +29,7 @@ def _payloads(count: int) -> list[dict[str, object]]:
     for i in range(min(count, 8)):
         page = render_page(seed=7000 + i, lines_per_column=12, height=1200)
         encoded.append(base64.b64encode(cv2.imencode(".png", page.image)[1].tobytes()).decode())
-    return [{"file": encoded[i % len(encoded)], "fileType": 1} for i in range(count)]
+    return [{"file": encoded[i % len(encoded)], "fileType": 1, "visualize": False} for i in range(count)]
 
 
 def run_load(url: str, payloads: list[dict[str, object]], concurrency: int, deadline_s: float) -> dict[str, float]:
