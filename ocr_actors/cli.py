@@ -124,7 +124,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
             "exit status: 0 done; 1 error budget passed; 2 bad configuration, input or credentials; "
             "3 the output is in use by another run (or another run took it over midway); "
             "4 stalled: no part file for stall_timeout_s (a rerun resumes); "
-            "5 failed on an unexpected error (traceback, then the error line)"
+            "5 failed on an unexpected error (traceback, then the error line); "
+            "130 interrupted (SIGINT), 143 stopped (SIGTERM): a rerun resumes"
         ),
     )
     p.add_argument("--input", default=None, help="folder/prefix, glob or manifest (.txt/.csv/.parquet) URI")
@@ -136,23 +137,10 @@ def _add_run(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("overrides", nargs="*", help="config overrides: section.key=value (e.g. ocr.engine.device=gpu)")
 
 
-def _exit_on_sigterm() -> None:
-    """SIGTERM (``ray job stop``, Kubernetes, a scheduler's timeout) ends the run like Ctrl-C:
-    through its ``finally`` blocks, so the output's lease and the work files are given back."""
-    import signal
-    import threading
-
-    def terminate(signum: int, frame: object) -> None:
-        raise SystemExit(128 + signum)
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, terminate)
-
-
 def _run(args: argparse.Namespace) -> int:
     from ocr_actors.config import load_config, parse_override
     from ocr_actors.job_config import JobConfig
-    from ocr_actors.pipeline.job import ErrorBudgetExceeded, JobStalled, run_job
+    from ocr_actors.pipeline.job import ErrorBudgetExceeded, JobStalled, Terminated, run_job, stop_on_sigterm
 
     overrides: dict[str, object] = dict(parse_override(text) for text in args.overrides)
     for key, value in (
@@ -164,15 +152,20 @@ def _run(args: argparse.Namespace) -> int:
         if value is not None:
             overrides[key] = value
     config = load_config(JobConfig, args.config, overrides)
-    _exit_on_sigterm()
+    stop_on_sigterm()
     try:
         summary = run_job(config, progress=None if args.quiet else sys.stderr)
-    except ErrorBudgetExceeded as exc:
+    except (ErrorBudgetExceeded, JobStalled) as exc:
+        if exc.summary is not None:  # stdout has the summary whatever the outcome
+            print(json.dumps(exc.summary.as_dict()))
         print(error_line(exc), file=sys.stderr)
-        return 1
-    except JobStalled as exc:
-        print(error_line(exc), file=sys.stderr)
-        return 4
+        return 1 if isinstance(exc, ErrorBudgetExceeded) else 4
+    except KeyboardInterrupt:
+        print("error: interrupted (SIGINT); the summary says what was written, a rerun resumes", file=sys.stderr)
+        return 130
+    except Terminated:
+        print("error: stopped by SIGTERM; the summary says what was written, a rerun resumes", file=sys.stderr)
+        return 143
     print(json.dumps(summary.as_dict()))
     return 0
 

@@ -525,6 +525,39 @@ def test_a_stalled_run_stops_its_work_says_so_and_a_rerun_resumes_exactly_once(i
     assert_pages_read(rows, truth, ok_pages=5)
 
 
+@pytest.mark.parametrize(("sig", "status", "line"), [(signal.SIGTERM, 143, "SIGTERM"), (signal.SIGINT, 130, "SIGINT")])
+def test_a_stopped_run_exits_with_its_signal_says_so_and_a_rerun_resumes(tmp_path, sig, status, line):
+    source = tmp_path / "src"
+    source.mkdir()
+    for i in range(8):
+        cv2.imwrite(str(source / f"p{i}.png"), render_page(seed=650 + i, lines_per_column=3).image)
+    out = tmp_path / "out"
+    args = ("--input", str(source), "--output", str(out), "output.rows_per_file=1", "ray.num_cpus=2")
+    args += ("resources.detect.batch_size=1", "resources.recognize.batch_size=1")
+    proc = _cli(*args)
+    deadline = time.time() + 240
+    while time.time() < deadline and not list(out.glob("part-*.parquet")):
+        time.sleep(0.1)
+    proc.send_signal(sig)  # the driver only, as `ray job stop` or a scheduler does
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == status, stderr
+    assert stderr.strip().splitlines()[-1].startswith("error: ") and line in stderr.strip().splitlines()[-1]
+    assert "Traceback" not in stderr  # (stdout may hold Ray's notes on the actors it stopped)
+    (summary_file,) = out.glob("_jobs/*/summary.json")
+    summary = json.loads(summary_file.read_text())
+    assert summary["status"] == "interrupted" and line in summary["message"]
+    written = rows_of(out)
+    # The summary counts the files the driver had heard of; files in flight may still land.
+    assert summary["rows_written"] <= len(written) and 1 <= len(written) < 8, "stopped midway"
+    started = time.time()
+    rerun = _cli(*args)  # the lease was given back: no wait for it to expire
+    stdout, stderr = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, stderr
+    assert "in use by" not in stderr and time.time() - started < 200
+    keys = [(r["source_uri"], r["page_index"]) for r in rows_of(out)]
+    assert len(keys) == len(set(keys)) == 8
+
+
 def test_killed_driver_then_rerun_gives_every_page_exactly_once(tmp_path):
     source = tmp_path / "src"
     source.mkdir()
@@ -558,6 +591,9 @@ def test_killed_driver_then_rerun_gives_every_page_exactly_once(tmp_path):
         time.sleep(0.2)
     before = rows_of(out)
     assert 3 <= len(before) < 24, "the kill must land midway"
+    assert list(out.glob("_jobs/*/work/work-*.plan"))  # the killed run's plan is still there, yet
+    recursive = duckdb.sql(f"select count(*), count(status) from read_parquet('{out}/**/*.parquet')").fetchone()
+    assert recursive == (len(before), len(before))  # a recursive read of the output sees part files only
     rerun = _cli(*args)
     stdout, stderr = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, stderr
@@ -596,7 +632,7 @@ def test_a_run_whose_lease_is_taken_over_stops_and_leaves_the_new_holder_alone(t
     # Take over once the run holds the lease and has planned, before its first part file: it
     # must notice at its next renewal and stop at its first check with exit status 3.
     deadline = time.time() + 240
-    while time.time() < deadline and not list(out.glob("_jobs/*/work/*.parquet")):
+    while time.time() < deadline and not list(out.glob("_jobs/*/work/*.plan")):
         time.sleep(0.05)
     intruder = OutputLease(str(out), "intruder", {}, take_over=True)
     taken = intruder.acquire()

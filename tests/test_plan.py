@@ -239,7 +239,7 @@ def test_work_spool_round_trip_reads_only_its_ranges(tmp_path):
     from ocr_actors.io.workfiles import WorkSpool, read_work_range, work_ranges
 
     spool = WorkSpool(str(tmp_path), "job-1", {})
-    stale = tmp_path / "_jobs" / "job-1" / "work" / "work-00007.parquet"
+    stale = tmp_path / "_jobs" / "job-1" / "work" / "work-00007.plan"
     stale.parent.mkdir(parents=True)
     stale.write_bytes(b"left by a killed run with the same job id")
     planner = Planner(DoneIndex(), "resume", None)

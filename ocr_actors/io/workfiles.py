@@ -1,9 +1,10 @@
 """The plan on storage: work items spooled to Parquet files next to the job's summary, so the
 driver holds none of them; the loading actors or load tasks read them back in ranges where they run.
 
-``<output>/_jobs/<job_id>/work/work-00000.parquet``, ... (:data:`WORK_SCHEMA` rows, row
-groups of :data:`ROW_GROUP` items). The folder is removed when the job ends; a driver that is
-killed leaves it (a few bytes per source, safe to delete).
+``<output>/_jobs/<job_id>/work/work-00000.plan``, ... (Parquet files of :data:`WORK_SCHEMA`
+rows, row groups of :data:`ROW_GROUP` items; not named ``.parquet``, so a reader globbing the
+output for ``**/*.parquet`` never takes them for part files). The folder is removed when the
+job ends; a driver that is killed leaves it (a few bytes per source, safe to delete).
 """
 
 from __future__ import annotations
@@ -45,6 +46,10 @@ class WorkRange:
     stop: int
 
 
+WORK_SUFFIX = ".plan"
+"""Work files are Parquet, named apart from the output's part files."""
+
+
 def work_folder(output: str, job_id: str) -> str:
     """Where a job's work files go (a URI or path under the output)."""
     return f"{output.rstrip('/')}/{JOBS_DIR}/{job_id}/work"
@@ -71,7 +76,7 @@ class WorkSpool:
         if not self.files:  # a run that reuses a job id starts from an empty folder
             self.remove()
             self._fs.makedirs(self._root, exist_ok=True)
-        name = f"work-{len(self.files):05d}.parquet"
+        name = f"work-{len(self.files):05d}{WORK_SUFFIX}"
         with self._fs.open(f"{self._root}/{name}", "wb") as fh:
             pq.write_table(items.cast(WORK_SCHEMA), fh, row_group_size=ROW_GROUP, compression="zstd")
         self.files.append(WorkFile(self._fs.unstrip_protocol(f"{self._root}/{name}"), items.num_rows))

@@ -13,7 +13,9 @@ import itertools
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 import uuid
 from collections import Counter
@@ -48,13 +50,42 @@ from ocr_actors.stages.write import STAGES
 log = logging.getLogger("ocr_batch.job")
 
 
-class ErrorBudgetExceeded(RuntimeError):
+class JobEnded(RuntimeError):
+    """A run that ended without succeeding; ``summary`` is what it wrote (also in
+    ``summary.json``)."""
+
+    def __init__(self, message: str, summary: JobSummary | None = None) -> None:
+        super().__init__(message)
+        self.summary = summary
+
+
+class ErrorBudgetExceeded(JobEnded):
     """Too many error rows: the job stopped (or finished) above ``max_error_rate``."""
 
 
-class JobStalled(RuntimeError):
+class JobStalled(JobEnded):
     """No part file came for ``stall_timeout_s`` seconds: the run stopped Ray's work for it and
     wrote its summary; a rerun resumes."""
+
+
+class Terminated(SystemExit):
+    """SIGTERM asked the run to stop (``ray job stop``, Kubernetes, a scheduler's timeout)."""
+
+    def __init__(self) -> None:
+        super().__init__(128 + signal.SIGTERM)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM ends the run like Ctrl-C, through its ``finally`` blocks (the summary says
+    ``interrupted``, the output's lease and the work files are given back), raising
+    :class:`Terminated`. Main thread only; the embedded Ray's own handler, installed when it
+    starts, is replaced by this one again."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
 
 
 def stall_guarded(
@@ -183,6 +214,17 @@ def _ensure_ray(config: JobConfig) -> None:
 
     if ray.is_initialized():
         return
+    ours = threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is _terminate
+    try:
+        _start_ray(config)
+    finally:
+        if ours:  # ray.init installs a SIGTERM handler that exits with status 15 at once
+            signal.signal(signal.SIGTERM, _terminate)
+
+
+def _start_ray(config: JobConfig) -> None:
+    import ray
+
     address = config.ray.address or os.environ.get("RAY_ADDRESS", "")
     if address:
         ray.init(address=address, log_to_driver=False)
@@ -701,13 +743,23 @@ def run_job(config: JobConfig, progress: TextIO | None = sys.stderr) -> JobSumma
         if abandoned is not None:
             _clean_abandoned(config, abandoned, say)
         config = _run_leased(config, job_id, summary, first_chunk, listing, report, say, started, lease)
+    except (KeyboardInterrupt, Terminated) as exc:
+        summary.status = "interrupted"
+        summary.message = "stopped by SIGTERM" if isinstance(exc, Terminated) else "interrupted (SIGINT)"
+        summary.wall_seconds = round(time.perf_counter() - started, 3)
+        try:  # what was written so far, under the lease still held
+            with storage_access(f"writing the job summary under {config.output.uri}"):
+                _write_job_files(config, summary)
+        except Exception as write_error:
+            log.warning("could not write the summary of the interrupted run: %s", type(write_error).__name__)
+        raise
     finally:
         try:
             lease.release()
         except Exception as exc:  # never hide the run's own outcome behind a clean-up failure
             log.warning("could not release the lease of %s: %s", config.output.uri, type(exc).__name__)
     if summary.status == "failed":
-        raise ErrorBudgetExceeded(summary.message)
+        raise ErrorBudgetExceeded(summary.message, summary)
     if summary.status == "stalled":
-        raise JobStalled(summary.message)
+        raise JobStalled(summary.message, summary)
     return summary
