@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -142,6 +143,24 @@ def test_job_writes_one_row_per_page_plus_error_rows(inputs, tmp_path):
     assert saved["rows_written"] == 8
     assert "source:" in (job_dir / "config.yaml").read_text()
     assert sorted(p.name for p in job_dir.iterdir()) == ["config.yaml", "summary.json"]  # work files removed
+
+
+def test_progress_lines_count_sources_and_the_summary_times_the_files_written(inputs, tmp_path):
+    folder, _ = inputs
+    said = io.StringIO()
+    config = job_config(str(folder), tmp_path / "out", output__rows_per_file=1, progress_interval_s=0.1)
+    summary = run_job(config, progress=said)
+    lines = said.getvalue().splitlines()
+    assert all(re.match(rf"\[ocr-batch {summary.job_id} \d\d:\d\d:\d\d\] ", line) for line in lines)
+    counts = [tuple(map(int, m.groups())) for m in (re.search(r"\] (\d+)/(\d+) sources", x) for x in lines) if m]
+    assert counts and all(total == 6 for _, total in counts)  # 6 sources planned: 3 images, a PDF, 2 bad files
+    assert [done for done, _ in counts] == sorted(done for done, _ in counts) and counts[-1][0] <= 6
+    assert counts[-1] == (6, 6)  # the last line: every source done
+    # Timed by the files' own write times: the first one within the run, the rate from it on
+    # consistent with the rest of the run.
+    assert 0 < summary.first_output_seconds < summary.wall_seconds and summary.files_written == 8
+    assert summary.steady_pages_per_second > 0
+    assert summary.first_output_seconds + 7 / summary.steady_pages_per_second <= summary.wall_seconds + 0.5
 
 
 def test_rerun_skips_done_work_and_finishes_a_partial_document(inputs, tmp_path):
@@ -539,7 +558,7 @@ def test_a_stopped_run_exits_with_its_signal_says_so_and_a_rerun_resumes(tmp_pat
     while time.time() < deadline and not list(out.glob("part-*.parquet")):
         time.sleep(0.1)
     proc.send_signal(sig)  # the driver only, as `ray job stop` or a scheduler does
-    stdout, stderr = proc.communicate(timeout=120)
+    _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == status, stderr
     assert stderr.strip().splitlines()[-1].startswith("error: ") and line in stderr.strip().splitlines()[-1]
     assert "Traceback" not in stderr  # (stdout may hold Ray's notes on the actors it stopped)
@@ -551,7 +570,7 @@ def test_a_stopped_run_exits_with_its_signal_says_so_and_a_rerun_resumes(tmp_pat
     assert summary["rows_written"] <= len(written) and 1 <= len(written) < 8, "stopped midway"
     started = time.time()
     rerun = _cli(*args)  # the lease was given back: no wait for it to expire
-    stdout, stderr = rerun.communicate(timeout=300)
+    _, stderr = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, stderr
     assert "in use by" not in stderr and time.time() - started < 200
     keys = [(r["source_uri"], r["page_index"]) for r in rows_of(out)]

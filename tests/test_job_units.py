@@ -476,3 +476,20 @@ def test_a_page_that_cannot_be_cropped_fails_alone(example_pages):
     assert [s.tolist() for s in out["crop_shapes"]] == [[[30, 100, 3]], [], [[30, 100, 3]]] or [
         s.tolist() for s in out["crop_shapes"]
     ] == [[[30, 100, 1]], [], [[30, 100, 1]]]
+
+
+def test_a_progress_line_gives_sources_rows_rate_and_time_left():
+    from ocr_actors.pipeline.job import JobSummary, Progress
+
+    summary = JobSummary(job_id="j", output="o", mode="resume", rows_written=12, pages_ok=11, error_rows=1)
+    summary.files_written = 5
+    progress = Progress(planned=10, sources_done=4, first_written_at=100.0, first_rows=2, last_written_at=108.0)
+    assert progress.line(summary, now=110.0) == (
+        "4/10 sources (40%); 12 rows (11 pages ok, 1 errors) in 5 files; "
+        "1.00 rows/s since the first file, about 15 s left"
+    )
+    assert Progress(planned=3).line(JobSummary(job_id="j", output="o", mode="resume"), now=5.0) == (
+        "0/3 sources (0%); 0 rows (0 pages ok, 0 errors) in 0 files"
+    )
+    long = Progress(planned=1000, sources_done=10, first_written_at=1.0, first_rows=0, last_written_at=60.0)
+    assert long.line(summary, now=601.0).endswith("about 16.5 h left")  # 990 sources at 60 s each

@@ -188,10 +188,12 @@ class JobSummary:
     files_written: int = 0
     wall_seconds: float = 0.0
     first_output_seconds: float = 0.0
-    """Seconds from the start to the first part file written (Ray start-up, planning, model loads)."""
+    """Seconds from the start to the first part file written, by the writing task's clock (Ray
+    start-up, planning, model loads)."""
     pages_per_second: float = 0.0
     steady_pages_per_second: float = 0.0
-    """Rows per second after the first part file: the rate more pages would run at."""
+    """Rows per second from the first part file written to the last (the files' own write
+    times, not when the driver heard of them): the rate more pages would run at."""
     seconds_per_stage: dict[str, float] = field(default_factory=dict)
     cpu_seconds_per_stage: dict[str, float] = field(default_factory=dict)
     error_rate: float = 0.0
@@ -449,15 +451,60 @@ def _capture_executors(dataset: Any) -> list[Any]:
     return executors
 
 
+@dataclass
+class Progress:
+    """The run's course as the part files tell it: sources finished (their last row written)
+    out of those planned, and when the first and the latest file were written (seconds since
+    the epoch, by the writing task's clock)."""
+
+    planned: int
+    sources_done: int = 0
+    first_written_at: float = 0.0
+    first_rows: int = 0
+    last_written_at: float = 0.0
+
+    def line(self, summary: JobSummary, now: float) -> str:
+        """One progress line: sources done of planned, rows, files, rate and time left."""
+        share = min(self.sources_done / self.planned, 1.0) if self.planned else 1.0
+        text = (
+            f"{self.sources_done}/{self.planned} sources ({share:.0%}); {summary.rows_written} rows "
+            f"({summary.pages_ok} pages ok, {summary.error_rows} errors) in {summary.files_written} files"
+        )
+        since_first = now - self.first_written_at if self.first_written_at else 0.0
+        if since_first > 0 and summary.rows_written > self.first_rows:
+            text += f"; {(summary.rows_written - self.first_rows) / since_first:.2f} rows/s since the first file"
+            if 0 < self.sources_done < self.planned:
+                left = (self.planned - self.sources_done) * since_first / self.sources_done
+                text += f", about {_duration(left)} left"
+        return text
+
+
+def _duration(seconds: float) -> str:
+    """``42 s``, ``7 min``, ``3.5 h``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def _count_file(
     batch: dict[str, Any],
     summary: JobSummary,
     errors: Counter[str],
     stage_seconds: dict[str, float],
     stage_cpu_seconds: dict[str, float],
+    progress: Progress | None = None,
 ) -> None:
     """Add the write stage's summary rows (one per part file written) to the run's totals."""
     for k in range(len(batch["path"])):
+        if progress is not None:
+            written_at = float(batch["written_at"][k])
+            if not progress.first_written_at or written_at < progress.first_written_at:
+                progress.first_written_at = written_at
+                progress.first_rows = int(batch["rows"][k])
+            progress.last_written_at = max(progress.last_written_at, written_at)
+            progress.sources_done += int(batch["sources_done"][k])
         summary.files_written += 1
         summary.rows_written += int(batch["rows"][k])
         summary.pages_ok += int(batch["ok_pages"][k])
@@ -527,16 +574,25 @@ def _process(
     stage_seconds: dict[str, float] = dict.fromkeys(STAGES, 0.0)
     stage_cpu_seconds: dict[str, float] = dict.fromkeys(STAGES, 0.0)
     last_report = time.perf_counter()
-    first_rows = 0
+    started_at = time.time() - (time.perf_counter() - started)  # the run's start, seconds since the epoch
+    progress = Progress(planned=summary.sources_processed)
+
+    def report(waited: float = 0.0) -> None:
+        """A progress line every ``progress_interval_s``, whether files come or not."""
+        nonlocal last_report
+        if time.perf_counter() - last_report < config.progress_interval_s:
+            return
+        last_report = time.perf_counter()
+        line = progress.line(summary, time.time())
+        if waited >= config.progress_interval_s:
+            what = "the first part file" if not summary.files_written else "a new part file"
+            limit = f" (stall_timeout_s {config.stall_timeout_s:g})" if config.stall_timeout_s else ""
+            line += f"; waiting {waited:.0f} s for {what}{limit}"
+        say(line)
 
     def waiting(seconds: float) -> None:
-        nonlocal last_report
         check_lease()
-        if time.perf_counter() - last_report >= config.progress_interval_s:
-            last_report = time.perf_counter()
-            what = "the first part file" if not summary.files_written else "the next part file"
-            limit = f" (stall_timeout_s {config.stall_timeout_s:g})" if config.stall_timeout_s else ""
-            say(f"{summary.rows_written} rows so far; waiting {seconds:.0f} s for {what}{limit}")
+        report(seconds)
 
     executors = _capture_executors(dataset)
 
@@ -557,18 +613,10 @@ def _process(
     try:
         for batch in batches:
             check_lease()
-            _count_file(batch, summary, errors, stage_seconds, stage_cpu_seconds)
-            if not summary.first_output_seconds:
-                summary.first_output_seconds = round(time.perf_counter() - started, 3)
-                first_rows = summary.rows_written
-            elapsed = time.perf_counter() - started
+            _count_file(batch, summary, errors, stage_seconds, stage_cpu_seconds, progress)
+            summary.first_output_seconds = round(max(progress.first_written_at - started_at, 0.0), 3)
             rate = summary.error_rows / max(summary.rows_written, 1)
-            if time.perf_counter() - last_report >= config.progress_interval_s:
-                last_report = time.perf_counter()
-                say(
-                    f"{summary.rows_written} rows ({summary.pages_ok} pages ok, {summary.error_rows} errors) "
-                    f"in {summary.files_written} files, {summary.rows_written / elapsed:.2f} rows/s"
-                )
+            report()
             if summary.rows_written >= config.min_rows_for_budget and rate > config.max_error_rate:
                 summary.status = "failed"
                 summary.message = f"error rate {rate:.1%} above the budget of {config.max_error_rate:.1%}; stopped"
@@ -580,10 +628,11 @@ def _process(
         say(str(exc))
     finally:
         batches.close()
+    say(progress.line(summary, time.time()))  # where the run ended
     summary.errors_by_type = dict(errors)
-    steady_seconds = time.perf_counter() - started - summary.first_output_seconds
-    if summary.rows_written > first_rows and steady_seconds > 0:
-        summary.steady_pages_per_second = round((summary.rows_written - first_rows) / steady_seconds, 3)
+    steady_seconds = progress.last_written_at - progress.first_written_at  # first to last file written
+    if summary.rows_written > progress.first_rows and steady_seconds > 0:
+        summary.steady_pages_per_second = round((summary.rows_written - progress.first_rows) / steady_seconds, 3)
     summary.seconds_per_stage = {k: round(v, 3) for k, v in stage_seconds.items() if v > 0}
     summary.cpu_seconds_per_stage = {k: round(v, 3) for k, v in stage_cpu_seconds.items() if stage_seconds[k] > 0}
     return config
@@ -723,7 +772,9 @@ def run_job(config: JobConfig, progress: TextIO | None = sys.stderr) -> JobSumma
 
     def say(message: str) -> None:
         if progress is not None:
-            print(f"[ocr-batch {job_id}] {redact_text(message)}", file=progress, flush=True)
+            print(
+                f"[ocr-batch {job_id} {datetime.now(UTC):%H:%M:%S}] {redact_text(message)}", file=progress, flush=True
+            )
 
     # The first chunk of the listing comes before the output is touched, so a missing input or
     # refused credentials fail first. Then the run takes the output's lease (one run at a time

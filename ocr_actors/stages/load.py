@@ -47,6 +47,7 @@ def page_row(
         "image": image,
         "doc_angle": -1,
         "unwarped": False,
+        "source_done": False,
     }
 
 
@@ -66,12 +67,30 @@ def load_pages(
     pdf_pages: list[int] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Rows for one source: one per page, an error row per failed page, or one file-level
-    error row (``page_index`` -1) when the file cannot be read at all.
+    error row (``page_index`` -1) when the file cannot be read at all. The last row of the
+    source has ``source_done`` set (the job's progress counts sources by it).
 
     Args:
         page_indices: only these pages (resume of a partly written document), or None.
         pdf_pages: page ranges applied to PDFs only (``source.pdf_pages``), or None.
     """
+    previous = None
+    for row in _source_rows(uri, config, storage_options, page_indices, pdf_pages):
+        if previous is not None:
+            yield previous
+        previous = row
+    if previous is not None:
+        previous["source_done"] = True
+        yield previous
+
+
+def _source_rows(
+    uri: str,
+    config: InputConfig,
+    storage_options: Mapping[str, Any],
+    page_indices: list[int] | None,
+    pdf_pages: list[int] | None,
+) -> Iterator[dict[str, Any]]:
     try:
         data = read_bytes(uri, storage_options, config.max_bytes)
         if pdf_pages is not None and data.lstrip()[:4] == b"%PDF":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -33,8 +34,9 @@ def write_parquet(
     writes it as one Parquet file.
 
     Returns one summary row per file: path, rows, ok pages, error rows, errors by type
-    (JSON), lines, and wall and CPU seconds spent per stage (``t_<stage>``, ``c_<stage>``: sums
-    over the rows), so the driver never holds OCR results.
+    (JSON), lines, sources whose last row is in the file, the time it was written (seconds
+    since the epoch), and wall and CPU seconds spent per stage (``t_<stage>``, ``c_<stage>``:
+    sums over the rows), so the driver never holds OCR results.
     """
     rows = assemble_rows(batch, params, det_model, rec_model, job_id, datetime.now(UTC))
     path = write_part(rows, output, storage_options, compression)
@@ -46,6 +48,8 @@ def write_parquet(
         "error_rows": np.array([sum(errors.values())]),
         "errors_by_type": np.array([json.dumps(dict(errors))], dtype=object),
         "lines": np.array([sum(len(r["lines"] or ()) for r in rows)]),
+        "sources_done": np.array([int(np.sum(batch["source_done"])) if "source_done" in batch else 0]),
+        "written_at": np.array([time.time()]),
     }
     for stage in STAGES:
         for column in (f"t_{stage}", f"c_{stage}"):
