@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -34,7 +35,11 @@ def ray_head(tmp_path_factory):
     import ray
 
     ray.shutdown()  # other modules may hold an in-process Ray
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    # Token authentication, as Ray 2.60 starts a local head by default: the head writes its
+    # token to a file of our own, and every client (``ray job submit``) presents it.
+    token_file = tmp_path_factory.mktemp("auth") / "auth_token"
+    token_file.write_text(secrets.token_hex(32))
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_file)}
     gcs_port, dashboard_port = _free_port(20000), _free_port(22000)
     temp_dir = tmp_path_factory.mktemp("rayhead")
     head = subprocess.Popen(
@@ -109,6 +114,9 @@ def test_ray_job_submit_runs_the_job_on_the_cluster(ray_head, tmp_path):
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "succeeded" in proc.stdout.lower()
+    anonymous = {k: v for k, v in env.items() if not k.startswith("RAY_AUTH")}
+    refused = subprocess.run([str(RAY), "job", "list", "--address", address], env=anonymous, capture_output=True)
+    assert refused.returncode != 0 and b"auth" in (refused.stdout + refused.stderr).lower()  # the token is needed
     summary_line = next(line for line in proc.stdout.splitlines() if line.startswith('{"job_id"'))
     summary = json.loads(summary_line)
     assert summary["rows_written"] == 3 and summary["status"] == "succeeded"
