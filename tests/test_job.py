@@ -611,8 +611,8 @@ def test_killed_driver_then_rerun_gives_every_page_exactly_once(tmp_path):
     before = rows_of(out)
     assert 3 <= len(before) < 24, "the kill must land midway"
     assert list(out.glob("_jobs/*/work/work-*.plan"))  # the killed run's plan is still there, yet
-    recursive = duckdb.sql(f"select count(*), count(status) from read_parquet('{out}/**/*.parquet')").fetchone()
-    assert recursive == (len(before), len(before))  # a recursive read of the output sees part files only
+    recursive = duckdb.sql(f"select count(*), count(status) from read_parquet('{out}/**/*.parquet')").fetchall()
+    assert recursive == [(len(before), len(before))]  # a recursive read of the output sees part files only
     rerun = _cli(*args)
     stdout, stderr = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, stderr

@@ -75,6 +75,9 @@ def post(url: str, body: object, timeout: float = 120) -> httpx.Response:
 def test_health(service):
     health = httpx.get(f"{service}/health", timeout=10).json()
     assert (health["errorCode"], health["errorMsg"]) == (0, "Healthy") and health["logId"]
+    for method, path, status in (("GET", "/ocr", 405), ("GET", "/nowhere", 404), ("GET", "/openapi.json", 404)):
+        answer = httpx.request(method, f"{service}{path}", timeout=10)
+        assert answer.status_code == status and answer.json()["errorCode"] == status and answer.json()["logId"]
 
 
 def test_image_request_returns_the_reference_envelope(service):

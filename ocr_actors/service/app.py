@@ -15,6 +15,7 @@ from typing import Any
 # FastAPI resolves the handlers' annotations at import time: these must be module globals.
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ocr_actors.service.config import ServiceConfig
 from ocr_actors.service.protocol import (
@@ -36,7 +37,12 @@ def build_app(config: ServiceConfig):  # type: ignore[no-untyped-def]
     """The Serve application (bind it with ``serve.run``)."""
     from ray import serve
 
-    api = FastAPI(title="ocr-batch", docs_url=None, redoc_url=None)
+    api = FastAPI(title="ocr-batch", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @api.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """Unknown paths (404) and methods (405) answer in the same envelope as every error."""
+        return JSONResponse(failure(new_log_id(), exc.status_code, str(exc.detail)), status_code=exc.status_code)
 
     @serve.deployment(num_replicas=config.num_replicas, max_ongoing_requests=64)
     @serve.ingress(api)
