@@ -54,3 +54,24 @@ def page_cer(predicted: list[str], truth: list[str]) -> float:
     """Character error rate of the page text (lines joined with newlines)."""
     reference = "\n".join(truth)
     return edit_distance("\n".join(predicted), reference) / max(len(reference), 1)
+
+
+def part_row(uri: str, page: int | None, count: int | None, error_type: str | None = None) -> dict[str, object]:
+    """A minimal output row (the key columns and a status) for writing part files by hand:
+    ``page`` None is a file-level row; ``error_type`` makes it an error row."""
+    from datetime import UTC, datetime
+
+    from ocr_actors.io.parquet import doc_id_for
+
+    return {
+        "source_uri": uri,
+        "doc_id": doc_id_for(uri),
+        "page_index": page,
+        "page_count": count,
+        "status": "error" if error_type or page is None else "ok",
+        "error_type": error_type,
+        "det_model": "m",
+        "rec_model": "m",
+        "job_id": "j",
+        "processed_at": datetime.now(UTC),
+    }

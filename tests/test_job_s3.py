@@ -32,7 +32,7 @@ from ocr_actors.io.sources import SourceAccessError
 from ocr_actors.job_config import JobConfig
 from ocr_actors.pipeline import JobSummary, run_job
 from ocr_actors.synth import SyntheticPage, render_page
-from tests.conftest import page_cer
+from tests.conftest import page_cer, part_row
 from tests.s3_server import S3Server, running_s3_server
 
 REPO = Path(__file__).resolve().parents[1]
@@ -471,30 +471,16 @@ def test_cli_access_errors_beyond_the_source_listing(s3_server: S3Server, inputs
 def test_retried_error_rows_leave_s3_part_files_in_place(s3_server: S3Server) -> None:
     """``output.retry_errors`` on S3: the part file holding a retried error row is rewritten
     under its own key (a copy over the old object), the others untouched."""
-    from datetime import UTC, datetime
-
     from ocr_actors.io.parquet import drop_retried_rows, list_parts, scan_done, write_part
     from ocr_actors.pipeline.plan import Planner
 
     output = s3_server.url("retry-out")
     options = s3_server.storage_options
 
-    def row(uri: str, page: int | None, error_type: str | None = None) -> dict[str, Any]:
-        return {
-            "source_uri": uri,
-            "doc_id": doc_id_for(uri),
-            "page_index": page,
-            "page_count": None if page is None else 1,
-            "status": "error" if error_type else "ok",
-            "error_type": error_type,
-            "det_model": "m",
-            "rec_model": "m",
-            "job_id": "j",
-            "processed_at": datetime.now(UTC),
-        }
-
-    mixed = write_part([row("s3://b/a.png", 0), row("s3://b/net.png", None, "read_failed")], output, options)
-    final = write_part([row("s3://b/bad.png", None, "corrupt")], output, options)
+    mixed = write_part(
+        [part_row("s3://b/a.png", 0, 1), part_row("s3://b/net.png", None, None, "read_failed")], output, options
+    )
+    final = write_part([part_row("s3://b/bad.png", None, None, "corrupt")], output, options)
     done = scan_done(output, options, ("read_failed",))
     planner = Planner(done, "resume", None)
     assert planner.plan_chunk(["s3://b/a.png", "s3://b/net.png", "s3://b/bad.png"]).column(0).to_pylist() == [

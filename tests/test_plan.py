@@ -3,8 +3,6 @@ planner (duplicates across chunks, resume of partial and replaced documents)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -14,6 +12,7 @@ from ocr_actors.io.listing import iter_sources, list_sources, read_manifest
 from ocr_actors.io.parquet import DoneIndex, scan_done, write_part
 from ocr_actors.io.uriset import UriSet, first_occurrences, uri_digests
 from ocr_actors.pipeline.plan import WORK_SCHEMA, Planner, plan_chunks, plan_work
+from tests.conftest import part_row
 
 
 def test_uri_set_membership_in_bulk_and_one_by_one():
@@ -45,21 +44,8 @@ def test_uri_set_tells_apart_digests_that_share_the_high_word():
 
 
 def _done_from_rows(tmp_path, *parts):
-    def row(uri, page, count):
-        return {
-            "source_uri": uri,
-            "doc_id": "d",
-            "page_index": page,
-            "page_count": count,
-            "status": "ok" if page is not None else "error",
-            "det_model": "m",
-            "rec_model": "m",
-            "job_id": "j",
-            "processed_at": datetime.now(UTC),
-        }
-
     for rows in parts:
-        write_part([row(*r) for r in rows], str(tmp_path), {})
+        write_part([part_row(*r) for r in rows], str(tmp_path), {})
     return scan_done(str(tmp_path), {})
 
 
@@ -259,31 +245,21 @@ def test_work_spool_round_trip_reads_only_its_ranges(tmp_path):
 def test_error_rows_of_retried_types_are_planned_again_and_then_removed(tmp_path):
     from ocr_actors.io.parquet import drop_retried_rows
 
-    def row(uri, page, count, error_type=None):
-        return {
-            "source_uri": uri,
-            "doc_id": "d",
-            "page_index": page,
-            "page_count": count,
-            "status": "error" if error_type else "ok",
-            "error_type": error_type,
-            "det_model": "m",
-            "rec_model": "m",
-            "job_id": "j",
-            "processed_at": datetime.now(UTC),
-        }
-
     first = write_part(
-        [row("net.png", None, None, "read_failed"), row("ok.png", 0, 1), row("bad.png", None, None, "corrupt")],
+        [
+            part_row("net.png", None, None, "read_failed"),
+            part_row("ok.png", 0, 1),
+            part_row("bad.png", None, None, "corrupt"),
+        ],
         str(tmp_path),
         {},
     )
     second = write_part(
         [
-            row("doc.pdf", 0, 3),
-            row("doc.pdf", 1, 3, "ocr_failed"),
-            row("doc.pdf", 2, 3),
-            row("gone.png", None, None, "not_found"),
+            part_row("doc.pdf", 0, 3),
+            part_row("doc.pdf", 1, 3, "ocr_failed"),
+            part_row("doc.pdf", 2, 3),
+            part_row("gone.png", None, None, "not_found"),
         ],
         str(tmp_path),
         {},
@@ -315,7 +291,7 @@ def test_error_rows_of_retried_types_are_planned_again_and_then_removed(tmp_path
     assert not list((tmp_path / "_tmp").iterdir())
     assert scan_done(str(tmp_path), {}, ("read_failed", "not_found", "ocr_failed")).retry == {"gone.png": {None}}
 
-    only = write_part([row("alone.png", None, None, "read_failed")], str(tmp_path), {})
+    only = write_part([part_row("alone.png", None, None, "read_failed")], str(tmp_path), {})
     done = scan_done(str(tmp_path), {}, ("read_failed",))
     assert drop_retried_rows(str(tmp_path), {}, done, {"alone.png"}) == 1
     assert not (tmp_path / only.rsplit("/", 1)[-1]).exists()  # no row left: the file goes
