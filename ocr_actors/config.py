@@ -43,6 +43,8 @@ class EngineConfig:
             way a new shape costs a set-up (H100, ORT 1.31, cuDNN 9: HEURISTIC 0.1 s per
             PP-OCRv6 tiny det shape, 1.8 s per tiny rec shape; EXHAUSTIVE 0.9 s for each), so
             GPU configs bound the shapes (``text_recognition.width_buckets``/``pad_batch``).
+        gpu_setup_turns: on a GPU, the processes sharing it open their sessions and run their
+            warm-up shapes one at a time (:mod:`ocr_actors.runtime.gpu_setup`); false: all at once.
     """
 
     engine: str = "onnxruntime"
@@ -51,6 +53,7 @@ class EngineConfig:
     precision: str = "f32"
     allow_spinning: bool = True
     cudnn_conv_algo_search: str = "HEURISTIC"
+    gpu_setup_turns: bool = True
 
     def __post_init__(self) -> None:
         _check(self.engine in ("onnxruntime", "openvino", "paddle"), "engine.engine", self.engine)
@@ -90,6 +93,13 @@ class TextDetectionConfig:
             share one detector call (zero-padded): 32 batches only identical shapes; larger
             values batch pages of similar size (``job_gpu.yaml``: 960, the resize limit, so
             every page pads to one 960 x 960 canvas and the detector sees one shape).
+        batch_size: 0 (default): all pages of a call that share a canvas go in one detector
+            run. N: runs of at most N pages, split into powers of two (N, N/2, ..., 1, largest
+            first), so the detector sees at most log2(N) + 1 batch sizes per canvas (GPUs:
+            each new input shape costs a one-off kernel set-up; N a power of two).
+        warmup: at start, run one blank canvas batch of every size ``batch_size`` allows
+            (needs ``batch_size``, ``limit_type: max`` and ``batch_pad_multiple`` at least
+            ``limit_side_len``: one canvas), so the set-up happens before the first page.
     """
 
     model: str = "PP-OCRv6_tiny_det"
@@ -103,15 +113,33 @@ class TextDetectionConfig:
     min_size: int = 3
     use_dilation: bool = False
     batch_pad_multiple: int = 32
+    batch_size: int = 0
+    warmup: bool = False
 
     def __post_init__(self) -> None:
         _check(self.limit_type in ("max", "min", "resize_long"), "text_detection.limit_type", self.limit_type)
+        _check(self.batch_size >= 0, "text_detection.batch_size", self.batch_size)
+        _check(
+            not self.warmup or (self.batch_size >= 1 and self.warmup_canvas is not None),
+            "text_detection.warmup (needs batch_size, limit_type max and batch_pad_multiple >= limit_side_len: "
+            "one canvas)",
+            self.warmup,
+        )
         _check(
             self.batch_pad_multiple % 32 == 0 and self.batch_pad_multiple > 0,
             "text_detection.batch_pad_multiple",
             self.batch_pad_multiple,
         )
         _check(self.limit_side_len > 0, "text_detection.limit_side_len", self.limit_side_len)
+
+    @property
+    def warmup_canvas(self) -> int | None:
+        """The side of the one square canvas every page pads to, when there is one
+        (``limit_type: max`` and ``batch_pad_multiple`` >= the limit rounded up to 32); else ``None``."""
+        limit = -(-self.limit_side_len // 32) * 32
+        if self.limit_type != "max" or self.batch_pad_multiple < limit:
+            return None
+        return -(-limit // self.batch_pad_multiple) * self.batch_pad_multiple
 
 
 @dataclass(frozen=True)

@@ -159,6 +159,13 @@ class ResourcesConfig:
     rasterising then run on the model actors' nodes and share their CPU, not on CPU-only
     nodes: ``job_gpu.yaml`` keeps load tasks (``false``), which ``cluster.yaml``'s CPU workers
     can take."""
+    models_in_one_actor: bool = False
+    """Detection (with cropping), text-line orientation and recognition run one after another
+    in one actor pool, configured by ``resources.detect`` (``lineori`` and ``recognize`` then
+    do not apply), instead of one pool each. On a GPU each actor is one process with one CUDA
+    context and one set of kernel set-ups for both models, and ``concurrent_calls`` threads
+    overlap one batch's CPU work with another's GPU runs; several pools mean several
+    processes per GPU, each setting up its own kernels (``job_gpu.yaml``: true)."""
 
 
 @dataclass(frozen=True)
@@ -258,7 +265,12 @@ def cpu_fallback(config: JobConfig, cluster_cpus: float = 2.0) -> JobConfig:
     ocr = replace(
         ocr,
         engine=replace(ocr.engine, device="cpu", threads=cpu.engine.threads, precision=cpu.engine.precision),
-        text_detection=replace(ocr.text_detection, batch_pad_multiple=cpu.text_detection.batch_pad_multiple),
+        text_detection=replace(
+            ocr.text_detection,
+            batch_pad_multiple=cpu.text_detection.batch_pad_multiple,
+            batch_size=cpu.text_detection.batch_size,
+            warmup=cpu.text_detection.warmup,
+        ),
         text_recognition=replace(
             ocr.text_recognition,
             batch_size=cpu.text_recognition.batch_size,

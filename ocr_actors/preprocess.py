@@ -93,10 +93,11 @@ def prepare_det_input(
     return normalize_det(resized)[None]
 
 
-def stack_padded(chw_images: Sequence[np.ndarray]) -> np.ndarray:
-    """Stack ``(3, h, w)`` arrays into ``(N, 3, H, W)``, zero-padding right and bottom."""
-    height = max(img.shape[1] for img in chw_images)
-    width = max(img.shape[2] for img in chw_images)
+def stack_padded(chw_images: Sequence[np.ndarray], multiple: int = 1) -> np.ndarray:
+    """Stack ``(3, h, w)`` arrays into ``(N, 3, H, W)``, zero-padding right and bottom; ``H``
+    and ``W`` are the largest sides rounded up to ``multiple``."""
+    height = -(-max(img.shape[1] for img in chw_images) // multiple) * multiple
+    width = -(-max(img.shape[2] for img in chw_images) // multiple) * multiple
     out = np.zeros((len(chw_images), 3, height, width), dtype=np.float32)
     for i, img in enumerate(chw_images):
         out[i, :, : img.shape[1], : img.shape[2]] = img

@@ -529,6 +529,37 @@ def run_worker_process(script: str, *args: str) -> dict[str, Any]:
     return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
 
 
+PROGRESS = "bench-progress"
+"""Head of the worker's progress lines on stderr (:func:`progress`, :func:`describe_progress`)."""
+
+
+def progress(event: str) -> None:
+    """One progress line on stderr: ``loaded <s>``, ``warmed <pages> <s>``, ``pass <n> <pages> <s>``."""
+    print(f"{PROGRESS} {event}", file=sys.stderr, flush=True)
+
+
+def describe_progress(stderr: str | bytes | None) -> str:
+    """What a worker that ran out of time had done, from its progress lines (``""`` if none)."""
+    text = stderr.decode(errors="replace") if isinstance(stderr, bytes) else stderr or ""
+    events = [line.split()[1:] for line in text.splitlines() if line.startswith(PROGRESS + " ")]
+    said = []
+    for event in events:
+        if event[0] == "loaded":
+            said.append(f"models loaded in {float(event[1]):.1f} s")
+        elif event[0] == "warmed":
+            said.append(f"warm-up over {event[1]} pages took {float(event[2]):.1f} s")
+    passes = [e for e in events if e[0] == "pass"]
+    if passes:
+        _, count, pages, seconds = passes[-1]
+        rate = int(pages) / max(float(seconds), 1e-9)
+        said.append(f"{count} timed passes: {pages} pages in {float(seconds):.1f} s, {rate:.2f} pages/s")
+    elif any(e[0] == "warmed" for e in events):
+        said.append("no timed pass finished")
+    elif any(e[0] == "loaded" for e in events):
+        said.append("the warm-up pass did not finish")
+    return "; ".join(said)
+
+
 def run_worker(request: dict[str, Any]) -> dict[str, Any]:
     """Load one engine, warm it on the first page, time the page loop."""
     import cv2
@@ -544,18 +575,25 @@ def run_worker(request: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     engine = build_engine(spec, threads)
     load_s = time.perf_counter() - t0
+    progress(f"loaded {load_s:.2f}")
     t0 = time.perf_counter()
     warm = max(1, min(len(pages), int(request.get("warmup_pages", 1))))
     # the first page loads lazy models (the orientation one too, if used); more pages (GPU runs)
     # also take every input shape of the timed loop through its one-off kernel set-up
     engine.ocr(pages[:warm], [any(orientation), *orientation[1:warm]])
     warmup_s = time.perf_counter() - t0
+    progress(f"warmed {warm} {warmup_s:.2f}")
     if isinstance(engine, RapidOCR3Engine):
         engine.after_warmup()
 
     repeat = int(request.get("repeat", 1))  # more timed work on the same pages; the first pass is scored
     loop_started_at, t0 = time.time(), time.perf_counter()
-    predictions = engine.ocr(pages * repeat, orientation * repeat)[: len(pages)]
+    predictions: list[list[Line]] = []
+    for done in range(1, repeat + 1):
+        passed = engine.ocr(pages, orientation)
+        if done == 1:
+            predictions = passed
+        progress(f"pass {done} {done * len(pages)} {time.perf_counter() - t0:.3f}")
     total_s = time.perf_counter() - t0
     if isinstance(engine, OursEngine):
         engine.info["input_shapes"] = engine.input_shapes()
@@ -706,8 +744,9 @@ def run_engine(
             check=False,
             timeout=timeout,
         )
-    except subprocess.TimeoutExpired:
-        return None, f"timed out after {timeout:g} s"
+    except subprocess.TimeoutExpired as exc:
+        done = describe_progress(exc.stderr)
+        return None, f"timed out after {timeout:g} s" + (f" ({done})" if done else "")
     busy1, own1, wall = machine_busy_seconds(), children_cpu_seconds(), time.perf_counter() - t0
     if proc.returncode != 0:
         tail = "\n".join((proc.stderr or "").strip().splitlines()[-15:])

@@ -27,6 +27,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -285,29 +286,32 @@ def write_pages(folder: Path, images: Sequence[Any], count: int) -> None:
 # ============================================================================ the job (worker side)
 
 
-def job_overrides(device: str, gpus: int, pages: int, cpus: int, actors_per_gpu: int = 3) -> dict[str, object]:
+def job_overrides(
+    device: str, gpus: int, pages: int, cpus: int, actors_per_gpu: int = 2, one_pool: bool = True
+) -> dict[str, object]:
     """Job settings for this machine: ``job_gpu.yaml`` with a fixed actor layout per GPU.
 
-    Per GPU: ``actors_per_gpu`` detection and as many recognition actors, sharing the GPU
-    equally (each actor runs its pre- and post-processing on the CPU between GPU calls, so
-    several per GPU keep it busy; a session holds a few hundred MB of GPU memory). The actors
-    reserve a quarter of the CPUs between them (each 0.25 to 1, one engine thread): per page
-    the CPU tasks (load, write, with Ray's cost of moving pages) needed about three times
-    the actors' CPU when they also cropped (``bench_job.py``: about 95 against 32 ms; cropping
-    now runs in the detection actors), and a reservation only caps how
-    many run at once, so the tasks get the other three quarters. On CPU (smoke runs) the
-    default job settings. About 20 part files, so the rate after the first one is measured
-    over most of the run.
+    ``one_pool`` (``resources.models_in_one_actor``, as ``job_gpu.yaml``): ``actors_per_gpu``
+    actors per GPU that each detect, crop and recognise (one CUDA context and one set of
+    kernel set-ups each), sharing the GPU equally. Otherwise ``actors_per_gpu`` detection
+    and as many recognition actors. The actors reserve a quarter of the CPUs between them
+    (at least 0.25 and at most 4 each, one engine thread): per page the load and write
+    tasks, with Ray's cost of moving pages, need more CPU than the actors' own pre- and
+    post-processing (``bench_host_costs.py``: decoding alone is over half of the host work),
+    and a reservation only caps how many run at once, so the tasks get the other three
+    quarters. On CPU (smoke runs) the default job settings. About 20 part files, so the rate
+    after the first one is measured over most of the run.
     """
     rows_per_file = max(1, min(200, pages // 20))
     base: dict[str, object] = {"ray.address": "", "output.rows_per_file": rows_per_file}
     if device == "cpu":
         return base
-    actors = 2 * actors_per_gpu * gpus
-    per_actor = max(0.25, min(1.0, 0.25 * cpus / actors))
-    gpu_share = int(100 / (2 * actors_per_gpu)) / 100  # rounded down: the shares fit in one GPU
-    layout: dict[str, object] = {**base}
-    for stage in ("detect", "recognize"):
+    stages = ("detect",) if one_pool else ("detect", "recognize")
+    actors = len(stages) * actors_per_gpu * gpus
+    per_actor = max(0.25, min(4.0, 0.25 * cpus / actors))
+    gpu_share = int(100 / (len(stages) * actors_per_gpu)) / 100  # rounded down: the shares fit in one GPU
+    layout: dict[str, object] = {**base, "resources.models_in_one_actor": one_pool}
+    for stage in stages:
         layout.update(
             {
                 f"resources.{stage}.min_actors": actors_per_gpu * gpus,
@@ -318,6 +322,42 @@ def job_overrides(device: str, gpus: int, pages: int, cpus: int, actors_per_gpu:
             }
         )
     return layout
+
+
+def one_pool_layout(sets: Sequence[str]) -> bool:
+    """Whether the job runs its models in one actor pool: the last ``--set
+    resources.models_in_one_actor=...``, else ``job_gpu.yaml``'s setting."""
+    import yaml
+
+    for item in reversed(sets):
+        key, value = _parse_set(item)
+        if key == "resources.models_in_one_actor":
+            return bool(value)
+    settings = yaml.safe_load((ROOT / "jobs" / "configs" / "job_gpu.yaml").read_text())
+    return bool(settings.get("resources", {}).get("models_in_one_actor", False))
+
+
+WARMUP_LINE = re.compile(r"\b(detector|recognizer) warm-up \(pid \d+[^)]*\):.*")
+
+
+def actor_warmup_lines(ray_temp: Path | None = None, since: float = 0.0) -> list[str]:
+    """The model actors' warm-up lines (``<model> warm-up (pid N): ...``, printed at actor
+    start: shapes, seconds, wait for the GPU) from the worker logs of the newest Ray session
+    under ``ray_temp`` (``RAY_TMPDIR``, else ``/tmp/ray``) started after ``since`` (epoch s);
+    the job's embedded Ray keeps them out of the driver's output."""
+    root = ray_temp or Path(os.environ.get("RAY_TMPDIR") or "/tmp/ray")
+    sessions = [d for d in root.glob("session_2*") if d.is_dir() and d.stat().st_mtime >= since - 5]
+    if not sessions:
+        return []
+    logs = max(sessions, key=lambda d: d.stat().st_mtime) / "logs"
+    lines = []
+    for path in sorted(logs.glob("worker-*")):
+        with contextlib.suppress(OSError):
+            for line in path.read_text(errors="replace").splitlines():
+                match = WARMUP_LINE.search(line)
+                if match:
+                    lines.append(match.group(0))
+    return lines
 
 
 def gpu_ocr_overrides() -> dict[str, object]:
@@ -486,7 +526,10 @@ def engine_run(
 def job_run(workdir: Path, specs: Sequence[Any], truths: Sequence[Any], args: Any, gpus: int) -> dict[str, Any]:
     pages_dir = workdir / "pages"
     output = workdir / "output"
-    overrides = job_overrides(args.device, gpus, args.pages, len(os.sched_getaffinity(0)), args.actors_per_gpu)
+    one_pool = one_pool_layout(args.set)
+    actors_per_gpu = args.actors_per_gpu or (2 if one_pool else 3)
+    cpus = len(os.sched_getaffinity(0))
+    overrides = job_overrides(args.device, gpus, args.pages, cpus, actors_per_gpu, one_pool)
     overrides.update(dict(_parse_set(item) for item in args.set))
     request = {
         "device": args.device,
@@ -498,12 +541,14 @@ def job_run(workdir: Path, specs: Sequence[Any], truths: Sequence[Any], args: An
     started_at = time.time()
     with GpuSampler(args.gpu_ids) as sampler, HostCpuSampler() as cpu_sampler:
         summary = run_job_worker(request, timeout=args.timeout)
+    warmups = actor_warmup_lines(since=started_at)
     if summary["status"] != "succeeded":
         failed: dict[str, Any] = {
             "name": "job",
             "ok": False,
             "error": summary.get("message", summary["status"]),
             "overrides": overrides,
+            "warmups": warmups,
         }
         if summary.get("timed_out"):  # what it did before the limit still tells a story
             ended_at = started_at + args.timeout
@@ -541,6 +586,7 @@ def job_run(workdir: Path, specs: Sequence[Any], truths: Sequence[Any], args: An
         "seconds_per_stage": summary["seconds_per_stage"],
         "cpu_seconds_per_stage": summary["cpu_seconds_per_stage"],
         "overrides": overrides,
+        "warmups": warmups,
     }
 
 
@@ -638,6 +684,10 @@ def report(runs: Sequence[dict[str, Any]], gpus: int, gpu_names: Sequence[str]) 
             )
         if run.get("info", {}).get("providers"):
             lines.append(f"{run['name']} ran on: {', '.join(run['info']['providers'])}")
+        warmups = run.get("warmups") or []
+        if warmups:
+            lines.append(f"{run['name']} actors' warm-ups ({len(warmups)}, from the Ray worker logs):")
+            lines.extend(f"  {line}" for line in warmups[:12])
     by_name = {r["name"]: r for r in runs if r["ok"]}
     reference = by_name.get("reference")
     for name in ("job", "engine"):
@@ -686,8 +736,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--actors-per-gpu",
         type=int,
-        default=3,
-        help="detection actors per GPU in the job, and as many recognition actors (default 3)",
+        default=0,
+        help="model actors per GPU in the job (default 2, each detecting and recognising, as job_gpu.yaml's "
+        "models_in_one_actor; with --set resources.models_in_one_actor=false: detection actors, and as many "
+        "recognition actors, default 3)",
     )
     parser.add_argument("--engine-pages", type=int, default=480, help="pages for our engine alone (default 480)")
     parser.add_argument("--reference-pages", type=int, default=96, help="pages for RapidOCR (default 96)")

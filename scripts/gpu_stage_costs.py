@@ -98,6 +98,7 @@ def gpu_ocr_config(device: str, variant: Variant) -> Any:
     # one CPU thread, not spinning, per session: several processes share the host's cores
     settings.update({"engine.device": device, "engine.threads": 1, "engine.allow_spinning": False})
     settings["text_recognition.warmup"] = False
+    settings["text_detection.warmup"] = False
     settings.update({k.removeprefix("ocr."): v for k, v in variant.overrides.items()})
     return load_config(OCRConfig, None, settings)
 
@@ -128,13 +129,17 @@ class Workload:
 
 
 def job_call_sizes() -> tuple[int, int]:
-    """``job_gpu.yaml``'s pages per detector call (``ocr.page_batch_size``) and per
-    recognition actor call (``resources.recognize.batch_size``)."""
+    """``job_gpu.yaml``'s pages per detector run (``text_detection.batch_size``, else
+    ``ocr.page_batch_size``) and per recognition call (the pages of one call of the actor
+    that recognises: ``resources.detect.batch_size`` with ``models_in_one_actor``, else
+    ``resources.recognize.batch_size``)."""
     from ocr_actors.config import load_config
     from ocr_actors.job_config import JobConfig
 
     job = load_config(JobConfig, ROOT / "jobs" / "configs" / "job_gpu.yaml")
-    return job.ocr.page_batch_size, job.resources.recognize.batch_size
+    res = job.resources
+    det_run = job.ocr.text_detection.batch_size or job.ocr.page_batch_size
+    return det_run, (res.detect if res.models_in_one_actor else res.recognize).batch_size
 
 
 def build_workload(unique: int, det_batch: int, rec_call_pages: int) -> Workload:
@@ -261,21 +266,25 @@ def workload_loop(sessions: Sessions, workload: Workload, seconds: float, offset
     return pages
 
 
-def sharing_worker(conn: Any, device: str, variant: Variant, workload: Workload) -> None:
+def sharing_worker(conn: Any, device: str, variant: Variant, workload: Workload, turns: bool = True) -> None:
     """A worker process: open and warm the sessions, then run the workload loop on request.
 
-    Messages: it sends ``("ready", warm-up seconds)`` (or ``("error", text)``); it receives
+    Messages: it sends ``("ready", warm-up seconds, seconds of those waiting for the other
+    workers' set-up)`` (or ``("error", text)``); it receives
     ``(start_at, seconds, threads)`` and answers ``(pages, elapsed)`` (``threads`` loops at once
     on the same sessions, which ONNX Runtime allows), or ``None`` and exits.
     """
     from concurrent.futures import ThreadPoolExecutor
 
+    from ocr_actors.runtime.gpu_setup import GpuSetupLock
+
     try:
         started = time.perf_counter()
-        sessions = Sessions(device, variant)
-        for shape in {workload.det_input_shape(workload.det_batch), *workload.rec_shapes}:
-            sessions.run(shape)
-        conn.send(("ready", time.perf_counter() - started))
+        with GpuSetupLock(device, turns) as lock:  # as the job's actors: set-ups take turns per GPU
+            sessions = Sessions(device, variant)
+            for shape in {workload.det_input_shape(workload.det_batch), *workload.rec_shapes}:
+                sessions.run(shape)
+        conn.send(("ready", time.perf_counter() - started, lock.waited_s))
     except Exception as exc:  # reported to the parent, which says what failed
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
         return
@@ -303,23 +312,50 @@ def measure_sharing(
     layouts: Sequence[tuple[int, int]],
     seconds: float,
     gpu_ids: Sequence[str],
+    warmup_timeout: float = 150.0,
+    turns: bool = True,
+    say: Any = print,
 ) -> dict[str, Any]:
     """Part 3: pages/s of each ``(processes, threads)`` layout sharing the device, with GPU
-    utilisation; the speed-up is against the first layout."""
+    utilisation; the speed-up is against the first layout. The workers set up their sessions
+    first (in turns per GPU unless ``turns`` is false), each reported as it finishes; if they
+    are not all ready within ``warmup_timeout`` seconds the rounds are skipped."""
     context = multiprocessing.get_context("spawn")
     workers = []
+    opened = time.perf_counter()
     for _ in range(max(p for p, _ in layouts)):
         parent, child = context.Pipe()
-        proc = context.Process(target=sharing_worker, args=(child, device, variant, workload), daemon=True)
+        proc = context.Process(target=sharing_worker, args=(child, device, variant, workload, turns), daemon=True)
         proc.start()
         workers.append((proc, parent))
-    rounds = []
+    rounds: list[dict[str, Any]] = []
+    warm: list[dict[str, float]] = []
+    result: dict[str, Any] = {"variant": variant.name, "setup_turns": turns, "rounds": rounds, "warm_ups": warm}
     try:
-        warm = [parent.recv() for _, parent in workers]
-        errors = [text for kind, text in warm if kind == "error"]
-        if errors:
-            return {"variant": variant.name, "error": errors[0], "rounds": []}
-        warm_up_s = max(s for _, s in warm)
+        for k, (_, parent) in enumerate(workers):
+            left = warmup_timeout - (time.perf_counter() - opened)
+            if left <= 0 or not parent.poll(left):
+                result["error"] = (
+                    f"{len(warm)} of {len(workers)} workers set up within {warmup_timeout:g} s "
+                    f"({'in turns' if turns else 'all at once'})"
+                )
+                say(f"sharing: {result['error']}", flush=True)
+                return result
+            message = parent.recv()
+            if message[0] == "error":
+                result["error"] = message[1]
+                say(f"sharing: worker {k + 1} failed: {message[1]}", flush=True)
+                return result
+            _, ready_s, waited_s = message
+            warm.append({"seconds": round(ready_s, 2), "waited_s": round(waited_s, 2)})
+            say(
+                f"sharing: worker {k + 1} of {len(workers)} ready after {ready_s:.1f} s "
+                f"(of which {waited_s:.1f} s waiting for another's set-up; "
+                f"{time.perf_counter() - opened:.1f} s since start)",
+                flush=True,
+            )
+        result["warm_up_s"] = round(max(w["seconds"] for w in warm), 1)
+        result["all_ready_s"] = round(time.perf_counter() - opened, 1)
         with gpu_check.GpuSampler(gpu_ids) as sampler:
             for processes, threads in layouts:
                 start_at = time.time() + 0.5
@@ -331,7 +367,13 @@ def measure_sharing(
                 gpu = gpu_check.summarise_samples(sampler.samples, start_at + 0.5, start_at + elapsed)
                 rounds.append(
                     {"processes": processes, "threads": threads, "pages": pages, "seconds": round(elapsed, 2)}
-                    | {"pages_per_s": pages / elapsed, "gpu": gpu}
+                    | {"pages_per_s": round(pages / elapsed, 1), "gpu": gpu}
+                )
+                util = gpu.get("utilisation_mean")
+                say(
+                    f"sharing: {processes} process(es) x {threads} thread(s): {pages / elapsed:.1f} pages/s, "
+                    f"GPU util {util if util is not None else 'n/a'}%",
+                    flush=True,
                 )
     finally:
         for proc, parent in workers:
@@ -340,11 +382,10 @@ def measure_sharing(
             proc.join(timeout=10)
             if proc.is_alive():
                 proc.kill()
-    one = rounds[0]["pages_per_s"] if rounds else 0.0
-    for r in rounds:
-        r["speed_up"] = round(r["pages_per_s"] / one, 2) if one else None
-        r["pages_per_s"] = round(r["pages_per_s"], 1)
-    return {"variant": variant.name, "warm_up_s": round(warm_up_s, 1), "rounds": rounds}
+        one = rounds[0]["pages_per_s"] if rounds else 0.0
+        for r in rounds:
+            r["speed_up"] = round(r["pages_per_s"] / one, 2) if one else None
+    return result
 
 
 # ============================================================================ report
@@ -390,7 +431,12 @@ def report(workload: Workload, variants: Sequence[dict[str, Any]], sharing: dict
         rec = "  ".join(f"{w}:{r['ms_per_call']:.1f}" for w, r in v["rec"].items())
         lines.append(f"{'':<17}rec ms/call by width: {rec}")
     if sharing is not None:
-        lines += ["", f"sharing ({sharing['variant']}; warm-up {sharing.get('warm_up_s', '?')} s per process):"]
+        turns = "in turns" if sharing.get("setup_turns", True) else "all at once"
+        lines += [
+            "",
+            f"sharing ({sharing['variant']}; set-up {turns}: slowest worker {sharing.get('warm_up_s', '?')} s, "
+            f"all ready after {sharing.get('all_ready_s', '?')} s):",
+        ]
         if sharing.get("error"):
             lines.append(f"  failed: {sharing['error']}")
         for r in sharing["rounds"]:
@@ -441,6 +487,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--shape-seconds", type=float, default=0.6, help="seconds per detector shape timed")
     parser.add_argument("--min-calls", type=int, default=3, help="fewest steady calls per shape timed (default 3)")
     parser.add_argument("--skip-sharing", action="store_true", help="time the shapes only")
+    parser.add_argument(
+        "--warmup-timeout",
+        type=float,
+        default=150.0,
+        help="seconds the sharing workers may take to set up (default 150); past it the rounds are skipped",
+    )
+    parser.add_argument(
+        "--setup-at-once",
+        action="store_true",
+        help="sharing workers set up all at once (engine.gpu_setup_turns: false) instead of in turns",
+    )
     parser.add_argument("--json", default=None, help="write every figure here")
     args = parser.parse_args(argv)
 
@@ -455,8 +512,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     job_det_batch, rec_call_pages = job_call_sizes()
     workload = build_workload(args.pages, min(job_det_batch, max(args.det_batches)), rec_call_pages)
     print(f"workload built in {time.perf_counter() - started:.1f} s", flush=True)
-    variants = []
+    variants: list[dict[str, Any]] = []
     failed: dict[str, str] = {}
+    sharing: dict[str, Any] | None = None
+
+    def save() -> None:
+        """Every figure so far: a later part that overruns loses nothing."""
+        if not args.json:
+            return
+        figures: dict[str, Any] = {
+            "device": args.device,
+            "gpus": [name for _, name in visible],
+            "workload": {
+                "pages": workload.pages,
+                "det_batch": workload.det_batch,
+                "det_shape": workload.det_shape,
+                "rec_calls_per_page": round(workload.rec_calls_per_page, 3),
+                "rec_widths": workload.rec_widths(),
+            },
+            "variants": variants,
+            "failed_variants": failed,
+            "sharing": sharing,
+            "seconds": round(time.perf_counter() - started, 1),
+        }
+        if variants:
+            figures["projection"] = projection(variants, sharing)
+        Path(args.json).write_text(json.dumps(figures, indent=2))
+
     for variant in args.variants:
         try:
             result = time_variant(args.device, variant, workload, args.det_batches, args.shape_seconds, args.min_calls)
@@ -465,12 +547,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{variant.name}: FAILED: {failed[variant.name]}", flush=True)
             continue
         cost, set_up = result["gpu_ms_per_page"], result["set_up_s"]
-        print(f"{variant.name}: {cost:.2f} GPU ms a page (set-up {set_up} s)", flush=True)
+        print(
+            f"{variant.name}: {cost:.2f} GPU ms a page (detection {result['det_ms_per_page']:.2f}, recognition "
+            f"{result['rec_ms_per_page']:.2f}; set-up {set_up} s)",
+            flush=True,
+        )
         variants.append(result)
+        save()
     if not variants:
         print("error: every variant failed", file=sys.stderr)
         return 1
-    sharing = None
     if not args.skip_sharing:
         best = min(variants, key=lambda v: v["gpu_ms_per_page"])
         variant = next(v for v in args.variants if v.name == best["variant"])
@@ -481,31 +567,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             sharing_layouts(args.processes, args.threads),
             args.seconds,
             [i for i, _ in visible[:1]],
+            args.warmup_timeout,
+            not args.setup_at_once,
         )
-    text = report(workload, variants, sharing)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(
-            json.dumps(
-                {
-                    "device": args.device,
-                    "gpus": [name for _, name in visible],
-                    "workload": {
-                        "pages": workload.pages,
-                        "det_batch": workload.det_batch,
-                        "det_shape": workload.det_shape,
-                        "rec_calls_per_page": round(workload.rec_calls_per_page, 3),
-                        "rec_widths": workload.rec_widths(),
-                    },
-                    "variants": variants,
-                    "failed_variants": failed,
-                    "sharing": sharing,
-                    "projection": projection(variants, sharing),
-                    "seconds": round(time.perf_counter() - started, 1),
-                },
-                indent=2,
-            )
-        )
+        save()
+    print(report(workload, variants, sharing))
     return 0
 
 

@@ -47,21 +47,64 @@ def test_nvidia_smi_lines_parse_and_summarise():
 
 
 def test_job_layout_scales_with_gpus_and_cpus():
-    two = gpu_check.job_overrides("gpu", 2, 3000, 32, actors_per_gpu=2)
-    assert two["resources.detect.min_actors"] == two["resources.recognize.max_actors"] == 4
-    assert 2 * two["resources.detect.num_gpus"] + 2 * two["resources.recognize.num_gpus"] <= 1.0  # per GPU
-    assert two["resources.detect.num_cpus"] == 1.0 and two["resources.recognize.threads"] == 1
-    assert two["output.rows_per_file"] == 150 and "ray.num_cpus" not in two  # Ray counts the CPUs
-    one = gpu_check.job_overrides("gpu", 1, 3000, 16)  # the default: three of each per GPU
-    assert one["resources.detect.max_actors"] == one["resources.recognize.min_actors"] == 3
-    assert one["resources.detect.num_gpus"] == one["resources.recognize.num_gpus"] == 0.16
-    assert 6 * one["resources.detect.num_cpus"] == pytest.approx(4)  # 12 of the 16 CPUs stay for the tasks
-    eight = gpu_check.job_overrides("gpu", 8, 3000, 64, actors_per_gpu=2)  # 32 actors on 64 CPUs: 0.5 each
+    """One pool (job_gpu.yaml's models_in_one_actor): actors_per_gpu actors per GPU, each
+    detecting and recognising; the split layout: as many of each."""
+    one = gpu_check.job_overrides("gpu", 1, 3000, 16)  # the default: two actors per GPU, one pool
+    assert one["resources.models_in_one_actor"] is True
+    assert one["resources.detect.min_actors"] == one["resources.detect.max_actors"] == 2
+    assert one["resources.detect.num_gpus"] == 0.5 and "resources.recognize.num_gpus" not in one
+    assert 2 * one["resources.detect.num_cpus"] == pytest.approx(4)  # 12 of the 16 CPUs stay for the tasks
+    assert one["output.rows_per_file"] == 150 and "ray.num_cpus" not in one  # Ray counts the CPUs
+    fat = gpu_check.job_overrides("gpu", 1, 3000, 64, actors_per_gpu=2)  # never over 4 CPUs an actor
+    assert fat["resources.detect.num_cpus"] == 4.0
+    split = gpu_check.job_overrides("gpu", 2, 3000, 32, actors_per_gpu=2, one_pool=False)
+    assert split["resources.models_in_one_actor"] is False
+    assert split["resources.detect.min_actors"] == split["resources.recognize.max_actors"] == 4
+    assert 2 * split["resources.detect.num_gpus"] + 2 * split["resources.recognize.num_gpus"] <= 1.0  # per GPU
+    assert split["resources.detect.num_cpus"] == 1.0 and split["resources.recognize.threads"] == 1
+    three = gpu_check.job_overrides("gpu", 1, 3000, 16, actors_per_gpu=3, one_pool=False)
+    assert three["resources.detect.num_gpus"] == three["resources.recognize.num_gpus"] == 0.16
+    eight = gpu_check.job_overrides("gpu", 8, 3000, 64, actors_per_gpu=2, one_pool=False)  # 32 actors, 64 CPUs
     assert eight["resources.detect.num_cpus"] == 0.5
-    crowded = gpu_check.job_overrides("gpu", 1, 3000, 4, actors_per_gpu=4)  # never under a quarter CPU
+    crowded = gpu_check.job_overrides("gpu", 1, 3000, 4, actors_per_gpu=4, one_pool=False)  # >= a quarter CPU
     assert crowded["resources.recognize.num_cpus"] == 0.25
     cpu = gpu_check.job_overrides("cpu", 0, 8, 2)
     assert "resources.detect.num_gpus" not in cpu and cpu["output.rows_per_file"] == 1
+
+
+def test_the_layout_follows_job_gpu_yaml_unless_set():
+    assert gpu_check.one_pool_layout([]) is True  # job_gpu.yaml
+    assert gpu_check.one_pool_layout(["resources.models_in_one_actor=false"]) is False
+    assert gpu_check.one_pool_layout(["resources.models_in_one_actor=false", "resources.models_in_one_actor=true"])
+
+
+def test_actor_warmup_lines_come_from_the_newest_ray_session(tmp_path):
+    """The actors print their warm-up lines to stderr, which embedded Ray keeps in its worker
+    logs; the check reads them from the newest session started since the job began."""
+    old = tmp_path / "session_2026-11-27_10-00-00_1_1" / "logs"
+    new = tmp_path / "session_2026-11-28_05-09-37_2_2" / "logs"
+    for logs in (old, new):
+        logs.mkdir(parents=True)
+    (old / "worker-a-01-1.err").write_text("recognizer warm-up (pid 1): 15 shapes in 9.0 s, slowest 1.00 s\n")
+    (new / "worker-b-01-7.err").write_text(
+        ":actor_name:MapWorker\n"
+        "detector warm-up (pid 7): 5 shapes in 0.8 s, slowest 0.30 s at 16x3x960x960; waited 0.0 s for the GPU\n"
+        "recognizer warm-up (pid 7): 15 shapes in 27.1 s, slowest 2.10 s at 32x3x48x3200; waited 0.0 s for the GPU\n"
+    )
+    (new / "worker-c-01-8.out").write_text(
+        "(pid 8) recognizer warm-up (pid 8): 15 shapes in 3.0 s, slowest 0.40 s\n"
+        "recognizer warm-up (pid 8, thread ThreadPoolExecutor-0_1): 15 shapes in 0.2 s, slowest 0.02 s\n"
+    )
+    (new / "raylet.out").write_text("recognizer warm-up (pid 9): not a worker log\n")
+    os.utime(old.parent, (time.time() - 3600,) * 2)
+    lines = gpu_check.actor_warmup_lines(tmp_path, since=time.time() - 60)
+    assert lines == [
+        "detector warm-up (pid 7): 5 shapes in 0.8 s, slowest 0.30 s at 16x3x960x960; waited 0.0 s for the GPU",
+        "recognizer warm-up (pid 7): 15 shapes in 27.1 s, slowest 2.10 s at 32x3x48x3200; waited 0.0 s for the GPU",
+        "recognizer warm-up (pid 8): 15 shapes in 3.0 s, slowest 0.40 s",
+        "recognizer warm-up (pid 8, thread ThreadPoolExecutor-0_1): 15 shapes in 0.2 s, slowest 0.02 s",
+    ]
+    assert gpu_check.actor_warmup_lines(tmp_path, since=time.time() + 3600) == []  # no session since then
 
 
 def test_single_process_engine_gets_the_job_gpu_shapes():
@@ -166,6 +209,33 @@ def test_cpu_smoke_run_of_the_whole_check(tmp_path):
     assert shapes["det"]["shapes"] >= 1 and shapes["rec"]["shapes"] >= 1
     assert "engine input shapes (warm-up and timed loop): det " in proc.stdout
     assert "engine / RapidOCR on the same device and pages" in proc.stdout
+
+
+def test_an_engine_past_its_time_limit_says_how_far_it_got(tmp_path):
+    """An engine whose warm-up crawls (RapidOCR's new shapes on a GPU) used to report only
+    'timed out': now the worker's progress lines say what it did before the limit."""
+    import re
+
+    import bench_engine
+    import numpy as np
+
+    assert bench_engine.describe_progress(None) == ""
+    assert bench_engine.describe_progress(b"bench-progress loaded 3.26\n") == (
+        "models loaded in 3.3 s; the warm-up pass did not finish"
+    )
+    images, _ = bench_engine.render_pages(gpu_check.upright_specs(2))
+    pages_file = tmp_path / "pages.npz"
+    np.savez(pages_file, **{f"page_{i}": im for i, im in enumerate(images)})
+    spec = bench_engine.EngineSpec("ours", "ours", {"text_recognition.batch_size": 8})
+    raw, error = bench_engine.run_engine(spec, pages_file, 2, 2, [False, False], False, repeat=500, timeout=30)
+    assert raw is None
+    pattern = (
+        r"timed out after 30 s \(models loaded in [\d.]+ s; warm-up over 1 pages took [\d.]+ s; "
+        r"(\d+) timed passes: (\d+) pages in [\d.]+ s, [\d.]+ pages/s\)"
+    )
+    match = re.fullmatch(pattern, error)
+    assert match, error
+    assert int(match.group(2)) == 2 * int(match.group(1)) >= 2
 
 
 def test_bench_engine_ours_variants_take_list_values():

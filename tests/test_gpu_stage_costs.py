@@ -68,8 +68,13 @@ def test_cpu_smoke_run_times_the_job_shapes_and_sharing(tmp_path):
     result = json.loads(out.read_text())
     job = yaml.safe_load((ROOT / "jobs" / "configs" / "job_gpu.yaml").read_text())
     workload = result["workload"]
-    # one recognition actor call of the job: its pages, its buckets, its page canvas
-    assert workload["pages"] == job["resources"]["recognize"]["batch_size"]
+    # one call of the job's model actor (one pool: detect, crop, recognise): its pages, its
+    # buckets, its page canvas
+    assert job["resources"]["models_in_one_actor"]
+    assert workload["pages"] == job["resources"]["detect"]["batch_size"]
+    det_run = job["ocr"]["text_detection"]["batch_size"]
+    assert gpu_stage_costs.job_call_sizes() == (det_run, job["resources"]["detect"]["batch_size"])
+    assert workload["det_batch"] == 1  # the job's detector runs, capped by --det-batches
     assert workload["det_shape"] == [3, 960, 960]
     assert 0.5 < workload["rec_calls_per_page"] < 3
     widths = {int(w) for w in workload["rec_widths"]}
@@ -83,7 +88,10 @@ def test_cpu_smoke_run_times_the_job_shapes_and_sharing(tmp_path):
         assert variant["gpu_ms_per_page"] == pytest.approx(
             variant["det_ms_per_page"] + variant["rec_ms_per_page"], abs=0.01
         )
-    rounds = result["sharing"]["rounds"]
+    sharing = result["sharing"]
+    assert sharing["setup_turns"] and len(sharing["warm_ups"]) == 2  # each worker's set-up, as it finished
+    assert all(w["seconds"] > 0 and w["waited_s"] >= 0 for w in sharing["warm_ups"])
+    rounds = sharing["rounds"]
     # two processes, then one process with two threads on the same sessions
     assert [(r["processes"], r["threads"]) for r in rounds] == [(1, 1), (2, 1), (1, 2)]
     assert all(r["pages"] >= 1 for r in rounds)
@@ -108,3 +116,20 @@ def test_a_failing_variant_is_reported_and_the_others_still_run(tmp_path, monkey
     assert "onnxruntime.transformers" in result["failed_variants"]["f16"]
     assert result["projection"]["variant"] == "f32"
     assert "f16: FAILED: ModuleNotFoundError" in capsys.readouterr().out
+
+
+def test_workers_that_do_not_set_up_in_time_end_the_sharing_part_with_the_figures_so_far(tmp_path, capsys):
+    """A GPU whose set-ups crawl (four processes at once took over 200 s on an H200) must not
+    eat the whole device budget: past --warmup-timeout the rounds are skipped, the shape
+    timings before it are kept and the report says how far the set-ups got."""
+    out = tmp_path / "costs.json"
+    args = ["--device", "cpu", "--pages", "2", "--det-batches", "1", "--shape-seconds", "0", "--min-calls", "1"]
+    code = gpu_stage_costs.main(
+        [*args, "--variants", "f32", "--processes", "2", "--warmup-timeout", "0.01", "--json", str(out)]
+    )
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert result["sharing"]["rounds"] == [] and result["sharing"]["warm_ups"] == []
+    assert result["sharing"]["error"] == "0 of 2 workers set up within 0.01 s (in turns)"
+    assert [v["variant"] for v in result["variants"]] == ["f32"] and result["projection"]["variant"] == "f32"
+    assert "failed: 0 of 2 workers set up within 0.01 s" in capsys.readouterr().out

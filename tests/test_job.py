@@ -225,6 +225,38 @@ def test_gpu_shape_settings_in_the_job_read_the_same_pages(inputs, tmp_path):
     assert_pages_read(rows_of(tmp_path / "out"), truth, ok_pages=5)
 
 
+def test_one_model_pool_as_in_job_gpu_yaml_reads_the_same_pages(inputs, tmp_path):
+    """``resources.models_in_one_actor`` with job_gpu.yaml's other settings, on CPU: one actor
+    detects (runs of powers of two on one warmed canvas), crops, classifies line orientation
+    and recognises (bucketed, padded, warmed batches), two calls at once, after load tasks;
+    every page once, each stage timed, pages read right."""
+    folder, truth = inputs
+    config = job_config(
+        str(folder),
+        tmp_path / "out",
+        resources__models_in_one_actor=True,
+        resources__load_in_actors=False,
+        resources__detect__concurrent_calls=2,
+        resources__detect__batch_size=3,
+        ocr__textline_orientation__use_textline_orientation=True,
+        ocr__text_detection__batch_pad_multiple=960,
+        ocr__text_detection__batch_size=2,
+        ocr__text_detection__warmup=True,
+        ocr__text_recognition__batch_size=16,
+        ocr__text_recognition__pad_batch=True,
+        ocr__text_recognition__width_buckets=[320, 640, 1280, 3200],
+        ocr__text_recognition__warmup=True,
+    )
+    summary = run_job(config, progress=io.StringIO())
+    assert summary.status == "succeeded" and summary.rows_written == 8
+    assert all(summary.seconds_per_stage[stage] > 0 for stage in ("load", "detect", "crop", "lineori", "recognize"))
+    rows = rows_of(tmp_path / "out")
+    assert len({(r["source_uri"], r["page_index"]) for r in rows}) == 8
+    angles = [line["angle"] for r in rows if r["status"] == "ok" for line in r["lines"]]
+    assert len(angles) >= 20 and set(angles) <= {0, 180}  # the orientation stage ran on every line
+    assert_pages_read(rows, truth, ok_pages=5)
+
+
 def test_model_actors_running_batches_in_threads_read_the_same_pages(inputs, tmp_path):
     """``resources.<stage>.concurrent_calls``: one detection and one recognition actor, each
     running two one-page batches at once on its sessions, write every page once, read alike."""
@@ -282,6 +314,11 @@ def test_detection_actors_that_load_their_own_pages_give_the_same_rows(inputs, t
             {"resources.load_in_actors": False, "resources.crop_in_detect": False},
             ["load_work", "DetectText", "crop_text_lines", "RecognizeText", "write_parquet"],
         ),
+        (  # one model pool (job_gpu.yaml): detection, cropping and recognition in one actor
+            {"resources.load_in_actors": False, "resources.models_in_one_actor": True},
+            ["load_work", "StageChain", "write_parquet"],
+        ),
+        ({"resources.models_in_one_actor": True}, ["LoadThen", "write_parquet"]),  # ... which loads too
     ],
 )
 def test_the_operator_chain_follows_the_layout_settings(overrides, operators):
@@ -306,6 +343,7 @@ def test_the_operator_chain_follows_the_layout_settings(overrides, operators):
         "DocPreprocess",
         "DetectText",
         "crop_text_lines",
+        "StageChain",
         "RecognizeText",
         "write_parquet",
     )

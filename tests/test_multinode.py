@@ -111,7 +111,7 @@ def test_model_actors_run_only_on_gpu_nodes(cluster, pages_dir, tmp_path):
     model_actors = [
         a
         for a in list_actors(detail=True, limit=1000)
-        if "DetectText" in a.class_name or "RecognizeText" in a.class_name
+        if any(name in a.class_name for name in ("DetectText", "RecognizeText", "StageChain"))
     ]
     assert model_actors, "no model actors found"
     assert {a.node_id for a in model_actors} <= gpu_node_ids
@@ -159,6 +159,25 @@ def test_a_gpu_node_killed_while_its_actors_load_pages_loses_and_duplicates_noth
     assert run_with_node_killed(ray_cluster, node, pages_dir, output, after_parts=3, **overrides) < 16
     found = keys(output)
     assert len(found) == len(set(found)) == 16
+
+
+def test_a_gpu_node_killed_midway_with_one_model_pool_loses_and_duplicates_nothing(cluster, pages_dir, tmp_path):
+    """``resources.models_in_one_actor`` (job_gpu.yaml's layout): one pool of actors that
+    detect, crop and recognise, on GPU nodes only; a GPU node added for this run and killed
+    midway loses and duplicates nothing."""
+    from ray.util.state import list_actors
+
+    ray_cluster, _, _ = cluster
+    node = ray_cluster.add_node(num_cpus=2, num_gpus=1, **NODE)
+    ray_cluster.wait_for_nodes()
+    gpu_node_ids = {n["NodeID"] for n in ray.nodes() if n["Alive"] and n["Resources"].get("GPU")}
+    output = tmp_path / "out"
+    overrides = {"resources.models_in_one_actor": True}
+    assert run_with_node_killed(ray_cluster, node, pages_dir, output, after_parts=3, **overrides) < 16
+    found = keys(output)
+    assert len(found) == len(set(found)) == 16
+    pool = [a for a in list_actors(detail=True, limit=1000) if "StageChain" in a.class_name]
+    assert pool and {a.node_id for a in pool} <= gpu_node_ids
 
 
 def test_cpu_node_killed_while_pages_are_written_loses_and_duplicates_nothing(cluster, pages_dir, tmp_path):

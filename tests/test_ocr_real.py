@@ -236,6 +236,40 @@ def test_pages_of_similar_size_share_a_detector_call_with_the_same_boxes():
     assert [r["rec_texts"] for r in batched.predict(pages)] == [r["rec_texts"] for r in base.predict(pages)]
 
 
+def test_detector_runs_in_powers_of_two_on_one_canvas_with_every_shape_warmed():
+    """GPU detection settings (one 960 x 960 canvas, runs of 4, 2 or 1 pages, warm-up): the
+    detector sees only the shapes it warmed at start, and finds the same boxes."""
+    from ocr_actors.config import ConfigError, TextDetectionConfig
+    from ocr_actors.runtime.runners import TextDetector, power_of_two_runs
+
+    assert power_of_two_runs(13, 16) == [8, 4, 1] and power_of_two_runs(37, 16) == [16, 16, 4, 1]
+    assert power_of_two_runs(7, 6) == [4, 2, 1] and power_of_two_runs(5, 0) == [5] and power_of_two_runs(0, 4) == []
+    pages = [render_page(seed=140 + i, lines_per_column=5).image for i in range(3)]
+    pages[2] = cv2.rotate(pages[2], cv2.ROTATE_90_CLOCKWISE)  # landscape: same canvas
+    one_call = TextDetector(TextDetectionConfig(batch_pad_multiple=960), EngineConfig(threads=2))
+    runs = TextDetector(TextDetectionConfig(batch_pad_multiple=960, batch_size=4, warmup=True), EngineConfig(threads=2))
+    warmed = [shape for shape, _ in runs.warmup_timings]
+    assert warmed == [(1, 3, 960, 960), (2, 3, 960, 960), (4, 3, 960, 960)]
+    for a, b in zip(one_call.detect(pages), runs.detect(pages + pages)[:3], strict=True):  # 6 pages: runs of 4, 2
+        assert a.quads.shape == b.quads.shape and a.quads.shape[0] >= 5
+        assert np.abs(a.quads - b.quads).max() <= 1
+    assert set(runs.session.first_runs) == set(warmed)  # no shape but the warmed ones
+    # a call thread (concurrent_calls) warms up once on its own: CUDA handles are per thread
+    import threading
+
+    assert runs.warm_this_thread() == ([], 0.0)  # the constructing thread is warm
+    seen: list = []
+    worker = threading.Thread(target=lambda: seen.extend([runs.warm_this_thread(), runs.warm_this_thread()]))
+    worker.start()
+    worker.join()
+    assert [shape for shape, _ in seen[0][0]] == warmed and seen[1] == ([], 0.0)
+    assert one_call.warm_this_thread() == ([], 0.0)  # warm-up off
+    assert set(one_call.session.first_runs) == {(3, 3, 960, 960)}
+    for bad in ({"warmup": True}, {"warmup": True, "batch_size": 4}, {"batch_size": -1}):
+        with pytest.raises(ConfigError, match="text_detection"):
+            TextDetectionConfig(**bad)
+
+
 @pytest.mark.parametrize("model", ["PP-OCRv6_tiny_rec", "PP-OCRv6_small_rec", "PP-OCRv4_mobile_rec"])
 def test_fused_ctc_decoding_reads_like_host_decoding(pipeline, model):
     """Same texts and scores whether the CTC choice runs in the graph or in numpy."""

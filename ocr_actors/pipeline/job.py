@@ -284,16 +284,16 @@ def check_cpu_budget(config: JobConfig, cluster_cpus: float) -> None:
     (Ray Data would wait forever)."""
     res = config.resources
     ocr = config.ocr
-    pools = [res.detect, res.recognize]
+    pools = [res.detect] if res.models_in_one_actor else [res.detect, res.recognize]
     if ocr.doc_preprocessor.use_doc_orientation_classify or ocr.doc_preprocessor.use_doc_unwarping:
         pools.append(res.docprep)
-    if ocr.textline_orientation.use_textline_orientation:
+    if ocr.textline_orientation.use_textline_orientation and not res.models_in_one_actor:
         pools.append(res.lineori)
     reserved = sum(stage.num_cpus * stage.min_actors for stage in pools)
     tasks = [res.write]
     if not res.load_in_actors:
         tasks.append(res.load)
-    if not res.crop_in_detect:
+    if not res.crop_in_detect and not res.models_in_one_actor:
         tasks.append(res.crop)
     task_need = max(stage.num_cpus for stage in tasks)
     if reserved + task_need > cluster_cpus + 1e-9:
@@ -346,6 +346,7 @@ def build_dataset(config: JobConfig, work: list[WorkRange], job_id: str):  # typ
     """
     import ray.data
 
+    from ocr_actors.stages.chain import StageChain
     from ocr_actors.stages.crop import crop_text_lines
     from ocr_actors.stages.detect import DetectText
     from ocr_actors.stages.docprep import DocPreprocess
@@ -407,14 +408,21 @@ def build_dataset(config: JobConfig, work: list[WorkRange], job_id: str):  # typ
     if ocr.doc_preprocessor.use_doc_orientation_classify or ocr.doc_preprocessor.use_doc_unwarping:
         ds = actor_stage(ds, DocPreprocess, res.docprep, loads=loads)
         loads = False
-    ds = actor_stage(ds, DetectText, res.detect, res.crop_in_detect, loads=loads)
-    if not res.crop_in_detect:
-        ds = ds.map_batches(
-            crop_text_lines, batch_size=res.crop.batch_size, batch_format="numpy", num_cpus=res.crop.num_cpus
-        )
-    if ocr.textline_orientation.use_textline_orientation:
-        ds = actor_stage(ds, ClassifyTextlines, res.lineori)
-    ds = actor_stage(ds, RecognizeText, res.recognize)
+    if res.models_in_one_actor:  # one pool: detect and crop, orientation, recognise
+        chain: list[Any] = [(DetectText, (True,))]
+        if ocr.textline_orientation.use_textline_orientation:
+            chain.append((ClassifyTextlines, ()))
+        chain.append((RecognizeText, ()))
+        ds = actor_stage(ds, StageChain, res.detect, chain, loads=loads)
+    else:
+        ds = actor_stage(ds, DetectText, res.detect, res.crop_in_detect, loads=loads)
+        if not res.crop_in_detect:
+            ds = ds.map_batches(
+                crop_text_lines, batch_size=res.crop.batch_size, batch_format="numpy", num_cpus=res.crop.num_cpus
+            )
+        if ocr.textline_orientation.use_textline_orientation:
+            ds = actor_stage(ds, ClassifyTextlines, res.lineori)
+        ds = actor_stage(ds, RecognizeText, res.recognize)
     params = params_from_config(ocr)
     ds = ds.map_batches(
         write_parquet,

@@ -6,10 +6,12 @@ parameters are arguments, never stored on the runner.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -36,6 +38,7 @@ from ocr_actors.preprocess import (
     stack_padded,
 )
 from ocr_actors.runtime.engines import InferenceSession, create_session
+from ocr_actors.runtime.gpu_setup import GpuSetupLock
 from ocr_actors.runtime.models import (
     ModelNotFoundError,
     ResolvedModel,
@@ -141,14 +144,38 @@ def group_by_padded_shape(shapes: Sequence[tuple[int, int]], multiple: int) -> d
     return groups
 
 
+def power_of_two_runs(count: int, largest: int) -> list[int]:
+    """Split ``count`` pages into runs of at most ``largest`` pages, each a power of two,
+    largest first (13, 16 -> [8, 4, 1]; 37, 16 -> [16, 16, 4, 1]). ``largest`` 0: one run."""
+    if largest <= 0 or count <= 0:
+        return [count] if count > 0 else []
+    top = 1 << (largest.bit_length() - 1)  # the largest power of two <= largest
+    runs = []
+    while count:
+        size = top
+        while size > count:
+            size //= 2
+        runs.append(size)
+        count -= size
+    return runs
+
+
 class TextDetector:
     """PP-OCR DB detector: resize/normalise -> session -> DB post-process."""
 
     def __init__(self, config: TextDetectionConfig, engine: EngineConfig) -> None:
         self.model_name = config.model
-        self._model, self._session = open_model(config.model, engine)
-        self.default_params = det_params(config, self._model.det_defaults)
-        self.batch_pad_multiple = config.batch_pad_multiple
+        self.config = config
+        self._engine = engine
+        self._warm_threads = {threading.get_ident()}
+        with GpuSetupLock(engine.device, engine.gpu_setup_turns) as lock:
+            self._model, self._session = open_model(config.model, engine)
+            self.default_params = det_params(config, self._model.det_defaults)
+            self.batch_pad_multiple = config.batch_pad_multiple
+            self.warmup_timings = self.warm_up() if config.warmup else []
+            """``(shape, seconds)`` of the start-up runs (``text_detection.warmup``)."""
+        self.setup_wait_s = lock.waited_s
+        """Seconds this process waited for other processes' set-up on the same GPU."""
 
     @property
     def session(self) -> InferenceSession:
@@ -159,9 +186,11 @@ class TextDetector:
         """Detect text lines on BGR ``(H, W, 3)`` (or grey ``(H, W, 1)``) uint8 images.
 
         Pages are grouped by their resized shape rounded up to ``batch_pad_multiple``: the
-        pages of a group are zero-padded (after normalisation) to the group's largest page,
-        and each probability map is cut back to its own page before post-processing. With the
-        default multiple of 32 only pages of identical resized shape share a call.
+        pages of a group are zero-padded (after normalisation) to that shape, and each
+        probability map is cut back to its own page before post-processing. With the
+        default multiple of 32 only pages of identical resized shape share a call. A group
+        runs in one call, or with ``batch_size`` in calls of powers of two up to it
+        (:func:`power_of_two_runs`).
         """
         p = params or self.default_params
         shapes = [
@@ -169,16 +198,47 @@ class TextDetector:
             for im in images
         ]
         results: list[Detection | None] = [None] * len(images)
-        for members in group_by_padded_shape(shapes, self.batch_pad_multiple).values():
-            limits = (p.limit_side_len, p.limit_type, p.max_side_limit)
-            batch = stack_padded([prepare_det_input(images[i], *limits)[0] for i in members])
-            probs = self._session.run(batch)
-            for k, i in enumerate(members):
-                own_h, own_w = shapes[i]
-                quads, scores = db_boxes(probs[k, 0, :own_h, :own_w], images[i].shape[:2], p.db)
-                keep = filter_tiny_quads(quads)
-                results[i] = Detection(quads[keep], scores[keep])
+        limits = (p.limit_side_len, p.limit_type, p.max_side_limit)
+        for group in group_by_padded_shape(shapes, self.batch_pad_multiple).values():
+            start = 0
+            for size in power_of_two_runs(len(group), self.config.batch_size):
+                members, start = group[start : start + size], start + size
+                pages = [prepare_det_input(images[i], *limits)[0] for i in members]
+                probs = self._session.run(stack_padded(pages, self.batch_pad_multiple))
+                for k, i in enumerate(members):
+                    own_h, own_w = shapes[i]
+                    quads, scores = db_boxes(probs[k, 0, :own_h, :own_w], images[i].shape[:2], p.db)
+                    keep = filter_tiny_quads(quads)
+                    results[i] = Detection(quads[keep], scores[keep])
         return [r for r in results if r is not None]
+
+    def warmup_shapes(self) -> list[tuple[int, int, int, int]]:
+        """The input shapes ``(N, 3, S, S)`` of the detector's runs when every page pads to
+        one ``S`` x ``S`` canvas (:attr:`TextDetectionConfig.warmup_canvas`) and runs are
+        powers of two up to ``batch_size``; else ``[]``."""
+        side = self.config.warmup_canvas
+        if side is None or self.config.batch_size < 1:
+            return []
+        sizes = sorted({run for n in range(1, self.config.batch_size + 1) for run in power_of_two_runs(n, n)})
+        return [(n, 3, side, side) for n in sizes if n <= self.config.batch_size]
+
+    def warm_up(self) -> list[tuple[tuple[int, int, int, int], float]]:
+        """Run one blank batch of every shape in :meth:`warmup_shapes`; returns each shape
+        with the seconds its first run took (GPU kernel set-up included)."""
+        timings = []
+        for shape in self.warmup_shapes():
+            started = time.perf_counter()
+            self._session.run(np.zeros(shape, dtype=np.float32))
+            timings.append((shape, time.perf_counter() - started))
+        return timings
+
+    def warm_this_thread(self) -> tuple[list[tuple[tuple[int, int, int, int], float]], float]:
+        """:meth:`warm_up` again on the calling thread, once per thread (``warmup``; the
+        constructing thread is warm): ONNX Runtime's CUDA provider keeps cuDNN and cuBLAS
+        handles per thread, so a thread that runs calls (``concurrent_calls``) may set up
+        kernels of its own. Returns the timings and the wait for the GPU, ``([], 0)`` when
+        already warm or warm-up is off."""
+        return warm_thread_once(self, self.config.warmup, self._engine, self._warm_threads)
 
 
 REC_HEIGHT = 48
@@ -196,31 +256,36 @@ class TextRecognizer:
     def __init__(self, config: TextRecognitionConfig, engine: EngineConfig, fuse_decode: bool = True) -> None:
         self.model_name = config.model
         self.config = config
-        self._model = resolve_model(config.model, engine.engine)
-        model_file = engine_model_file(self._model.path_for(engine.engine), engine)
-        fused = None
-        if fuse_decode and engine.engine != "paddle" and self._model.onnx_file is not None:
-            # fused after any f16 conversion: the choice reads the model's float32 output
-            fused = fused_ctc_file(model_file, config.space_bias)
-        self.fused_decode = fused is not None
-        self._session = open_session(fused[0] if fused else model_file, engine, convert=False)
-        dictionary = self._model.dictionary
-        if dictionary is None:
-            metadata = self._session.metadata
-            if "character" not in metadata:
+        self._engine = engine
+        self._warm_threads = {threading.get_ident()}
+        with GpuSetupLock(engine.device, engine.gpu_setup_turns) as lock:
+            self._model = resolve_model(config.model, engine.engine)
+            model_file = engine_model_file(self._model.path_for(engine.engine), engine)
+            fused = None
+            if fuse_decode and engine.engine != "paddle" and self._model.onnx_file is not None:
+                # fused after any f16 conversion: the choice reads the model's float32 output
+                fused = fused_ctc_file(model_file, config.space_bias)
+            self.fused_decode = fused is not None
+            self._session = open_session(fused[0] if fused else model_file, engine, convert=False)
+            dictionary = self._model.dictionary
+            if dictionary is None:
+                metadata = self._session.metadata
+                if "character" not in metadata:
+                    raise ModelNotFoundError(
+                        f"no dictionary found for recognition model {config.model!r}: "
+                        "put inference.yml or a *dict*.txt beside it"
+                    )
+                dictionary = tuple(metadata["character"].splitlines())
+            self.characters = ctc_characters(dictionary)
+            if fused is not None and fused[1] != len(self.characters):
                 raise ModelNotFoundError(
-                    f"no dictionary found for recognition model {config.model!r}: "
-                    "put inference.yml or a *dict*.txt beside it"
+                    f"model has {fused[1]} classes but the dictionary gives {len(self.characters)}: "
+                    "wrong dictionary for this recognition model"
                 )
-            dictionary = tuple(metadata["character"].splitlines())
-        self.characters = ctc_characters(dictionary)
-        if fused is not None and fused[1] != len(self.characters):
-            raise ModelNotFoundError(
-                f"model has {fused[1]} classes but the dictionary gives {len(self.characters)}: "
-                "wrong dictionary for this recognition model"
-            )
-        self.warmup_timings = self.warm_up() if config.warmup else []
-        """``(shape, seconds)`` of the start-up runs (``text_recognition.warmup``)."""
+            self.warmup_timings = self.warm_up() if config.warmup else []
+            """``(shape, seconds)`` of the start-up runs (``text_recognition.warmup``)."""
+        self.setup_wait_s = lock.waited_s
+        """Seconds this process waited for other processes' set-up on the same GPU."""
 
     @property
     def session(self) -> InferenceSession:
@@ -292,6 +357,28 @@ class TextRecognizer:
             self._decode(np.zeros(shape, dtype=np.float32))
             timings.append((shape, time.perf_counter() - started))
         return timings
+
+    def warm_this_thread(self) -> tuple[list[tuple[tuple[int, int, int, int], float]], float]:
+        """As :meth:`TextDetector.warm_this_thread`, for the recogniser's bucket shapes."""
+        return warm_thread_once(self, self.config.warmup, self._engine, self._warm_threads)
+
+
+class _WarmsUp(Protocol):
+    def warm_up(self) -> list[tuple[tuple[int, int, int, int], float]]: ...
+
+
+def warm_thread_once(
+    runner: _WarmsUp, enabled: bool, engine: EngineConfig, warm_threads: set[int]
+) -> tuple[list[tuple[tuple[int, int, int, int], float]], float]:
+    """``runner.warm_up()`` on the calling thread unless it is in ``warm_threads`` (then
+    added) or ``enabled`` is false; under the GPU's set-up lock. Returns ``(timings, waited s)``."""
+    thread = threading.get_ident()
+    if not enabled or thread in warm_threads:
+        return [], 0.0
+    with GpuSetupLock(engine.device, engine.gpu_setup_turns) as lock:
+        timings = runner.warm_up()
+    warm_threads.add(thread)
+    return timings, lock.waited_s
 
 
 class TextlineClassifier:

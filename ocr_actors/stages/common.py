@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -131,3 +134,27 @@ def unpack_crops(pixels: np.ndarray, shapes: np.ndarray) -> list[np.ndarray]:
         crops.append(np.asarray(pixels[offset : offset + size], dtype=np.uint8).reshape(int(h), int(w), int(c)))
         offset += size
     return crops
+
+
+def warmup_message(
+    model: str, timings: list[tuple[tuple[int, int, int, int], float]], waited_s: float, thread: str = ""
+) -> str:
+    """One line on a model's start-up runs (``warmup``): shapes, total and slowest seconds,
+    and the wait for other processes' set-up on the same GPU; ``thread`` names a call thread
+    warming up after the actor started. ``scripts/gpu_check.py`` reads these lines back from
+    the Ray workers' logs: keep the ``<model> warm-up (pid N`` head."""
+    total = sum(seconds for _, seconds in timings)
+    shape, slowest = max(timings, key=lambda item: item[1])
+    where = f"pid {os.getpid()}" + (f", thread {thread}" if thread else "")
+    return (
+        f"{model} warm-up ({where}): {len(timings)} shapes in {total:.1f} s, "
+        f"slowest {slowest:.2f} s at {'x'.join(map(str, shape))}; waited {waited_s:.1f} s for the GPU"
+    )
+
+
+def say_thread_warmup(model: str, warmed: tuple[list[tuple[tuple[int, int, int, int], float]], float]) -> None:
+    """Print :func:`warmup_message` for a call thread's warm-up (a runner's
+    ``warm_this_thread()`` result), if there was one."""
+    timings, waited_s = warmed
+    if timings:
+        print(warmup_message(model, timings, waited_s, threading.current_thread().name), file=sys.stderr, flush=True)

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 from ocr_actors.config import OCRConfig
 from ocr_actors.runtime.runners import TextDetector
-from ocr_actors.stages.common import Batch, ragged, require, run_isolating_pages, timed, writable_status
+from ocr_actors.stages.common import (
+    Batch,
+    ragged,
+    require,
+    run_isolating_pages,
+    say_thread_warmup,
+    timed,
+    warmup_message,
+    writable_status,
+)
 from ocr_actors.stages.crop import crop_text_lines
 
 NO_QUADS = np.zeros((0, 4, 2), dtype=np.float32)
@@ -21,8 +32,12 @@ class DetectText:
     def __init__(self, config: OCRConfig, crop: bool = False) -> None:
         self.detector = TextDetector(config.text_detection, config.engine)
         self.crop = crop
+        if self.detector.warmup_timings:
+            message = warmup_message("detector", self.detector.warmup_timings, self.detector.setup_wait_s)
+            print(message, file=sys.stderr, flush=True)
 
     def __call__(self, batch: Batch) -> Batch:
+        say_thread_warmup("detector", self.detector.warm_this_thread())
         rows = require(batch, "detect", "image", "status")
         out = writable_status(batch)
         quads: list[np.ndarray] = [NO_QUADS] * rows

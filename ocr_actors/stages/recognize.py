@@ -4,7 +4,6 @@ aspect ratio across pages -> texts and scores."""
 from __future__ import annotations
 
 import json
-import os
 import sys
 
 import numpy as np
@@ -12,7 +11,17 @@ import numpy as np
 from ocr_actors.config import OCRConfig
 from ocr_actors.runtime.ocr import orient_lines
 from ocr_actors.runtime.runners import TextRecognizer
-from ocr_actors.stages.common import Batch, ragged, require, run_isolating_pages, timed, unpack_crops, writable_status
+from ocr_actors.stages.common import (
+    Batch,
+    ragged,
+    require,
+    run_isolating_pages,
+    say_thread_warmup,
+    timed,
+    unpack_crops,
+    warmup_message,
+    writable_status,
+)
 
 LineClasses = list[tuple[int, float]]
 """Per line of a page: (angle 0/180, probability) from the text-line orientation stage."""
@@ -30,9 +39,11 @@ class RecognizeText:
         self.recognizer = TextRecognizer(config.text_recognition, config.engine)
         self.orientation = config.textline_orientation
         if self.recognizer.warmup_timings:
-            print(warmup_message(self.recognizer.warmup_timings), file=sys.stderr, flush=True)
+            message = warmup_message("recognizer", self.recognizer.warmup_timings, self.recognizer.setup_wait_s)
+            print(message, file=sys.stderr, flush=True)
 
     def __call__(self, batch: Batch) -> Batch:
+        say_thread_warmup("recognizer", self.recognizer.warm_this_thread())
         rows = require(batch, "recognize", "crop_pixels", "crop_shapes", "status")
         out = writable_status({k: v for k, v in batch.items() if k not in ("crop_pixels", "crop_shapes", "line_cls")})
         per_page = [unpack_crops(p, s) for p, s in zip(batch["crop_pixels"], batch["crop_shapes"], strict=True)]
@@ -83,13 +94,3 @@ class RecognizeText:
             )
             start = end
         return per_page
-
-
-def warmup_message(timings: list[tuple[tuple[int, int, int, int], float]]) -> str:
-    """One line on the recogniser's start-up runs: shapes, total and slowest seconds."""
-    total = sum(seconds for _, seconds in timings)
-    shape, slowest = max(timings, key=lambda item: item[1])
-    return (
-        f"recognizer warm-up (pid {os.getpid()}): {len(timings)} shapes in {total:.1f} s, "
-        f"slowest {slowest:.2f} s at {'x'.join(map(str, shape))}"
-    )
