@@ -6,6 +6,7 @@ detection input; returned quads are float32 ``(N, 4, 2)`` in source-image pixels
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -38,11 +39,11 @@ def min_area_quad(contour: np.ndarray) -> tuple[np.ndarray, float]:
 def box_score(prob: np.ndarray, quad: np.ndarray) -> float:
     """Mean probability inside a quad (in ``prob``'s pixel frame)."""
     h, w = prob.shape
-    xs, ys = quad[:, 0], quad[:, 1]
-    x_min = int(np.clip(np.floor(xs.min()), 0, w - 1))
-    x_max = int(np.clip(np.ceil(xs.max()), 0, w - 1))
-    y_min = int(np.clip(np.floor(ys.min()), 0, h - 1))
-    y_max = int(np.clip(np.ceil(ys.max()), 0, h - 1))
+    xs, ys = quad[:, 0].tolist(), quad[:, 1].tolist()  # Python scalars: four points, no numpy calls
+    x_min = min(max(math.floor(min(xs)), 0), w - 1)
+    x_max = min(max(math.ceil(max(xs)), 0), w - 1)
+    y_min = min(max(math.floor(min(ys)), 0), h - 1)
+    y_max = min(max(math.ceil(max(ys)), 0), h - 1)
     mask = np.zeros((y_max - y_min + 1, x_max - x_min + 1), dtype=np.uint8)
     shifted = (quad - np.array([x_min, y_min], dtype=np.float32)).astype(np.int32)
     cv2.fillPoly(mask, [shifted], 1)
@@ -61,7 +62,7 @@ def unclip(quad: np.ndarray, unclip_ratio: float) -> np.ndarray | None:
         return None
     distance = area * unclip_ratio / perimeter
     offset = pyclipper.PyclipperOffset()
-    offset.AddPath([tuple(map(float, p)) for p in quad], pyclipper.JT_ROUND, pyclipper.ET_CLOSEDPOLYGON)
+    offset.AddPath(quad.astype(np.float64).tolist(), pyclipper.JT_ROUND, pyclipper.ET_CLOSEDPOLYGON)
     expanded = offset.Execute(distance)
     if len(expanded) != 1:
         return None
@@ -108,14 +109,14 @@ def db_boxes(prob: np.ndarray, source_shape: tuple[int, int], params: DBParams) 
         quad, short_side = min_area_quad(grown)
         if short_side < params.min_size + 2:
             continue
-        quad = quad * scale
-        quad[:, 0] = np.clip(np.round(quad[:, 0]), 0, src_w)
-        quad[:, 1] = np.clip(np.round(quad[:, 1]), 0, src_h)
         quads.append(quad)
         scores.append(score)
     if not quads:
         return np.zeros((0, 4, 2), dtype=np.float32), np.zeros(0, dtype=np.float32)
-    return np.stack(quads).astype(np.float32), np.asarray(scores, dtype=np.float32)
+    scaled = np.stack(quads) * scale  # to source pixels, all quads at once
+    scaled[:, :, 0] = np.clip(np.round(scaled[:, :, 0]), 0, src_w)
+    scaled[:, :, 1] = np.clip(np.round(scaled[:, :, 1]), 0, src_h)
+    return scaled.astype(np.float32), np.asarray(scores, dtype=np.float32)
 
 
 def filter_tiny_quads(quads: np.ndarray, min_side: float = 3.0) -> np.ndarray:

@@ -155,17 +155,21 @@ def prepare_rec_batch(
     """
     widths = [rec_resized_width(c.shape[0], c.shape[1], height, max_width, width_scale) for c in crops]
     batch_w = rec_batch_width(max(widths, default=0), min_width, width_multiple, width_buckets)
-    out = np.zeros((max(len(crops), rows), 3, height, batch_w), dtype=np.float32)
+    grey = all(c.ndim == 2 or c.shape[2] == 1 for c in crops)
+    # resized pixels into one uint8 buffer, then one normalisation for the whole batch: few
+    # numpy calls per crop (this runs in the recognition actor's loop, holding the GIL)
+    pixels = np.zeros((len(crops), height, batch_w, 1 if grey else 3), dtype=np.uint8)
     for i, (crop, w) in enumerate(zip(crops, widths, strict=True)):
         resized = cv2.resize(crop, (w, height), interpolation=cv2.INTER_LINEAR)
-        planes = [resized] if resized.ndim == 2 else cv2.split(resized)  # cv2.resize drops a 1-channel axis
-        for channel, plane in enumerate(planes):
-            target = out[i, channel, :, :w]
-            target[...] = plane
-            target *= 2.0 / 255.0
-            target -= 1.0
-        if len(planes) == 1:  # grey: the same values in all three channels
-            out[i, 1:, :, :w] = out[i, 0, :, :w]
+        pixels[i, :, :w] = resized.reshape(height, w, -1)  # cv2.resize drops a 1-channel axis
+    out = np.zeros((max(len(crops), rows), 3, height, batch_w), dtype=np.float32)
+    if crops:
+        normalised = pixels.transpose(0, 3, 1, 2).astype(np.float32)  # (N, C, H, W)
+        normalised *= 2.0 / 255.0
+        normalised -= 1.0
+        out[: len(crops)] = normalised  # grey: the same values in all three channels
+        for i, w in enumerate(widths):
+            out[i, :, :, w:] = 0.0  # padding stays zero, as the reference pads
     return out
 
 

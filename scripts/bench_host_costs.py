@@ -13,6 +13,12 @@ The two models are timed on this CPU too (the work a GPU takes over), as the ref
 the host work is measured against. The (grey) pages decode to one channel as in the batch job;
 ``--bgr`` decodes them to BGR, as the single-image engine does, for comparison; ``--encoding``
 stores them as RGB PNG (default), greyscale PNG or JPEG.
+
+Last it replays the part of that work a GPU model actor does itself (detection pre- and
+post-processing, cropping, recognition pre-processing, CTC decoding; the model outputs reused,
+so no model runs) in one thread and in ``--threads`` threads of one process at once, as an
+actor with ``concurrent_calls`` runs its batches: pages/s in each and the speed-up, which
+says how much of that work holds Python's GIL (a speed-up near the thread count: little).
 """
 
 from __future__ import annotations
@@ -66,6 +72,9 @@ def main() -> int:
         help="decode the (grey) pages to BGR, as the single-image engine does, instead of to one "
         "channel as the batch job does (decode_document keep_grey)",
     )
+    parser.add_argument(
+        "--threads", type=int, default=2, help="threads of the actor-work replay (default 2; 1 skips it)"
+    )
     args = parser.parse_args()
     cv2.setNumThreads(1)
 
@@ -88,6 +97,7 @@ def main() -> int:
     seconds: dict[str, float] = defaultdict(float)
     lines_total = 0
     rows: list[dict[str, object]] = []
+    replays: list[tuple[object, object, list[tuple[object, object]]]] = []  # image, det output, rec outputs
 
     def timed(step: str, fn, *a, **k):  # type: ignore[no-untyped-def]
         t0 = time.perf_counter()
@@ -108,6 +118,7 @@ def main() -> int:
             crops = timed("crop lines", crop_lines, image, quads)
             lines_total += len(crops)
             texts = []
+            rec_outputs = []
             for batch in batches_by_aspect_ratio([c.shape[:2] for c in crops], rec.batch_size):
                 members = [crops[i] for i in batch.indices]
                 batch_input = timed(
@@ -121,6 +132,7 @@ def main() -> int:
                     rec.width_multiple,
                 )
                 indices, scores = timed("[model] recognition", recognizer._session.run_all, batch_input)
+                rec_outputs.append((indices, scores))
                 texts += timed("CTC decode", ctc_collapse, indices[:, :, 0], scores[:, :, 0], recognizer.characters)
             row = {
                 "source_uri": f"file:///p{n}.png",
@@ -141,6 +153,7 @@ def main() -> int:
                 "processed_at": None,
             }
             rows.append(row)
+            replays.append((image, probs, rec_outputs))
         _write(rows[:1], out_dir + "/warm-up", write_part)  # imports and first-use set-up, not per-page cost
         timed("write Parquet", _write, rows, out_dir, write_part)  # one part file, as output.rows_per_file does
 
@@ -157,7 +170,48 @@ def main() -> int:
     model = sum(v for k, v in seconds.items() if k.startswith("[model]")) / args.pages
     print(f"the models on this CPU: {1000 * model:.1f} ms per page; host work is {per_page / model:.2f}x that")
     print(f"150 pages/s per GPU needs {150 * per_page:.1f} cores of host work per GPU (before Ray's own overhead)")
+    if args.threads > 1:
+
+        def actor_work(page: tuple) -> None:  # type: ignore[type-arg]
+            """The model actor's own host work on one page, with the recorded model outputs."""
+            image, probs, rec_outputs = page
+            det_input = prepare_det_input(image, p.limit_side_len, p.limit_type)
+            h, w = det_input.shape[2:]
+            quads, _ = db_boxes(probs[0, 0, :h, :w], image.shape[:2], p.db)
+            crops = crop_lines(image, quads[filter_tiny_quads(quads)])
+            batches = batches_by_aspect_ratio([c.shape[:2] for c in crops], rec.batch_size)
+            for batch, (indices, scores) in zip(batches, rec_outputs, strict=True):
+                members = [crops[i] for i in batch.indices]
+                prepare_rec_batch(members, 48, rec.min_width, rec.max_width, rec.width_scale, rec.width_multiple)
+                ctc_collapse(indices[:, :, 0], scores[:, :, 0], recognizer.characters)
+
+        print(f"\nthe GPU model actor's own host work (decode, models and write left out), {args.threads} threads:")
+        print(actor_threads_report(actor_work, replays, args.threads))
     return 0
+
+
+def actor_threads_report(work, pages, threads: int) -> str:  # type: ignore[no-untyped-def]
+    """Run ``work`` over ``pages`` in one thread, then in ``threads`` threads at once (each
+    over all pages); pages/s of each and the speed-up."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one_pass() -> None:
+        for page in pages:
+            work(page)
+
+    one_pass()  # warm caches and lazy imports
+    t0 = time.perf_counter()
+    one_pass()
+    alone = len(pages) / (time.perf_counter() - t0)
+    with ThreadPoolExecutor(threads) as pool:
+        t0 = time.perf_counter()
+        list(pool.map(lambda _: one_pass(), range(threads)))
+        together = threads * len(pages) / (time.perf_counter() - t0)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return (
+        f"1 thread: {alone:.1f} pages/s ({1000 / alone:.1f} ms a page); {threads} threads: {together:.1f} pages/s, "
+        f"x{together / alone:.2f} (x{min(threads, cores or 1)} if nothing held the GIL, on {cores} cores)"
+    )
 
 
 def _write(rows, out_dir, write_part):  # type: ignore[no-untyped-def]

@@ -287,7 +287,7 @@ def write_pages(folder: Path, images: Sequence[Any], count: int) -> None:
 
 
 def job_overrides(
-    device: str, gpus: int, pages: int, cpus: int, actors_per_gpu: int = 2, one_pool: bool = True
+    device: str, gpus: int, pages: int, cpus: int, actors_per_gpu: int = 3, one_pool: bool = True
 ) -> dict[str, object]:
     """Job settings for this machine: ``job_gpu.yaml`` with a fixed actor layout per GPU.
 
@@ -527,7 +527,7 @@ def job_run(workdir: Path, specs: Sequence[Any], truths: Sequence[Any], args: An
     pages_dir = workdir / "pages"
     output = workdir / "output"
     one_pool = one_pool_layout(args.set)
-    actors_per_gpu = args.actors_per_gpu or (2 if one_pool else 3)
+    actors_per_gpu = args.actors_per_gpu or 3
     cpus = len(os.sched_getaffinity(0))
     overrides = job_overrides(args.device, gpus, args.pages, cpus, actors_per_gpu, one_pool)
     overrides.update(dict(_parse_set(item) for item in args.set))
@@ -737,9 +737,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--actors-per-gpu",
         type=int,
         default=0,
-        help="model actors per GPU in the job (default 2, each detecting and recognising, as job_gpu.yaml's "
+        help="model actors per GPU in the job (default 3: each detects and recognises, as job_gpu.yaml's "
         "models_in_one_actor; with --set resources.models_in_one_actor=false: detection actors, and as many "
-        "recognition actors, default 3)",
+        "recognition actors)",
     )
     parser.add_argument("--engine-pages", type=int, default=480, help="pages for our engine alone (default 480)")
     parser.add_argument("--reference-pages", type=int, default=96, help="pages for RapidOCR (default 96)")

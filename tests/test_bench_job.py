@@ -40,3 +40,26 @@ def test_process_sampler_counts_a_busy_child_under_its_command_name():
     kinds = sampler.by_kind()
     name = Path(sys.executable).name[:15]  # /proc/PID/comm keeps 15 characters
     assert 0.4 <= kinds.get(name, 0.0) <= 1.0, kinds
+
+
+def test_host_costs_bench_times_every_step_and_the_actor_work_in_threads():
+    """scripts/bench_host_costs.py on two pages: every host step timed, the models as the
+    reference, and the model actor's own work replayed in one thread and in two."""
+    import re
+
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.run(
+        [sys.executable, "scripts/bench_host_costs.py", "--pages", "2", "--threads", "2"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout
+    for step in ("decode (png -> grey)", "det post-process (DB)", "crop lines", "rec pre-process", "CTC decode"):
+        assert re.search(rf"^{re.escape(step)}\s+\d+\.\d+\s+\d+\.\d%$", out, re.M), (step, out)
+    assert re.search(r"^\[model\] recognition\s+\d+\.\d+\s*$", out, re.M)
+    replay = re.search(r"1 thread: ([\d.]+) pages/s .*; 2 threads: ([\d.]+) pages/s, x([\d.]+)", out)
+    assert replay and float(replay.group(1)) > 0 and float(replay.group(2)) > 0, out
+    assert float(replay.group(3)) == pytest.approx(float(replay.group(2)) / float(replay.group(1)), abs=0.01)

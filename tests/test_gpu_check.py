@@ -49,11 +49,11 @@ def test_nvidia_smi_lines_parse_and_summarise():
 def test_job_layout_scales_with_gpus_and_cpus():
     """One pool (job_gpu.yaml's models_in_one_actor): actors_per_gpu actors per GPU, each
     detecting and recognising; the split layout: as many of each."""
-    one = gpu_check.job_overrides("gpu", 1, 3000, 16)  # the default: two actors per GPU, one pool
+    one = gpu_check.job_overrides("gpu", 1, 3000, 16)  # the default: three actors per GPU, one pool
     assert one["resources.models_in_one_actor"] is True
-    assert one["resources.detect.min_actors"] == one["resources.detect.max_actors"] == 2
-    assert one["resources.detect.num_gpus"] == 0.5 and "resources.recognize.num_gpus" not in one
-    assert 2 * one["resources.detect.num_cpus"] == pytest.approx(4)  # 12 of the 16 CPUs stay for the tasks
+    assert one["resources.detect.min_actors"] == one["resources.detect.max_actors"] == 3
+    assert one["resources.detect.num_gpus"] == 0.33 and "resources.recognize.num_gpus" not in one
+    assert 3 * one["resources.detect.num_cpus"] == pytest.approx(4)  # 12 of the 16 CPUs stay for the tasks
     assert one["output.rows_per_file"] == 150 and "ray.num_cpus" not in one  # Ray counts the CPUs
     fat = gpu_check.job_overrides("gpu", 1, 3000, 64, actors_per_gpu=2)  # never over 4 CPUs an actor
     assert fat["resources.detect.num_cpus"] == 4.0
