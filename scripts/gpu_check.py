@@ -716,8 +716,8 @@ def report(runs: Sequence[dict[str, Any]], gpus: int, gpu_names: Sequence[str]) 
             lines.append(
                 f"the host's CPUs were the limit ({host['busy_cores']:.1f} of {host['cores']} cores busy): "
                 "more cores per GPU, CPU worker nodes for loading (cluster.yaml), or fewer page moves "
-                "(--set resources.load_in_actors=true --set resources.detect.concurrent_calls=2: the "
-                "detection actors decode their own pages, one batch while another is on the GPU)"
+                "(--set resources.load_in_actors=true: the model actors decode their own pages, one batch "
+                "while another is on the GPU)"
             )
     return "\n".join(lines)
 

@@ -290,7 +290,7 @@ def test_a_host_bound_job_is_called_host_bound():
     text = gpu_check.report([run], 1, ["H100"])
     assert "15.6/16" in text
     assert "the host's CPUs were the limit (15.6 of 16 cores busy)" in text
-    assert "--set resources.load_in_actors=true --set resources.detect.concurrent_calls=2" in text
+    assert "(--set resources.load_in_actors=true: the model actors decode their own pages" in text
     assert "90.0 pages/s per GPU at 41% -> NOT met (from the first part file on; the whole run, " in text
     assert "start-up included: 80.0;" in text
     # 12 cores for 37.5 s over 3000 pages: 150 ms a page, 60 of it in the stages (180 s)
