@@ -190,8 +190,7 @@ def ctc_collapse(indices: np.ndarray, scores: np.ndarray, characters: Sequence[s
     keep[:, 1:] &= indices[:, 1:] != indices[:, :-1]
     results: list[tuple[str, float]] = []
     for row_idx, row_keep, row_max in zip(indices, keep, scores, strict=True):
-        kept = row_idx[row_keep]
-        text = "".join(characters[i] for i in kept)
+        text = "".join([characters[i] for i in row_idx[row_keep].tolist()])  # Python ints: no numpy scalars
         stripped = text.strip(" ")
         if not stripped:
             results.append(("", 0.0))
