@@ -90,3 +90,10 @@ def test_one_process_may_nest_its_set_ups(private_tmp):
         assert outer.waited_s < 0.5
     holder = hold_in_another_process("gpu", 0)  # released after the outer one ended: no leak
     assert holder.wait(timeout=30) == 0
+
+
+def test_no_writable_temporary_folder_means_no_turns_not_a_failed_actor(private_tmp, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(private_tmp / "missing"))
+    with GpuSetupLock("gpu") as lock, GpuSetupLock("gpu"):
+        pass
+    assert lock.waited_s < 0.5

@@ -74,8 +74,13 @@ class GpuSetupLock:
         if depth == 0:
             try:
                 fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError:  # no writable temporary folder: set up without turns rather than fail
+                fd = -1
+            try:
+                if fd >= 0:
+                    fcntl.flock(fd, fcntl.LOCK_EX)
             except BaseException:
+                os.close(fd)
                 _IN_PROCESS.release()
                 raise
         _HELD[path] = (fd, depth + 1)
@@ -91,7 +96,7 @@ class GpuSetupLock:
         fd, depth = _HELD.pop(self._path)
         if depth > 1:
             _HELD[self._path] = (fd, depth - 1)
-        else:
+        elif fd >= 0:
             os.close(fd)  # closing the descriptor releases the lock
         self._path = None
         _IN_PROCESS.release()
