@@ -203,6 +203,15 @@ def test_the_gpu_config_runs_on_a_machine_without_gpus(inputs, tmp_path):
     assert "device: cpu" in saved and "num_gpus: 0.25" not in saved  # the config that ran
 
 
+GPU_SHAPES = {  # job_gpu.yaml's bounded shapes, smaller: one detector canvas, four recognition widths
+    "ocr.text_detection.batch_pad_multiple": 960,
+    "ocr.text_recognition.batch_size": 16,
+    "ocr.text_recognition.pad_batch": True,
+    "ocr.text_recognition.width_buckets": [320, 640, 1280, 3200],
+    "ocr.text_recognition.warmup": True,
+}
+
+
 def test_gpu_shape_settings_in_the_job_read_the_same_pages(inputs, tmp_path):
     """The bounded shapes of job_gpu.yaml (one detector page shape; recognition batches of a
     fixed row count and bucketed widths, warmed at actor start) through the Ray actors, on CPU;
@@ -214,11 +223,7 @@ def test_gpu_shape_settings_in_the_job_read_the_same_pages(inputs, tmp_path):
         tmp_path / "out",
         resources__load_in_actors=False,
         resources__crop_in_detect=False,
-        ocr__text_detection__batch_pad_multiple=960,
-        ocr__text_recognition__batch_size=16,
-        ocr__text_recognition__pad_batch=True,
-        ocr__text_recognition__width_buckets=[320, 640, 1280, 3200],
-        ocr__text_recognition__warmup=True,
+        **GPU_SHAPES,
     )
     summary = run_job(config, progress=io.StringIO())
     assert summary.status == "succeeded" and summary.seconds_per_stage["crop"] > 0
@@ -239,13 +244,9 @@ def test_one_model_pool_as_in_job_gpu_yaml_reads_the_same_pages(inputs, tmp_path
         resources__detect__concurrent_calls=2,
         resources__detect__batch_size=3,
         ocr__textline_orientation__use_textline_orientation=True,
-        ocr__text_detection__batch_pad_multiple=960,
         ocr__text_detection__batch_size=2,
         ocr__text_detection__warmup=True,
-        ocr__text_recognition__batch_size=16,
-        ocr__text_recognition__pad_batch=True,
-        ocr__text_recognition__width_buckets=[320, 640, 1280, 3200],
-        ocr__text_recognition__warmup=True,
+        **GPU_SHAPES,
     )
     summary = run_job(config, progress=io.StringIO())
     assert summary.status == "succeeded" and summary.rows_written == 8
