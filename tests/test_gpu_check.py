@@ -227,10 +227,10 @@ def test_an_engine_past_its_time_limit_says_how_far_it_got(tmp_path):
     pages_file = tmp_path / "pages.npz"
     np.savez(pages_file, **{f"page_{i}": im for i, im in enumerate(images)})
     spec = bench_engine.EngineSpec("ours", "ours", {"text_recognition.batch_size": 8})
-    raw, error = bench_engine.run_engine(spec, pages_file, 2, 2, [False, False], False, repeat=500, timeout=30)
+    raw, error = bench_engine.run_engine(spec, pages_file, 2, 2, [False, False], False, repeat=500, timeout=12)
     assert raw is None
     pattern = (
-        r"timed out after 30 s \(models loaded in [\d.]+ s; warm-up over 1 pages took [\d.]+ s; "
+        r"timed out after 12 s \(models loaded in [\d.]+ s; warm-up over 1 pages took [\d.]+ s; "
         r"(\d+) timed passes: (\d+) pages in [\d.]+ s, [\d.]+ pages/s\)"
     )
     match = re.fullmatch(pattern, error)
