@@ -376,7 +376,9 @@ def measure_sharing(
                     flush=True,
                 )
     finally:
-        for proc, parent in workers:
+        for k, (proc, parent) in enumerate(workers):
+            if k >= len(warm):  # still setting up (or failed): it would not read a message
+                proc.kill()
             with contextlib.suppress(BrokenPipeError, OSError):
                 parent.send(None)
             proc.join(timeout=10)
