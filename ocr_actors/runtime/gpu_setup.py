@@ -5,9 +5,9 @@ builds them: seconds per recogniser shape with ONNX Runtime 1.31 / cuDNN 9). Mea
 H200 (``scripts/gpu_stage_costs.py``, 2026-11-28): one process set up the job's detector
 and recogniser shapes in 24 s, while four processes setting up the same shapes at once had
 not finished after 200 s, and a job whose six model actors warmed up together committed its
-first pages after two minutes. So the processes that share a GPU take turns: each holds an exclusive file lock
-(one per GPU and user, in the temporary folder) while it opens its sessions and runs its
-warm-up shapes (``gpu_stage_costs.py`` times both ways; turns are the bet until a GPU run
+first pages after two minutes. So the processes that share a GPU take turns: each holds an
+exclusive file lock (one per GPU and user, in the temporary folder) while it opens its
+sessions and runs its warm-up shapes (``gpu_stage_costs.py`` times both ways; turns are the bet until a GPU run
 says otherwise). No Ray here; on CPU nothing is locked.
 """
 

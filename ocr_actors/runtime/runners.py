@@ -171,7 +171,6 @@ class TextDetector:
         with GpuSetupLock(engine.device, engine.gpu_setup_turns) as lock:
             self._model, self._session = open_model(config.model, engine)
             self.default_params = det_params(config, self._model.det_defaults)
-            self.batch_pad_multiple = config.batch_pad_multiple
             self.warmup_timings = self.warm_up() if config.warmup else []
             """``(shape, seconds)`` of the start-up runs (``text_detection.warmup``)."""
         self.setup_wait_s = lock.waited_s
@@ -199,12 +198,12 @@ class TextDetector:
         ]
         results: list[Detection | None] = [None] * len(images)
         limits = (p.limit_side_len, p.limit_type, p.max_side_limit)
-        for group in group_by_padded_shape(shapes, self.batch_pad_multiple).values():
+        for group in group_by_padded_shape(shapes, self.config.batch_pad_multiple).values():
             start = 0
             for size in power_of_two_runs(len(group), self.config.batch_size):
                 members, start = group[start : start + size], start + size
                 pages = [prepare_det_input(images[i], *limits)[0] for i in members]
-                probs = self._session.run(stack_padded(pages, self.batch_pad_multiple))
+                probs = self._session.run(stack_padded(pages, self.config.batch_pad_multiple))
                 for k, i in enumerate(members):
                     own_h, own_w = shapes[i]
                     quads, scores = db_boxes(probs[k, 0, :own_h, :own_w], images[i].shape[:2], p.db)
@@ -219,8 +218,7 @@ class TextDetector:
         side = self.config.warmup_canvas
         if side is None or self.config.batch_size < 1:
             return []
-        sizes = sorted({run for n in range(1, self.config.batch_size + 1) for run in power_of_two_runs(n, n)})
-        return [(n, 3, side, side) for n in sizes if n <= self.config.batch_size]
+        return [(1 << k, 3, side, side) for k in range(self.config.batch_size.bit_length())]
 
     def warm_up(self) -> list[tuple[tuple[int, int, int, int], float]]:
         """Run one blank batch of every shape in :meth:`warmup_shapes`; returns each shape

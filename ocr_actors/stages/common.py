@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -152,9 +151,12 @@ def warmup_message(
     )
 
 
-def say_thread_warmup(model: str, warmed: tuple[list[tuple[tuple[int, int, int, int], float]], float]) -> None:
-    """Print :func:`warmup_message` for a call thread's warm-up (a runner's
-    ``warm_this_thread()`` result), if there was one."""
+def say_warmup(
+    model: str, warmed: tuple[list[tuple[tuple[int, int, int, int], float]], float], thread: str = ""
+) -> None:
+    """Print :func:`warmup_message` to stderr for ``warmed`` = ``(timings, waited s)`` (a
+    runner's start-up warm-up, or its ``warm_this_thread()`` result with the call ``thread``),
+    if there was one."""
     timings, waited_s = warmed
     if timings:
-        print(warmup_message(model, timings, waited_s, threading.current_thread().name), file=sys.stderr, flush=True)
+        print(warmup_message(model, timings, waited_s, thread), file=sys.stderr, flush=True)

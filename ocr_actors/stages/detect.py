@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import sys
+import threading
 
 import numpy as np
 
@@ -13,9 +13,8 @@ from ocr_actors.stages.common import (
     ragged,
     require,
     run_isolating_pages,
-    say_thread_warmup,
+    say_warmup,
     timed,
-    warmup_message,
     writable_status,
 )
 from ocr_actors.stages.crop import crop_text_lines
@@ -32,12 +31,10 @@ class DetectText:
     def __init__(self, config: OCRConfig, crop: bool = False) -> None:
         self.detector = TextDetector(config.text_detection, config.engine)
         self.crop = crop
-        if self.detector.warmup_timings:
-            message = warmup_message("detector", self.detector.warmup_timings, self.detector.setup_wait_s)
-            print(message, file=sys.stderr, flush=True)
+        say_warmup("detector", (self.detector.warmup_timings, self.detector.setup_wait_s))
 
     def __call__(self, batch: Batch) -> Batch:
-        say_thread_warmup("detector", self.detector.warm_this_thread())
+        say_warmup("detector", self.detector.warm_this_thread(), threading.current_thread().name)
         rows = require(batch, "detect", "image", "status")
         out = writable_status(batch)
         quads: list[np.ndarray] = [NO_QUADS] * rows

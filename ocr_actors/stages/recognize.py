@@ -4,7 +4,7 @@ aspect ratio across pages -> texts and scores."""
 from __future__ import annotations
 
 import json
-import sys
+import threading
 
 import numpy as np
 
@@ -16,10 +16,9 @@ from ocr_actors.stages.common import (
     ragged,
     require,
     run_isolating_pages,
-    say_thread_warmup,
+    say_warmup,
     timed,
     unpack_crops,
-    warmup_message,
     writable_status,
 )
 
@@ -38,12 +37,10 @@ class RecognizeText:
     def __init__(self, config: OCRConfig) -> None:
         self.recognizer = TextRecognizer(config.text_recognition, config.engine)
         self.orientation = config.textline_orientation
-        if self.recognizer.warmup_timings:
-            message = warmup_message("recognizer", self.recognizer.warmup_timings, self.recognizer.setup_wait_s)
-            print(message, file=sys.stderr, flush=True)
+        say_warmup("recognizer", (self.recognizer.warmup_timings, self.recognizer.setup_wait_s))
 
     def __call__(self, batch: Batch) -> Batch:
-        say_thread_warmup("recognizer", self.recognizer.warm_this_thread())
+        say_warmup("recognizer", self.recognizer.warm_this_thread(), threading.current_thread().name)
         rows = require(batch, "recognize", "crop_pixels", "crop_shapes", "status")
         out = writable_status({k: v for k, v in batch.items() if k not in ("crop_pixels", "crop_shapes", "line_cls")})
         per_page = [unpack_crops(p, s) for p, s in zip(batch["crop_pixels"], batch["crop_shapes"], strict=True)]
