@@ -5,6 +5,7 @@ a storage library's message) and signed URLs' query parameters (``X-Amz-Signatur
 
 from __future__ import annotations
 
+import logging
 import re
 
 URL_CREDENTIALS = re.compile(r"[^\s/@:'\"]+:[^\s/@'\"]+@")  # user:password@, with or without a scheme before
@@ -22,3 +23,27 @@ def redact_text(text: str) -> str:
         return text
     text = URL_CREDENTIALS.sub(f"{REDACTED}@", text)
     return SECRET_QUERY_PARAMETER.sub(lambda m: f"{m.group(1)}={REDACTED}", text)
+
+
+class RedactingFilter(logging.Filter):
+    """Log filter that formats a record's message (and its traceback, if any) once and
+    replaces it with :func:`redact_text` of it, so credentials in an output URI, a lease path
+    or a storage library's exception never reach a log handler."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = redact_text(record.getMessage())
+        record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact_text(record.exc_text)
+        return True
+
+
+def redacting_logger(name: str) -> logging.Logger:
+    """``logging.getLogger(name)`` with a :class:`RedactingFilter` on it (added once). Filters
+    act on the records logged to that logger itself, so every module that logs uses this."""
+    logger = logging.getLogger(name)
+    if not any(isinstance(f, RedactingFilter) for f in logger.filters):
+        logger.addFilter(RedactingFilter())
+    return logger

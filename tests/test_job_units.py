@@ -43,6 +43,27 @@ def test_redact_hides_secrets_and_url_credentials():
     assert '"region_name": "x"' in text and "example.com/scans/" in text
 
 
+@pytest.mark.parametrize(
+    "module", ["ocr_actors.pipeline.job", "ocr_actors.io.lease", "ocr_actors.io.objectlist", "ocr_actors.service.app"]
+)
+def test_every_module_logger_redacts_credentials_in_messages_and_tracebacks(module, caplog):
+    import importlib
+    import logging
+
+    log = importlib.import_module(module).log
+    output = "s3://AKIAXYZ:hunter2@bucket/out?X-Amz-Signature=abc123"
+    with caplog.at_level(logging.INFO, logger=log.name):
+        log.warning("could not renew the lease of %s (%s)", output, "TimeoutError")
+        try:
+            raise OSError(f"403 for {output}")
+        except OSError:
+            log.exception("request %s failed", "r1")
+    text = caplog.text
+    assert "hunter2" not in text and "AKIAXYZ" not in text and "abc123" not in text
+    assert "could not renew the lease of s3://***@bucket/out?X-Amz-Signature=*** (TimeoutError)" in text
+    assert "request r1 failed" in text and "OSError: 403 for s3://***@bucket/out" in text
+
+
 def test_partial_section_overrides_keep_the_sections_defaults():
     config = load_config(JobConfig, None, {"resources.detect.batch_size": 1, "resources.recognize.threads": 2})
     assert (config.resources.detect.batch_size, config.resources.detect.num_cpus) == (1, 0.5)

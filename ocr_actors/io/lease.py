@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 import re
 import socket
@@ -50,8 +49,9 @@ from typing import Any
 
 from ocr_actors.io.objectlist import is_local
 from ocr_actors.io.parquet import JOBS_DIR
+from ocr_actors.redaction import redacting_logger
 
-log = logging.getLogger(__name__)
+log = redacting_logger(__name__)
 
 LEASE_DIR = "_lease"
 _ENTRY = re.compile(r"(\d{10,})\.json")

@@ -14,13 +14,14 @@ fall back to ``sorted(find)``.
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
-log = logging.getLogger(__name__)
+from ocr_actors.redaction import redacting_logger
+
+log = redacting_logger(__name__)
 
 PAGE_SIZE = 1000
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import logging
 import os
 import signal
 import sys
@@ -43,11 +42,11 @@ from ocr_actors.job_config import (
     redact,
 )
 from ocr_actors.pipeline.plan import Planner
-from ocr_actors.redaction import redact_text
+from ocr_actors.redaction import redact_text, redacting_logger
 from ocr_actors.runtime.ocr import params_from_config
 from ocr_actors.stages.write import STAGES
 
-log = logging.getLogger("ocr_batch.job")
+log = redacting_logger("ocr_batch.job")
 
 
 class JobEnded(RuntimeError):

@@ -8,7 +8,6 @@ sorted by aspect ratio together).
 
 import asyncio
 import json
-import logging
 from functools import partial
 from typing import Any
 
@@ -17,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ocr_actors.redaction import redacting_logger
 from ocr_actors.service.config import ServiceConfig
 from ocr_actors.service.protocol import (
     ApiError,
@@ -30,7 +30,7 @@ from ocr_actors.service.protocol import (
     success,
 )
 
-log = logging.getLogger("ocr_batch.service")
+log = redacting_logger("ocr_batch.service")
 
 
 def build_app(config: ServiceConfig):  # type: ignore[no-untyped-def]
