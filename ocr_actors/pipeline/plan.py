@@ -108,7 +108,7 @@ class Planner:
         counts.sources_skipped += int(fresh.sum() - chosen.sum())
         counts.sources_partial += partial
         counts.items += int(chosen.sum())
-        rows = np.flatnonzero(chosen)
+        rows = np.flatnonzero(chosen).tolist()  # Python ints index the URI list
         if done.retry:
             self.retried.update(keys[k] for k in rows if keys[k] in done.retry)
         return pa.table({"source_uri": [uris[k] for k in rows], "todo_pages": pages[rows].tolist()}, schema=WORK_SCHEMA)
