@@ -36,7 +36,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -360,6 +360,54 @@ def actor_warmup_lines(ray_temp: Path | None = None, since: float = 0.0) -> list
     return lines
 
 
+READY_AT = re.compile(r"ready at (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?)Z")
+
+
+def last_ready_at(warmup_lines: Sequence[str]) -> float | None:
+    """Epoch seconds at which the last of the actors (and their call threads) got warm: the
+    latest ``ready at <UTC time>Z`` of their warm-up lines; None when no line has one."""
+    times = [
+        datetime.fromisoformat(m.group(1)).replace(tzinfo=UTC).timestamp()
+        for m in map(READY_AT.search, warmup_lines)
+        if m
+    ]
+    return max(times) if times else None
+
+
+def part_file_timeline(output: Path) -> list[tuple[float, int]]:
+    """``(mtime epoch s, rows)`` of each committed part file (``part-*.parquet`` directly
+    under ``output``), oldest first: when the job's pages reached the output."""
+    import pyarrow.parquet as pq
+
+    timeline = []
+    for path in output.glob("part-*.parquet"):
+        with contextlib.suppress(OSError, ValueError):
+            timeline.append((path.stat().st_mtime, pq.ParquetFile(path).metadata.num_rows))
+    return sorted(timeline)
+
+
+def rate_after(timeline: Sequence[tuple[float, int]], start: float) -> tuple[float, int, float, float] | None:
+    """Pages/s from the first part file written after ``start`` to the last one, counting
+    the rows of the files after that first (whose pages may partly predate ``start``):
+    ``(pages/s, pages counted, window start, window end)``; None with fewer than two files
+    after ``start``."""
+    after = [(at, rows) for at, rows in timeline if at > start]
+    if len(after) < 2 or after[-1][0] <= after[0][0]:
+        return None
+    pages = sum(rows for _, rows in after[1:])
+    return pages / (after[-1][0] - after[0][0]), pages, after[0][0], after[-1][0]
+
+
+def pages_per_interval(timeline: Sequence[tuple[float, int]], start: float, end: float, step: float) -> list[int]:
+    """Pages committed in each ``step`` seconds from ``start`` to ``end`` (a file counts in
+    the interval its mtime falls in): how the run's rate grew after start-up."""
+    count = max(1, int(-(-(end - start) // step)))
+    buckets = [0] * count
+    for at, rows in timeline:
+        buckets[min(count - 1, max(0, int((at - start) // step)))] += rows
+    return buckets
+
+
 def gpu_ocr_overrides() -> dict[str, object]:
     """``job_gpu.yaml``'s ``ocr`` settings as dotted overrides (its CPU thread count left out),
     so the single-process engine runs with the job's GPU shapes: bucketed and padded
@@ -542,6 +590,7 @@ def job_run(workdir: Path, specs: Sequence[Any], truths: Sequence[Any], args: An
     with GpuSampler(args.gpu_ids) as sampler, HostCpuSampler() as cpu_sampler:
         summary = run_job_worker(request, timeout=args.timeout)
     warmups = actor_warmup_lines(since=started_at)
+    timeline = part_file_timeline(output)
     if summary["status"] != "succeeded":
         failed: dict[str, Any] = {
             "name": "job",
@@ -559,7 +608,9 @@ def job_run(workdir: Path, specs: Sequence[Any], truths: Sequence[Any], args: An
                 "pages_per_s": round(rows / args.timeout, 2),
                 "gpu": summarise_samples(sampler.samples, started_at, ended_at),
                 "host_cpu": cpu_sampler.summary(started_at, ended_at),
+                "pages_per_30s": pages_per_interval(timeline, started_at, ended_at, 30.0),
             }
+            failed["partial"].update(warm_figures(timeline, warmups, sampler, cpu_sampler))
         return failed
     started = summary["started_at"]
     # the steady rate counts from the first part file; when every file came with the first one
@@ -587,6 +638,27 @@ def job_run(workdir: Path, specs: Sequence[Any], truths: Sequence[Any], args: An
         "cpu_seconds_per_stage": summary["cpu_seconds_per_stage"],
         "overrides": overrides,
         "warmups": warmups,
+        "pages_per_30s": pages_per_interval(timeline, started, end, 30.0),
+        **warm_figures(timeline, warmups, sampler, cpu_sampler),
+    }
+
+
+def warm_figures(
+    timeline: Sequence[tuple[float, int]], warmups: Sequence[str], sampler: GpuSampler, cpu_sampler: HostCpuSampler
+) -> dict[str, Any]:
+    """The job's rate once every actor was warm (:func:`rate_after` the last ``ready at``),
+    with GPU utilisation and host CPU over that window; ``warm_pages_per_s`` is None when
+    fewer than two part files came after it (or no warm-up line had a time)."""
+    ready_at = last_ready_at(warmups)
+    if ready_at is None or (warm := rate_after(timeline, ready_at)) is None:
+        return {"warm_pages_per_s": None, "last_ready_at": ready_at}
+    rate, pages, start, end = warm
+    return {
+        "last_ready_at": ready_at,
+        "warm_pages_per_s": round(rate, 2),
+        "warm_window": {"pages": pages, "seconds": round(end - start, 1), "after_ready_s": round(start - ready_at, 1)},
+        "gpu_warm": summarise_samples(sampler.samples, start, end),
+        "host_cpu_warm": cpu_sampler.summary(start, end),
     }
 
 
@@ -614,6 +686,27 @@ def format_host_cpu(host: dict[str, Any] | None) -> str:
     if not host or host.get("busy_cores") is None:
         return "n/a"
     return f"{host['busy_cores']:.1f}/{host['cores']}"
+
+
+def warm_lines(run: dict[str, Any]) -> list[str]:
+    """The job's pages per 30 s and its rate once every actor was warm (:func:`warm_figures`),
+    for a finished run or the ``partial`` figures of one that hit its time limit."""
+    lines = []
+    if run.get("pages_per_30s"):
+        lines.append("job pages committed per 30 s from its start: " + " ".join(map(str, run["pages_per_30s"])))
+    if run.get("warm_pages_per_s") is not None:
+        window, gpu = run["warm_window"], run["gpu_warm"]
+        util = "n/a" if gpu["utilisation_mean"] is None else f"{gpu['utilisation_mean']:.0f}%"
+        lines.append(
+            f"job once every actor was warm: {run['warm_pages_per_s']:.2f} pages/s ({window['pages']} pages in "
+            f"{window['seconds']:.0f} s, from the first part file {window['after_ready_s']:.0f} s after the last "
+            f"warm-up), GPU utilisation {util}, host CPU cores {format_host_cpu(run.get('host_cpu_warm'))}"
+        )
+    elif run.get("last_ready_at") is not None:
+        lines.append("job once every actor was warm: fewer than two part files after the last warm-up; more --pages")
+    elif "warm_pages_per_s" in run:
+        lines.append("job once every actor was warm: n/a (no actor printed a warm-up line: warm-up off, or none)")
+    return lines
 
 
 def report(runs: Sequence[dict[str, Any]], gpus: int, gpu_names: Sequence[str]) -> str:
@@ -664,6 +757,7 @@ def report(runs: Sequence[dict[str, Any]], gpus: int, gpu_names: Sequence[str]) 
                 f"GPU utilisation {'n/a' if util is None else f'{util:.0f}%'}, "
                 f"host CPU cores {format_host_cpu(partial.get('host_cpu'))}"
             )
+        lines.extend(warm_lines(run.get("partial", run) if run["name"] == "job" else {}))
         per_page = host_cpu_per_page(run) if run["name"] == "job" and run["ok"] else None
         if per_page:
             stages = ", ".join(f"{k} {1000 * v:.1f}" for k, v in per_page["stages"].items())
@@ -701,15 +795,17 @@ def report(runs: Sequence[dict[str, Any]], gpus: int, gpu_names: Sequence[str]) 
         )
     job = by_name.get("job")
     if job and gpus:
-        per_gpu = job["steady_pages_per_s"] / gpus
-        util = job["gpu"]["utilisation_mean"]
+        warm = job.get("warm_pages_per_s") is not None
+        per_gpu = (job["warm_pages_per_s"] if warm else job["steady_pages_per_s"]) / gpus
+        util = (job["gpu_warm"] if warm else job["gpu"])["utilisation_mean"]
         shown = "n/a (nvidia-smi gave no utilisation, e.g. MIG)" if util is None else f"{util:.0f}%"
         met = per_gpu >= TARGET_PAGES_PER_GPU and util is not None and util >= TARGET_UTILISATION
+        window = "once every actor was warm" if warm else "from the first part file on"
         lines.append(
             f"target {TARGET_PAGES_PER_GPU:.0f} pages/s per GPU at >= {TARGET_UTILISATION:.0f}% utilisation: "
             f"{per_gpu:.1f} pages/s per GPU at {shown} -> {'met' if met else 'NOT met'} "
-            f"(from the first part file on; the whole run, start-up included: {job['pages_per_s'] / gpus:.1f}; "
-            "part files can arrive in bursts, so a short run's steady rate overstates)"
+            f"({window}; the whole run, start-up included: {job['pages_per_s'] / gpus:.1f}; "
+            "part files can arrive in bursts, so a short run's rate overstates)"
         )
         host = job.get("host_cpu") or {}
         if not met and host.get("busy_cores") is not None and host["busy_cores"] >= 0.9 * host["cores"]:

@@ -8,8 +8,11 @@ import os
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -19,8 +22,6 @@ import gpu_check  # noqa: E402
 
 
 def test_nvidia_smi_lines_parse_and_summarise():
-    from datetime import datetime
-
     lines = [
         "2026/11/27 12:00:00.100, 0, 87, 10240",
         "2026/11/27 12:00:00.100, 1, [N/A], 512",
@@ -170,6 +171,64 @@ def test_a_timed_out_job_still_reports_what_it_did():
     assert "GPU utilisation 12%" in text or "GPU utilisation 13%" in text
 
 
+def test_the_warm_rate_counts_from_the_last_actor_ready_and_the_part_file_times(tmp_path):
+    """With set-ups in turns, the first part file comes while later actors still set up: the
+    warm rate starts at the last warm-up line's ``ready at`` time and counts the part files
+    written after it, from the first of those to the last."""
+    from ocr_actors.stages.common import warmup_message
+
+    line = warmup_message("detector", [((16, 3, 960, 960), 2.0)], 0.5, thread="T1")
+    ready = gpu_check.last_ready_at([line])
+    assert ready is not None and abs(ready - time.time()) < 5
+    lines = [
+        "recognizer warm-up (pid 7): 15 shapes in 3.0 s; ready at 2026-12-06T10:00:20.000Z",
+        "detector warm-up (pid 8): 5 shapes in 1.0 s; ready at 2026-12-06T10:00:50.500Z",
+        "recognizer warm-up (pid 9): 15 shapes in 0.2 s",  # an older line without a time
+    ]
+    start = datetime(2026, 12, 6, 10, 0, 0, tzinfo=UTC).timestamp()
+    assert gpu_check.last_ready_at(lines) == start + 50.5
+    assert gpu_check.last_ready_at(lines[2:]) is None
+
+    for index, (at, rows) in enumerate([(30, 16), (45, 16), (52, 16), (60, 32), (70, 48)]):
+        path = tmp_path / f"part-{index:02d}.parquet"
+        pq.write_table(pa.table({"page_index": list(range(rows))}), path)
+        os.utime(path, (start + at, start + at))
+    (tmp_path / "_tmp").mkdir()
+    pq.write_table(pa.table({"page_index": [1]}), tmp_path / "_tmp" / "part-zz.parquet")  # not committed
+    timeline = gpu_check.part_file_timeline(tmp_path)
+    assert [(round(at - start), rows) for at, rows in timeline] == [(30, 16), (45, 16), (52, 16), (60, 32), (70, 48)]
+    # after 50.5 s: files at 52, 60, 70; the 80 pages of the last two over 18 s
+    rate, pages, first, last = gpu_check.rate_after(timeline, start + 50.5)
+    assert (pages, round(first - start), round(last - start)) == (80, 52, 70) and rate == pytest.approx(80 / 18)
+    assert gpu_check.rate_after(timeline, start + 65) is None  # one file after it
+    assert gpu_check.pages_per_interval(timeline, start, start + 75, 30.0) == [0, 48, 80]
+
+    run = {
+        "name": "job",
+        "ok": True,
+        "pages": 128,
+        "pages_per_s": 1.7,
+        "steady_pages_per_s": 2.4,
+        "gpu": {"utilisation_mean": 40.0, "memory_peak_mb": 9000},
+        "host_cpu": {"busy_cores": 6.0, "cores": 16},
+        "accuracy": {"cer": 0.001, "line_cer": 0.001},
+        "pages_per_30s": [0, 48, 80],
+        "warm_pages_per_s": 160.4,
+        "warm_window": {"pages": 80, "seconds": 18.0, "after_ready_s": 1.5},
+        "gpu_warm": {"utilisation_mean": 74.0, "memory_peak_mb": 9000},
+        "host_cpu_warm": {"busy_cores": 9.5, "cores": 16},
+    }
+    text = gpu_check.report([run], 1, ["H100"])
+    assert "job pages committed per 30 s from its start: 0 48 80" in text
+    assert "job once every actor was warm: 160.40 pages/s (80 pages in 18 s, from the first part file 2 s " in text
+    assert "GPU utilisation 74%, host CPU cores 9.5/16" in text
+    assert "160.4 pages/s per GPU at 74% -> met (once every actor was warm; " in text
+    run.update(warm_pages_per_s=None, last_ready_at=start + 50.5)
+    text = gpu_check.report([run], 1, ["H100"])
+    assert "fewer than two part files after the last warm-up" in text
+    assert "2.4 pages/s per GPU at 40% -> NOT met (from the first part file on; " in text
+
+
 def test_asking_for_a_gpu_without_one_is_a_clear_error(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("PATH", str(tmp_path))  # no nvidia-smi
     assert gpu_check.main(["--device", "gpu"]) == 2
@@ -197,6 +256,8 @@ def test_cpu_smoke_run_of_the_whole_check(tmp_path):
     if not runs["job"]["steady_measured"]:
         assert runs["job"]["steady_pages_per_s"] == runs["job"]["pages_per_s"]
         assert "job: every part file came at once" in proc.stdout
+    assert sum(runs["job"]["pages_per_30s"]) == 10  # every committed part file is on the timeline
+    assert "warm_pages_per_s" in runs["job"] and "job once every actor was warm: " in proc.stdout
     assert runs["engine"]["pages"] == 3 and runs["reference"]["pages"] == 3
     for name in ("job", "engine"):
         assert runs[name]["accuracy"]["cer"] < 0.02, runs[name]["accuracy"]

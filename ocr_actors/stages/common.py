@@ -7,6 +7,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import numpy as np
@@ -141,13 +142,15 @@ def warmup_message(
     """One line on a model's start-up runs (``warmup``): shapes, total and slowest seconds,
     and the wait for other processes' set-up on the same GPU; ``thread`` names a call thread
     warming up after the actor started. ``scripts/gpu_check.py`` reads these lines back from
-    the Ray workers' logs: keep the ``<model> warm-up (pid N`` head."""
+    the Ray workers' logs: keep the ``<model> warm-up (pid N`` head and the ``ready at <UTC
+    ISO time>Z`` tail (the last one tells when every actor was warm)."""
     total = sum(seconds for _, seconds in timings)
     shape, slowest = max(timings, key=lambda item: item[1])
     where = f"pid {os.getpid()}" + (f", thread {thread}" if thread else "")
     return (
         f"{model} warm-up ({where}): {len(timings)} shapes in {total:.1f} s, "
-        f"slowest {slowest:.2f} s at {'x'.join(map(str, shape))}; waited {waited_s:.1f} s for the GPU"
+        f"slowest {slowest:.2f} s at {'x'.join(map(str, shape))}; waited {waited_s:.1f} s for the GPU; "
+        f"ready at {datetime.now(UTC):%Y-%m-%dT%H:%M:%S.%f}"[:-3] + "Z"
     )
 
 
