@@ -150,7 +150,7 @@ def warmup_message(
     return (
         f"{model} warm-up ({where}): {len(timings)} shapes in {total:.1f} s, "
         f"slowest {slowest:.2f} s at {'x'.join(map(str, shape))}; waited {waited_s:.1f} s for the GPU; "
-        f"ready at {datetime.now(UTC):%Y-%m-%dT%H:%M:%S.%f}"[:-3] + "Z"
+        f"ready at {datetime.now(UTC).replace(tzinfo=None).isoformat(timespec='milliseconds')}Z"
     )
 
 
