@@ -170,6 +170,31 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_compact(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "compact",
+        help="merge an output's small part files (fewer than half output.rows_per_file rows) into full ones",
+        epilog="exit status: 0 done; 2 bad configuration or credentials; 3 the output is in use by a run",
+    )
+    p.add_argument("--output", default=None, help="the job's output folder/prefix URI")
+    p.add_argument("--config", default=None, help="job YAML: output.rows_per_file, compression, storage options")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("overrides", nargs="*", help="config overrides: section.key=value (e.g. output.rows_per_file=2000)")
+
+
+def _compact(args: argparse.Namespace) -> int:
+    from ocr_actors.config import load_config, parse_override
+    from ocr_actors.job_config import JobConfig
+    from ocr_actors.pipeline.job import compact_output
+
+    overrides: dict[str, object] = dict(parse_override(text) for text in args.overrides)
+    if args.output is not None:
+        overrides["output.uri"] = args.output
+    summary = compact_output(load_config(JobConfig, args.config, overrides), None if args.quiet else sys.stderr)
+    print(json.dumps(summary.as_dict()))
+    return 0
+
+
 def _add_serve(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("serve", help="HTTP service: POST /ocr in the reference's format (Ray Serve)")
     p.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
@@ -197,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_SafeParser)
     _add_predict(sub)
     _add_run(sub)
+    _add_compact(sub)
     _add_serve(sub)
     return parser
 
@@ -230,6 +256,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _predict(args)
         if args.command == "run":
             return _run(args)
+        if args.command == "compact":
+            return _compact(args)
         if args.command == "serve":
             return _serve(args)
     except (ConfigError, ValueError, FileNotFoundError, SourceAccessError, EngineUnavailableError) as exc:

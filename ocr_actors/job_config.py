@@ -59,6 +59,9 @@ class OutputConfig:
             documents), ``incremental`` (skip every source already in the output: for
             scheduled backfills over a growing prefix), or ``overwrite``.
         rows_per_file: pages per Parquet file (one row group each).
+        compact: after a successful run, merge the output's part files of fewer than half
+            ``rows_per_file`` rows into files of up to ``rows_per_file`` (``ocr_actors.io.compact``;
+            for scheduled incremental runs, each of which leaves a small file).
         compression: Parquet compression codec.
         storage_options: fsspec options for the output (default: the source's).
         lease_ttl_s: one run at a time per output: a run's lease on the output (under
@@ -76,6 +79,7 @@ class OutputConfig:
     uri: str = ""
     mode: str = "resume"
     rows_per_file: int = 500
+    compact: bool = False
     compression: str = "zstd"
     storage_options: Mapping[str, Any] = field(default_factory=dict)
     lease_ttl_s: float = 300.0

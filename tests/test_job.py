@@ -431,6 +431,46 @@ def test_incremental_processes_only_new_objects_and_overwrite_redoes_all(inputs,
     assert len(rows_of(out)) == 5
 
 
+def test_scheduled_incremental_runs_with_compact_keep_few_files_and_finish_an_interrupted_compaction(inputs, tmp_path):
+    """``output.compact``: an incremental run finishes the compaction a killed run left (its
+    rows were there twice), processes the new object, then merges the small part files; each
+    page ends in the output once, read by DuckDB."""
+    from ocr_actors.io.compact import merge_group, read_part_sizes
+    from ocr_actors.io.parquet import list_parts
+
+    folder, truth = inputs
+    source = tmp_path / "src"
+    source.mkdir()
+    for name in ("page0.png", "doc.pdf"):
+        (source / name).write_bytes((folder / name).read_bytes())
+    out = tmp_path / "out"
+    first = run_job(job_config(str(source), out, output__rows_per_file=1))
+    assert first.rows_written == 4 and len(list_parts(str(out), {})) == 4
+
+    def killed() -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):  # the state a compaction killed midway leaves
+        merge_group(str(out), {}, read_part_sizes(str(out), {})[:2], before_delete=killed)
+    assert len(rows_of(out)) == 6
+
+    (source / "page1.png").write_bytes((folder / "page1.png").read_bytes())
+    progress = io.StringIO()
+    config = job_config(str(source), out, output__mode="incremental", output__rows_per_file=20, output__compact=True)
+    second = run_job(config, progress=progress)
+    assert (second.sources_skipped, second.rows_written) == (2, 1)  # the doubled rows did not confuse the plan
+    assert "finished 1 compactions that an interrupted run left" in progress.getvalue()
+    assert second.compaction["files_after"] == 1 and second.compaction["rows_moved"] == 5
+    assert "compaction: 4 small part files (5 rows) merged into 1; 1 part files now (were 4)" in progress.getvalue()
+    rows = rows_of(out)
+    assert len(list_parts(str(out), {})) == 1 and len(rows) == 5
+    assert len({(r["source_uri"], r["page_index"]) for r in rows}) == 5
+    copied = {(str(source / Path(uri).name), page): text for (uri, page), text in truth.items()}
+    assert_pages_read(rows, copied, ok_pages=5)
+    summary = json.loads((out / "_jobs" / second.job_id / "summary.json").read_text())
+    assert summary["compaction"]["files_merged"] == 4
+
+
 def test_manifests_in_text_csv_and_parquet(inputs, tmp_path):
     folder, _ = inputs
     (tmp_path / "list.txt").write_text(f"# scans\n{folder}/page0.png\n\n{folder}/doc.pdf\n{folder}/page0.png\n")

@@ -509,3 +509,37 @@ def test_a_key_with_double_colons_is_listed_and_read_whole(s3_server: S3Server, 
     local = tmp_path / "a::b.png"
     local.write_bytes(data)
     assert list(expand_inputs(str(tmp_path))) == [str(local)] and read_bytes(str(local)) == data
+
+
+def test_cli_compact_on_s3_finishes_an_interrupted_compaction_and_merges(s3_server: S3Server) -> None:
+    """``ocr-batch compact`` against the S3 server (credentials from the environment): the
+    doubled rows of a compaction killed after its move are single again, the small part
+    files merged into one object, and nothing else is left under ``_tmp/`` or the journals."""
+    from ocr_actors.io.compact import merge_group, read_part_sizes
+    from ocr_actors.io.parquet import list_parts, write_part
+
+    output = s3_server.url("compact-out")
+    options = s3_server.storage_options
+    for index, size in enumerate([2, 1, 3]):
+        write_part([part_row(f"s3://scans/doc{index}.pdf", page, size) for page in range(size)], output, options)
+
+    def killed() -> None:
+        raise KeyboardInterrupt
+
+    group = read_part_sizes(output, options)[:2]
+    with pytest.raises(KeyboardInterrupt):
+        merge_group(output, options, group, before_delete=killed)
+    assert row_count(s3_server, output) == 6 + sum(p.rows for p in group)  # the group's rows twice
+
+    result = cli(["compact", "--output", output, "output.rows_per_file=10"], env=s3_server.env())
+    assert result.returncode == 0, result.stderr[-800:]
+    summary = json.loads(result.stdout)
+    assert summary["journals_finished"] == 1 and summary["files_after"] == 1
+    table, _ = read_output(s3_server, output)
+    keys = query(table, "select source_uri, page_index from pages order by 1, 2")
+    assert keys == [(f"s3://scans/doc{i}.pdf", p) for i, size in enumerate([2, 1, 3]) for p in range(size)]
+    assert len(list_parts(output, options)) == 1
+    fs = s3_server.filesystem()
+    assert not [p for p in fs.find(f"{output}/_jobs/_compact") if p.endswith(".json")]  # no journal left
+    assert fs.find(f"{output}/_tmp") == []
+    assert s3_server.secret not in result.stdout + result.stderr

@@ -27,6 +27,7 @@ import pyarrow as pa
 import yaml
 
 from ocr_actors.config import ConfigError, to_dict
+from ocr_actors.io.compact import CompactionSummary, compact, finish_compactions
 from ocr_actors.io.lease import LeaseLostError, LeaseRecord, OutputLease
 from ocr_actors.io.listing import ListingReport, iter_sources
 from ocr_actors.io.parquet import JOBS_DIR, DoneIndex, clean_tmp, drop_retried_rows, remove_parts, scan_done
@@ -179,6 +180,8 @@ class JobSummary:
     left_out_by_reason: dict[str, int] = field(default_factory=dict)
     rows_retried: int = 0
     """Error rows of earlier runs (types in ``output.retry_errors``) removed to be done again."""
+    compaction: dict[str, int] = field(default_factory=dict)
+    """With ``output.compact``: what the compaction at the end did (:class:`CompactionSummary`)."""
     rows_written: int = 0
     pages_ok: int = 0
     error_rows: int = 0
@@ -661,6 +664,10 @@ def _run_leased(
     out_options = config.output_storage_options
     overwrite = config.output.mode == "overwrite"
     done = DoneIndex()
+    with storage_access(f"on the output {config.output.uri}"):
+        finished = finish_compactions(config.output.uri, out_options)
+    if finished:
+        say(f"finished {finished} compactions that an interrupted run left")
     if not overwrite:
         with storage_access(f"on the output {config.output.uri}"):
             clean_tmp(config.output.uri, out_options)
@@ -723,6 +730,14 @@ def _run_leased(
         summary.status = "failed" if over else "succeeded"
         if over:
             summary.message = f"error rate {summary.error_rate:.1%} above the budget of {config.max_error_rate:.1%}"
+    if config.output.compact and summary.status == "succeeded":
+        lease.verify()
+        with storage_access(f"compacting the output {config.output.uri}"):
+            compaction = compact(
+                config.output.uri, out_options, config.output.rows_per_file, config.output.compression, lease.verify
+            )
+        summary.compaction = compaction.as_dict()
+        say(describe_compaction(compaction))
     try:
         lease.verify()
     except LeaseLostError as exc:  # the summary (the run's own folder) says so; _tmp is not ours now
@@ -739,6 +754,60 @@ def _run_leased(
         f"summary in {config.output.uri.rstrip('/')}/{JOBS_DIR}/{job_id}/summary.json"
     )
     return config
+
+
+def progress_printer(job_id: str, progress: TextIO | None) -> Callable[[str], None]:
+    """``say(message)``: one progress line ``[ocr-batch <job id> HH:MM:SS] message`` on
+    ``progress`` (credentials redacted), or nothing when ``progress`` is None."""
+
+    def say(message: str) -> None:
+        if progress is not None:
+            print(
+                f"[ocr-batch {job_id} {datetime.now(UTC):%H:%M:%S}] {redact_text(message)}", file=progress, flush=True
+            )
+
+    return say
+
+
+def describe_compaction(compaction: CompactionSummary) -> str:
+    """One progress line on a compaction."""
+    return (
+        f"compaction: {compaction.files_merged} small part files ({compaction.rows_moved} rows) merged into "
+        f"{compaction.files_written}; {compaction.files_after} part files now (were {compaction.files_before})"
+    )
+
+
+def compact_output(config: JobConfig, progress: TextIO | None = sys.stderr) -> CompactionSummary:
+    """``ocr-batch compact``: take the output's lease (raises :class:`OutputBusyError` while a
+    run holds it), merge its small part files (``output.rows_per_file``, ``compression``,
+    ``storage_options`` from ``config``), give the lease back."""
+    if not config.output.uri:
+        raise ValueError("no output given: set output.uri (or --output)")
+    job_id = f"compact-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+    out_options = config.output_storage_options
+
+    say = progress_printer(job_id, progress)
+
+    lease = OutputLease(
+        config.output.uri, job_id, out_options, config.output.lease_ttl_s, config.output.take_over_lease
+    )
+    with storage_access(f"taking the lease of the output {config.output.uri}"):
+        abandoned = lease.acquire()
+    try:
+        if abandoned is not None:
+            _clean_abandoned(config, abandoned, say)
+        with storage_access(f"compacting the output {config.output.uri}"):
+            clean_tmp(config.output.uri, out_options)
+            compaction = compact(
+                config.output.uri, out_options, config.output.rows_per_file, config.output.compression, lease.verify
+            )
+            clean_tmp(config.output.uri, out_options)
+        if compaction.journals_finished:
+            say(f"finished {compaction.journals_finished} compactions that an interrupted run left")
+        say(describe_compaction(compaction))
+        return compaction
+    finally:
+        lease.release()
 
 
 def _clean_abandoned(config: JobConfig, abandoned: LeaseRecord, say: Callable[[str], None]) -> None:
@@ -777,11 +846,7 @@ def run_job(config: JobConfig, progress: TextIO | None = sys.stderr) -> JobSumma
     started = time.perf_counter()
     out_options = config.output_storage_options
 
-    def say(message: str) -> None:
-        if progress is not None:
-            print(
-                f"[ocr-batch {job_id} {datetime.now(UTC):%H:%M:%S}] {redact_text(message)}", file=progress, flush=True
-            )
+    say = progress_printer(job_id, progress)
 
     # The first chunk of the listing comes before the output is touched, so a missing input or
     # refused credentials fail first. Then the run takes the output's lease (one run at a time

@@ -1,0 +1,143 @@
+"""Compaction of an output's small part files (``ocr_actors.io.compact``, ``ocr-batch compact``):
+real Parquet files on a local disk, read back with DuckDB; the crash state a killed compaction
+leaves, finished by the next one; the output's lease respected."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import duckdb
+import pyarrow.parquet as pq
+import pytest
+
+from ocr_actors import cli
+from ocr_actors.config import load_config
+from ocr_actors.io.compact import PartFile, compact, merge_group, plan_groups, read_part_sizes
+from ocr_actors.io.lease import OutputLease
+from ocr_actors.io.parquet import list_parts, part_name, write_part
+from ocr_actors.job_config import JobConfig
+from ocr_actors.pipeline.job import compact_output
+from tests.conftest import part_row
+
+
+def test_small_files_are_packed_in_path_order_up_to_rows_per_file():
+    parts = [PartFile(f"out/part-{i}", rows) for i, rows in enumerate([3, 12, 4, 2, 5, 1, 4, 9])]
+    groups = plan_groups(parts, rows_per_file=10)
+    # small: fewer than 5 rows (3, 4, 2, 1, 4); 12, 5 and 9 stay; 3+4+2+1 = 10 fits, the last 4 is alone
+    assert [[p.rows for p in g] for g in groups] == [[3, 4, 2, 1]]
+    assert plan_groups(parts, rows_per_file=6) == [[parts[3], parts[5]]]  # small: fewer than 3 rows
+    assert plan_groups([PartFile("a", 1)], 10) == []  # one small file: nothing to merge
+    assert plan_groups(parts, rows_per_file=1) == []  # nothing is below half of 1 row
+
+
+def write_small_parts(out: Path, sizes: list[int]) -> list[dict]:
+    """Part files of ``sizes`` rows (each a page of its own document, with its own text);
+    returns every row written."""
+    rows = []
+    for index, size in enumerate(sizes):
+        part = []
+        for page in range(size):
+            row = part_row(f"s3://scans/doc{index:02d}.pdf", page, size)
+            row["text"] = f"page {page} of document {index}"
+            part.append(row)
+        write_part(part, str(out), {})
+        rows.extend(part)
+    return rows
+
+
+def output_rows(out: Path) -> list[tuple]:
+    return duckdb.sql(
+        f"select source_uri, page_index, text from read_parquet('{out}/part-*.parquet') order by 1, 2"
+    ).fetchall()
+
+
+def test_compaction_merges_small_files_and_keeps_every_row_once(tmp_path):
+    out = tmp_path / "out"
+    written = write_small_parts(out, [2, 1, 3, 8, 1, 2])
+    before = output_rows(out)
+    assert len(before) == len(written) == 17 and len(list_parts(str(out), {})) == 6
+
+    summary = compact(str(out), {}, rows_per_file=10)
+    assert summary.as_dict() == {
+        "files_before": 6,
+        "files_after": 2,  # the 8-row file stays; 2+1+3+1+2 = 9 rows in one
+        "files_merged": 5,
+        "rows_moved": 9,
+        "files_written": 1,
+        "journals_finished": 0,
+    }
+    assert output_rows(out) == before  # every row once, texts unchanged
+    sizes = sorted(p.rows for p in read_part_sizes(str(out), {}))
+    assert sizes == [8, 9]
+    merged = next(p for p in read_part_sizes(str(out), {}) if p.rows == 9)
+    table = pq.read_table(merged.path)
+    keys = list(zip(table["source_uri"].to_pylist(), table["page_index"].to_pylist(), strict=True))
+    assert keys == sorted(keys)  # sorted by (source_uri, page_index)
+    assert pq.ParquetFile(merged.path).metadata.num_row_groups == 1
+    assert Path(merged.path).name == part_name([{"source_uri": u, "page_index": p} for u, p in keys])
+    assert not list((out / "_jobs" / "_compact").iterdir())  # no journal left
+    assert list((out / "_tmp").iterdir()) == []
+    assert compact(str(out), {}, rows_per_file=10).files_merged == 0  # nothing left to merge
+
+
+def test_an_interrupted_compaction_is_finished_by_the_next_one(tmp_path):
+    """A compaction killed after moving the merged file into place and before deleting the
+    files it replaces: the rows are there twice until the next compaction (or job), which
+    finishes the journal first."""
+    out = tmp_path / "out"
+    write_small_parts(out, [1, 2, 1])
+    before = output_rows(out)
+
+    def killed() -> None:
+        raise KeyboardInterrupt
+
+    group = read_part_sizes(str(out), {})[:2]
+    with pytest.raises(KeyboardInterrupt):
+        merge_group(str(out), {}, group, before_delete=killed)
+    doubled = output_rows(out)
+    assert len(doubled) == len(before) + sum(p.rows for p in group)  # the crash state
+    assert len(list((out / "_jobs" / "_compact").glob("*.json"))) == 1
+
+    summary = compact(str(out), {}, rows_per_file=10)
+    assert summary.journals_finished == 1
+    assert output_rows(out) == before  # each row once again
+    assert len(list_parts(str(out), {})) == 1 and summary.files_after == 1
+
+
+def test_a_journal_whose_merged_file_never_moved_is_dropped(tmp_path):
+    """Killed before the move: the replaced files are the only copy and must stay."""
+    out = tmp_path / "out"
+    write_small_parts(out, [1, 2])
+    before = output_rows(out)
+    journals = out / "_jobs" / "_compact"
+    journals.mkdir(parents=True)
+    names = [Path(p).name for p in list_parts(str(out), {})]
+    (journals / "part-000000000000000000000000.parquet.json").write_text(
+        json.dumps({"merged": "part-000000000000000000000000.parquet", "replaced": names})
+    )
+    assert compact(str(out), {}, rows_per_file=100).journals_finished == 1
+    assert output_rows(out) == before and not list(journals.iterdir())
+
+
+def test_cli_compact_takes_the_lease_and_refuses_a_busy_output(tmp_path, capsys):
+    out = tmp_path / "out"
+    write_small_parts(out, [1, 1, 1, 40])
+    config = load_config(JobConfig, None, {"output.uri": str(out), "output.rows_per_file": 20})
+    holder = OutputLease(str(out), "20261206T000000Z-running", {})
+    holder.acquire()
+    try:
+        assert cli.main(["compact", "--output", str(out), "output.rows_per_file=20"]) == 3
+        assert "is in use by job 20261206T000000Z-running" in capsys.readouterr().err
+        assert len(list_parts(str(out), {})) == 4  # untouched while a run holds the output
+    finally:
+        holder.release()
+    assert cli.main(["compact", "--output", str(out), "output.rows_per_file=20"]) == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    assert (summary["files_before"], summary["files_after"], summary["rows_moved"]) == (4, 2, 3)
+    assert "compaction: 3 small part files (3 rows) merged into 1; 2 part files now (were 4)" in captured.err
+    progress = io.StringIO()
+    again = compact_output(config, progress)  # the lease was given back: a second one runs
+    assert again.files_merged == 0 and "merged into 0" in progress.getvalue()
