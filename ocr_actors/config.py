@@ -45,6 +45,11 @@ class EngineConfig:
             GPU configs bound the shapes (``text_recognition.width_buckets``/``pad_batch``).
         gpu_setup_turns: on a GPU, the processes sharing it open their sessions and run their
             warm-up shapes one at a time (:mod:`ocr_actors.runtime.gpu_setup`); false: all at once.
+        gpu_run_thread: ONNX Runtime on a GPU: every model run of a process goes through one
+            thread, so an actor with several calls in flight (``concurrent_calls``) sets up
+            one CUDA stream with its cuDNN/cuBLAS handles and warms up once; its call threads
+            overlap their CPU work with the runs. false: each call thread runs the models
+            itself (a stream and a warm-up each; runs of one process may then overlap on the GPU).
     """
 
     engine: str = "onnxruntime"
@@ -54,6 +59,7 @@ class EngineConfig:
     allow_spinning: bool = True
     cudnn_conv_algo_search: str = "HEURISTIC"
     gpu_setup_turns: bool = True
+    gpu_run_thread: bool = True
 
     def __post_init__(self) -> None:
         _check(self.engine in ("onnxruntime", "openvino", "paddle"), "engine.engine", self.engine)

@@ -331,6 +331,51 @@ def test_sessions_record_the_first_run_of_each_input_shape():
     assert all(seconds > 0 for seconds in session.first_runs.values())
 
 
+def test_one_run_thread_sessions_run_on_the_model_thread_and_need_no_thread_warm_up():
+    """``engine.gpu_run_thread``: the runs of call threads go through the process's one model
+    thread (a run waits while that thread is busy), read the same, and a new call thread has
+    nothing to warm up; the flag reaches sessions on GPUs only."""
+    import threading
+
+    from ocr_actors.config import TextDetectionConfig
+    from ocr_actors.runtime.engines import OnnxRuntimeSession, model_run_thread, runs_on_one_thread
+    from ocr_actors.runtime.runners import TextDetector, warm_thread_once
+
+    model = resolve_model("PP-OCRv6_tiny_rec").path_for("onnxruntime")
+    funnelled = OnnxRuntimeSession(model, threads=1, one_run_thread=True)
+    direct = OnnxRuntimeSession(model, threads=1)
+    batch = np.random.default_rng(3).random((2, 3, 48, 320), dtype=np.float32)
+    expected = direct.run(batch)
+
+    busy, ran = threading.Event(), threading.Event()
+    model_run_thread().submit(busy.wait)  # the model thread is held
+    results: list = []
+    caller = threading.Thread(target=lambda: (results.append(funnelled.run(batch)), ran.set()))
+    caller.start()
+    assert not ran.wait(1.0)  # the call waits for the model thread
+    assert direct.run(batch).shape == expected.shape  # a session without it runs meanwhile
+    busy.set()
+    assert ran.wait(60)
+    caller.join()
+    np.testing.assert_array_equal(results[0], expected)
+    assert runs_on_one_thread(funnelled) and not runs_on_one_thread(direct)
+
+    engine = EngineConfig(threads=1)
+    detector = TextDetector(TextDetectionConfig(batch_pad_multiple=960, batch_size=2, warmup=True), engine)
+    seen: list = []
+
+    def warm_on_a_new_thread(session: object) -> None:
+        seen.append(warm_thread_once(detector, True, session, engine, {threading.get_ident() + 1}))
+
+    for session in (funnelled, direct):
+        worker = threading.Thread(target=warm_on_a_new_thread, args=(session,))
+        worker.start()
+        worker.join()
+    assert seen[0] == ([], 0.0)  # runs on the model thread: warm since start-up
+    assert [shape for shape, _ in seen[1][0]] == [(1, 3, 960, 960), (2, 3, 960, 960)]
+    assert not runs_on_one_thread(detector.session)  # on CPU the job's sessions run where called
+
+
 def test_max_width_spread_splits_recognition_batches(pipeline):
     """One batch for every crop when any spread is allowed; several when only equal widths may share."""
     page = render_page(seed=133, lines_per_column=12, kinds=("prose", "number", "currency"))

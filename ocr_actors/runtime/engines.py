@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
@@ -47,8 +49,36 @@ def cuda_provider_options(device: str, conv_algo_search: str = "HEURISTIC") -> d
     }
 
 
+_MODEL_RUNS: ThreadPoolExecutor | None = None
+_MODEL_RUNS_LOCK = threading.Lock()
+
+
+def model_run_thread() -> ThreadPoolExecutor:
+    """The process's one thread for the model runs of sessions opened with
+    ``one_run_thread`` (created on first use, shared by every such session)."""
+    global _MODEL_RUNS
+    with _MODEL_RUNS_LOCK:
+        if _MODEL_RUNS is None:
+            _MODEL_RUNS = ThreadPoolExecutor(1, thread_name_prefix="model-runs")
+        return _MODEL_RUNS
+
+
+def runs_on_one_thread(session: object) -> bool:
+    """Whether ``session`` hands every run to :func:`model_run_thread` (then the threads
+    that call it never run the model themselves and need no warm-up of their own)."""
+    return bool(getattr(session, "one_run_thread", False))
+
+
 class OnnxRuntimeSession:
-    """ONNX Runtime; CUDA when ``device`` starts with ``gpu`` and the provider exists."""
+    """ONNX Runtime; CUDA when ``device`` starts with ``gpu`` and the provider exists.
+
+    With ``one_run_thread`` every run goes through the process's one model thread
+    (:func:`model_run_thread`) while the calling thread waits (without the GIL): ONNX Runtime's
+    CUDA provider sets up a CUDA stream with its own cuDNN and cuBLAS handles (and their
+    workspace) for each run going on at once, so runs from several call threads
+    (``concurrent_calls``) would each set those up and warm up; through one thread there is one
+    set, warmed once, and the call threads still overlap their CPU work with the model runs.
+    """
 
     engine = "onnxruntime"
 
@@ -59,7 +89,9 @@ class OnnxRuntimeSession:
         threads: int = 0,
         allow_spinning: bool = True,
         cudnn_conv_algo_search: str = "HEURISTIC",
+        one_run_thread: bool = False,
     ) -> None:
+        self.one_run_thread = one_run_thread
         try:
             import onnxruntime as ort
         except ImportError as exc:  # pragma: no cover - depends on the install
@@ -100,7 +132,11 @@ class OnnxRuntimeSession:
 
     def run_all(self, batch: np.ndarray) -> list[np.ndarray]:
         started = time.perf_counter()
-        outputs = list(self._session.run(None, {self._input_name: batch.astype(self.input_dtype, copy=False)}))
+        feeds = {self._input_name: batch.astype(self.input_dtype, copy=False)}
+        if self.one_run_thread:
+            outputs = list(model_run_thread().submit(self._session.run, None, feeds).result())
+        else:
+            outputs = list(self._session.run(None, feeds))
         self.first_runs.setdefault(tuple(batch.shape), time.perf_counter() - started)
         return outputs
 
@@ -196,6 +232,7 @@ def create_session(
     precision: str = "f32",
     allow_spinning: bool = True,
     cudnn_conv_algo_search: str = "HEURISTIC",
+    one_run_thread: bool = False,
 ) -> InferenceSession:
     """Open a model with the named engine.
 
@@ -208,9 +245,11 @@ def create_session(
             converted model file: :func:`ocr_actors.runtime.runners.engine_model_file`).
         allow_spinning: ONNX Runtime only: let idle intra-op threads spin.
         cudnn_conv_algo_search: ONNX Runtime on GPU only: cuDNN kernel choice per shape.
+        one_run_thread: ONNX Runtime only: every run on the process's one model thread
+            (:class:`OnnxRuntimeSession`).
     """
     if engine == "onnxruntime":
-        return OnnxRuntimeSession(model_path, device, threads, allow_spinning, cudnn_conv_algo_search)
+        return OnnxRuntimeSession(model_path, device, threads, allow_spinning, cudnn_conv_algo_search, one_run_thread)
     if engine == "openvino":
         return OpenVINOSession(model_path, device, threads, precision)
     if engine == "paddle":

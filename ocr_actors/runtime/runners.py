@@ -37,7 +37,7 @@ from ocr_actors.preprocess import (
     rec_resized_width,
     stack_padded,
 )
-from ocr_actors.runtime.engines import InferenceSession, create_session
+from ocr_actors.runtime.engines import InferenceSession, create_session, runs_on_one_thread
 from ocr_actors.runtime.gpu_setup import GpuSetupLock
 from ocr_actors.runtime.models import (
     ModelNotFoundError,
@@ -74,6 +74,7 @@ def open_session(model_path: Path, engine: EngineConfig, convert: bool = True) -
         engine.precision,
         engine.allow_spinning,
         engine.cudnn_conv_algo_search,
+        engine.gpu_run_thread and engine.device.startswith("gpu"),
     )
 
 
@@ -235,8 +236,9 @@ class TextDetector:
         constructing thread is warm): ONNX Runtime's CUDA provider keeps cuDNN and cuBLAS
         handles per thread, so a thread that runs calls (``concurrent_calls``) may set up
         kernels of its own. Returns the timings and the wait for the GPU, ``([], 0)`` when
-        already warm or warm-up is off."""
-        return warm_thread_once(self, self.config.warmup, self._engine, self._warm_threads)
+        already warm, warm-up is off or the session runs on the one model thread
+        (``engine.gpu_run_thread``)."""
+        return warm_thread_once(self, self.config.warmup, self._session, self._engine, self._warm_threads)
 
 
 REC_HEIGHT = 48
@@ -358,7 +360,7 @@ class TextRecognizer:
 
     def warm_this_thread(self) -> tuple[list[tuple[tuple[int, int, int, int], float]], float]:
         """As :meth:`TextDetector.warm_this_thread`, for the recogniser's bucket shapes."""
-        return warm_thread_once(self, self.config.warmup, self._engine, self._warm_threads)
+        return warm_thread_once(self, self.config.warmup, self._session, self._engine, self._warm_threads)
 
 
 class _WarmsUp(Protocol):
@@ -366,12 +368,14 @@ class _WarmsUp(Protocol):
 
 
 def warm_thread_once(
-    runner: _WarmsUp, enabled: bool, engine: EngineConfig, warm_threads: set[int]
+    runner: _WarmsUp, enabled: bool, session: InferenceSession, engine: EngineConfig, warm_threads: set[int]
 ) -> tuple[list[tuple[tuple[int, int, int, int], float]], float]:
     """``runner.warm_up()`` on the calling thread unless it is in ``warm_threads`` (then
-    added) or ``enabled`` is false; under the GPU's set-up lock. Returns ``(timings, waited s)``."""
+    added), ``enabled`` is false or ``session`` runs every call on the process's one model
+    thread (:func:`~ocr_actors.runtime.engines.runs_on_one_thread`: warm since start-up);
+    under the GPU's set-up lock. Returns ``(timings, waited s)``."""
     thread = threading.get_ident()
-    if not enabled or thread in warm_threads:
+    if not enabled or runs_on_one_thread(session) or thread in warm_threads:
         return [], 0.0
     with GpuSetupLock(engine.device, engine.gpu_setup_turns) as lock:
         timings = runner.warm_up()
