@@ -732,12 +732,20 @@ def _run_leased(
             summary.message = f"error rate {summary.error_rate:.1%} above the budget of {config.max_error_rate:.1%}"
     if config.output.compact and summary.status == "succeeded":
         lease.verify()
-        with storage_access(f"compacting the output {config.output.uri}"):
+        try:  # the run's rows are all in: a compaction that fails leaves them, and its journal
             compaction = compact(
                 config.output.uri, out_options, config.output.rows_per_file, config.output.compression, lease.verify
             )
-        summary.compaction = compaction.as_dict()
-        say(describe_compaction(compaction))
+        except LeaseLostError:
+            raise
+        except Exception as exc:
+            say(
+                f"compaction failed ({type(exc).__name__}: {exc}); every row is in the output, and the next run "
+                "or `ocr-batch compact` finishes what it began"
+            )
+        else:
+            summary.compaction = compaction.as_dict()
+            say(describe_compaction(compaction))
     try:
         lease.verify()
     except LeaseLostError as exc:  # the summary (the run's own folder) says so; _tmp is not ours now
@@ -785,9 +793,7 @@ def compact_output(config: JobConfig, progress: TextIO | None = sys.stderr) -> C
         raise ValueError("no output given: set output.uri (or --output)")
     job_id = f"compact-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
     out_options = config.output_storage_options
-
     say = progress_printer(job_id, progress)
-
     lease = OutputLease(
         config.output.uri, job_id, out_options, config.output.lease_ttl_s, config.output.take_over_lease
     )
