@@ -203,21 +203,16 @@ def test_the_warm_rate_counts_from_the_last_actor_ready_and_the_part_file_times(
     assert gpu_check.rate_after(timeline, start + 65) is None  # one file after it
     assert gpu_check.pages_per_interval(timeline, start, start + 75, 30.0) == [0, 48, 80]
 
-    run = {
-        "name": "job",
-        "ok": True,
-        "pages": 128,
-        "pages_per_s": 1.7,
-        "steady_pages_per_s": 2.4,
-        "gpu": {"utilisation_mean": 40.0, "memory_peak_mb": 9000},
-        "host_cpu": {"busy_cores": 6.0, "cores": 16},
-        "accuracy": {"cer": 0.001, "line_cer": 0.001},
-        "pages_per_30s": [0, 48, 80],
-        "warm_pages_per_s": 160.4,
-        "warm_window": {"pages": 80, "seconds": 18.0, "after_ready_s": 1.5},
-        "gpu_warm": {"utilisation_mean": 74.0, "memory_peak_mb": 9000},
-        "host_cpu_warm": {"busy_cores": 9.5, "cores": 16},
-    }
+    run = job_record(128, 1.7, 2.4, utilisation=40.0, busy_cores=6.0)
+    run.update(
+        {
+            "pages_per_30s": [0, 48, 80],
+            "warm_pages_per_s": 160.4,
+            "warm_window": {"pages": 80, "seconds": 18.0, "after_ready_s": 1.5},
+            "gpu_warm": {"utilisation_mean": 74.0, "memory_peak_mb": 9000},
+            "host_cpu_warm": {"busy_cores": 9.5, "cores": 16},
+        }
+    )
     text = gpu_check.report([run], 1, ["H100"])
     assert "job pages committed per 30 s from its start: 0 48 80" in text
     assert "job once every actor was warm: 160.40 pages/s (80 pages in 18 s, from the first part file 2 s " in text
@@ -334,17 +329,22 @@ def test_host_cpu_reads_the_cgroup_counter_and_averages_busy_cores(tmp_path):
     assert gpu_check.busy_cores([], 100.0, 101.0) is None
 
 
-def test_a_host_bound_job_is_called_host_bound():
-    run = {
+def job_record(pages: int, rate: float, steady: float, utilisation: float, busy_cores: float) -> dict:
+    """A finished job run as ``job_run`` records it (the figures ``report`` reads), one GPU, 16 cores."""
+    return {
         "name": "job",
         "ok": True,
-        "pages": 3000,
-        "pages_per_s": 80.0,
-        "steady_pages_per_s": 90.0,
-        "gpu": {"utilisation_mean": 41.0, "memory_peak_mb": 9000},
-        "host_cpu": {"busy_cores": 15.6, "cores": 16},
+        "pages": pages,
+        "pages_per_s": rate,
+        "steady_pages_per_s": steady,
+        "gpu": {"utilisation_mean": utilisation, "memory_peak_mb": 9000},
+        "host_cpu": {"busy_cores": busy_cores, "cores": 16},
         "accuracy": {"cer": 0.001, "line_cer": 0.001},
     }
+
+
+def test_a_host_bound_job_is_called_host_bound():
+    run = job_record(3000, 80.0, 90.0, utilisation=41.0, busy_cores=15.6)
     run["cpu_seconds_per_stage"] = {"load": 90.0, "detect": 30.0, "crop": 15.0, "recognize": 45.0}
     run["seconds"] = 37.5
     run["host_cpu_run"] = {"busy_cores": 12.0, "cores": 16}

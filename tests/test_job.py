@@ -415,15 +415,20 @@ def test_grey_and_colour_pages_share_batches_and_read_alike(tmp_path):
     assert_pages_read(rows, truth, ok_pages=3)
 
 
+def copy_sources(folder: Path, target: Path, names: tuple[str, ...] = ("page0.png", "doc.pdf")) -> Path:
+    """``target`` made with copies of the named input files (a prefix that grows between runs)."""
+    target.mkdir(exist_ok=True)
+    for name in names:
+        (target / name).write_bytes((folder / name).read_bytes())
+    return target
+
+
 def test_incremental_processes_only_new_objects_and_overwrite_redoes_all(inputs, tmp_path):
     folder, _ = inputs
-    source = tmp_path / "src"
-    source.mkdir()
-    for name in ("page0.png", "doc.pdf"):
-        (source / name).write_bytes((folder / name).read_bytes())
+    source = copy_sources(folder, tmp_path / "src")
     out = tmp_path / "out"
     assert run_job(job_config(str(source), out)).rows_written == 4
-    (source / "page1.png").write_bytes((folder / "page1.png").read_bytes())
+    copy_sources(folder, source, ("page1.png",))
     new = run_job(job_config(str(source), out, output__mode="incremental"))
     assert (new.sources_skipped, new.sources_processed, new.rows_written) == (2, 1, 1)
     redo = run_job(job_config(str(source), out, output__mode="overwrite"))
@@ -439,10 +444,7 @@ def test_scheduled_incremental_runs_with_compact_keep_few_files_and_finish_an_in
     from ocr_actors.io.parquet import list_parts
 
     folder, truth = inputs
-    source = tmp_path / "src"
-    source.mkdir()
-    for name in ("page0.png", "doc.pdf"):
-        (source / name).write_bytes((folder / name).read_bytes())
+    source = copy_sources(folder, tmp_path / "src")
     out = tmp_path / "out"
     first = run_job(job_config(str(source), out, output__rows_per_file=1))
     assert first.rows_written == 4 and len(list_parts(str(out), {})) == 4
@@ -454,7 +456,7 @@ def test_scheduled_incremental_runs_with_compact_keep_few_files_and_finish_an_in
         merge_group(str(out), {}, read_part_sizes(str(out), {})[:2], before_delete=killed)
     assert len(rows_of(out)) == 6
 
-    (source / "page1.png").write_bytes((folder / "page1.png").read_bytes())
+    copy_sources(folder, source, ("page1.png",))
     progress = io.StringIO()
     config = job_config(str(source), out, output__mode="incremental", output__rows_per_file=20, output__compact=True)
     second = run_job(config, progress=progress)
