@@ -138,6 +138,9 @@ def test_cli_compact_takes_the_lease_and_refuses_a_busy_output(tmp_path, capsys)
     summary = json.loads(captured.out)
     assert (summary["files_before"], summary["files_after"], summary["rows_moved"]) == (4, 2, 3)
     assert "compaction: 3 small part files (3 rows) merged into 1; 2 part files now (were 4)" in captured.err
+    missing = tmp_path / "none"
+    assert cli.main(["compact", "--output", str(missing)]) == 2
+    assert "error: no part files at" in capsys.readouterr().err and not missing.exists()  # no folder made
     progress = io.StringIO()
     again = compact_output(config, progress)  # the lease was given back: a second one runs
     assert again.files_merged == 0 and "merged into 0" in progress.getvalue()

@@ -30,7 +30,15 @@ from ocr_actors.config import ConfigError, to_dict
 from ocr_actors.io.compact import CompactionSummary, compact, finish_compactions
 from ocr_actors.io.lease import LeaseLostError, LeaseRecord, OutputLease
 from ocr_actors.io.listing import ListingReport, iter_sources
-from ocr_actors.io.parquet import JOBS_DIR, DoneIndex, clean_tmp, drop_retried_rows, remove_parts, scan_done
+from ocr_actors.io.parquet import (
+    JOBS_DIR,
+    DoneIndex,
+    clean_tmp,
+    drop_retried_rows,
+    list_parts,
+    remove_parts,
+    scan_done,
+)
 from ocr_actors.io.sources import storage_access
 from ocr_actors.io.workfiles import WorkRange, WorkSpool, work_ranges
 from ocr_actors.job_config import (
@@ -794,6 +802,9 @@ def compact_output(config: JobConfig, progress: TextIO | None = sys.stderr) -> C
     job_id = f"compact-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
     out_options = config.output_storage_options
     say = progress_printer(job_id, progress)
+    with storage_access(f"on the output {config.output.uri}"):
+        if not list_parts(config.output.uri, out_options):  # the lease would create the folder
+            raise FileNotFoundError(f"no part files at {config.output.uri}: nothing to compact")
     lease = OutputLease(
         config.output.uri, job_id, out_options, config.output.lease_ttl_s, config.output.take_over_lease
     )
