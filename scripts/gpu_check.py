@@ -818,6 +818,20 @@ def report(runs: Sequence[dict[str, Any]], gpus: int, gpu_names: Sequence[str]) 
     return "\n".join(lines)
 
 
+def job_timeout(
+    timeout: float | None, budget: float | None, skip: Sequence[str], engine_timeout: float, reference_timeout: float
+) -> float:
+    """The job's time limit: ``timeout`` when given; else, with a ``budget`` for the whole
+    check, what the other runs' limits (those not skipped) and 40 s of page rendering and
+    reporting leave of it (at least 60 s); else 240 s."""
+    if timeout is not None:
+        return timeout
+    if budget is None:
+        return 240.0
+    others = (0.0 if "engine" in skip else engine_timeout) + (0.0 if "reference" in skip else reference_timeout)
+    return max(60.0, budget - others - 40.0)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="gpu", choices=("gpu", "cpu"), help="gpu (default) or cpu (smoke run)")
@@ -842,7 +856,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=4, help="CPU threads of the single-process engines")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="job setting override")
     parser.add_argument("--skip", action="append", default=[], choices=("job", "engine", "reference"))
-    parser.add_argument("--timeout", type=float, default=240, help="seconds the job may take (default 240)")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="seconds the job may take (default: what --budget leaves after the other runs' limits, else 240)",
+    )
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        help="seconds the whole check may take (gpu_check.sh passes what is left of 8 minutes): the job gets "
+        "what the engine and reference limits and 40 s of rendering and reporting leave",
+    )
     parser.add_argument(
         "--engine-timeout", type=float, default=80, help="seconds our single-process engine may take (default 80)"
     )
@@ -857,6 +883,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--verbose", action="store_true", help="show the engine workers' stderr")
     parser.add_argument("--job-worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    args.timeout = job_timeout(args.timeout, args.budget, args.skip, args.engine_timeout, args.reference_timeout)
     if args.job_worker:
         job_worker(json.loads(args.job_worker))
         return 0

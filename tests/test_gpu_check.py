@@ -224,6 +224,17 @@ def test_the_warm_rate_counts_from_the_last_actor_ready_and_the_part_file_times(
     assert "2.4 pages/s per GPU at 40% -> NOT met (from the first part file on; " in text
 
 
+def test_the_job_gets_what_the_other_runs_leave_of_the_budget():
+    """gpu_check.sh passes what is left of its 8 minutes: with the engine and reference runs
+    skipped the job may use nearly all of it; --timeout still wins."""
+    assert gpu_check.job_timeout(None, 440, [], 80, 150) == 170  # 440 - 80 - 150 - 40
+    assert gpu_check.job_timeout(None, 440, ["engine", "reference"], 80, 150) == 400
+    assert gpu_check.job_timeout(None, 440, ["reference"], 80, 150) == 320
+    assert gpu_check.job_timeout(None, 200, [], 80, 150) == 60  # never below a minute
+    assert gpu_check.job_timeout(300, 440, ["engine"], 80, 150) == 300
+    assert gpu_check.job_timeout(None, None, [], 80, 150) == 240
+
+
 def test_asking_for_a_gpu_without_one_is_a_clear_error(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("PATH", str(tmp_path))  # no nvidia-smi
     assert gpu_check.main(["--device", "gpu"]) == 2
