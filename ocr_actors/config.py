@@ -48,8 +48,9 @@ class EngineConfig:
         gpu_run_thread: ONNX Runtime on a GPU: every model run of a process goes through one
             thread, so an actor with several calls in flight (``concurrent_calls``) sets up
             one CUDA stream with its cuDNN/cuBLAS handles and warms up once; its call threads
-            overlap their CPU work with the runs. false: each call thread runs the models
-            itself (a stream and a warm-up each; runs of one process may then overlap on the GPU).
+            still overlap their CPU work with the runs, but its runs no longer overlap each
+            other on the GPU. Off by default (unmeasured on a GPU): each call thread runs the
+            models itself, on a CUDA stream of its own, and warms up once on its first call.
     """
 
     engine: str = "onnxruntime"
@@ -59,7 +60,7 @@ class EngineConfig:
     allow_spinning: bool = True
     cudnn_conv_algo_search: str = "HEURISTIC"
     gpu_setup_turns: bool = True
-    gpu_run_thread: bool = True
+    gpu_run_thread: bool = False
 
     def __post_init__(self) -> None:
         _check(self.engine in ("onnxruntime", "openvino", "paddle"), "engine.engine", self.engine)

@@ -98,7 +98,7 @@ def gpu_ocr_config(device: str, variant: Variant) -> Any:
     # one CPU thread, not spinning, per session: several processes share the host's cores
     settings.update({"engine.device": device, "engine.threads": 1, "engine.allow_spinning": False})
     # its thread rounds run the sessions from several threads at once (a CUDA stream each),
-    # not through the job's one model thread (engine.gpu_run_thread)
+    # never through one model thread, whatever engine.gpu_run_thread says
     settings["engine.gpu_run_thread"] = False
     settings["text_recognition.warmup"] = False
     settings["text_detection.warmup"] = False

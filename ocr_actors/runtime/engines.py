@@ -77,7 +77,8 @@ class OnnxRuntimeSession:
     CUDA provider sets up a CUDA stream with its own cuDNN and cuBLAS handles (and their
     workspace) for each run going on at once, so runs from several call threads
     (``concurrent_calls``) would each set those up and warm up; through one thread there is one
-    set, warmed once, and the call threads still overlap their CPU work with the model runs.
+    set, warmed once, and the call threads still overlap their CPU work with the model runs;
+    but the runs of one process no longer overlap each other on the GPU.
     """
 
     engine = "onnxruntime"
