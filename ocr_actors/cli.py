@@ -195,6 +195,39 @@ def _compact(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_status(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "status",
+        help="what an output holds (rows, errors by type, part files), its latest runs and who holds it now",
+        epilog="prints JSON on stdout and a summary on stderr; reads only. Exit status: 0; 2 no such output",
+    )
+    p.add_argument("--output", default=None, help="the job's output folder/prefix URI")
+    p.add_argument("--config", default=None, help="job YAML: output.rows_per_file, storage options")
+    p.add_argument("--runs", type=int, default=5, help="how many of the latest runs to list (default 5)")
+    p.add_argument("--quiet", action="store_true", help="JSON only")
+    p.add_argument("overrides", nargs="*", help="config overrides: section.key=value")
+
+
+def _status(args: argparse.Namespace) -> int:
+    from ocr_actors.config import load_config, parse_override
+    from ocr_actors.io.sources import storage_access
+    from ocr_actors.job_config import JobConfig
+    from ocr_actors.pipeline.status import describe_status, output_status
+
+    overrides: dict[str, object] = dict(parse_override(text) for text in args.overrides)
+    if args.output is not None:
+        overrides["output.uri"] = args.output
+    config = load_config(JobConfig, args.config, overrides)
+    if not config.output.uri:
+        raise ValueError("no output given: set output.uri (or --output)")
+    with storage_access(f"reading the output {config.output.uri}"):
+        status = output_status(config.output.uri, config.output_storage_options, config.output.rows_per_file, args.runs)
+    print(redact_text(json.dumps(status.as_dict())))
+    if not args.quiet:
+        print(redact_text("\n".join(describe_status(status))), file=sys.stderr)
+    return 0
+
+
 def _add_serve(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("serve", help="HTTP service: POST /ocr in the reference's format (Ray Serve)")
     p.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
@@ -223,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_predict(sub)
     _add_run(sub)
     _add_compact(sub)
+    _add_status(sub)
     _add_serve(sub)
     return parser
 
@@ -258,6 +292,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args)
         if args.command == "compact":
             return _compact(args)
+        if args.command == "status":
+            return _status(args)
         if args.command == "serve":
             return _serve(args)
     except (ConfigError, ValueError, FileNotFoundError, SourceAccessError, EngineUnavailableError) as exc:

@@ -1,6 +1,7 @@
 """Compaction of an output's small part files (``ocr_actors.io.compact``, ``ocr-batch compact``):
 real Parquet files on a local disk, read back with DuckDB; the crash state a killed compaction
-leaves, finished by the next one; the output's lease respected."""
+leaves, finished by the next one; the output's lease respected. And ``ocr-batch status``, which
+reads all of that back."""
 
 from __future__ import annotations
 
@@ -144,3 +145,50 @@ def test_cli_compact_takes_the_lease_and_refuses_a_busy_output(tmp_path, capsys)
     progress = io.StringIO()
     again = compact_output(config, progress)  # the lease was given back: a second one runs
     assert again.files_merged == 0 and "merged into 0" in progress.getvalue()
+
+
+def test_status_reads_rows_errors_runs_the_lease_and_pending_compactions(tmp_path, capsys):
+    from ocr_actors.pipeline.job import JobSummary
+
+    out = tmp_path / "out"
+    write_small_parts(out, [2, 1, 30])
+    for job_id, status in (("20261201T000000Z-aaaa", "succeeded"), ("20261202T000000Z-bbbb", "failed")):
+        folder = out / "_jobs" / job_id
+        folder.mkdir(parents=True)
+        summary = JobSummary(job_id=job_id, output=str(out), mode="incremental", status=status, rows_written=3)
+        (folder / "summary.json").write_text(json.dumps(summary.as_dict()))
+    (out / "_jobs" / "20261203T000000Z-cccc").mkdir()  # a run with no summary yet
+
+    def killed() -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):  # the 2- and 1-row files: their 3 rows twice until finished
+        merge_group(str(out), {}, [p for p in read_part_sizes(str(out), {}) if p.rows < 3], before_delete=killed)
+    write_part(
+        [part_row("s3://scans/bad.pdf", None, None, "corrupt"), part_row("s3://scans/gone.png", 0, 1, "not_found")],
+        str(out),
+        {},
+    )
+    holder = OutputLease(str(out), "20261204T000000Z-dddd", {})
+    holder.acquire()
+    try:
+        assert cli.main(["status", "--output", str(out), "output.rows_per_file=20", "--runs", "1"]) == 0
+    finally:
+        holder.release()
+    captured = capsys.readouterr()
+    status = json.loads(captured.out)
+    # 2 + 1 + 30 + 2 rows, and the killed merge's copy of the 3 rows of its two files
+    assert status["rows"] == 38 and status["part_files"] == 5 and status["pending_compactions"] == 1
+    assert status["sources"] == 5 and status["error_rows"] == 2 and status["pages_ok"] == 36
+    assert status["mergeable_files"] == 4  # all but the 30-row file (fewer than 10 rows each)
+    assert status["errors_by_type"] == {"corrupt": 1, "not_found": 1}
+    assert [r["job_id"] for r in status["runs"]] == ["20261202T000000Z-bbbb"]  # newest with a summary
+    assert status["runs"][0]["status"] == "failed" and status["runs"][0]["mode"] == "incremental"
+    assert status["lease"]["job_id"] == "20261204T000000Z-dddd" and status["lease"]["renewed_s_ago"] < 60
+    assert "in use by job 20261204T000000Z-dddd" in captured.err
+    assert "1 compactions an interrupted run left" in captured.err
+
+    assert cli.main(["status", "--output", str(out), "--quiet"]) == 0  # the lease was given back
+    assert json.loads(capsys.readouterr().out)["lease"] is None
+    assert cli.main(["status", "--output", str(tmp_path / "none")]) == 2
+    assert "no output at" in capsys.readouterr().err

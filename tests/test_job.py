@@ -471,6 +471,12 @@ def test_scheduled_incremental_runs_with_compact_keep_few_files_and_finish_an_in
     assert_pages_read(rows, copied, ok_pages=5)
     summary = json.loads((out / "_jobs" / second.job_id / "summary.json").read_text())
     assert summary["compaction"]["files_merged"] == 4
+    from ocr_actors.pipeline.status import output_status
+
+    status = output_status(str(out), {}, rows_per_file=20)
+    assert (status.rows, status.sources, status.pages_ok, status.part_files, status.mergeable_files) == (5, 3, 5, 1, 0)
+    assert [r["job_id"] for r in status.runs] == [second.job_id, first.job_id]  # newest first
+    assert status.runs[0]["status"] == "succeeded" and status.lease is None and status.pending_compactions == 0
 
 
 def test_manifests_in_text_csv_and_parquet(inputs, tmp_path):
