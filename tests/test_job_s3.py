@@ -543,3 +543,8 @@ def test_cli_compact_on_s3_finishes_an_interrupted_compaction_and_merges(s3_serv
     assert not [p for p in fs.find(f"{output}/_jobs/_compact") if p.endswith(".json")]  # no journal left
     assert fs.find(f"{output}/_tmp") == []
     assert s3_server.secret not in result.stdout + result.stderr
+    status = cli(["status", "--output", output], env=s3_server.env())  # read-only, from S3
+    assert status.returncode == 0, status.stderr[-800:]
+    state = json.loads(status.stdout)
+    assert (state["rows"], state["sources"], state["part_files"], state["pending_compactions"]) == (6, 3, 1, 0)
+    assert state["lease"] is None and "no run holds the output" in status.stderr
