@@ -65,14 +65,21 @@ Shape = tuple[int, int, int, int]
 
 @dataclass(frozen=True)
 class Variant:
-    """One engine setting to time: ``engine.precision`` and ``engine.cudnn_conv_algo_search``."""
+    """One engine setting to time: ``engine.precision`` and ``engine.cudnn_conv_algo_search``;
+    ``cuda_graph``: the models run as captured CUDA graphs (:class:`GraphSessions`), which the
+    job does not do (yet): timed to learn what kernel-launch overhead costs the small models."""
 
     precision: str = "f32"
     conv_algo_search: str = "HEURISTIC"
+    cuda_graph: bool = False
 
     @property
     def name(self) -> str:
-        return self.precision + ("-exhaustive" if self.conv_algo_search == "EXHAUSTIVE" else "")
+        return (
+            self.precision
+            + ("-exhaustive" if self.conv_algo_search == "EXHAUSTIVE" else "")
+            + ("-graph" if self.cuda_graph else "")
+        )
 
     @property
     def overrides(self) -> dict[str, str]:
@@ -81,11 +88,15 @@ class Variant:
 
 
 def parse_variant(text: str) -> Variant:
-    """``"f16"`` / ``"f32-exhaustive"`` -> :class:`Variant`."""
-    precision, _, search = text.strip().partition("-")
-    if precision not in ("f32", "f16") or search not in ("", "exhaustive", "heuristic"):
-        raise argparse.ArgumentTypeError(f"variant {text!r}: f32 or f16, optionally with -exhaustive")
-    return Variant(precision, search.upper() or "HEURISTIC")
+    """``"f16"`` / ``"f32-exhaustive"`` / ``"f32-graph"`` / ``"f16-exhaustive-graph"`` -> :class:`Variant`."""
+    precision, *options = text.strip().split("-")
+    graph = options[-1:] == ["graph"]
+    search = options[:-1] if graph else options
+    if precision not in ("f32", "f16") or search not in ([], ["exhaustive"], ["heuristic"]):
+        raise argparse.ArgumentTypeError(
+            f"variant {text!r}: f32 or f16, optionally with -exhaustive, then optionally -graph"
+        )
+    return Variant(precision, search[0].upper() if search else "HEURISTIC", graph)
 
 
 def gpu_ocr_config(device: str, variant: Variant) -> Any:
@@ -214,12 +225,72 @@ class Sessions:
         return 1000 * (time.perf_counter() - started) / calls
 
 
+class GraphSessions(Sessions):
+    """The two models as captured CUDA graphs (ONNX Runtime's ``enable_cuda_graph``): for
+    each input shape, input and output buffers on the GPU are bound once and a graph is
+    captured under its own ``gpu_graph_id``; each call then copies its input in, replays the
+    graph and copies the outputs out, as a job call would. The output shapes come from one
+    run of the plain sessions. ONNX Runtime refuses (and this raises) when a model has nodes
+    off the CUDA provider. Calls from several threads at once are not supported."""
+
+    def __init__(self, device: str, variant: Variant) -> None:
+        import dataclasses
+
+        import onnxruntime as ort
+
+        if not device.startswith("gpu"):
+            raise RuntimeError("CUDA graphs need a GPU")
+        super().__init__(device, dataclasses.replace(variant, cuda_graph=False))
+        self._ort = ort
+        self._device_id = int(device.split(":", 1)[1]) if ":" in device else 0
+        provider = {
+            "device_id": str(self._device_id),
+            "cudnn_conv_algo_search": variant.conv_algo_search,
+            "enable_cuda_graph": "1",
+        }
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        self._graphs = {
+            kind: ort.InferenceSession(str(plain.model_file), options, providers=[("CUDAExecutionProvider", provider)])
+            for kind, plain in (("det", self.det), ("rec", self.rec))
+        }
+        self._bound: dict[Shape, tuple[Any, Any, Any, Any, Any]] = {}
+
+    def run(self, shape: Shape) -> None:
+        entry = self._bound.get(shape)
+        if entry is None:
+            kind = "rec" if shape[2] == REC_HEIGHT else "det"
+            session, plain = self._graphs[kind], self.rec if kind == "rec" else self.det
+            blank = self._np.zeros(shape, self._np.float32)
+            outputs = plain.run_all(blank)  # the output shapes and dtypes of this input shape
+            binding = session.io_binding()
+            value = self._ort.OrtValue.ortvalue_from_numpy(blank, "cuda", self._device_id)
+            binding.bind_ortvalue_input(session.get_inputs()[0].name, value)
+            for meta, output in zip(session.get_outputs(), outputs, strict=True):
+                buffer = self._ort.OrtValue.ortvalue_from_numpy(self._np.zeros_like(output), "cuda", self._device_id)
+                binding.bind_ortvalue_output(meta.name, buffer)
+            run_options = self._ort.RunOptions()
+            run_options.add_run_config_entry("gpu_graph_id", str(len(self._bound) + 1))
+            session.run_with_iobinding(binding, run_options)  # a plain run, then the capture
+            entry = self._bound[shape] = (session, binding, value, run_options, blank)
+        session, binding, value, run_options, blank = entry
+        value.update_inplace(blank)
+        session.run_with_iobinding(binding, run_options)
+        binding.copy_outputs_to_cpu()
+
+
+def open_sessions(device: str, variant: Variant) -> Sessions:
+    """:class:`GraphSessions` for a ``-graph`` variant, else :class:`Sessions`."""
+    return GraphSessions(device, variant) if variant.cuda_graph else Sessions(device, variant)
+
+
 def time_variant(
     device: str, variant: Variant, workload: Workload, det_batches: Sequence[int], seconds: float, min_calls: int = 3
 ) -> dict[str, Any]:
     """Part 2 for one variant: first and steady run of every shape, and GPU ms per page."""
     opened = time.perf_counter()
-    sessions = Sessions(device, variant)
+    sessions = open_sessions(device, variant)
     open_s = time.perf_counter() - opened
     det = {}
     for batch in det_batches:
@@ -284,7 +355,7 @@ def sharing_worker(conn: Any, device: str, variant: Variant, workload: Workload,
     try:
         started = time.perf_counter()
         with GpuSetupLock(device, turns) as lock:  # as the job's actors: set-ups take turns per GPU
-            sessions = Sessions(device, variant)
+            sessions = open_sessions(device, variant)
             for shape in {workload.det_input_shape(workload.det_batch), *workload.rec_shapes}:
                 sessions.run(shape)
         conn.send(("ready", time.perf_counter() - started, lock.waited_s))
@@ -458,7 +529,9 @@ def report(workload: Workload, variants: Sequence[dict[str, Any]], sharing: dict
         + (f" with {p['processes']} process(es) x {p['threads']} thread(s)" if "processes" in p else "")
         + f" for the models alone; target {gpu_check.TARGET_PAGES_PER_GPU:.0f}: "
         + ("reachable if the host keeps up" if p["meets_target"] else "NOT reachable with these settings"),
-        "job settings for it: " + " ".join(f"--set {k}={v}" for k, v in p["overrides"].items()),
+        "job settings for it: "
+        + " ".join(f"--set {k}={v}" for k, v in p["overrides"].items())
+        + (" (CUDA graphs: not in the job yet)" if p["variant"].endswith("-graph") else ""),
     ]
     return "\n".join(lines)
 
@@ -478,7 +551,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--variants",
         type=lambda t: [parse_variant(v) for v in t.split(",")],
         default=[Variant("f32"), Variant("f16")],
-        help="engine settings to time (default f32,f16; also f32-exhaustive, f16-exhaustive)",
+        help="engine settings to time (default f32,f16; also f32-exhaustive, f16-exhaustive, and each with "
+        "-graph: the models as captured CUDA graphs, GPU only)",
     )
     parser.add_argument("--det-batches", type=_ints, default=[1, 4, 8, 16], help="detector batch sizes to time")
     parser.add_argument("--processes", type=_ints, default=[1, 2, 3, 4, 6], help="process counts of the sharing part")
@@ -569,7 +643,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.device,
             variant,
             workload,
-            sharing_layouts(args.processes, args.threads),
+            sharing_layouts(args.processes, [] if variant.cuda_graph else args.threads),
             args.seconds,
             [i for i, _ in visible[:1]],
             args.warmup_timeout,

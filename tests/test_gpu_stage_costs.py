@@ -26,9 +26,24 @@ def test_variants_name_engine_settings():
         "ocr.engine.precision": "f32",
         "ocr.engine.cudnn_conv_algo_search": "EXHAUSTIVE",
     }
-    for bad in ("fp16", "f16-fast", "bf16"):
+    graph = gpu_stage_costs.parse_variant("f16-exhaustive-graph")
+    assert graph == gpu_stage_costs.Variant("f16", "EXHAUSTIVE", cuda_graph=True)
+    assert graph.name == "f16-exhaustive-graph" and gpu_stage_costs.parse_variant("f32-graph").name == "f32-graph"
+    for bad in ("fp16", "f16-fast", "bf16", "f32-graph-exhaustive", "graph"):
         with pytest.raises(argparse.ArgumentTypeError):
             gpu_stage_costs.parse_variant(bad)
+
+
+def test_a_cuda_graph_variant_without_a_gpu_fails_alone(tmp_path, capsys):
+    """CUDA graphs need the CUDA provider: on CPU the -graph variant is reported as failed and
+    the plain one is still timed (on a GPU it times the models replayed as graphs)."""
+    out = tmp_path / "costs.json"
+    args = ["--device", "cpu", "--pages", "2", "--det-batches", "1", "--shape-seconds", "0", "--min-calls", "1"]
+    assert gpu_stage_costs.main([*args, "--variants", "f32-graph,f32", "--skip-sharing", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert [v["variant"] for v in result["variants"]] == ["f32"]
+    assert result["failed_variants"] == {"f32-graph": "RuntimeError: CUDA graphs need a GPU"}
+    assert "f32-graph: FAILED: RuntimeError: CUDA graphs need a GPU" in capsys.readouterr().out
 
 
 def test_projection_takes_the_cheapest_variant_and_the_best_process_count():

@@ -93,6 +93,8 @@ class OnnxRuntimeSession:
         one_run_thread: bool = False,
     ) -> None:
         self.one_run_thread = one_run_thread
+        self.model_file = model_file
+        """The ONNX file the session runs (after any f16 conversion or CTC fusion)."""
         try:
             import onnxruntime as ort
         except ImportError as exc:  # pragma: no cover - depends on the install
