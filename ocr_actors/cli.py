@@ -134,6 +134,11 @@ def _add_run(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--mode", choices=("resume", "incremental", "overwrite"), default=None)
     p.add_argument("--address", default=None, help="Ray address; default: start Ray in this process")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="list the sources and read the output, print what a run would do (JSON), and stop: no Ray, no writes",
+    )
     p.add_argument("overrides", nargs="*", help="config overrides: section.key=value (e.g. ocr.engine.device=gpu)")
 
 
@@ -152,6 +157,11 @@ def _run(args: argparse.Namespace) -> int:
         if value is not None:
             overrides[key] = value
     config = load_config(JobConfig, args.config, overrides)
+    if args.dry_run:
+        from ocr_actors.pipeline.job import plan_only
+
+        print(json.dumps(plan_only(config, progress=None if args.quiet else sys.stderr)))
+        return 0
     stop_on_sigterm()
     try:
         summary = run_job(config, progress=None if args.quiet else sys.stderr)

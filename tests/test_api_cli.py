@@ -272,3 +272,26 @@ def test_cli_bad_input_exits_2_with_a_message(tmp_path):
     proc = _cli("predict", "--input", good, "engine.engine=openvino", "engine.device=gpu")  # an engine it cannot run
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == "error: the OpenVINO engine runs on device 'cpu' only here"
+
+
+def test_cli_run_dry_run_says_what_a_run_would_do_and_writes_nothing(tmp_path):
+    """``ocr-batch run --dry-run`` on the bundled examples: both sources to do, nothing written
+    (the output folder is not even made), and Ray never imported."""
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    out = tmp_path / "out"
+    proc = _cli("run", "--dry-run", "--input", str(examples), "--output", str(out))
+    assert proc.returncode == 0, proc.stderr[-1000:]
+    plan = json.loads(proc.stdout)
+    assert (plan["sources_total"], plan["sources_skipped"], plan["sources_processed"]) == (2, 0, 2)
+    assert plan["sources_left_out"] == 2 and plan["left_out_by_reason"] == {"not an image or PDF: .txt": 2}
+    assert "dry run (resume): 2 sources; 0 already done, 0 partly done, 2 to process" in proc.stderr
+    assert not out.exists()
+    probe = "import sys; from ocr_actors import cli; cli.main(sys.argv[1:]); print('ray' in sys.modules)"
+    check = subprocess.run(
+        [sys.executable, "-c", probe, "run", "--dry-run", "--quiet", "--input", str(examples), "--output", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert check.stdout.strip().splitlines()[-1] == "False"  # planning alone never loads Ray

@@ -27,7 +27,7 @@ from ocr_actors.io.lease import OutputLease
 from ocr_actors.io.parquet import PAGE_SCHEMA
 from ocr_actors.job_config import JobConfig
 from ocr_actors.pipeline import run_job
-from ocr_actors.pipeline.job import ErrorBudgetExceeded
+from ocr_actors.pipeline.job import ErrorBudgetExceeded, plan_only
 from ocr_actors.synth import render_page
 from tests.conftest import page_cer
 
@@ -429,6 +429,11 @@ def test_incremental_processes_only_new_objects_and_overwrite_redoes_all(inputs,
     out = tmp_path / "out"
     assert run_job(job_config(str(source), out)).rows_written == 4
     copy_sources(folder, source, ("page1.png",))
+    files_before = sorted((p.relative_to(out), p.stat().st_mtime_ns) for p in out.rglob("*"))
+    plan = plan_only(job_config(str(source), out, output__mode="incremental"), progress=None)  # --dry-run
+    assert (plan["sources_total"], plan["sources_skipped"], plan["sources_processed"]) == (3, 2, 1)
+    assert plan["rows_in_output"] == 4 and plan["error_rows_to_retry"] == 0
+    assert sorted((p.relative_to(out), p.stat().st_mtime_ns) for p in out.rglob("*")) == files_before  # no writes
     new = run_job(job_config(str(source), out, output__mode="incremental"))
     assert (new.sources_skipped, new.sources_processed, new.rows_written) == (2, 1, 1)
     redo = run_job(job_config(str(source), out, output__mode="overwrite"))

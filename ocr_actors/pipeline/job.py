@@ -772,6 +772,47 @@ def _run_leased(
     return config
 
 
+def plan_only(config: JobConfig, progress: TextIO | None = sys.stderr) -> dict[str, Any]:
+    """``ocr-batch run --dry-run``: list the sources and read what the output holds, then
+    say what a run would do; no Ray, no lease, nothing written. Returns the plan's counts
+    (the fields a run's summary gives them under), ``rows_in_output`` and ``error_rows_to_retry``
+    (rows of ``output.retry_errors`` types that the run would remove and do again)."""
+    if not config.output.uri:
+        raise ValueError("no output given: set output.uri (or --output)")
+    say = progress_printer("dry-run", progress)
+    report = ListingReport()
+    listing = iter_sources(
+        config.source.uri, config.source.manifest_column, config.source.storage_options, report=report
+    )
+    done = DoneIndex()
+    if config.output.mode != "overwrite":
+        with storage_access(f"on the output {config.output.uri}"):
+            done = scan_done(config.output.uri, config.output_storage_options, config.output.retry_errors)
+    planner = Planner(done, config.output.mode, parse_page_ranges(config.source.pdf_pages))
+    for chunk in _reporting(listing, say, config.progress_interval_s):
+        planner.plan_chunk(chunk)
+    plan = planner.counts
+    retried = sum(len(done.retry.get(uri, ())) for uri in planner.retried)
+    result = {
+        "mode": config.output.mode,
+        "sources_total": plan.sources_total,
+        "sources_skipped": plan.sources_skipped,
+        "sources_partial": plan.sources_partial,
+        "sources_processed": plan.items,
+        "duplicate_sources": plan.duplicates,
+        "sources_left_out": report.total,
+        "left_out_by_reason": dict(report.skipped),
+        "rows_in_output": done.rows,
+        "error_rows_to_retry": retried,
+    }
+    say(
+        f"dry run ({config.output.mode}): {plan.sources_total} sources; {plan.sources_skipped} already done, "
+        f"{plan.sources_partial} partly done, {plan.items} to process ({retried} error rows to do again; "
+        f"{done.rows} rows already in {config.output.uri}); {report.total} entries of the listing left out"
+    )
+    return result
+
+
 def progress_printer(job_id: str, progress: TextIO | None) -> Callable[[str], None]:
     """``say(message)``: one progress line ``[ocr-batch <job id> HH:MM:SS] message`` on
     ``progress`` (credentials redacted), or nothing when ``progress`` is None."""
