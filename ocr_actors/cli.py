@@ -186,21 +186,35 @@ def _add_compact(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
         help="merge an output's small part files (fewer than half output.rows_per_file rows) into full ones",
         epilog="exit status: 0 done; 2 bad configuration or credentials; 3 the output is in use by a run",
     )
+    _add_output_args(p, quiet_help="no progress lines")
+
+
+def _add_output_args(p: argparse.ArgumentParser, quiet_help: str) -> None:
+    """The arguments of the commands that work on an existing output (compact, status)."""
     p.add_argument("--output", default=None, help="the job's output folder/prefix URI")
     p.add_argument("--config", default=None, help="job YAML: output.rows_per_file, compression, storage options")
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--quiet", action="store_true", help=quiet_help)
     p.add_argument("overrides", nargs="*", help="config overrides: section.key=value (e.g. output.rows_per_file=2000)")
 
 
-def _compact(args: argparse.Namespace) -> int:
+def _output_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """The job config of ``--config``, the overrides and ``--output`` (required)."""
     from ocr_actors.config import load_config, parse_override
     from ocr_actors.job_config import JobConfig
-    from ocr_actors.pipeline.job import compact_output
 
     overrides: dict[str, object] = dict(parse_override(text) for text in args.overrides)
     if args.output is not None:
         overrides["output.uri"] = args.output
-    summary = compact_output(load_config(JobConfig, args.config, overrides), None if args.quiet else sys.stderr)
+    config = load_config(JobConfig, args.config, overrides)
+    if not config.output.uri:
+        raise ValueError("no output given: set output.uri (or --output)")
+    return config
+
+
+def _compact(args: argparse.Namespace) -> int:
+    from ocr_actors.pipeline.job import compact_output
+
+    summary = compact_output(_output_config(args), None if args.quiet else sys.stderr)
     print(json.dumps(summary.as_dict()))
     return 0
 
@@ -211,25 +225,15 @@ def _add_status(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         help="what an output holds (rows, errors by type, part files), its latest runs and who holds it now",
         epilog="prints JSON on stdout and a summary on stderr; reads only. Exit status: 0; 2 no such output",
     )
-    p.add_argument("--output", default=None, help="the job's output folder/prefix URI")
-    p.add_argument("--config", default=None, help="job YAML: output.rows_per_file, storage options")
     p.add_argument("--runs", type=int, default=5, help="how many of the latest runs to list (default 5)")
-    p.add_argument("--quiet", action="store_true", help="JSON only")
-    p.add_argument("overrides", nargs="*", help="config overrides: section.key=value")
+    _add_output_args(p, quiet_help="JSON only")
 
 
 def _status(args: argparse.Namespace) -> int:
-    from ocr_actors.config import load_config, parse_override
     from ocr_actors.io.sources import storage_access
-    from ocr_actors.job_config import JobConfig
     from ocr_actors.pipeline.status import describe_status, output_status
 
-    overrides: dict[str, object] = dict(parse_override(text) for text in args.overrides)
-    if args.output is not None:
-        overrides["output.uri"] = args.output
-    config = load_config(JobConfig, args.config, overrides)
-    if not config.output.uri:
-        raise ValueError("no output given: set output.uri (or --output)")
+    config = _output_config(args)
     with storage_access(f"reading the output {config.output.uri}"):
         status = output_status(config.output.uri, config.output_storage_options, config.output.rows_per_file, args.runs)
     print(redact_text(json.dumps(status.as_dict())))
