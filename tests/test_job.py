@@ -483,6 +483,16 @@ def test_scheduled_incremental_runs_with_compact_keep_few_files_and_finish_an_in
     assert [r["job_id"] for r in status.runs] == [second.job_id, first.job_id]  # newest first
     assert status.runs[0]["status"] == "succeeded" and status.lease is None and status.pending_compactions == 0
 
+    # A compaction that fails (its journal folder cannot be made) leaves the run succeeded.
+    (out / "_jobs" / "_compact").rmdir()
+    (out / "_jobs" / "_compact").write_text("in the way")
+    copy_sources(folder, source, ("corrupt.png",))
+    progress = io.StringIO()
+    third = run_job(config, progress=progress)
+    assert third.status == "succeeded" and third.rows_written == 1 and third.compaction == {}
+    assert "compaction failed (" in progress.getvalue() and "every row is in the output" in progress.getvalue()
+    assert len(rows_of(out)) == 6 and len(list_parts(str(out), {})) == 2  # nothing lost, nothing merged
+
 
 def test_manifests_in_text_csv_and_parquet(inputs, tmp_path):
     folder, _ = inputs
