@@ -16,9 +16,10 @@ GPU every 200 ms:
 2. **ours, engine**: ``create_pipeline("OCR")`` in one process, same models and device;
 3. **RapidOCR**: ``rapidocr`` 3.10 (PP-OCRv6 small) on ONNX Runtime's CUDA provider.
 
-Prints pages/s (whole run, and after the first part file for the job), pages/s per GPU, mean
-GPU utilisation and peak GPU memory over each timed part, CER / WER / order-independent line
-CER, and the targets (>= 150 pages/s per GPU, >= 70% utilisation). ``--json`` keeps it all.
+Prints pages/s (whole run, and for the job after the first part file and once every actor was
+warm, with its pages per 30 s), pages/s per GPU, mean GPU utilisation and peak GPU memory over
+each timed part, CER / WER / order-independent line CER, and the targets (>= 150 pages/s per
+GPU, >= 70% utilisation; the job judged on its warm window when it has one). ``--json`` keeps it all.
 """
 
 from __future__ import annotations

@@ -78,17 +78,23 @@ def journal_folder(root: str) -> str:
     return f"{root.rstrip('/')}/{JOBS_DIR}/{COMPACT_DIR}"
 
 
+def list_journals(fs: Any, root: str) -> list[str]:
+    """Paths of the compaction journals under the output's filesystem path ``root`` (fresh
+    listing): compactions an interrupted run left."""
+    folder = journal_folder(root)
+    fs.invalidate_cache(folder)
+    if not fs.exists(folder):
+        return []
+    return sorted(str(p) for p in fs.ls(folder, detail=False) if str(p).endswith(".json"))
+
+
 def finish_compactions(output: str, storage_options: Mapping[str, Any]) -> int:
     """Complete the compactions an interrupted run left (see the module doc); returns how
     many journals it found. Call it holding the output's lease, before reading the output."""
     import fsspec
 
     fs, root = fsspec.core.url_to_fs(output, **dict(storage_options))
-    folder = journal_folder(root)
-    fs.invalidate_cache(folder)
-    if not fs.exists(folder):
-        return 0
-    journals = sorted(p for p in fs.ls(folder, detail=False) if p.endswith(".json"))
+    journals = list_journals(fs, root)
     for journal in journals:
         with fs.open(journal, "rb") as fh:
             entry = json.loads(fh.read())

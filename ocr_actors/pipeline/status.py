@@ -14,9 +14,9 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from ocr_actors.io.compact import COMPACT_DIR, plan_groups, read_part_sizes
+from ocr_actors.io.compact import PartFile, list_journals, plan_groups
 from ocr_actors.io.lease import OutputLease
-from ocr_actors.io.parquet import JOBS_DIR
+from ocr_actors.io.parquet import JOBS_DIR, list_parts
 
 SUMMARY_FIELDS = ("job_id", "status", "mode", "rows_written", "pages_ok", "error_rows", "wall_seconds", "message")
 """The fields of each run's ``summary.json`` that the status lists."""
@@ -66,14 +66,13 @@ def output_status(
     if not fs.exists(base):
         raise FileNotFoundError(f"no output at {output}")
     status = OutputStatus(output=output)
-    parts = read_part_sizes(output, storage_options)
-    status.part_files = len(parts)
-    status.mergeable_files = sum(len(g) for g in plan_groups(parts, rows_per_file))
+    parts = []
     errors: Counter[str] = Counter()
     sources: set[str] = set()
-    for part in parts:
-        with fs.open(part.path, "rb") as fh:
+    for path in list_parts(output, storage_options):  # each part file read once
+        with fs.open(path, "rb") as fh:
             table = pq.read_table(fh, columns=["source_uri", "status", "error_type"])
+        parts.append(PartFile(path, table.num_rows))
         sources.update(table["source_uri"].unique().to_pylist())
         for state, error in zip(table["status"].to_pylist(), table["error_type"].to_pylist(), strict=True):
             if state == "ok":
@@ -81,14 +80,14 @@ def output_status(
             else:
                 errors[error or "unknown"] += 1
         status.rows += table.num_rows
+    status.part_files = len(parts)
+    status.mergeable_files = sum(len(g) for g in plan_groups(parts, rows_per_file))
     status.sources = len(sources)
     status.error_rows = sum(errors.values())
     status.errors_by_type = dict(errors.most_common())
     status.runs = latest_runs(fs, f"{base}/{JOBS_DIR}", runs)
     status.lease = lease_holder(output, storage_options, time.time() if now is None else now)
-    journals = f"{base}/{JOBS_DIR}/{COMPACT_DIR}"
-    if fs.exists(journals):
-        status.pending_compactions = sum(1 for p in fs.ls(journals, detail=False) if str(p).endswith(".json"))
+    status.pending_compactions = len(list_journals(fs, root))
     return status
 
 
@@ -97,11 +96,8 @@ def latest_runs(fs: Any, jobs_folder: str, count: int) -> list[dict[str, Any]]:
     their UTC start time, so the newest sort last); runs without a summary are left out."""
     if not fs.exists(jobs_folder):
         return []
-    names = sorted(
-        str(p).rstrip("/").rsplit("/", 1)[-1]
-        for p in fs.ls(jobs_folder, detail=False)
-        if not str(p).rstrip("/").rsplit("/", 1)[-1].startswith("_")
-    )
+    listed = (str(p).rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(jobs_folder, detail=False))
+    names = sorted(name for name in listed if not name.startswith("_"))  # not _lease, _compact
     runs = []
     for name in reversed(names):
         try:
