@@ -68,6 +68,7 @@ def test_compaction_merges_small_files_and_keeps_every_row_once(tmp_path):
         "rows_moved": 9,
         "files_written": 1,
         "journals_finished": 0,
+        "footers_read": 6,
     }
     assert output_rows(out) == before  # every row once, texts unchanged
     sizes = sorted(p.rows for p in read_part_sizes(str(out), {}))
@@ -81,6 +82,27 @@ def test_compaction_merges_small_files_and_keeps_every_row_once(tmp_path):
     assert not list((out / "_jobs" / "_compact").iterdir())  # no journal left
     assert list((out / "_tmp").iterdir()) == []
     assert compact(str(out), {}, rows_per_file=10).files_merged == 0  # nothing left to merge
+
+
+def test_known_row_counts_spare_the_footer_reads_and_only_listed_files_count(tmp_path):
+    """The job passes the counts it read at its start and those it wrote: those files' footers
+    are not read again (a made-up count shows it is used), a known name no longer listed is
+    ignored, and a file not known is read."""
+    out = tmp_path / "out"
+    write_small_parts(out, [2, 1, 3])
+    listed = list_parts(str(out), {})
+    true_rows = {Path(p.path).name: p.rows for p in read_part_sizes(str(out), {})}
+    names = [Path(p).name for p in listed]
+    assert sorted(true_rows.values()) == [1, 2, 3]
+    known = {names[0]: 99, names[1]: true_rows[names[1]], "part-gone.parquet": 7}
+    sizes = read_part_sizes(str(out), {}, known)
+    assert [p.path for p in sizes] == listed  # the listing decides which files exist
+    assert [p.rows for p in sizes] == [99, true_rows[names[1]], true_rows[names[2]]]  # a known count is taken
+
+    before = output_rows(out)
+    summary = compact(str(out), {}, rows_per_file=10, known_rows={n: true_rows[n] for n in names[:2]})
+    assert (summary.footers_read, summary.files_merged, summary.rows_moved) == (1, 3, 6)
+    assert output_rows(out) == before
 
 
 def test_an_interrupted_compaction_is_finished_by_the_next_one(tmp_path):

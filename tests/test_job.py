@@ -24,7 +24,7 @@ from PIL import Image
 
 from ocr_actors.config import load_config
 from ocr_actors.io.lease import OutputLease
-from ocr_actors.io.parquet import PAGE_SCHEMA
+from ocr_actors.io.parquet import PAGE_SCHEMA, list_parts
 from ocr_actors.job_config import JobConfig
 from ocr_actors.pipeline import run_job
 from ocr_actors.pipeline.job import ErrorBudgetExceeded, plan_only
@@ -446,7 +446,6 @@ def test_scheduled_incremental_runs_with_compact_keep_few_files_and_finish_an_in
     rows were there twice), processes the new object, then merges the small part files; each
     page ends in the output once, read by DuckDB."""
     from ocr_actors.io.compact import merge_group, read_part_sizes
-    from ocr_actors.io.parquet import list_parts
 
     folder, truth = inputs
     source = copy_sources(folder, tmp_path / "src")
@@ -468,6 +467,7 @@ def test_scheduled_incremental_runs_with_compact_keep_few_files_and_finish_an_in
     assert (second.sources_skipped, second.rows_written) == (2, 1)  # the doubled rows did not confuse the plan
     assert "finished 1 compactions that an interrupted run left" in progress.getvalue()
     assert second.compaction["files_after"] == 1 and second.compaction["rows_moved"] == 5
+    assert second.compaction["footers_read"] == 0  # every count known from the run's start and its writes
     assert "compaction: 4 small part files (5 rows) merged into 1; 1 part files now (were 4)" in progress.getvalue()
     rows = rows_of(out)
     assert len(list_parts(str(out), {})) == 1 and len(rows) == 5
@@ -558,9 +558,12 @@ def test_a_rerun_retries_a_missing_file_once_it_is_there_and_keeps_final_errors(
     assert first.errors_by_type == {"not_found": 1, "corrupt": 1} and first.rows_retried == 0
 
     later.write_bytes((folder / "page1.png").read_bytes())  # the object turns up
-    second = run_job(job_config(str(tmp_path / "list.txt"), tmp_path / "out"))
+    second = run_job(job_config(str(tmp_path / "list.txt"), tmp_path / "out", output__compact=True))
     assert (second.sources_skipped, second.sources_processed, second.rows_retried) == (2, 1, 1)
     assert second.rows_written == 1 and second.pages_ok == 1
+    # The compaction knew the new file's rows; the file that lost its error row was read anew.
+    assert (second.compaction["rows_moved"], second.compaction["footers_read"]) == (3, 1)
+    assert len(list_parts(str(tmp_path / "out"), {})) == 1
     rows = rows_of(tmp_path / "out")
     assert [(r["source_uri"], r["status"], r["error_type"]) for r in rows] == sorted(
         [(listed[0], "ok", None), (str(later), "ok", None), (listed[2], "error", "corrupt")]

@@ -111,6 +111,8 @@ class DoneIndex:
         retry: URI -> pages (None: the file-level row) of its error rows of a type to retry
             (``output.retry_errors``). They count as not done: the planner plans them again.
         retry_parts: part file -> how many such rows it holds.
+        part_rows: part file name (no folder) -> its rows, as read; a compaction at the run's
+            end takes the counts from here instead of reading each footer again.
     """
 
     pages: dict[str, set[int]] = field(default_factory=dict)
@@ -120,6 +122,7 @@ class DoneIndex:
     complete: UriSet = field(default_factory=UriSet)
     retry: dict[str, set[int | None]] = field(default_factory=dict)
     retry_parts: dict[str, int] = field(default_factory=dict)
+    part_rows: dict[str, int] = field(default_factory=dict)
 
     def holds(self, uri: str, in_complete: bool | None = None) -> bool:
         """True when the output has any row of this source. ``in_complete``: the answer of
@@ -177,6 +180,7 @@ def scan_done(output: str, storage_options: Mapping[str, Any], retry_errors: Seq
         with fs.open(path, "rb") as fh:
             table = pq.read_table(fh, columns=[*columns, "error_type"] if retry_errors else columns)
         index.rows += table.num_rows
+        index.part_rows[path.rsplit("/", 1)[-1]] = table.num_rows
         if retry_errors:
             to_retry = pc.fill_null(pc.is_in(table["error_type"], pa.array(list(retry_errors), pa.string())), False)
             if pc.any(to_retry).as_py():

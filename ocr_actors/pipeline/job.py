@@ -513,9 +513,13 @@ def _count_file(
     stage_seconds: dict[str, float],
     stage_cpu_seconds: dict[str, float],
     progress: Progress | None = None,
+    part_rows: dict[str, int] | None = None,
 ) -> None:
-    """Add the write stage's summary rows (one per part file written) to the run's totals."""
+    """Add the write stage's summary rows (one per part file written) to the run's totals, and
+    each file's rows to ``part_rows`` (file name -> rows) when given."""
     for k in range(len(batch["path"])):
+        if part_rows is not None:
+            part_rows[str(batch["path"][k]).rsplit("/", 1)[-1]] = int(batch["rows"][k])
         if progress is not None:
             written_at = float(batch["written_at"][k])
             if not progress.first_written_at or written_at < progress.first_written_at:
@@ -566,8 +570,10 @@ def _process(
     say: Callable[[str], None],
     started: float,
     check_lease: Callable[[], None] = lambda: None,
+    part_rows: dict[str, int] | None = None,
 ) -> JobConfig:
-    """Run the planned work through the stages, filling ``summary`` from the written files;
+    """Run the planned work through the stages, filling ``summary`` from the written files
+    (and ``part_rows``, when given, with each file's name and rows);
     ``check_lease`` runs after each written file (it raises once the run may no longer write).
     Returns the configuration that ran (the CPU fallback's, when the cluster had no GPU)."""
     _ensure_ray(config)
@@ -631,7 +637,7 @@ def _process(
     try:
         for batch in batches:
             check_lease()
-            _count_file(batch, summary, errors, stage_seconds, stage_cpu_seconds, progress)
+            _count_file(batch, summary, errors, stage_seconds, stage_cpu_seconds, progress, part_rows)
             summary.first_output_seconds = round(max(progress.first_written_at - started_at, 0.0), 3)
             rate = summary.error_rows / max(summary.rows_written, 1)
             report()
@@ -707,6 +713,8 @@ def _run_leased(
                 f"retrying {len(planner.retried)} sources: removed their {summary.rows_retried} error rows of types "
                 f"{', '.join(config.output.retry_errors)} from the output"
             )
+        rewritten = {path.rsplit("/", 1)[-1] for path in done.retry_parts}  # files drop_retried_rows may change
+        part_rows = {name: rows for name, rows in done.part_rows.items() if name not in rewritten}
         del done, planner
         if overwrite:
             lease.verify()
@@ -724,7 +732,7 @@ def _run_leased(
             f"{plan.items} to process ({done_rows} rows already in {config.output.uri}){repeats}"
         )
         if plan.items:
-            config = _process(config, work_ranges(spool.files), job_id, summary, say, started, lease.check)
+            config = _process(config, work_ranges(spool.files), job_id, summary, say, started, lease.check, part_rows)
     finally:
         try:
             spool.remove()
@@ -742,7 +750,12 @@ def _run_leased(
         lease.verify()
         try:  # the run's rows are all in: a compaction that fails leaves them, and its journal
             compaction = compact(
-                config.output.uri, out_options, config.output.rows_per_file, config.output.compression, lease.verify
+                config.output.uri,
+                out_options,
+                config.output.rows_per_file,
+                config.output.compression,
+                lease.verify,
+                known_rows=part_rows,
             )
         except LeaseLostError:
             raise
