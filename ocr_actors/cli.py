@@ -57,6 +57,8 @@ def _predict(args: argparse.Namespace) -> int:
     from ocr_actors.api import create_pipeline
     from ocr_actors.io.decode import InputError
     from ocr_actors.io.sources import expand_inputs
+    from ocr_actors.runtime.engines import EngineUnavailableError
+    from ocr_actors.runtime.models import ModelNotFoundError
 
     overrides: dict[str, object] = {}
     for text in args.overrides:
@@ -103,6 +105,11 @@ def _predict(args: argparse.Namespace) -> int:
                     result.save_to_img(args.save_path)
         except InputError as exc:
             print(error_line(exc), file=sys.stderr)
+            failed.append(redact_text(uri))
+        except (ConfigError, ModelNotFoundError, EngineUnavailableError):
+            raise  # not this file's fault: every file would fail the same way
+        except Exception as exc:  # any other failure on this file: reported, the others still run
+            print(error_line(exc, with_type=True), file=sys.stderr)
             failed.append(redact_text(uri))
     if not inputs:
         print(f"error: no images or PDFs found in {redact_text(args.input)}", file=sys.stderr)

@@ -297,7 +297,7 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
         return number
     if annotation is str:
-        return str(value)
+        return "" if value is None else str(value)  # a key left empty in YAML: unset, never "None"
     if origin is tuple:
         if isinstance(value, str) or not isinstance(value, list | tuple):
             raise ConfigError(f"{where}: expected a list, got {value!r}")

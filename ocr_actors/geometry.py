@@ -84,9 +84,19 @@ def crop_quad(image: np.ndarray, quad: np.ndarray) -> np.ndarray:
         height = int(max(np.linalg.norm(q[0] - q[3]), np.linalg.norm(q[1] - q[2])))
         width, height = max(width, 1), max(height, 1)
         target = np.array([[0, 0], [width, 0], [width, height], [0, height]], dtype=np.float32)
-        matrix = cv2.getPerspectiveTransform(q, target)
+        # Warp from the quad's neighbourhood only (cubic sampling reads 2 px around a point):
+        # the same pixels, and OpenCV refuses a source of 32767 px or more on a side.
+        x0, y0 = max(int(np.floor(q[:, 0].min())) - 3, 0), max(int(np.floor(q[:, 1].min())) - 3, 0)
+        x1 = min(int(np.ceil(q[:, 0].max())) + 4, image.shape[1])
+        y1 = min(int(np.ceil(q[:, 1].max())) + 4, image.shape[0])
+        if x1 <= x0 or y1 <= y0:  # a quad off the page: sample the border as before
+            x0, y0, x1, y1 = 0, 0, image.shape[1], image.shape[0]
+        local = q - np.array([x0, y0], dtype=np.float32)
+        matrix = cv2.getPerspectiveTransform(local, target)
         flags = cv2.INTER_CUBIC
-        crop = cv2.warpPerspective(image, matrix, (width, height), borderMode=cv2.BORDER_REPLICATE, flags=flags)
+        crop = cv2.warpPerspective(
+            image[y0:y1, x0:x1], matrix, (width, height), borderMode=cv2.BORDER_REPLICATE, flags=flags
+        )
         crop = crop.reshape(height, width, *image.shape[2:])  # OpenCV drops a 1-channel axis
     if crop.shape[0] >= TALL_CROP_RATIO * crop.shape[1]:
         crop = np.ascontiguousarray(np.rot90(crop))

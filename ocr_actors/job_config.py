@@ -11,6 +11,9 @@ from typing import Any
 from ocr_actors.config import ConfigError, OCRConfig, _check
 from ocr_actors.redaction import redact_text
 
+PARQUET_COMPRESSIONS = ("zstd", "snappy", "gzip", "brotli", "lz4", "none")
+"""The codecs ``output.compression`` takes (pyarrow's Parquet writer)."""
+
 
 @dataclass(frozen=True)
 class SourceConfig:
@@ -90,6 +93,11 @@ class OutputConfig:
         _check(self.mode in ("resume", "incremental", "overwrite"), "output.mode", self.mode)
         _check(self.rows_per_file >= 1, "output.rows_per_file", self.rows_per_file)
         _check(self.lease_ttl_s >= 10, "output.lease_ttl_s", self.lease_ttl_s)
+        _check(
+            self.compression.lower() in PARQUET_COMPRESSIONS,
+            f"output.compression (one of {', '.join(PARQUET_COMPRESSIONS)})",
+            self.compression,
+        )
         unknown = sorted(set(self.retry_errors) - set(ERROR_TYPES))
         _check(not unknown, f"output.retry_errors (known: {', '.join(ERROR_TYPES)})", unknown)
 
@@ -145,6 +153,7 @@ class ResourcesConfig:
         default_factory=lambda: StageResources(batch_size=8, num_cpus=0.6, min_actors=2, max_actors=2)
     )
     write: StageResources = field(default_factory=lambda: StageResources(batch_size=1, num_cpus=0.2))
+    """One task per part file of ``output.rows_per_file`` pages: only ``num_cpus`` applies."""
     crop_in_detect: bool = True
     """Crop the text lines inside the detection actors, from the pages they already hold,
     instead of in CPU tasks after them (``resources.crop`` then applies). Moving a decoded
@@ -230,6 +239,12 @@ class JobConfig:
 
     def __post_init__(self) -> None:
         _check(0.0 <= self.max_error_rate <= 1.0, "max_error_rate", self.max_error_rate)
+        _check(self.progress_interval_s > 0, "progress_interval_s (seconds, above 0)", self.progress_interval_s)
+        _check(
+            self.resources.write.batch_size == 1,
+            "resources.write.batch_size (a write task writes one part file: set output.rows_per_file)",
+            self.resources.write.batch_size,
+        )
         _check(self.stall_timeout_s >= 0.0, "stall_timeout_s", self.stall_timeout_s)
         res = self.resources
         threaded = [

@@ -230,6 +230,11 @@ def prepare_textline_cls_batch(crops: Sequence[np.ndarray], height: int = 48, wi
     return out
 
 
+ORIENTATION_RESIZE_LIMIT = 4096
+"""Above this many pixels on the resized page's long side, the orientation input samples its
+centre window directly instead of resizing the whole page first."""
+
+
 def prepare_doc_orientation_input(image: np.ndarray, short_side: int = 256, crop: int = 224) -> np.ndarray:
     """Document orientation input: short side to 256, centre crop 224, ImageNet stats.
 
@@ -242,7 +247,19 @@ def prepare_doc_orientation_input(image: np.ndarray, short_side: int = 256, crop
     h, w = image.shape[:2]
     scale = short_side / min(h, w)
     new_w, new_h = max(round(w * scale), crop), max(round(h * scale), crop)
-    resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
     top, left = (new_h - crop) // 2, (new_w - crop) // 2
-    patch = resized[top : top + crop, left : left + crop, ::-1]
-    return normalize_det(np.ascontiguousarray(patch))[None]
+    if max(new_w, new_h) <= ORIENTATION_RESIZE_LIMIT:
+        resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+        patch = resized[top : top + crop, left : left + crop]
+    else:  # a thin strip would scale to a huge image (1 x 100000 px: 25600 x 256 x 100000): sample the window only
+        sx, sy = new_w / w, new_h / h  # the resize's own mapping: source = (dst + 0.5) / s - 0.5
+        x0 = max(int((left + 0.5) / sx - 0.5) - 2, 0)  # the source window (OpenCV warps < 32767 px sides)
+        y0 = max(int((top + 0.5) / sy - 0.5) - 2, 0)
+        x1 = min(int((left + crop + 0.5) / sx) + 3, w)
+        y1 = min(int((top + crop + 0.5) / sy) + 3, h)
+        inverse = np.array([[1 / sx, 0, (left + 0.5) / sx - 0.5 - x0], [0, 1 / sy, (top + 0.5) / sy - 0.5 - y0]])
+        flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+        window = image[y0:y1, x0:x1]
+        patch = cv2.warpAffine(window, inverse, (crop, crop), flags=flags, borderMode=cv2.BORDER_REPLICATE)
+        patch = patch.reshape(crop, crop, *image.shape[2:])
+    return normalize_det(np.ascontiguousarray(patch[:, :, ::-1]))[None]

@@ -17,12 +17,31 @@ REDACTED = "***"
 
 
 def redact_text(text: str) -> str:
-    """``text`` with URL credentials and secret query values replaced by ``***``. Idempotent;
-    text with neither ``@`` nor ``=`` is returned as is (cheap enough for every listed URI)."""
+    """``text`` (a message, a traceback) with URL credentials and secret query values replaced
+    by ``***``, wherever they stand: it errs on the side of hiding (any ``x:y@``). Idempotent;
+    text with neither ``@`` nor ``=`` is returned as is. A source URI's own form is
+    :func:`redact_uri`."""
     if "@" not in text and "=" not in text:
         return text
     text = URL_CREDENTIALS.sub(f"{REDACTED}@", text)
     return SECRET_QUERY_PARAMETER.sub(lambda m: f"{m.group(1)}={REDACTED}", text)
+
+
+def redact_uri(uri: str) -> str:
+    """A source URI as the output holds it and resume knows it: the user information of a
+    ``scheme://user:password@host/…`` authority becomes ``***``, and so do the secret query
+    values of an ``http(s)`` URL (a signed URL). Nothing else changes: a local path or an
+    object key may hold ``:``, ``@``, ``?`` and ``=`` in its names (``2024-05-01T10:30_a@b.png``)
+    and stays as it is, so two different objects never share a key. Idempotent."""
+    scheme, separator, rest = uri.partition("://")
+    if not separator or not scheme.replace("+", "").replace("-", "").replace(".", "").isalnum():
+        return uri  # a local path: nothing in it is a credential
+    authority, slash, path = rest.partition("/")
+    if "@" in authority:
+        authority = f"{REDACTED}@{authority.rsplit('@', 1)[1]}"
+    if scheme.lower() in ("http", "https") and "=" in path:
+        path = SECRET_QUERY_PARAMETER.sub(lambda m: f"{m.group(1)}={REDACTED}", path)
+    return f"{scheme}{separator}{authority}{slash}{path}"
 
 
 class RedactingFilter(logging.Filter):

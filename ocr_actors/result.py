@@ -19,15 +19,25 @@ def _page_stem(input_path: str | None, page_index: int | None) -> str:
     return f"{stem}_{page_index}" if page_index is not None else stem
 
 
+def pixel_coordinates(values: np.ndarray) -> np.ndarray:
+    """Whole-pixel coordinates as int16, the reference's dtype, or as int32 when a value does
+    not fit (a page of 32768 px or more on a side), never wrapped round."""
+    values = np.asarray(values)
+    if values.size and (values.max() > np.iinfo(np.int16).max or values.min() < np.iinfo(np.int16).min):
+        return values.astype(np.int32)
+    return values.astype(np.int16)
+
+
 class OCRResult(dict[str, Any]):
     """One page's OCR result: a dict with the reference's keys plus helpers.
 
     Keys: ``input_path``, ``page_index``, ``model_settings``, ``doc_preprocessor_res``
     (with ``angle``), ``dt_polys``, ``text_det_params``, ``text_type``,
     ``textline_orientation_angles``, ``text_rec_score_thresh``, ``rec_texts``,
-    ``rec_scores``, ``rec_polys``, ``rec_boxes``. Polygons are ``(N, 4, 2)`` int16 arrays in
-    the pixel frame of the page as given (of the unwarped page when unwarping is on);
-    ``rec_boxes`` is ``(N, 4)`` ``[x_min, y_min, x_max, y_max]``.
+    ``rec_scores``, ``rec_polys``, ``rec_boxes``. Polygons are ``(N, 4, 2)`` int16 arrays (as
+    the reference gives them; int32 on a page of 32768 px or more on a side) in the pixel
+    frame of the page as given (of the unwarped page when unwarping is on); ``rec_boxes`` is
+    ``(N, 4)`` ``[x_min, y_min, x_max, y_max]``.
     """
 
     def __init__(self, page: PageOCR, input_path: str | None, page_index: int | None, source_image: np.ndarray) -> None:
@@ -48,15 +58,15 @@ class OCRResult(dict[str, Any]):
                 },
                 "angle": page.frame.angle,
             },
-            dt_polys=np.round(page.dt_polys).astype(np.int16),
+            dt_polys=pixel_coordinates(np.round(page.dt_polys)),
             text_det_params=params.det.as_reference_dict(),
             text_type="general",
             textline_orientation_angles=list(page.textline_angles),
             text_rec_score_thresh=params.text_rec_score_thresh,
             rec_texts=list(page.rec_texts),
             rec_scores=np.asarray(page.rec_scores, dtype=np.float32),
-            rec_polys=np.round(page.rec_polys).astype(np.int16),
-            rec_boxes=page.rec_boxes.astype(np.int16),
+            rec_polys=pixel_coordinates(np.round(page.rec_polys)),
+            rec_boxes=pixel_coordinates(page.rec_boxes),
         )
         self._page = page
         self._source_image = source_image

@@ -213,6 +213,36 @@ def test_redaction_removes_url_credentials_and_signed_url_secrets():
         assert redact_text(expected) == expected
 
 
+def test_source_uris_lose_only_their_credentials_and_names_with_colons_and_at_signs_stay_apart():
+    """A source URI is redacted by its structure (the authority's user information, a signed
+    http(s) URL's secret query values): a local path or an object key holding ``:``, ``@``,
+    ``?`` or ``=`` is kept whole, so two different files never share a key."""
+    from ocr_actors.redaction import redact_uri
+    from ocr_actors.stages.load import redact_message
+
+    cases = {
+        "https://user:pw@host/x.png": "https://***@host/x.png",
+        "s3://AKIA:SECRET@bucket/a": "s3://***@bucket/a",
+        "https://h/a.png?X-Amz-Credential=AK&X-Amz-Signature=ab&X-Amz-Expires=60": (
+            "https://h/a.png?X-Amz-Credential=***&X-Amz-Signature=***&X-Amz-Expires=60"
+        ),
+        "/scans/2024-05-01T10:30_alice@corp.com.png": "/scans/2024-05-01T10:30_alice@corp.com.png",
+        "s3://b/2024-05-01T11:45_bob@corp.com.png": "s3://b/2024-05-01T11:45_bob@corp.com.png",
+        "s3://b/a?token=1.png": "s3://b/a?token=1.png",  # a key, not a query
+        "file:///x/a:b@c.png": "file:///x/a:b@c.png",
+    }
+    for uri, expected in cases.items():
+        assert redact_uri(uri) == expected
+        assert redact_uri(expected) == expected
+    local = "/scans/2024-05-01T10:30_alice@corp.com.png"
+    assert redact_message(f"cannot decode {local}: bad", local, local) == f"cannot decode {local}: bad"
+    signed = "https://h/a.png?X-Amz-Signature=SECRET"
+    assert (
+        redact_message(f"404 for {signed}", signed, redact_uri(signed)) == "404 for https://h/a.png?X-Amz-Signature=***"
+    )
+    assert redact_message("from https://u:SECRET@h/x", local, local) == "from https://***@h/x"
+
+
 def test_config_errors_are_clear():
     with pytest.raises(ConfigError, match=r"text_detection\.tresh"):
         create_pipeline("OCR", text_detection__tresh=0.3)

@@ -359,7 +359,14 @@ def test_rasterize_pdf_pages_and_page_limit() -> None:
     assert [(p.page_index, p.page_count) for p in limited] == [(0, 2), (1, 2)]
     picked = list(rasterize_pdf(data, 72, BIG, page_indices=[2, 0, 7]))
     assert [p.page_index for p in picked] == [2, 0]
-    assert list(rasterize_pdf(data, 72, BIG, page_limit=2, page_indices=[2])) == []
+    with pytest.raises(EmptyInputError, match=r"none of the pages asked for \(2\) is in this PDF's first 2 pages"):
+        list(rasterize_pdf(data, 72, BIG, page_limit=2, page_indices=[2]))
+    with pytest.raises(EmptyInputError, match=r"none of the pages asked for \(5, 9\) is in this \d+-page PDF"):
+        list(decode_document(data, page_indices=[9, 5]))
+    png = cv2.imencode(".png", np.full((20, 30, 3), 255, np.uint8))[1].tobytes()
+    assert [p.page_index for p in decode_document(png, page_indices=[0])] == [0]
+    with pytest.raises(EmptyInputError, match=r"none of the pages asked for \(3\) is in this image"):
+        list(decode_document(png, page_indices=[3]))
 
 
 def test_rasterize_pdf_pixel_limit() -> None:
@@ -644,3 +651,26 @@ def test_a_png_too_short_for_its_header_is_truncated_not_a_blank_page() -> None:
     blank = cv2.imencode(".png", np.full((2000, 2000, 3), 255, np.uint8), [cv2.IMWRITE_PNG_COMPRESSION, 9])[1]
     assert len(blank) * 500 < 2000 * 2000 * 3  # compressed hundreds of times, yet complete: decodes
     assert decode_all(blank.tobytes())[0].image.shape == (2000, 2000, 3)
+
+
+def test_header_errors_pillow_raises_as_value_errors_are_corrupt_and_media_files_are_unsupported():
+    """Pillow's own parsers raise ValueError (a PNG whose IHDR chunk is cut short, a PPM with a
+    bad size token): a corrupt file, like any other. Video and audio containers (MP4 and
+    QuickTime ``ftyp``, WAV and AVI ``RIFF``) are not images at all, while WebP (``RIFF…WEBP``)
+    still decodes."""
+    good = cv2.imencode(".png", np.full((8, 8, 3), 200, np.uint8))[1].tobytes()
+    bad_ihdr = good[:8] + b"\x00\x00\x00\x05IHDR" + good[16:21] + b"\x00" * 4 + good[33:]  # 5 of its 13 bytes
+    for data, fragment in [(bad_ihdr, "Truncated IHDR chunk"), (b"P6\n4E 4\n255\n" + b"\x00" * 48, "int")]:
+        with pytest.raises(CorruptInputError, match=f"cannot read image header: .*{fragment}"):
+            list(decode_document(data))
+    media = {
+        "mp4": b"\x00\x00\x00\x20ftypisom\x00\x00\x02\x00isomiso2avc1mp41" + b"\x00" * 200,
+        "mov": b"\x00\x00\x00\x14ftypqt  \x00\x00\x02\x00qt  " + b"\x00" * 200,
+        "wav": b"RIFF\x24\x08\x00\x00WAVEfmt \x10\x00\x00\x00\x01\x00\x02\x00" + b"\x00" * 200,
+        "avi": b"RIFF\x24\x08\x00\x00AVI LIST" + b"\x00" * 200,
+    }
+    for data in media.values():
+        with pytest.raises(UnsupportedInputError, match="unrecognised file signature"):
+            list(decode_document(data))
+    webp = cv2.imencode(".webp", np.full((8, 8, 3), 200, np.uint8))[1].tobytes()
+    assert webp[8:12] == b"WEBP" and next(decode_document(webp)).image.shape == (8, 8, 3)

@@ -369,3 +369,39 @@ def test_only_upright_integer_boxes_inside_the_image_take_the_slice() -> None:
     outside = rect_quad(150, 120, 201, 150).astype(np.float32)
     for quad in (skewed, fractional, outside):
         assert integer_axis_aligned_box(quad, 200, 150) is None
+
+
+def test_crop_quad_warps_from_the_quads_neighbourhood_with_the_pages_pixels():
+    """Cropping samples a window round the quad: the crops match a warp of the whole page (at
+    most 1 grey level, float rounding of the shifted matrix), quads that reach past the page
+    edge included, and a page of 32767 px or more on a side (which OpenCV's warp refuses as a
+    source) crops as well."""
+    from ocr_actors.geometry import TALL_CROP_RATIO
+
+    rng = np.random.default_rng(0)
+    page = cv2.GaussianBlur(rng.integers(0, 255, (400, 600, 3), dtype=np.uint8), (5, 5), 0)
+    for _ in range(60):
+        centre = (rng.uniform(-10, 610), rng.uniform(-10, 410))
+        quad = cv2.boxPoints((centre, (rng.uniform(5, 200), rng.uniform(5, 40)), rng.uniform(-15, 15)))
+        quad = np.roll(quad, -int(np.argmin(quad.sum(1))), 0).astype(np.float32)
+        width = int(max(np.linalg.norm(quad[0] - quad[1]), np.linalg.norm(quad[2] - quad[3])))
+        height = int(max(np.linalg.norm(quad[0] - quad[3]), np.linalg.norm(quad[1] - quad[2])))
+        width, height = max(width, 1), max(height, 1)
+        target = np.array([[0, 0], [width, 0], [width, height], [0, height]], np.float32)
+        whole = cv2.warpPerspective(
+            page,
+            cv2.getPerspectiveTransform(quad, target),
+            (width, height),
+            flags=cv2.INTER_CUBIC,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
+        if whole.shape[0] >= TALL_CROP_RATIO * whole.shape[1]:
+            whole = np.rot90(whole)
+        crop = crop_quad(page, quad)
+        assert crop.shape == whole.shape
+        assert np.abs(crop.astype(int) - whole.astype(int)).max() <= 1
+    wide = np.full((60, 40_000, 3), 255, np.uint8)
+    wide[20:40, 35_010:35_990] = 0
+    skewed = np.array([[35_000.5, 15], [36_000.2, 17], [36_000.2, 45], [35_000.5, 43]], np.float32)
+    line = crop_quad(wide, skewed)
+    assert line.shape == (28, 999, 3) and line[5:20, 20:980].max() == 0 and line[:, :5].min() == 255

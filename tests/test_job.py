@@ -811,3 +811,35 @@ def test_readme_quick_start_on_the_bundled_examples(tmp_path):
         assert page_cer(found, truth_pages[page].splitlines()) < 0.03
     two_column = (examples / "two_column_page.txt").read_text(encoding="utf-8").strip().splitlines()
     assert page_cer(rows[("two_column_page.png", 0)]["text"].splitlines(), two_column) < 0.03
+
+
+def test_names_with_colons_at_signs_and_brackets_are_sources_of_their_own(inputs, tmp_path):
+    """Names archives really hold: an ISO time and an e-mail address in a file name (``:`` and
+    ``@``, which are no credentials outside a URL's authority), brackets in a folder's name (not
+    a glob when the folder exists). Each file is its own source, read and named as it is; a PDF
+    that has none of the pages ``source.pdf_pages`` asks for gets an ``empty`` error row (not
+    no row at all, which every rerun would do again); and an overwrite whose listing finds
+    nothing is refused before it deletes anything."""
+    folder, truth = inputs
+    source = tmp_path / "scans [2024]"
+    source.mkdir()
+    names = {"2024-05-01T10:30_alice@corp.com.png": "page0.png", "2024-05-01T11:45_bob@corp.com.png": "page1.png"}
+    for name, original in {**names, "doc.pdf": "doc.pdf"}.items():
+        (source / name).write_bytes((folder / original).read_bytes())
+    out = tmp_path / "out"
+    summary = run_job(job_config(str(source), out, source__pdf_pages="5"))
+    assert (summary.sources_total, summary.rows_written, summary.errors_by_type) == (3, 3, {"empty": 1})
+    rows = {r["source_uri"]: r for r in rows_of(out)}
+    assert set(rows) == {str(source / name) for name in (*names, "doc.pdf")}
+    read = {(str(source / name), 0): truth[(str(folder / original), 0)] for name, original in names.items()}
+    assert_pages_read(list(rows.values()), read, ok_pages=2)
+    pdf = rows[str(source / "doc.pdf")]
+    assert (pdf["status"], pdf["page_index"]) == ("error", None)
+    assert pdf["error_message"].endswith("none of the pages asked for (5) is in this 3-page PDF")
+    again = run_job(job_config(str(source), out, source__pdf_pages="5"))
+    assert (again.sources_skipped, again.rows_written) == (3, 0)
+
+    (tmp_path / "nothing here").mkdir()
+    with pytest.raises(FileNotFoundError, match="found no sources: --mode overwrite would delete"):
+        run_job(job_config(str(tmp_path / "nothing here"), out, output__mode="overwrite"))
+    assert len(rows_of(out)) == 3

@@ -104,6 +104,17 @@ def test_plan_skips_done_finishes_partial_and_respects_modes():
     assert [i.source_uri for i in incremental.items] == ["new.png"]
     limited = plan_work(sources, done, "resume", [0, 1, 2])
     assert [(i.source_uri, i.todo_pages) for i in limited.items] == [("b.pdf", "[1]"), ("new.png", "")]
+    # source.pdf_pages applies to PDFs by content: a key without a suffix and a signed URL too,
+    # but not a multi-frame TIFF, whose frames it never limits.
+    odd = {"s3://b/doc-0001": {0, 2}, "https://h/b.pdf?X-Amz-Signature=***": {0, 2}, "scan.tif": {0, 2}}
+    named = DoneIndex(pages=odd, page_counts=dict.fromkeys(odd, 4))
+    limited = plan_work(list(odd), named, "resume", [0, 1, 2])
+    assert [(i.source_uri, i.todo_pages) for i in limited.items] == [
+        ("s3://b/doc-0001", "[1]"),
+        ("https://h/b.pdf?X-Amz-Signature=***", "[1]"),
+        ("scan.tif", "[1, 3]"),
+    ]
+    assert plan_work(["s3://b/doc-0001"], named, "resume", [0, 2]).items == []  # every wanted page is in: done
 
 
 def test_part_names_are_deterministic_and_order_free():
@@ -296,6 +307,55 @@ def test_cpu_fallback_keeps_the_ocr_and_drops_the_gpu_tuning():
 def test_a_job_id_that_is_not_a_plain_folder_name_is_refused(job_id):
     with pytest.raises(ConfigError, match="invalid job_id"):
         load_config(JobConfig, None, {"job_id": job_id})
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fragment"),
+    [
+        ({"output.compression": "bogus"}, r"output\.compression \(one of zstd, snappy, gzip, brotli, lz4, none\)"),
+        ({"progress_interval_s": 0}, r"progress_interval_s \(seconds, above 0\): 0"),
+        ({"progress_interval_s": -1}, r"progress_interval_s"),
+        ({"resources.write.batch_size": 8}, r"resources\.write\.batch_size \(.*set output\.rows_per_file\): 8"),
+    ],
+)
+def test_settings_that_would_fail_late_are_refused_at_load(overrides, fragment):
+    """Each of these used to pass loading and fail after Ray started (a bad codec at the first
+    part file, after all the OCR work), flood stderr (a zero progress interval), or be ignored."""
+    with pytest.raises(ConfigError, match=fragment):
+        load_config(JobConfig, None, overrides)
+    assert load_config(JobConfig, None, {"output.compression": "SNAPPY"}).output.compression == "SNAPPY"
+
+
+def test_keys_left_empty_in_yaml_are_unset_not_the_string_none(tmp_path):
+    path = tmp_path / "job.yaml"
+    path.write_text("output:\n  uri:\nray:\n  address:\njob_id:\n")
+    config = load_config(JobConfig, path)
+    assert (config.output.uri, config.ray.address, config.job_id) == ("", "", "")
+
+
+def test_every_model_switched_on_is_resolved_before_ray_starts(tmp_path):
+    """A misspelt model name fails in the driver (exit 2 from the CLI), before the listing, the
+    lease or Ray, for each model the configuration switches on; one switched off is not looked at."""
+    from ocr_actors.io.decode import InputNotFoundError
+    from ocr_actors.pipeline import run_job
+    from ocr_actors.runtime.models import ModelNotFoundError
+
+    out = tmp_path / "out"
+    base = {"source.uri": str(tmp_path / "nothing"), "output.uri": str(out)}
+    for key, switch in [
+        ("ocr.text_recognition.model", None),
+        ("ocr.text_detection.model", None),
+        ("ocr.textline_orientation.model", "ocr.textline_orientation.use_textline_orientation"),
+        ("ocr.doc_preprocessor.orientation_model", "ocr.doc_preprocessor.use_doc_orientation_classify"),
+    ]:
+        overrides = {**base, key: "PP-OCRv6_tiny_recx"}
+        if switch is not None:
+            with pytest.raises(InputNotFoundError, match="input not found"):  # off: the name is never looked at
+                run_job(load_config(JobConfig, None, overrides), progress=None)
+            overrides[switch] = True
+        with pytest.raises(ModelNotFoundError, match="PP-OCRv6_tiny_recx"):
+            run_job(load_config(JobConfig, None, overrides), progress=None)
+    assert not out.exists()
 
 
 def test_plain_job_ids_are_accepted():

@@ -278,6 +278,9 @@ def test_error_rows_of_retried_types_are_planned_again_and_then_removed(tmp_path
         {"source_uri": "doc.pdf", "todo_pages": "[1]"},
     ]
     assert planner.retried == {"net.png", "doc.pdf"}
+    incremental = Planner(done, "incremental", None)  # sources in the output are skipped, their retry pages not
+    assert incremental.plan_chunk(["ok.png", "net.png", "bad.png", "doc.pdf"]).to_pylist() == work.to_pylist()
+    assert incremental.retried == {"net.png", "doc.pdf"}
 
     assert drop_retried_rows(str(tmp_path), {}, done, planner.retried) == 2
     first_rows = pq.read_table(first).to_pylist()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -315,3 +316,28 @@ def test_grey_pages_and_crops_give_the_models_what_their_bgr_copies_give() -> No
         prepare_rec_batch(bgr_crops, width_buckets=(320, 640), rows=4),
     )
     np.testing.assert_array_equal(prepare_textline_cls_batch(grey_crops), prepare_textline_cls_batch(bgr_crops))
+
+
+def test_doc_orientation_input_of_a_thin_strip_samples_its_centre_window_only():
+    """A 1 x 100,000 px strip would be resized to 256 x 25,600,000 px (tens of GB) before its
+    centre crop; its window is sampled directly instead, with the resize's own pixel mapping:
+    on a page where both fit, the two agree within a grey level (normalised units)."""
+    from ocr_actors import preprocess
+
+    rng = np.random.default_rng(1)
+    grey = cv2.GaussianBlur(rng.integers(0, 255, (60, 3000), dtype=np.uint8), (7, 7), 0)
+    page = np.dstack([grey, grey[::-1], grey[:, ::-1]])  # resized whole: 256 x 12,800 px
+    windowed = preprocess.prepare_doc_orientation_input(page)
+    limit = preprocess.ORIENTATION_RESIZE_LIMIT
+    try:
+        preprocess.ORIENTATION_RESIZE_LIMIT = 10**9
+        resized = preprocess.prepare_doc_orientation_input(page)
+    finally:
+        preprocess.ORIENTATION_RESIZE_LIMIT = limit
+    assert windowed.shape == resized.shape == (1, 3, 224, 224)
+    assert np.abs(windowed - resized).max() < 0.02
+    strip = np.zeros((1, 100_000, 3), np.uint8)
+    strip[:, 49_000:51_000] = 255
+    patch = preprocess.prepare_doc_orientation_input(strip)
+    assert patch.shape == (1, 3, 224, 224) and np.isfinite(patch).all()
+    assert patch[0, :, :, 100:124].min() > 1.5  # the white middle, normalised

@@ -257,3 +257,19 @@ def test_base64_variants_decode():
     assert decode_base64(standard) == raw
     assert decode_base64(base64.urlsafe_b64encode(raw).decode().rstrip("=")) == raw
     assert decode_base64("data:image/png;base64," + standard) == raw
+
+
+def test_annotated_images_wider_than_jpeg_allows_are_scaled_to_fit_and_coordinates_never_wrap():
+    """JPEG holds at most 65,535 px a side: a wider annotated image (two pages side by side)
+    is scaled down to fit instead of failing the request with a 500; and pixel coordinates
+    past int16 come as int32, never wrapped round to negative values."""
+    from ocr_actors.result import pixel_coordinates
+    from ocr_actors.service.protocol import jpeg_base64
+
+    wide = np.full((10, 70_000, 3), 255, np.uint8)
+    decoded = cv2.imdecode(np.frombuffer(base64.b64decode(jpeg_base64(wide)), np.uint8), cv2.IMREAD_COLOR)
+    assert decoded.shape == (9, 65_500, 3)
+    small = pixel_coordinates(np.array([[0, 5], [32_767, -3]]))
+    assert small.dtype == np.int16 and small.tolist() == [[0, 5], [32_767, -3]]
+    big = pixel_coordinates(np.array([[35_000.0, 12.0]]))
+    assert big.dtype == np.int32 and big.tolist() == [[35_000, 12]]

@@ -81,6 +81,10 @@ class Page:
 PDF_MAGIC = b"%PDF"
 
 
+HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1", b"avif", b"avis")
+"""ISO base media brands of still images (HEIF, AVIF); other ``ftyp`` files are video or audio."""
+
+
 def sniff_kind(data: bytes) -> str:
     """ "pdf" or "image" from the leading bytes; raises for empty or unknown content."""
     if not data:
@@ -95,7 +99,6 @@ def sniff_kind(data: bytes) -> str:
         b"MM\x00*",
         b"BM",
         b"GIF8",
-        b"RIFF",
         b"\x00\x00\x00\x0cjP",
         b"P1",
         b"P2",
@@ -106,7 +109,9 @@ def sniff_kind(data: bytes) -> str:
     )
     if any(data.startswith(sig) for sig in signatures):
         return "image"
-    if data[4:8] == b"ftyp":  # HEIF/AVIF containers: let Pillow decide
+    if data.startswith(b"RIFF") and data[8:12] == b"WEBP":  # not a WAV or AVI, which are RIFF too
+        return "image"
+    if data[4:8] == b"ftyp" and data[8:12] in HEIF_BRANDS:  # HEIF/AVIF, not MP4 or QuickTime: Pillow decides
         return "image"
     raise UnsupportedInputError("not an image or PDF (unrecognised file signature)")
 
@@ -245,7 +250,9 @@ def decode_image(
         raise TooLargeInputError(f"image of {size} is above the limit of {max_pixels} pixels") from exc
     except UnidentifiedImageError as exc:
         raise CorruptInputError("cannot identify the image data (corrupt or unsupported image)") from exc
-    except OSError as exc:
+    except (OSError, ValueError, SyntaxError, TypeError, IndexError, struct.error) as exc:
+        # Pillow's own parsers raise these for a bad header (a truncated PNG IHDR chunk, a bad
+        # PPM token, a TIFF of impossible dimensions)
         raise CorruptInputError(f"cannot read image header: {exc}") from exc
     if img.format == "PNG" and (shortfall := png_data_shortfall(data)):
         raise TruncatedInputError(f"image data is truncated: {shortfall}")
@@ -391,6 +398,9 @@ def rasterize_pdf(
             raise EmptyInputError("the PDF has no pages")
         count = min(total, page_limit) if page_limit > 0 else total
         wanted = range(count) if page_indices is None else [i for i in page_indices if 0 <= i < count]
+        if not wanted:
+            within = f"{count}-page PDF" if count == total else f"PDF's first {count} pages (pdf_page_limit)"
+            raise EmptyInputError(f"none of the pages asked for ({_page_list(page_indices)}) is in this {within}")
         for index in wanted:
             try:
                 image = _render_page(pdf, index, dpi, max_pixels)
@@ -468,6 +478,17 @@ def decode_document(
         )
         return
     wanted = None if page_indices is None else set(page_indices)
+    yielded = 0
     for page in decode_image(data, max_pixels, keep_grey, yield_page_failures):
         if wanted is None or page.page_index in wanted:
+            yielded += 1
             yield page
+    if page_indices is not None and not yielded:
+        raise EmptyInputError(f"none of the pages asked for ({_page_list(page_indices)}) is in this image")
+
+
+def _page_list(page_indices: list[int] | None) -> str:
+    """``0, 3, 7`` (0-based; at most five, then how many more)."""
+    pages = sorted(page_indices or [])
+    more = f" and {len(pages) - 5} more" if len(pages) > 5 else ""
+    return ", ".join(map(str, pages[:5])) + more

@@ -9,6 +9,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import os
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -28,7 +29,8 @@ def is_manifest(uri: str) -> bool:
 
 def iter_manifest(uri: str, column: str, storage_options: Mapping[str, Any]) -> Iterator[str]:
     """URIs listed in a manifest, in file order, streamed; blank lines and ``#`` comments
-    skipped. Relative entries are resolved against the manifest's folder.
+    skipped. Relative entries are resolved against the manifest's folder (an absolute path for a
+    local manifest, so workers with another working directory find them).
 
     Raises:
         ValueError: a CSV or Parquet manifest without the column ``column``.
@@ -36,7 +38,7 @@ def iter_manifest(uri: str, column: str, storage_options: Mapping[str, Any]) -> 
     import fsspec
 
     fs, path = fsspec.core.url_to_fs(uri, **dict(storage_options))
-    base = uri.rsplit("/", 1)[0]
+    base = uri.rsplit("/", 1)[0] if "://" in uri else os.path.dirname(os.path.abspath(path))  # absolute: workers
     with fs.open(path, "rb") as fh:
         try:
             for entry in _manifest_entries(fh, uri, column):

@@ -63,6 +63,20 @@ def _filesystem(uri: str, storage_options: Mapping[str, Any] | None):  # type: i
     return fsspec.core.url_to_fs(uri, **dict(storage_options or {}))
 
 
+def is_utf8(name: str) -> bool:
+    """False for a name the OS gave with undecodable bytes (``surrogateescape``)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def printable(name: str) -> str:
+    """``name`` with undecodable bytes shown as U+FFFD, fit for a message."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def _with_scheme(uri: str, path: str) -> str:
     if is_remote(uri):
         scheme = uri.split("://", 1)[0]
@@ -80,7 +94,9 @@ def expand_inputs(
     :mod:`ocr_actors.io.objectlist`).
 
     Folders yield files with a known image/PDF suffix; a path named explicitly is yielded
-    as-is (so a wrong type gets a clear decoding error instead of vanishing). ``on_skip`` is
+    as-is (so a wrong type gets a clear decoding error instead of vanishing). A path with
+    ``*``, ``?`` or ``[`` is a glob only when no file or folder has that very name; an
+    ``http(s)`` URL is always one object. ``on_skip`` is
     told (path, reason) of each entry of a folder left out.
     """
     items = [inputs] if isinstance(inputs, str) else list(inputs)
@@ -126,18 +142,27 @@ def _expand_one(
     """Expand one path, folder, glob or URI."""
     from ocr_actors.io.objectlist import iter_files, iter_glob
 
+    if item.lower().startswith(("http://", "https://")):
+        yield item  # one object (a signed URL's "?" starts its query, never a pattern); a bad one is an error row
+        return
     fs, path = _filesystem(item, storage_options)
-    if any(ch in path for ch in "*?["):
+    if any(ch in path for ch in "*?[") and not fs.exists(path):  # "scans [2024]/" is a folder, not a pattern
         if "**" in path:  # recursive: stream the listing below the first wildcard
             matches: Iterable[str] = iter_glob(fs, path)
         else:  # depth-bounded: fsspec lists only the folders the pattern can reach
             matches = (m for m in sorted(fs.glob(path)) if not fs.isdir(m))
         for match in matches:
-            yield _with_scheme(item, match)
+            if is_utf8(match):
+                yield _with_scheme(item, match)
+            elif on_skip is not None:
+                on_skip(printable(_with_scheme(item, match)), "name is not UTF-8")
         return
     if fs.isdir(path):
         for found in iter_files(fs, path, on_skip=on_skip):
-            if found.lower().endswith(DOCUMENT_SUFFIXES):
+            if not is_utf8(found):  # a URI the output's string columns cannot hold
+                if on_skip is not None:
+                    on_skip(printable(_with_scheme(item, found)), "name is not UTF-8")
+            elif found.lower().endswith(DOCUMENT_SUFFIXES):
                 yield _with_scheme(item, found)
             elif on_skip is not None:
                 on_skip(_with_scheme(item, found), f"not an image or PDF: {_suffix(found)}")

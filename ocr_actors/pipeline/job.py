@@ -52,7 +52,7 @@ from ocr_actors.job_config import (
 )
 from ocr_actors.pipeline.plan import Planner
 from ocr_actors.redaction import redact_text, redacting_logger
-from ocr_actors.runtime.ocr import params_from_config
+from ocr_actors.runtime.ocr import check_models, params_from_config
 from ocr_actors.stages.write import STAGES
 
 log = redacting_logger("ocr_batch.job")
@@ -716,6 +716,11 @@ def _run_leased(
         rewritten = {path.rsplit("/", 1)[-1] for path in done.retry_parts}  # files drop_retried_rows may change
         part_rows = {name: rows for name, rows in done.part_rows.items() if name not in rewritten}
         del done, planner
+        if overwrite and plan.sources_total == 0:
+            raise FileNotFoundError(
+                f"the listing of {config.source.uri} found no sources: --mode overwrite would delete the output's "
+                "part files and write nothing; check the input URI"
+            )
         if overwrite:
             lease.verify()
             with storage_access(f"on the output {config.output.uri}"):
@@ -792,6 +797,7 @@ def plan_only(config: JobConfig, progress: TextIO | None = sys.stderr) -> dict[s
     (rows of ``output.retry_errors`` types that the run would remove and do again)."""
     if not config.output.uri:
         raise ValueError("no output given: set output.uri (or --output)")
+    check_models(config.ocr)
     say = progress_printer("dry-run", progress)
     report = ListingReport()
     listing = iter_sources(
@@ -911,6 +917,7 @@ def run_job(config: JobConfig, progress: TextIO | None = sys.stderr) -> JobSumma
     """
     if not config.output.uri:
         raise ValueError("no output given: set output.uri (or --output)")
+    check_models(config.ocr)  # a misspelt model name fails here, not in an actor after Ray started
     job_id = config.job_id or f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
     config = replace(config, job_id=job_id)
     summary = JobSummary(job_id=job_id, output=config.output.uri, mode=config.output.mode)

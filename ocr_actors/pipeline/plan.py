@@ -15,9 +15,10 @@ import numpy as np
 import pyarrow as pa
 
 from ocr_actors.io.parquet import DoneIndex
+from ocr_actors.io.sources import IMAGE_SUFFIXES
 from ocr_actors.io.uriset import UriSet, first_occurrences, uri_digests
 from ocr_actors.io.workfiles import WORK_SCHEMA
-from ocr_actors.redaction import redact_text
+from ocr_actors.redaction import redact_uri
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,9 +82,9 @@ class Planner:
 
     def plan_chunk(self, uris: Sequence[str]) -> pa.Table:
         """Work items (:data:`WORK_SCHEMA`) for one chunk of listed URIs, in listing order.
-        A URI is known by the form the output holds, credentials removed (:func:`redact_text`):
+        A URI is known by the form the output holds, credentials removed (:func:`redact_uri`):
         two signed URLs of one object are one source."""
-        keys = [redact_text(u) for u in uris]
+        keys = [redact_uri(u) for u in uris]
         digests = uri_digests(keys)
         fresh = first_occurrences(digests) & ~self.seen.contains_digests(digests)
         self.seen.add_digests(digests[fresh])
@@ -117,15 +118,25 @@ class Planner:
         """None to skip; "" for the whole document; a JSON list of its missing pages."""
         done = self.done
         if self.mode == "incremental" and done.holds(uri, in_complete):
-            return None
+            retry = sorted(p for p in done.retry.get(uri, ()) if p is not None)  # its pages' errors that may pass
+            return json.dumps(retry) if retry else None
         if uri in done.failed_files:
             return None
         missing = done.missing_pages(uri, in_complete)
         if missing is None:
             return ""
-        if self.wanted is not None and uri.lower().endswith(".pdf"):
+        if self.wanted is not None and may_be_pdf(uri):
             missing = [p for p in missing if p in self.wanted]
         return json.dumps(missing) if missing else None
+
+
+def may_be_pdf(uri: str) -> bool:
+    """Whether ``source.pdf_pages`` applies to a multi-page document the output holds part of:
+    the load stage applies it to PDFs by their content, so here every name but a multi-frame
+    image's (``.tif``, ``.gif``, …) counts, a signed URL by its path (its query cut off), a
+    key with no suffix included."""
+    path = uri.split("?", 1)[0] if uri.lower().startswith(("http://", "https://")) else uri
+    return not path.lower().endswith(IMAGE_SUFFIXES)
 
 
 def plan_chunks(

@@ -204,6 +204,25 @@ def params_from_config(config: OCRConfig) -> PredictParams:
     )
 
 
+def check_models(config: OCRConfig) -> None:
+    """Resolve every model the configuration switches on, for its engine, without opening
+    any: a misspelt name, a missing model package or a format the engine cannot open raises
+    :class:`~ocr_actors.runtime.models.ModelNotFoundError` here (the job calls this before
+    Ray starts) instead of in an actor's constructor. A model given by URI is left to the
+    actors, which fetch it."""
+    engine = config.engine.engine
+    names = [config.text_detection.model, config.text_recognition.model]
+    if config.doc_preprocessor.use_doc_orientation_classify:
+        names.append(config.doc_preprocessor.orientation_model)
+    if config.doc_preprocessor.use_doc_unwarping:
+        names.append(config.doc_preprocessor.unwarping_model)
+    if config.textline_orientation.use_textline_orientation:
+        names.append(config.textline_orientation.model)
+    for name in names:
+        if "://" not in name or name.startswith("file://"):
+            resolve_model(name, engine).path_for(engine)
+
+
 class DocPreprocessor:
     """Page orientation and unwarping; each model loads on first use."""
 

@@ -228,8 +228,16 @@ def request_names(message: str) -> str:
     return message
 
 
+JPEG_MAX_SIDE = 65_500
+
+
 def jpeg_base64(image: np.ndarray, quality: int = 85) -> str:
-    """A BGR image as base64 JPEG."""
+    """A BGR image as base64 JPEG, scaled down to fit JPEG's 65,535 px a side when larger."""
+    longest = max(image.shape[:2])
+    if longest > JPEG_MAX_SIDE:
+        scale = JPEG_MAX_SIDE / longest
+        size = (max(round(image.shape[1] * scale), 1), max(round(image.shape[0] * scale), 1))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
     ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise ValueError("could not encode the annotated image")

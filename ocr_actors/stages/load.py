@@ -14,7 +14,7 @@ from ocr_actors.io.decode import InputError, PageFailure, decode_document
 from ocr_actors.io.parquet import doc_id_for
 from ocr_actors.io.sources import read_bytes
 from ocr_actors.io.workfiles import WorkRange, read_work_range
-from ocr_actors.redaction import redact_text
+from ocr_actors.redaction import redact_text, redact_uri
 from ocr_actors.stages.common import ERROR, OK, Batch, concat_batches, ragged, require
 
 PLACEHOLDER_IMAGE = np.zeros((1, 1, 3), dtype=np.uint8)
@@ -32,7 +32,7 @@ def page_row(
 ) -> dict[str, Any]:
     """One row of the load stage's output. Sentinels (-1, "") stand in for nulls inside the
     pipeline; the writer turns them into Parquet nulls."""
-    written_uri = redact_text(uri)  # a signed URL or user:password@ never reaches the output
+    written_uri = redact_uri(uri)  # a signed URL or user:password@ never reaches the output
     return {
         "source_uri": written_uri,
         "doc_id": doc_id_for(written_uri),
@@ -41,7 +41,7 @@ def page_row(
         "dpi": -1.0 if dpi is None else float(dpi),
         "status": status,
         "error_type": error_type,
-        "error_message": redact_text(error_message),
+        "error_message": redact_message(error_message, uri, written_uri),
         "width": int(image.shape[1]) if status == OK else 0,
         "height": int(image.shape[0]) if status == OK else 0,
         "image": image,
@@ -49,6 +49,15 @@ def page_row(
         "unwarped": False,
         "source_done": False,
     }
+
+
+def redact_message(message: str, uri: str, written_uri: str) -> str:
+    """An error message with credentials removed (:func:`redact_text`), where the source's own
+    URI reads as the output's ``source_uri`` (:func:`redact_uri`): a file name holding ``:`` and
+    ``@`` is not mangled, a signed URL's secrets are still gone."""
+    if not message or uri not in message:
+        return redact_text(message)
+    return written_uri.join(redact_text(part) for part in message.split(uri))
 
 
 def _as_batch(row: dict[str, Any], seconds: float, cpu_seconds: float) -> Batch:
