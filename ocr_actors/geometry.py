@@ -282,3 +282,43 @@ def reading_order(quads: np.ndarray) -> np.ndarray:
         if k < len(spanning):
             order.append(spanning[k])
     return np.asarray(order, dtype=np.int64)
+
+
+def align_corners_weights(size_out: int, size_in: int) -> np.ndarray:
+    """``(size_out, size_in)`` float32 linear-interpolation weights with ``align_corners``:
+    output sample ``i`` sits at input position ``i * (size_in - 1) / (size_out - 1)``."""
+    weights = np.zeros((size_out, size_in), dtype=np.float32)
+    if size_in == 1:
+        weights[:, 0] = 1.0
+        return weights
+    position = np.arange(size_out, dtype=np.float64) * ((size_in - 1) / max(size_out - 1, 1))
+    left = np.minimum(np.floor(position).astype(np.int64), size_in - 2)
+    fraction = (position - left).astype(np.float32)
+    rows = np.arange(size_out)
+    weights[rows, left] = 1.0 - fraction
+    weights[rows, left + 1] = fraction
+    return weights
+
+
+def unwarp_maps(grid: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """UVDoc's coarse grid as ``cv2.remap`` maps over the full page, as UVDoc applies it
+    (bilinear ``interpolate`` and ``grid_sample`` with ``align_corners=True``): the grid's
+    corner points are the page's corner pixels, so an identity grid maps every pixel to itself.
+    Upsampled exactly, as two small matrix products per coordinate (OpenCV's own bilinear
+    resampling rounds weights to 1/32 and centres pixels differently).
+
+    Args:
+        grid: ``(2, gh, gw)`` float32, x then y, in [-1, 1] over the page.
+        width, height: the page's size in pixels.
+
+    Returns:
+        ``map_x``, ``map_y``: ``(height, width)`` float32 source coordinates in page pixels.
+    """
+    grid_h, grid_w = grid.shape[1:]
+    rows, columns = align_corners_weights(height, grid_h), align_corners_weights(width, grid_w)
+    points = np.asarray(grid, dtype=np.float32)
+    full_x = rows @ points[0] @ columns.T
+    full_y = rows @ points[1] @ columns.T
+    map_x = ((full_x + 1.0) * 0.5 * (width - 1)).astype(np.float32)
+    map_y = ((full_y + 1.0) * 0.5 * (height - 1)).astype(np.float32)
+    return map_x, map_y

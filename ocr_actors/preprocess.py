@@ -30,9 +30,10 @@ def det_resize_shape(
 
     ``limit_type="max"`` shrinks so the long side is at most ``limit_side_len``;
     ``"min"`` enlarges so the short side is at least ``limit_side_len``;
-    ``"resize_long"`` scales the long side to exactly ``limit_side_len``. The long side
-    is then capped at ``max_side_limit`` and each side rounded to a multiple of 32
-    (at least 32).
+    ``"resize_long"`` scales the long side to exactly ``limit_side_len``. Each side is
+    truncated to whole pixels, the long side capped at ``max_side_limit``, then each side
+    rounded (half to even) to a multiple of 32, at least 32: a 2000 x 1101 page at max/960
+    gives 960 x 512 (528.48 px -> 528 -> 16.5 -> 16 blocks), as in the reference.
     """
     if height <= 0 or width <= 0:
         raise ValueError(f"image has an empty side: {height}x{width}")
@@ -44,11 +45,11 @@ def det_resize_shape(
         ratio = limit_side_len / max(height, width)
     else:
         raise ValueError(f"limit_type must be 'max', 'min' or 'resize_long', got {limit_type!r}")
-    if max(height, width) * ratio > max_side_limit:
-        ratio = max_side_limit / max(height, width)
-    new_h = max(int(round(height * ratio / 32) * 32), 32)
-    new_w = max(int(round(width * ratio / 32) * 32), 32)
-    return new_h, new_w
+    new_h, new_w = int(height * ratio), int(width * ratio)  # truncated first, as the reference does
+    if max(new_h, new_w) > max_side_limit:
+        cap = max_side_limit / max(new_h, new_w)
+        new_h, new_w = int(new_h * cap), int(new_w * cap)
+    return max(int(round(new_h / 32) * 32), 32), max(int(round(new_w / 32) * 32), 32)
 
 
 def bgr_planes(image: np.ndarray) -> list[np.ndarray]:

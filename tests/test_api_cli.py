@@ -143,6 +143,17 @@ def test_bad_files_raise_clear_errors(pipeline, tmp_path, content, error):
     assert isinstance(info.value, InputError)
 
 
+def test_api_parameters_are_checked_like_the_services(pipeline):
+    """A fractional side length (the service refuses it) is not truncated to 0 px; a number
+    too large for a float is a ValueError, not an OverflowError."""
+    page = np.full((40, 40, 3), 255, np.uint8)
+    with pytest.raises(ValueError, match=r"text_det_limit_side_len must be a whole number of pixels, got 0\.5"):
+        next(pipeline.predict(page, text_det_limit_side_len=0.5))
+    with pytest.raises(ValueError, match="text_det_thresh must be a finite number"):
+        next(pipeline.predict(page, text_det_thresh=10**400))
+    assert next(pipeline.predict(page, text_det_limit_side_len=64.0))["text_det_params"]["limit_side_len"] == 64
+
+
 def test_truncated_png_and_huge_image(pipeline, tmp_path):
     page = render_page(seed=300, lines_per_column=2)
     _, encoded = cv2.imencode(".png", page.image)

@@ -144,6 +144,22 @@ def test_a_journal_whose_merged_file_never_moved_is_dropped(tmp_path):
     assert output_rows(out) == before and not list(journals.iterdir())
 
 
+def test_a_journal_cut_off_while_being_written_is_dropped(tmp_path):
+    """Killed (or out of disk) while writing the journal, before the merged file moved: an
+    empty or half-written journal is dropped and every row stays; it used to stop every later
+    run and compaction with a JSON error."""
+    out = tmp_path / "out"
+    write_small_parts(out, [1, 2])
+    before = output_rows(out)
+    journals = out / "_jobs" / "_compact"
+    journals.mkdir(parents=True)
+    (journals / "part-000000000000000000000000.parquet.json").write_text("")
+    (journals / "part-111111111111111111111111.parquet.json").write_text('{"merged": "part-1111')
+    summary = compact(str(out), {}, rows_per_file=100)
+    assert summary.journals_finished == 2 and summary.files_merged == 2
+    assert output_rows(out) == before and not list(journals.iterdir())
+
+
 def test_cli_compact_takes_the_lease_and_refuses_a_busy_output(tmp_path, capsys):
     out = tmp_path / "out"
     write_small_parts(out, [1, 1, 1, 40])

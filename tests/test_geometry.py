@@ -405,3 +405,21 @@ def test_crop_quad_warps_from_the_quads_neighbourhood_with_the_pages_pixels():
     skewed = np.array([[35_000.5, 15], [36_000.2, 17], [36_000.2, 45], [35_000.5, 43]], np.float32)
     line = crop_quad(wide, skewed)
     assert line.shape == (28, 999, 3) and line[5:20, 20:980].max() == 0 and line[:, :5].min() == 255
+
+
+def test_unwarp_maps_put_the_grids_corners_on_the_pages_corner_pixels():
+    """UVDoc applies its grid with ``align_corners=True``: an identity grid maps each pixel to
+    itself (half-pixel-centre upsampling moved pixels by up to 15 px on a 1000 px page), and a
+    grid shifted by a known amount moves every pixel by that amount."""
+    from ocr_actors.geometry import unwarp_maps
+
+    height, width = 1400, 1000
+    gx, gy = np.meshgrid(np.linspace(-1, 1, 31), np.linspace(-1, 1, 45))
+    identity = np.stack([gx, gy]).astype(np.float32)
+    map_x, map_y = unwarp_maps(identity, width, height)
+    assert map_x.shape == map_y.shape == (height, width) and map_x.dtype == np.float32
+    assert np.abs(map_x - np.arange(width)[None, :]).max() < 0.01
+    assert np.abs(map_y - np.arange(height)[:, None]).max() < 0.01
+    shifted = identity + np.array([2 * 9.0 / (width - 1), 0.0], np.float32)[:, None, None]  # 9 px to the right
+    map_x, _ = unwarp_maps(shifted, width, height)
+    assert np.abs(map_x - (np.arange(width)[None, :] + 9.0)).max() < 0.01

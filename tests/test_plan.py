@@ -329,3 +329,12 @@ def test_a_folder_listing_counts_what_it_leaves_out(tmp_path):
     for i in range(ListingReport.MAX_REASONS + 10):
         many.skip(f"f{i}", f"not an image or PDF: .x{i}")
     assert len(many.skipped) == ListingReport.MAX_REASONS + 1 and many.skipped["other"] == 10
+
+
+def test_a_manifest_named_by_a_relative_path_resolves_relative_entries_to_absolute_paths(tmp_path, monkeypatch):
+    """``--input list.txt`` from the manifest's folder: a relative entry is the manifest's
+    neighbour, as an absolute path (workers run in other folders), not ``list.txt/a.png``."""
+    (tmp_path / "list.txt").write_text("a.png\nsub/b.png\n")
+    monkeypatch.chdir(tmp_path)
+    for given in ("list.txt", "./list.txt"):
+        assert list_sources(given, "uri", {}) == [f"{tmp_path}/a.png", f"{tmp_path}/sub/b.png"]

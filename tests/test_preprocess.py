@@ -49,6 +49,15 @@ def test_det_resize_shape_limit_types(
     assert det_resize_shape(height, width, limit, limit_type) == expected
 
 
+def test_det_resize_shape_truncates_before_rounding_as_the_reference() -> None:
+    """PaddleX's ``DetResizeForTest`` truncates each scaled side to whole pixels before
+    rounding to a multiple of 32 (half to even): 2000 x 1101 at max/960 scales the short side
+    to 528.48 px, 528 = 16.5 blocks, 16 blocks = 512 px (rounding 528.48 / 32 = 16.515 gave 544)."""
+    assert det_resize_shape(1101, 2000, 960, "max") == (512, 960)
+    assert det_resize_shape(2000, 1101, 960, "max") == (960, 512)
+    assert det_resize_shape(84, 1000, 960, "max") == (64, 960)
+
+
 def test_det_resize_shape_caps_long_side_at_max_side_limit() -> None:
     # resize_long to 9000 would give 3000x9000; the cap scales the long side to 4000
     # (short side 1333.3 -> 1344 as a multiple of 32).

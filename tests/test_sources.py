@@ -61,6 +61,41 @@ def test_expand_explicit_file_is_kept_as_is(tree: Path) -> None:
     assert list(expand_inputs(str(tree / "notes.txt"))) == [str(tree / "notes.txt")]
 
 
+def test_paths_with_glob_characters_that_exist_are_paths_and_urls_are_one_object(tmp_path: Path) -> None:
+    """``scans [2024]/`` is a folder and ``scan[1].png`` a file when they exist (a glob only
+    otherwise: ``plain/scan[12].png`` still matches ``plain/scan1.png``); an http(s) URL is one object,
+    its ``?`` a query (a signed URL), never listed or globbed."""
+    folder = tmp_path / "scans [2024]"
+    folder.mkdir()
+    for name in ("scan1.png", "scan[1].png", "what?.png"):
+        (folder / name).write_bytes(b"x")
+    assert list(expand_inputs(str(folder))) == [str(folder / n) for n in ("scan1.png", "scan[1].png", "what?.png")]
+    assert list(expand_inputs(str(folder / "scan[1].png"))) == [str(folder / "scan[1].png")]
+    assert list(expand_inputs(str(folder / "what?.png"))) == [str(folder / "what?.png")]
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "scan1.png").write_bytes(b"x")
+    assert list(expand_inputs(str(plain / "scan[12].png"))) == [str(plain / "scan1.png")]
+    signed = "https://127.0.0.1:1/p.png?X-Amz-Signature=abc&X-Amz-Expires=60"
+    assert list(expand_inputs(signed)) == [signed]
+
+
+def test_names_that_are_not_utf8_are_left_out_with_a_reason(tmp_path: Path) -> None:
+    """A file name with bytes that are not UTF-8 cannot be a ``source_uri``: the listing leaves
+    it out (counted, with a printable example) instead of failing the whole job."""
+    import os
+
+    (tmp_path / "ok.png").write_bytes(b"x")
+    os.close(os.open(os.path.join(os.fsencode(tmp_path), b"r\xe9sum\xe9.png"), os.O_CREAT | os.O_WRONLY))
+    skipped: list[tuple[str, str]] = []
+    assert list(expand_inputs(str(tmp_path), on_skip=lambda p, r: skipped.append((p, r)))) == [str(tmp_path / "ok.png")]
+    assert skipped == [(f"{tmp_path}/r\ufffdsum\ufffd.png", "name is not UTF-8")]
+    assert list(expand_inputs(str(tmp_path / "*.png"), on_skip=lambda p, r: skipped.append((p, r)))) == [
+        str(tmp_path / "ok.png")
+    ]
+    assert len(skipped) == 2
+
+
 def test_expand_several_inputs_in_order(tree: Path) -> None:
     found = list(expand_inputs([str(tree / "sub" / "deeper"), str(tree / "a.pdf")]))
     assert found == [str(tree / "sub/deeper/d.tiff"), str(tree / "sub/deeper/e.webp"), str(tree / "a.pdf")]

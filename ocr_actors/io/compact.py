@@ -13,8 +13,9 @@ replaces; the merged file is moved into place; the replaced files are deleted; t
 deleted. A compaction killed after the move and before the deletes leaves those rows twice
 until the next job or compaction on the output, which first finishes every journal it finds
 (:func:`finish_compactions`): if the merged file is in place the replaced files still there are
-deleted, else nothing had moved and the journal just goes. No row is ever lost: the replaced
-files go only once the merged file is in place.
+deleted, else nothing had moved and the journal just goes (so does a journal cut off while
+being written: the merged file moves only after it). No row is ever lost: the replaced files
+go only once the merged file is in place.
 """
 
 from __future__ import annotations
@@ -99,7 +100,12 @@ def finish_compactions(output: str, storage_options: Mapping[str, Any]) -> int:
     journals = list_journals(fs, root)
     for journal in journals:
         with fs.open(journal, "rb") as fh:
-            entry = json.loads(fh.read())
+            text = fh.read()
+        try:
+            entry = json.loads(text)
+        except ValueError:  # cut off while being written: the merged file had not moved yet
+            fs.rm(journal)
+            continue
         if fs.exists(f"{root.rstrip('/')}/{entry['merged']}"):
             for name in entry["replaced"]:
                 path = f"{root.rstrip('/')}/{name}"

@@ -313,8 +313,16 @@ class OCREngine:
             ("text_det_unclip_ratio", text_det_unclip_ratio),
             ("text_rec_score_thresh", text_rec_score_thresh),
         ):  # NaN and infinities pass every comparison below (JSON parsers accept them)
-            if value is not None and not math.isfinite(value):
+            try:
+                finite = value is None or math.isfinite(value)
+            except (OverflowError, TypeError) as exc:  # an int too large for a float; not a number
+                raise ValueError(f"{name} must be a finite number, got {str(value)[:20]}") from exc
+            if not finite:
                 raise ValueError(f"{name} must be a finite number, got {value}")
+        if text_det_limit_side_len is not None and (
+            isinstance(text_det_limit_side_len, bool) or int(text_det_limit_side_len) != text_det_limit_side_len
+        ):
+            raise ValueError(f"text_det_limit_side_len must be a whole number of pixels, got {text_det_limit_side_len}")
         for name, value in (
             ("text_det_limit_side_len", text_det_limit_side_len),
             ("text_det_unclip_ratio", text_det_unclip_ratio),

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from ocr_actors.config import EngineConfig, TextDetectionConfig, TextRecognitionConfig
-from ocr_actors.geometry import rotate_image
+from ocr_actors.geometry import rotate_image, unwarp_maps
 from ocr_actors.postprocess import (
     DBParams,
     ctc_characters,
@@ -445,7 +445,5 @@ class DocUnwarper:
         small = cv2.resize(image, self.input_size, interpolation=cv2.INTER_LINEAR)
         batch = (small[:, :, ::-1].astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
         grid = self._session.run(np.ascontiguousarray(batch))[0]  # (2, gh, gw) in [-1, 1]
-        full = cv2.resize(grid.transpose(1, 2, 0), (w, h), interpolation=cv2.INTER_LINEAR)
-        map_x = ((full[:, :, 0] + 1.0) * 0.5 * (w - 1)).astype(np.float32)
-        map_y = ((full[:, :, 1] + 1.0) * 0.5 * (h - 1)).astype(np.float32)
+        map_x, map_y = unwarp_maps(grid, w, h)
         return cv2.remap(image, map_x, map_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)

@@ -71,9 +71,12 @@ def _typed(name: str, value: Any, kind: type) -> Any:
     if kind in (int, float):
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ApiError(422, f"{name} must be a number")
-        if kind is int and isinstance(value, float) and not value.is_integer():
-            raise ApiError(422, f"{name} must be an integer")
-        return kind(value)
+        try:
+            if kind is int and isinstance(value, float) and not value.is_integer():
+                raise ApiError(422, f"{name} must be an integer")
+            return kind(value)
+        except OverflowError as exc:  # a JSON integer like 1e400 written out: no float holds it
+            raise ApiError(422, f"{name} is out of range") from exc
     if not isinstance(value, str):
         raise ApiError(422, f"{name} must be a string")
     return value
