@@ -4,6 +4,7 @@ stage adapters called directly (no Ray)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import ClassVar
 
 import cv2
@@ -88,6 +89,18 @@ def test_cpu_budget_refuses_layouts_that_would_hang():
     check_cpu_budget(load_config(JobConfig, None, tight), 2.0)
     with pytest.raises(ConfigError, match="leaving less than the 1 a load/crop/write task needs"):
         check_cpu_budget(load_config(JobConfig, None, {**tight, "resources.load_in_actors": False}), 2.0)
+
+
+def test_gpu_budget_refuses_pools_that_ask_for_more_gpus_than_a_local_cluster_has():
+    from ocr_actors.pipeline.job import check_gpu_budget
+
+    gpu_yaml = Path(__file__).resolve().parent.parent / "jobs" / "configs" / "job_gpu.yaml"
+    check_gpu_budget(load_config(JobConfig, gpu_yaml, {"resources.detect.min_actors": 3}), 1.0)  # 3 x 0.33
+    check_gpu_budget(load_config(JobConfig, None, {}), 0.0)  # the CPU defaults ask for none
+    wide = load_config(JobConfig, gpu_yaml, {"resources.detect.min_actors": 4})
+    with pytest.raises(ConfigError, match=r"ask for 1\.32 GPUs at least .* but the cluster has 1: lower"):
+        check_gpu_budget(wide, 1.0)
+    check_gpu_budget(wide, 2.0)
 
 
 def test_plan_skips_done_finishes_partial_and_respects_modes():

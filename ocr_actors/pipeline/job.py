@@ -289,9 +289,8 @@ def _request_gpu(wanted: bool, say: Callable[[str], None]) -> None:
             say(f"could not ask the autoscaler ({type(exc).__name__}); waiting anyway")
 
 
-def check_cpu_budget(config: JobConfig, cluster_cpus: float) -> None:
-    """Refuse a layout whose model actors leave no CPU for the load/crop/write tasks
-    (Ray Data would wait forever)."""
+def model_pools(config: JobConfig) -> list[StageResources]:
+    """The resources of the model actor pools the run starts."""
     res = config.resources
     ocr = config.ocr
     pools = [res.detect] if res.models_in_one_actor else [res.detect, res.recognize]
@@ -299,7 +298,26 @@ def check_cpu_budget(config: JobConfig, cluster_cpus: float) -> None:
         pools.append(res.docprep)
     if ocr.textline_orientation.use_textline_orientation and not res.models_in_one_actor:
         pools.append(res.lineori)
-    reserved = sum(stage.num_cpus * stage.min_actors for stage in pools)
+    return pools
+
+
+def check_gpu_budget(config: JobConfig, cluster_gpus: float) -> None:
+    """Refuse a layout whose model pools' smallest sizes ask for more GPUs than the cluster
+    has (``min_actors`` x ``num_gpus``, summed): the actors past the GPUs would wait for a
+    share forever, and the run with them, until ``stall_timeout_s``."""
+    wanted = sum(stage.num_gpus * stage.min_actors for stage in model_pools(config))
+    if wanted > cluster_gpus + 1e-9:
+        raise ConfigError(
+            f"the model actors ask for {wanted:g} GPUs at least (resources.<stage>.min_actors x num_gpus, summed) "
+            f"but the cluster has {cluster_gpus:g}: lower min_actors or num_gpus"
+        )
+
+
+def check_cpu_budget(config: JobConfig, cluster_cpus: float) -> None:
+    """Refuse a layout whose model actors leave no CPU for the load/crop/write tasks
+    (Ray Data would wait forever)."""
+    res = config.resources
+    reserved = sum(stage.num_cpus * stage.min_actors for stage in model_pools(config))
     tasks = [res.write]
     if not res.load_in_actors:
         tasks.append(res.load)
@@ -588,8 +606,9 @@ def _process(
             "no GPU in the cluster: detection and recognition run on CPU, with the CPU default resources "
             f"scaled to its {cluster_cpus:g} CPUs"
         )
-    if embedded:
+    if embedded:  # a joined cluster may grow (the autoscaler): only a local one is known in full
         check_cpu_budget(config, float(ray.cluster_resources().get("CPU", 0)))
+        check_gpu_budget(config, float(ray.cluster_resources().get("GPU", 0)))
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     context.execution_options.preserve_order = False
