@@ -33,6 +33,8 @@ def redact_uri(uri: str) -> str:
     values of an ``http(s)`` URL (a signed URL). Nothing else changes: a local path or an
     object key may hold ``:``, ``@``, ``?`` and ``=`` in its names (``2024-05-01T10:30_a@b.png``)
     and stays as it is, so two different objects never share a key. Idempotent."""
+    if "@" not in uri and "=" not in uri:  # nothing to redact (most URIs): no string built
+        return uri
     scheme, separator, rest = uri.partition("://")
     if not separator or not scheme.replace("+", "").replace("-", "").replace(".", "").isalnum():
         return uri  # a local path: nothing in it is a credential
