@@ -35,15 +35,17 @@ def redact_uri(uri: str) -> str:
     and stays as it is, so two different objects never share a key. Idempotent."""
     if "@" not in uri and "=" not in uri:  # nothing to redact (most URIs): no string built
         return uri
-    scheme, separator, rest = uri.partition("://")
-    if not separator or not scheme.replace("+", "").replace("-", "").replace(".", "").isalnum():
+    head, separator, rest = uri.partition("://")
+    protocols = head.split("::")  # fsspec chains protocols: simplecache::s3://…
+    scheme = protocols[-1]
+    if not separator or not all(p.replace("+", "").replace("-", "").replace(".", "").isalnum() for p in protocols):
         return uri  # a local path: nothing in it is a credential
     authority, slash, path = rest.partition("/")
     if "@" in authority:
         authority = f"{REDACTED}@{authority.rsplit('@', 1)[1]}"
     if scheme.lower() in ("http", "https") and "=" in path:
         path = SECRET_QUERY_PARAMETER.sub(lambda m: f"{m.group(1)}={REDACTED}", path)
-    return f"{scheme}{separator}{authority}{slash}{path}"
+    return f"{head}{separator}{authority}{slash}{path}"
 
 
 class RedactingFilter(logging.Filter):

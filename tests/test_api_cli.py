@@ -234,6 +234,7 @@ def test_source_uris_lose_only_their_credentials_and_names_with_colons_and_at_si
     cases = {
         "https://user:pw@host/x.png": "https://***@host/x.png",
         "s3://AKIA:SECRET@bucket/a": "s3://***@bucket/a",
+        "simplecache::s3://AKIA:SECRET@bucket/a": "simplecache::s3://***@bucket/a",
         "https://h/a.png?X-Amz-Credential=AK&X-Amz-Signature=ab&X-Amz-Expires=60": (
             "https://h/a.png?X-Amz-Credential=***&X-Amz-Signature=***&X-Amz-Expires=60"
         ),
