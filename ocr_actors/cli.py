@@ -57,6 +57,7 @@ def _predict(args: argparse.Namespace) -> int:
     from ocr_actors.api import create_pipeline
     from ocr_actors.io.decode import InputError
     from ocr_actors.io.sources import expand_inputs
+    from ocr_actors.result import page_stem
     from ocr_actors.runtime.engines import EngineUnavailableError
     from ocr_actors.runtime.models import ModelNotFoundError
 
@@ -93,7 +94,12 @@ def _predict(args: argparse.Namespace) -> int:
         )
     }
     pages, failed, inputs = 0, [], 0
-    for uri in expand_inputs(args.input, config.input.storage_options):
+    names = OutputNames()
+
+    def left_out(path: str, reason: str) -> None:
+        print(f"left out {redact_text(path)}: {reason}", file=sys.stderr)
+
+    for uri in expand_inputs(args.input, config.input.storage_options, on_skip=left_out):
         inputs += 1
         try:  # one file at a time: a bad file is reported and the others still run
             for result in pipeline.predict(uri, **switches):
@@ -101,8 +107,9 @@ def _predict(args: argparse.Namespace) -> int:
                 if not args.no_print:
                     result.print()
                 if args.save_path:
-                    result.save_to_json(args.save_path)
-                    result.save_to_img(args.save_path)
+                    stem = names.take(page_stem(result["input_path"], result["page_index"]))
+                    result.save_to_json(names.json_target(args.save_path, stem), stem=stem)
+                    result.save_to_img(args.save_path, stem=stem)
         except InputError as exc:
             print(error_line(exc), file=sys.stderr)
             failed.append(redact_text(uri))
@@ -121,6 +128,34 @@ def _predict(args: argparse.Namespace) -> int:
     }
     print(json.dumps(summary), file=sys.stderr)
     return 2 if failed else 0
+
+
+class OutputNames:
+    """Names of ``predict``'s output files, each used once: a page whose name is taken (the
+    same file name in two folders, ``x.pdf`` page 0 and ``x_0.png``) gets ``-2``, ``-3``, … so
+    no result overwrites another."""
+
+    def __init__(self) -> None:
+        self.taken: set[str] = set()
+        self.saved = 0
+
+    def take(self, stem: str) -> str:
+        """``stem``, or the first of ``stem-2``, ``stem-3``, … not yet taken."""
+        name, number = stem, 1
+        while name in self.taken:
+            number += 1
+            name = f"{stem}-{number}"
+        self.taken.add(name)
+        return name
+
+    def json_target(self, save_path: str, stem: str) -> str:
+        """Where a page's JSON goes: ``save_path`` (a folder); a ``.json`` file path for the
+        first page saved, ``<its stem>-<stem>.json`` beside it for each later one."""
+        self.saved += 1
+        path = Path(save_path)
+        if path.suffix.lower() != ".json" or self.saved == 1:
+            return save_path
+        return str(path.with_name(f"{path.stem}-{stem}.json"))
 
 
 def _add_run(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -14,7 +14,9 @@ from ocr_actors.runtime.models import shipped_cjk_font
 from ocr_actors.runtime.ocr import PageOCR
 
 
-def _page_stem(input_path: str | None, page_index: int | None) -> str:
+def page_stem(input_path: str | None, page_index: int | None) -> str:
+    """The name a page's outputs take: the input's file name without its suffix, and the page
+    of a multi-page input (``report_0``); ``array`` for an image given as an array."""
     stem = Path(input_path).stem if input_path else "array"
     return f"{stem}_{page_index}" if page_index is not None else stem
 
@@ -100,24 +102,27 @@ class OCRResult(dict[str, Any]):
         """Print the JSON form, indented."""
         print(json.dumps(self.json, ensure_ascii=False, indent=2), file=file or sys.stdout)
 
-    def save_to_json(self, save_path: str | Path) -> Path:
-        """Write ``<name>_res.json`` into a folder, or to ``save_path`` if it ends in ``.json``."""
+    def save_to_json(self, save_path: str | Path, stem: str | None = None) -> Path:
+        """Write ``<name>_res.json`` into a folder, or to ``save_path`` if it ends in ``.json``.
+        ``stem``: the name instead of the input's file name (and page)."""
         target = Path(save_path)
         if target.suffix.lower() != ".json":
             target.mkdir(parents=True, exist_ok=True)
-            target = target / f"{_page_stem(self['input_path'], self['page_index'])}_res.json"
+            target = target / f"{stem or page_stem(self['input_path'], self['page_index'])}_res.json"
         else:
             target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(json.dumps(self.json, ensure_ascii=False, indent=2), encoding="utf-8")
         return target
 
-    def save_to_img(self, save_path: str | Path) -> list[Path]:
-        """Write ``<name>_<image key>.png`` per annotated image into a folder."""
+    def save_to_img(self, save_path: str | Path, stem: str | None = None) -> list[Path]:
+        """Write ``<name>_<image key>.png`` per annotated image into a folder (the folder of
+        ``save_path`` when it names a file: ends in ``.json`` or an image suffix).
+        ``stem``: the name instead of the input's file name (and page)."""
         folder = Path(save_path)
-        if folder.suffix:
+        if folder.suffix.lower() in (".json", ".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"):
             folder = folder.parent
         folder.mkdir(parents=True, exist_ok=True)
-        stem = _page_stem(self["input_path"], self["page_index"])
+        stem = stem or page_stem(self["input_path"], self["page_index"])
         written = []
         for key, image in self.img.items():
             path = folder / f"{stem}_{key}.png"
@@ -163,11 +168,34 @@ def draw_ocr(image: np.ndarray, polys: np.ndarray, texts: list[str]) -> np.ndarr
     right = Image.new("RGB", (w, h), (255, 255, 255))
     draw = ImageDraw.Draw(right)
     font_file = shipped_cjk_font()
+
+    def font_of(size: int):  # type: ignore[no-untyped-def]
+        return ImageFont.truetype(font_file, size) if font_file else ImageFont.load_default(size)
+
     for poly, text, colour in zip(polys, texts, colours, strict=True):
         pts = np.asarray(poly, np.int32)
         draw.polygon([tuple(p) for p in pts.tolist()], outline=colour[::-1])
-        box_h = max(int(np.linalg.norm(pts[0] - pts[3])), 8)
-        size = max(int(box_h * 0.8), 8)
-        font = ImageFont.truetype(font_file, size) if font_file else ImageFont.load_default(size)
-        draw.text((int(pts[0][0]) + 2, int(pts[0][1])), text, fill=(0, 0, 0), font=font)
+        box_w = max(int(np.linalg.norm(pts[0] - pts[1])), 1)
+        box_h = max(int(np.linalg.norm(pts[0] - pts[3])), 1)
+        x, y = int(pts[0][0]) + 2, int(pts[0][1])
+        if box_h > 2 * box_w and len(text) > 1:  # a vertical line: one character under another
+            size = text_size(min(box_w * 0.8, box_h / len(text)))
+            font = font_of(size)
+            for k, char in enumerate(text):
+                draw.text((x, y + k * size), char, fill=(0, 0, 0), font=font)
+            continue
+        size = text_size(box_h * 0.8)
+        font = font_of(size)
+        length = draw.textlength(text, font=font)
+        if length > box_w:  # fit the box's width: a long text in a short box
+            size = text_size(size * box_w / length)
+            font = font_of(size)
+        draw.text((x, y), text, fill=(0, 0, 0), font=font)
     return np.hstack([left, np.asarray(right)[:, :, ::-1]])
+
+
+def text_size(size: float) -> int:
+    """A font size in pixels for the annotated image: at least 6, at most 256 (a font of a
+    box's size on a tall page, say 4,000 px, would make Pillow build a glyph mask of billions
+    of pixels)."""
+    return int(min(max(size, 6), 256))

@@ -337,3 +337,50 @@ def test_cli_run_dry_run_says_what_a_run_would_do_and_writes_nothing(tmp_path):
         check=True,
     )
     assert check.stdout.strip().splitlines()[-1] == "False"  # planning alone never loads Ray
+
+
+def test_cli_predict_never_lets_one_result_overwrite_another(tmp_path):
+    """Same file name in two folders, and a PDF's page 0 against an image named ``x_0``: each
+    page keeps its own JSON and image (the later one named ``-2``); a ``--save_path`` folder
+    with a dot in its name holds both kinds of file."""
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    folder = tmp_path / "in"
+    for sub in ("a", "b"):
+        (folder / sub).mkdir(parents=True)
+        (folder / sub / "page.png").write_bytes((examples / "two_column_page.png").read_bytes())
+    pdf = next(examples.glob("*.pdf"))
+    (folder / "b" / f"{pdf.stem}.pdf").write_bytes(pdf.read_bytes())
+    (folder / "b" / f"{pdf.stem}_0.png").write_bytes((examples / "two_column_page.png").read_bytes())
+    out = tmp_path / "results.v2"
+    proc = _cli("predict", "--input", str(folder), "--save_path", str(out), "--no_print", "engine.threads=2")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stderr.strip().splitlines()[-1])
+    saved = {p.name: json.loads(p.read_text())["res"] for p in out.glob("*_res.json")}
+    assert len(saved) == summary["pages"] == 5  # two images named page, a two-page PDF, its _0 look-alike
+    assert {"page_res.json", "page-2_res.json", f"{pdf.stem}_0_res.json", f"{pdf.stem}_0-2_res.json"} <= set(saved)
+    assert sorted(r["input_path"] for r in saved.values() if r["input_path"].endswith("page.png")) == [
+        str(folder / "a" / "page.png"),
+        str(folder / "b" / "page.png"),
+    ]
+    assert len(list(out.glob("*_ocr_res_img.png"))) == 5 and not list(tmp_path.glob("*.png"))
+
+
+def test_annotated_images_fit_the_text_to_its_box_even_for_a_tall_vertical_line():
+    """The text is drawn at a size that fits its box: a vertical line 5,900 px tall gets its
+    characters one under another at the box's width (a font of 0.8 x its height, 4,700 px,
+    made Pillow refuse a glyph mask of 800 M pixels), a long text in a short box shrinks."""
+    from ocr_actors.result import draw_ocr, text_size
+
+    page = np.full((6250, 1200, 3), 255, np.uint8)
+    tall = np.array([[[500, 200], [640, 200], [640, 6059], [500, 6059]]], np.float32)
+    wide = np.array([[[10, 10], [110, 10], [110, 60], [10, 60]]], np.float32)
+    both = draw_ocr(
+        page, np.concatenate([tall, wide]), ["東京都千代田区丸の内一丁目" * 3, "a long line of text in a small box"]
+    )
+    assert both.shape == (6250, 2400, 3)
+    right = both[:, 1200:]
+    inked = np.flatnonzero((right < 128).any(axis=2).any(axis=1))
+    assert inked.min() >= 10 and inked.max() < 6250  # drawn down the column, within the page
+    assert (right[:, 1200 - 1] == 255).all()
+    assert (right[10:61, 10:120] < 128).any() and not (right[10:61, 125:] < 128).any()  # the long text kept to its box
+    assert text_size(4687) == 256 and text_size(1) == 6

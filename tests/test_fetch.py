@@ -220,6 +220,7 @@ def test_redirects_oversize_and_error_answers_are_refused(monkeypatch, server, p
         ("http://mapped.test/a.png", ["64:ff9b::a9fe:a9fe"]),  # NAT64 around 169.254.169.254
         ("http://mapped.test/a.png", ["::127.0.0.1"]),  # IPv4-compatible
         ("http://mapped.test/a.png", ["::ffff:0:127.0.0.1"]),  # IPv4-translated
+        ("http://mapped.test/a.png", ["64:ff9b:1::a00:1"]),  # local-use NAT64 around 10.0.0.1
     ],
 )
 def test_ipv4_in_ipv6_loopback_and_private_addresses_are_refused(monkeypatch, url, answers):
@@ -234,7 +235,8 @@ def test_ipv4_in_ipv6_loopback_and_private_addresses_are_refused(monkeypatch, ur
 def test_public_addresses_pass_the_vetting_rule():
     for address in ("8.8.8.8", "::ffff:8.8.8.8", "2606:4700:4700::1111", "2002:808:808::1", "64:ff9b::808:808"):
         assert fetch._address_allowed(ipaddress.ip_address(address)), address
-    for address in ("127.0.0.1", "10.0.0.1", "100.64.0.1", "169.254.169.254", "::1", "fe80::1", "fc00::1", "::"):
+    refused = ("127.0.0.1", "10.0.0.1", "100.64.0.1", "169.254.169.254", "::1", "fe80::1", "fc00::1", "::")
+    for address in (*refused, "64:ff9b:1::808:808"):  # local-use NAT64: the network's own translator
         assert not fetch._address_allowed(ipaddress.ip_address(address)), address
 
 

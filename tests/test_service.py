@@ -39,7 +39,8 @@ def service():
     ray.shutdown()
     ray.init(address="local", num_cpus=2, object_store_memory=512 << 20, include_dashboard=False)
     port = _free_port()
-    config = load_config(ServiceConfig, None, {"port": port, "max_body_bytes": 8 << 20, "max_pdf_pages": 2})
+    overrides = {"port": port, "max_body_bytes": 8 << 20, "max_pdf_pages": 2, "batch_wait_timeout_s": 0.25}
+    config = load_config(ServiceConfig, None, overrides)  # requests sent together share a batch
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(build_app(config), name="ocr", route_prefix="/")
     url = f"http://127.0.0.1:{port}"
@@ -276,3 +277,74 @@ def test_annotated_images_wider_than_jpeg_allows_are_scaled_to_fit_and_coordinat
     assert small.dtype == np.int16 and small.tolist() == [[0, 5], [32_767, -3]]
     big = pixel_coordinates(np.array([[35_000.0, 12.0]]))
     assert big.dtype == np.int32 and big.tolist() == [[35_000, 12]]
+
+
+def test_a_request_that_fails_in_the_engine_fails_alone_in_its_batch(service):
+    """Requests sent together share a ``serve.batch`` call (the fixture waits 0.25 s for
+    companions); one whose OCR raises (unwarping a page of 40,000 px, which OpenCV's remap
+    refuses) gets its 500 while the other gets its texts: it used to fail the whole batch."""
+    page = render_page(seed=1060, lines_per_column=3)
+    bodies = [
+        {"file": b64_png(np.full((10, 40_000, 3), 255, np.uint8)), "useDocUnwarping": True, "visualize": False},
+        {"file": b64_png(page.image), "visualize": False},
+    ]
+    answers: list = [None, None]
+
+    def send(k: int) -> None:
+        answers[k] = post(service, bodies[k])
+
+    threads = [threading.Thread(target=send, args=(k,)) for k in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    failed, good = answers
+    assert failed.status_code == 500 and failed.json()["errorMsg"] == "internal error"
+    assert good.status_code == 200, good.text
+    texts = good.json()["result"]["ocrResults"][0]["prunedResult"]["rec_texts"]
+    assert page_cer(texts, page.text.splitlines()) < 0.02
+
+
+def blank_pdf(pages: int, side_pt: int) -> bytes:
+    """A PDF of ``pages`` blank square pages of ``side_pt`` points, written by hand: a few
+    hundred bytes whatever the page size."""
+    kids = " ".join(f"{3 + k} 0 R" for k in range(pages))
+    objects = ["<< /Type /Catalog /Pages 2 0 R >>", f"<< /Type /Pages /Kids [{kids}] /Count {pages} >>"]
+    objects += [f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 {side_pt} {side_pt}] >>"] * pages
+    out, offsets = b"%PDF-1.4\n", []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += f"{number} 0 obj {body} endobj\n".encode()
+    xref = len(out)
+    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
+    out += b"".join(f"{offset:010d} 00000 n \n".encode() for offset in offsets)
+    out += f"trailer << /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    return out
+
+
+def test_a_small_pdf_of_huge_pages_is_refused_by_the_request_pixel_budget():
+    """A PDF of a few hundred bytes can describe pages of 9000 x 9000 px: the pages a request
+    decodes may hold ``max_request_pixels`` together (413 above), each page too."""
+    from ocr_actors.service.protocol import parse_request
+
+    data = blank_pdf(2, 4500)  # pages of 4500 pt: 9000 x 9000 px at the service's 144 dpi
+    body = {"file": base64.b64encode(data).decode()}
+    assert len(data) < 1000
+    config = load_config(ServiceConfig, None, {"max_request_pixels": 100_000_000})
+    with pytest.raises(ApiError, match=r"its first 2 pages hold 162000000 pixels, above 100000000") as info:
+        parse_request(body, config)
+    assert info.value.status == 413
+    one_page = load_config(ServiceConfig, None, {"max_request_pixels": 50_000_000})
+    with pytest.raises(ApiError, match=r"above the limit of 50000000") as info:
+        parse_request(body, one_page)
+    assert info.value.status == 413
+    roomy = load_config(ServiceConfig, None, {"max_request_pixels": 200_000_000})
+    assert [p.shape[:2] for p in parse_request(body, roomy).pages] == [(9000, 9000), (9000, 9000)]
+
+
+def test_bodies_python_cannot_parse_as_json_are_400s(service):
+    """Nesting deeper than Python's recursion limit, and an integer of over 4300 digits: not
+    JSON this service takes (400), never a 500 with a traceback in the log."""
+    for content in (b"[" * 100_000 + b"]" * 100_000, b'{"file": ' + b"9" * 5000 + b"}"):
+        response = httpx.post(f"{service}/ocr", content=content, timeout=30)
+        assert response.status_code == 400 and response.json()["errorMsg"] == "the request body is not valid JSON"

@@ -44,7 +44,7 @@ def build_app(config: ServiceConfig):  # type: ignore[no-untyped-def]
         """Unknown paths (404) and methods (405) answer in the same envelope as every error."""
         return JSONResponse(failure(new_log_id(), exc.status_code, str(exc.detail)), status_code=exc.status_code)
 
-    @serve.deployment(num_replicas=config.num_replicas, max_ongoing_requests=64)
+    @serve.deployment(num_replicas=config.num_replicas, max_ongoing_requests=config.max_ongoing_requests)
     @serve.ingress(api)
     class OCRService:
         def __init__(self, service_config: ServiceConfig) -> None:
@@ -66,7 +66,7 @@ def build_app(config: ServiceConfig):  # type: ignore[no-untyped-def]
                 body = await self._read_body(request)
                 try:
                     payload = json.loads(body)
-                except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                except (ValueError, RecursionError) as exc:  # also nesting too deep, an integer of 4300+ digits
                     raise ApiError(400, "the request body is not valid JSON") from exc
                 parsed = await asyncio.get_running_loop().run_in_executor(
                     None, partial(parse_request, payload, self.config, self._fetcher())
@@ -76,6 +76,8 @@ def build_app(config: ServiceConfig):  # type: ignore[no-untyped-def]
                 except ValueError as exc:
                     raise ApiError(422, request_names(str(exc))) from exc
                 results = await self._run_batch((parsed, params))
+                if isinstance(results, Exception):  # this request's own failure; its batch went on
+                    raise results
                 return JSONResponse(success(log_id, results, parsed.data_info))
             except ApiError as exc:
                 return JSONResponse(failure(log_id, exc.status, exc.message), status_code=exc.status)
@@ -113,31 +115,52 @@ def build_app(config: ServiceConfig):  # type: ignore[no-untyped-def]
             )
 
         @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.02)
-        async def _run_batch(self, items: list[tuple[OcrRequest, Any]]) -> list[list[dict[str, Any]]]:
+        async def _run_batch(self, items: list[tuple[OcrRequest, Any]]) -> list[list[dict[str, Any]] | Exception]:
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(None, self._ocr_requests, items)
 
-        def _ocr_requests(self, items: list[tuple[OcrRequest, Any]]) -> list[list[dict[str, Any]]]:
+        def _ocr_requests(self, items: list[tuple[OcrRequest, Any]]) -> list[list[dict[str, Any]] | Exception]:
             """OCR every page of every request: each alone, or (``batch_across_requests``)
-            requests with equal switches together."""
-            from ocr_actors.result import OCRResult
-
-            outputs: list[list[dict[str, Any]]] = [[] for _ in items]
+            requests with equal switches together. A request that fails gets its exception in
+            its place, and the others of its batch their answers: a group that fails together
+            is run again one request at a time."""
+            outputs: list[list[dict[str, Any]] | Exception] = [[] for _ in items]
             groups: dict[Any, list[int]] = {}
             for index, (_, params) in enumerate(items):
                 groups.setdefault(params if self.config.batch_across_requests else index, []).append(index)
             for members in groups.values():
-                params = items[members[0]][1]
-                pages = [page for i in members for page in items[i][0].pages]
-                ocr = self.engine.ocr_pages(pages, params)
-                cursor = 0
-                for i in members:
-                    request = items[i][0]
-                    for page_no, image in enumerate(request.pages):
-                        result = OCRResult(ocr[cursor], None, page_no if request.file_type == 0 else None, image)
-                        cursor += 1
-                        outputs[i].append(ocr_result_item(result, image, request.visualize))
+                answers: list[list[dict[str, Any]] | Exception]
+                try:
+                    answers = list(self._ocr_group([items[i][0] for i in members], items[members[0]][1]))
+                except Exception as exc:
+                    if len(members) == 1:
+                        outputs[members[0]] = exc
+                        continue
+                    answers = []
+                    for i in members:
+                        try:
+                            answers.extend(self._ocr_group([items[i][0]], items[i][1]))
+                        except Exception as alone:
+                            answers.append(alone)
+                for i, answer in zip(members, answers, strict=True):
+                    outputs[i] = answer
             return outputs
+
+        def _ocr_group(self, requests: list[OcrRequest], params: Any) -> list[list[dict[str, Any]]]:
+            """The answers of requests with the same switches, their pages run together."""
+            from ocr_actors.result import OCRResult
+
+            ocr = self.engine.ocr_pages([page for request in requests for page in request.pages], params)
+            answers: list[list[dict[str, Any]]] = []
+            cursor = 0
+            for request in requests:
+                answer = []
+                for page_no, image in enumerate(request.pages):
+                    result = OCRResult(ocr[cursor], None, page_no if request.file_type == 0 else None, image)
+                    cursor += 1
+                    answer.append(ocr_result_item(result, image, request.visualize))
+                answers.append(answer)
+            return answers
 
     return OCRService.bind(config)  # type: ignore[attr-defined]
 

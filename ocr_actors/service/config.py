@@ -27,6 +27,12 @@ class ServiceConfig:
             request always gets the answer it gets alone.
         visualize: the default of a request's ``visualize`` (annotated, input and
             preprocessed images as base64 JPEG): on, as in the reference.
+        max_request_pixels: the most pixels a request's decoded pages may hold together (and
+            any one page, with ``ocr.input.max_pixels``): a PDF of a few hundred bytes can
+            describe pages of 9000 x 9000 pixels, so without a budget ten such pages would hold
+            gigabytes. 413 above it. The default, 100 M, is about 300 MB of decoded pages.
+        max_ongoing_requests: requests a replica takes at once (Ray Serve queues the rest);
+            with ``max_request_pixels`` it bounds a replica's memory for decoded pages.
     """
 
     ocr: OCRConfig = field(default_factory=OCRConfig)
@@ -42,8 +48,12 @@ class ServiceConfig:
     batch_wait_timeout_s: float = 0.02
     batch_across_requests: bool = False
     visualize: bool = True
+    max_request_pixels: int = 100_000_000
+    max_ongoing_requests: int = 16
 
     def __post_init__(self) -> None:
+        _check(self.max_request_pixels >= 1, "max_request_pixels", self.max_request_pixels)
+        _check(self.max_ongoing_requests >= 1, "max_ongoing_requests", self.max_ongoing_requests)
         _check(1 <= self.port <= 65535, "port", self.port)
         _check(self.max_pdf_pages >= 1, "max_pdf_pages", self.max_pdf_pages)
         _check(self.max_batch_size >= 1, "max_batch_size", self.max_batch_size)

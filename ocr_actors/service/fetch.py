@@ -31,8 +31,13 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 # IPv6 ranges that carry an IPv4 address: the embedded address must be public too.
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
-# Deprecated IPv4-compatible (::a.b.c.d, also :: and ::1) and SIIT IPv4-translated addresses.
-_REFUSED_V6 = (ipaddress.ip_network("::/96"), ipaddress.ip_network("::ffff:0:0:0/96"))
+# Deprecated IPv4-compatible (::a.b.c.d, also :: and ::1) and SIIT IPv4-translated addresses,
+# and the local-use NAT64 prefix (RFC 8215), a network's own translator to any IPv4 address.
+_REFUSED_V6 = (
+    ipaddress.ip_network("::/96"),
+    ipaddress.ip_network("::ffff:0:0:0/96"),
+    ipaddress.ip_network("64:ff9b:1::/48"),
+)
 
 
 def host_allowed(host: str, allowlist: tuple[str, ...]) -> bool:
@@ -51,8 +56,8 @@ def _address_allowed(ip: IPAddress) -> bool:
     """Whether a URL input may connect to ``ip``: public (``is_global``) addresses only.
 
     An IPv4-mapped IPv6 address (``::ffff:127.0.0.1``) is judged by its IPv4 address; 6to4
-    and NAT64 addresses must be public and embed a public IPv4 address; IPv4-compatible and
-    IPv4-translated addresses are refused.
+    and NAT64 addresses must be public and embed a public IPv4 address; IPv4-compatible,
+    IPv4-translated and local-use NAT64 (``64:ff9b:1::/48``) addresses are refused.
     """
     if isinstance(ip, ipaddress.IPv6Address):
         if ip.ipv4_mapped is not None:

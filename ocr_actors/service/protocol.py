@@ -165,13 +165,21 @@ def parse_request(body: Any, config: ServiceConfig, fetch_url: Any = None) -> Oc
 
 def _decode_pages(data: bytes, config: ServiceConfig) -> list[np.ndarray]:
     cfg = config.ocr.input
+    budget = config.max_request_pixels
     try:
-        pages = []
+        pages: list[np.ndarray] = []
+        held = 0
         for item in decode_document(
-            data, pdf_dpi=cfg.pdf_dpi, max_pixels=cfg.max_pixels, pdf_page_limit=config.max_pdf_pages
+            data, pdf_dpi=cfg.pdf_dpi, max_pixels=min(cfg.max_pixels, budget), pdf_page_limit=config.max_pdf_pages
         ):
             if isinstance(item, PageFailure):  # not asked for; decode_document raises instead
                 raise item.error
+            held += item.image.shape[0] * item.image.shape[1]
+            if held > budget:
+                raise ApiError(
+                    413,
+                    f"file: its first {len(pages) + 1} pages hold {held} pixels, above {budget} (max_request_pixels)",
+                )
             pages.append(item.image)
             if len(pages) >= config.max_pdf_pages:
                 break
