@@ -613,6 +613,8 @@ def job_run(workdir: Path, specs: Sequence[Any], truths: Sequence[Any], args: An
             }
             failed["partial"].update(warm_figures(timeline, warmups, sampler, cpu_sampler))
         return failed
+    if args.device == "gpu" and summary["gpu_fallback"]:  # its figures would be a CPU run's
+        return {"name": "job", "ok": False, "error": "ran on CPU: the job's Ray cluster had no GPU (gpu_fallback)"}
     started = summary["started_at"]
     # the steady rate counts from the first part file; when every file came with the first one
     # (a short run) there is none, and the whole run's rate stands in
@@ -708,6 +710,20 @@ def warm_lines(run: dict[str, Any]) -> list[str]:
     elif "warm_pages_per_s" in run:
         lines.append("job once every actor was warm: n/a (no actor printed a warm-up line: warm-up off, or none)")
     return lines
+
+
+def cuda_session_problem(model: str = "PP-OCRv6_tiny_det") -> str | None:
+    """Why a session of ``model`` cannot run on the CUDA provider, or None when it can: before
+    any run, so a host whose CUDA or cuDNN libraries ONNX Runtime cannot load (it would run
+    every model on the CPU with a mere warning) costs seconds, not the whole check."""
+    from ocr_actors.runtime.engines import EngineUnavailableError, create_session
+    from ocr_actors.runtime.models import resolve_model
+
+    try:
+        create_session(resolve_model(model).path_for("onnxruntime"), "onnxruntime", device="gpu", threads=1)
+    except EngineUnavailableError as exc:
+        return str(exc)
+    return None
 
 
 def report(runs: Sequence[dict[str, Any]], gpus: int, gpu_names: Sequence[str]) -> str:
@@ -903,6 +919,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "error: ONNX Runtime has no CUDA provider: run scripts/gpu_check.sh (installs onnxruntime-gpu)",
                 file=sys.stderr,
             )
+            return 2
+        print(f"onnxruntime {onnxruntime.__version__} from {Path(onnxruntime.__file__).parent}", flush=True)
+        problem = cuda_session_problem()
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
             return 2
     gpus = len(gpu_names) if args.device == "gpu" else 0
 

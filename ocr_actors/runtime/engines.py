@@ -123,6 +123,12 @@ class OnnxRuntimeSession:
         self._session = ort.InferenceSession(str(model_file), options, providers=providers)
         self.providers: list[str] = list(self._session.get_providers())
         """The providers the session really runs on, best first."""
+        if device.startswith("gpu") and self.providers[0] != "CUDAExecutionProvider":
+            raise EngineUnavailableError(  # ONNX Runtime only warns, and runs every model on the CPU
+                "device 'gpu' asked for but ONNX Runtime could not start its CUDA provider: CUDA or cuDNN "
+                "libraries not found (install onnxruntime-gpu with its [cuda,cudnn] extras, or put their lib "
+                "folders on LD_LIBRARY_PATH)"
+            )
         model_input = self._session.get_inputs()[0]
         self._input_name = model_input.name
         self.input_dtype = np.dtype(np.float16 if "float16" in model_input.type else np.float32)

@@ -26,6 +26,23 @@ kernels compiled at run time then holds up to its maximum, 4 GiB (the default is
 a second process on the node may find kernels compiled by the first (unmeasured so far)."""
 
 
+def nvidia_library_dirs() -> list[str]:
+    """The ``lib`` folders of the ``nvidia-*`` wheels (CUDA runtime, cuBLAS, cuDNN, …) this
+    Python can import, wherever they are installed. ONNX Runtime's CUDA build looks for them
+    beside its own package and then on the loader's path: an onnxruntime-gpu unpacked apart
+    from them (an offline bundle on a host whose PyTorch brought them) would otherwise open
+    its sessions on the CPU, with only a warning. ``scripts/gpu_check.sh`` puts these on
+    ``LD_LIBRARY_PATH`` before anything starts, so Ray's workers inherit them."""
+    import glob
+    import importlib.util
+
+    spec = importlib.util.find_spec("nvidia")
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    found = {lib for root in spec.submodule_search_locations for lib in glob.glob(os.path.join(root, "*", "lib"))}
+    return sorted(lib for lib in found if os.path.isdir(lib))
+
+
 def physical_gpu(device: str, visible: str | None = None) -> str:
     """The GPU a ``"gpu"`` / ``"gpu:N"`` device means on this machine: entry N of
     ``CUDA_VISIBLE_DEVICES`` (``visible``; Ray sets it per actor) when set, else N."""
