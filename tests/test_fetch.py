@@ -60,6 +60,14 @@ class _Handler(BaseHTTPRequestHandler):
                 except OSError:
                     return
                 time.sleep(0.1)
+        elif path == "/slow-headers":  # the status line and headers a byte every 0.1 s
+            for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 60 + b"\r\nContent-Length: 1\r\n\r\n\0":
+                try:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                except OSError:
+                    return
+                time.sleep(0.1)
         elif path == "/broken":
             self._answer(500, b"oops")
         else:
@@ -313,3 +321,15 @@ def test_a_server_trickling_bytes_hits_the_total_deadline(monkeypatch, server):
         fetch_url(f"http://img.pinned.test:{server.port}/trickle", ("img.pinned.test",), MAX_BYTES, 0.8)
     assert info.value.status == 422 and "TimeoutError" in info.value.message
     assert time.monotonic() - started < 3.0  # not the 6 s the body takes
+
+
+def test_a_server_trickling_its_headers_hits_the_total_deadline(monkeypatch, server):
+    """Each header byte comes within the socket timeout, the status line and headers take 8 s:
+    the deadline covers the whole exchange, not only the body."""
+    _allow_loopback(monkeypatch, "127.0.0.1")
+    _FakeDNS(monkeypatch, {"img.pinned.test": [["127.0.0.1"]]})
+    started = time.monotonic()
+    with pytest.raises(ApiError, match=r"cannot fetch the URL: TimeoutError: not done within 0\.8 s") as info:
+        fetch_url(f"http://img.pinned.test:{server.port}/slow-headers", ("img.pinned.test",), MAX_BYTES, 0.8)
+    assert info.value.status == 422
+    assert time.monotonic() - started < 3.0

@@ -20,6 +20,7 @@ import http.client
 import ipaddress
 import socket
 import ssl
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -208,9 +209,18 @@ def _read_by_deadline(response: http.client.HTTPResponse, limit: int, deadline: 
     return b"".join(parts)
 
 
+def _cut_off(conn: http.client.HTTPConnection) -> None:
+    """Shut down ``conn``'s socket, if it has one, so a read blocked on it ends now."""
+    sock = conn.sock
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
 def fetch_url(url: str, allowlist: tuple[str, ...], max_bytes: int, timeout_s: float) -> bytes:
     """Download an allowed URL (no redirects, direct connection), at most ``max_bytes``,
-    within ``timeout_s`` for each socket operation and for the whole body.
+    within ``timeout_s`` for each socket operation and for the whole exchange after the name
+    is resolved (request, status line, headers and body).
 
     Raises:
         ApiError: 403 refused (scheme, credentials, host, address, redirect), 413 larger than
@@ -219,6 +229,11 @@ def fetch_url(url: str, allowlist: tuple[str, ...], max_bytes: int, timeout_s: f
     deadline = time.monotonic() + timeout_s
     vetted = vet_url(url, allowlist)
     conn = _PinnedConnection(vetted, timeout_s, _tls_context() if vetted.scheme == "https" else None)
+    # The socket timeout bounds each read; this bounds the whole exchange (a server sending its
+    # status line and headers a byte at a time): at the deadline the socket is shut down.
+    watchdog = threading.Timer(max(deadline - time.monotonic(), 0.0), _cut_off, args=(conn,))
+    watchdog.daemon = True
+    watchdog.start()
     try:
         conn.request(
             "GET",
@@ -237,8 +252,11 @@ def fetch_url(url: str, allowlist: tuple[str, ...], max_bytes: int, timeout_s: f
     except ApiError:
         raise
     except (OSError, http.client.HTTPException, ValueError) as exc:
+        if time.monotonic() >= deadline:
+            raise ApiError(422, f"cannot fetch the URL: TimeoutError: not done within {timeout_s:g} s") from exc
         raise ApiError(422, f"cannot fetch the URL: {type(exc).__name__}") from exc
     finally:
+        watchdog.cancel()
         conn.close()
     if len(data) > max_bytes:
         raise ApiError(413, f"the URL's content is larger than {max_bytes} bytes")
