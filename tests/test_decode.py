@@ -656,8 +656,8 @@ def test_a_png_too_short_for_its_header_is_truncated_not_a_blank_page() -> None:
 def test_header_errors_pillow_raises_as_value_errors_are_corrupt_and_media_files_are_unsupported():
     """Pillow's own parsers raise ValueError (a PNG whose IHDR chunk is cut short, a PPM with a
     bad size token): a corrupt file, like any other. Video and audio containers (MP4 and
-    QuickTime ``ftyp``, WAV and AVI ``RIFF``) are not images at all, while WebP (``RIFF…WEBP``)
-    still decodes."""
+    QuickTime ``ftyp``, WAV and AVI ``RIFF``) and texts that start like a BMP or PNM magic
+    number are not images at all, while WebP (``RIFF…WEBP``), BMP and PNM files still decode."""
     good = cv2.imencode(".png", np.full((8, 8, 3), 200, np.uint8))[1].tobytes()
     bad_ihdr = good[:8] + b"\x00\x00\x00\x05IHDR" + good[16:21] + b"\x00" * 4 + good[33:]  # 5 of its 13 bytes
     for data, fragment in [(bad_ihdr, "Truncated IHDR chunk"), (b"P6\n4E 4\n255\n" + b"\x00" * 48, "int")]:
@@ -669,8 +669,13 @@ def test_header_errors_pillow_raises_as_value_errors_are_corrupt_and_media_files
         "wav": b"RIFF\x24\x08\x00\x00WAVEfmt \x10\x00\x00\x00\x01\x00\x02\x00" + b"\x00" * 200,
         "avi": b"RIFF\x24\x08\x00\x00AVI LIST" + b"\x00" * 200,
     }
+    media["text starting BM"] = b"BMW quarterly report\n" * 10
+    media["text starting P1"] = b"P1 meeting notes\n" * 10
     for data in media.values():
         with pytest.raises(UnsupportedInputError, match="unrecognised file signature"):
             list(decode_document(data))
+    for suffix, channels in ((".bmp", 3), (".pgm", 1), (".ppm", 3)):  # the real headers still decode
+        real = cv2.imencode(suffix, np.full((8, 8, channels), 200, np.uint8))[1].tobytes()
+        assert next(decode_document(real)).image.shape[:2] == (8, 8)
     webp = cv2.imencode(".webp", np.full((8, 8, 3), 200, np.uint8))[1].tobytes()
     assert webp[8:12] == b"WEBP" and next(decode_document(webp)).image.shape == (8, 8, 3)

@@ -85,6 +85,13 @@ HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"
 """ISO base media brands of still images (HEIF, AVIF); other ``ftyp`` files are video or audio."""
 
 
+BMP_HEADER_SIZES = tuple(size.to_bytes(4, "little") for size in (12, 16, 40, 52, 56, 64, 108, 124))
+"""The sizes a BMP's info header (right after its 14-byte file header) may have."""
+
+PNM_HEADER = re.compile(rb"P[1-6]\s+(#|\d)")
+"""The start of a PBM/PGM/PPM file: its magic number, white space, a width or a comment."""
+
+
 def sniff_kind(data: bytes) -> str:
     """ "pdf" or "image" from the leading bytes; raises for empty or unknown content."""
     if not data:
@@ -92,22 +99,12 @@ def sniff_kind(data: bytes) -> str:
     head = data[:1024].lstrip()
     if head.startswith(PDF_MAGIC):
         return "pdf"
-    signatures = (
-        b"\x89PNG",
-        b"\xff\xd8\xff",
-        b"II*\x00",
-        b"MM\x00*",
-        b"BM",
-        b"GIF8",
-        b"\x00\x00\x00\x0cjP",
-        b"P1",
-        b"P2",
-        b"P3",
-        b"P4",
-        b"P5",
-        b"P6",
-    )
+    signatures = (b"\x89PNG", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*", b"GIF8", b"\x00\x00\x00\x0cjP")
     if any(data.startswith(sig) for sig in signatures):
+        return "image"
+    if data.startswith(b"BM") and data[14:18] in BMP_HEADER_SIZES:  # not a text that starts "BM…"
+        return "image"
+    if PNM_HEADER.match(data[:16]):  # P1-P6, white space, then a size or a comment: not "P1 notes"
         return "image"
     if data.startswith(b"RIFF") and data[8:12] == b"WEBP":  # not a WAV or AVI, which are RIFF too
         return "image"
