@@ -412,3 +412,20 @@ def test_a_cuda_session_that_falls_back_to_the_cpu_is_an_error_before_any_run(mo
         create_session(model, "onnxruntime", device="gpu", threads=1)
     assert "could not start its CUDA provider" in gpu_check.cuda_session_problem()
     assert create_session(model, "onnxruntime", device="cpu", threads=1).providers == ["CPUExecutionProvider"]
+
+
+def test_a_job_that_fell_back_to_the_cpu_is_reported_failed_not_measured(tmp_path):
+    """The check's job run with the GPU layout on a machine whose Ray has no GPU: the job
+    itself switches to the CPU (``gpu_fallback``) and succeeds, and the check reports it as
+    failed, so no CPU figures are judged against the GPU target."""
+    import argparse
+
+    from ocr_actors.synth import render_page
+
+    gpu_check.write_pages(tmp_path / "pages", [render_page(seed=1200, lines_per_column=2).image], 2)
+    args = argparse.Namespace(device="gpu", set=[], actors_per_gpu=0, pages=2, timeout=240.0, gpu_ids=[])
+    result = gpu_check.job_run(tmp_path, [], [], args, gpus=1)
+    error = "ran on CPU: the job's Ray cluster had no GPU (gpu_fallback)"
+    assert result == {"name": "job", "ok": False, "error": error}
+    summary = json.loads((tmp_path / "job-summary.json").read_text())
+    assert summary["gpu_fallback"] is True and summary["rows_written"] == 2
