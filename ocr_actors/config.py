@@ -190,6 +190,10 @@ class TextRecognitionConfig:
         max_width_spread: a batch closes when the next crop (in aspect-ratio order) is more
             than this many times wider, for its height, than the batch's narrowest: the
             recogniser reads narrow crops padded far to the right a little worse.
+        batch_by_bucket: batches hold the crops of one width bucket (needs ``width_buckets``;
+            ``max_width_spread`` is then not used): every crop is padded to its own bucket,
+            as if read alone, and batches fill up (GPU configs: about half the recogniser's
+            padded input of 5%-spread batches, see README).
         pad_batch: pad every batch with blank rows up to ``batch_size`` (a constant batch
             dimension; GPU configs).
         warmup: at start, run one blank batch of every bucket shape (needs ``width_buckets``
@@ -207,6 +211,7 @@ class TextRecognitionConfig:
     width_multiple: int = 1
     width_buckets: tuple[int, ...] = ()
     max_width_spread: float = 2.0
+    batch_by_bucket: bool = False
     pad_batch: bool = False
     warmup: bool = False
     score_thresh: float = 0.0
@@ -227,6 +232,11 @@ class TextRecognitionConfig:
         _check(self.space_bias >= 1.0, "text_recognition.space_bias", self.space_bias)
         _check(self.width_multiple >= 1, "text_recognition.width_multiple", self.width_multiple)
         _check(self.max_width_spread >= 1.0, "text_recognition.max_width_spread", self.max_width_spread)
+        _check(
+            not self.batch_by_bucket or bool(self.width_buckets),
+            "text_recognition.batch_by_bucket (needs width_buckets)",
+            self.batch_by_bucket,
+        )
 
 
 @dataclass(frozen=True)

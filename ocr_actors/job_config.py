@@ -296,6 +296,7 @@ def cpu_fallback(config: JobConfig, cluster_cpus: float = 2.0) -> JobConfig:
             width_multiple=cpu.text_recognition.width_multiple,
             width_buckets=cpu.text_recognition.width_buckets,
             max_width_spread=cpu.text_recognition.max_width_spread,
+            batch_by_bucket=cpu.text_recognition.batch_by_bucket,
             pad_batch=cpu.text_recognition.pad_batch,
             warmup=cpu.text_recognition.warmup,
         ),

@@ -182,13 +182,18 @@ class Batch:
 
 
 def batches_by_aspect_ratio(
-    shapes: Sequence[tuple[int, int]], batch_size: int, max_width_spread: float = 2.0
+    shapes: Sequence[tuple[int, int]],
+    batch_size: int,
+    max_width_spread: float = 2.0,
+    groups: Sequence[int] | None = None,
 ) -> list[Batch]:
     """Group crops of similar aspect ratio so each batch pads little.
 
     Crops are sorted by width/height; a batch closes when it holds ``batch_size``
-    crops or when the next crop is more than ``max_width_spread`` times wider (in
-    aspect ratio) than the batch's narrowest crop.
+    crops, or, without ``groups``, when the next crop is more than ``max_width_spread``
+    times wider (in aspect ratio) than the batch's narrowest; with ``groups`` (one key per
+    crop that never decreases as the aspect ratio grows, such as its width bucket), when
+    the next crop's key differs from the batch's, and the spread is not used.
 
     Args:
         shapes: ``(h, w)`` of each crop.
@@ -199,12 +204,18 @@ def batches_by_aspect_ratio(
     """
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
+    if groups is not None and len(groups) != len(shapes):
+        raise ValueError("groups must give one key per crop")
     ratios = [w / max(h, 1) for h, w in shapes]
     order = sorted(range(len(shapes)), key=lambda i: ratios[i])
     batches: list[Batch] = []
     current: list[int] = []
     for i in order:
-        if current and (len(current) >= batch_size or ratios[i] > max_width_spread * max(ratios[current[0]], 1.0)):
+        if current and (
+            len(current) >= batch_size
+            or (groups is not None and groups[i] != groups[current[0]])
+            or (groups is None and ratios[i] > max_width_spread * max(ratios[current[0]], 1.0))
+        ):
             batches.append(Batch(tuple(current)))
             current = []
         current.append(i)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections import Counter
 
 import cv2
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 
 from ocr_actors import create_pipeline
 from ocr_actors.config import EngineConfig, TextRecognitionConfig
+from ocr_actors.preprocess import rec_batch_width, rec_resized_width
 from ocr_actors.runtime.models import SHIPPED_MODELS, ModelNotFoundError, package_dir, resolve_model
 from ocr_actors.runtime.ocr import crop_lines
 from ocr_actors.runtime.runners import TextlineClassifier, TextRecognizer
@@ -303,6 +305,35 @@ def test_bucketed_padded_batches_read_like_plain_ones_and_warm_every_bucket(pipe
     # wider right padding moves scores a little (measured up to 0.004), never the texts
     np.testing.assert_allclose([s for _, s in shaped_read], [s for _, s in plain_read], atol=0.01)
     assert len({t for t, _ in shaped_read} & {line.text for line in page.lines}) >= 5
+
+
+def test_batches_by_bucket_read_each_line_as_if_alone_in_fewer_calls(pipeline):
+    """``batch_by_bucket`` (job_gpu.yaml): every line is padded to its own width bucket, so it
+    reads exactly as when read alone in a padded batch, while the batches fill up: fewer
+    recogniser calls than 5%-spread batches of the same lines."""
+    pages = [
+        render_page(seed=seed, lines_per_column=16, kinds=("prose", "number", "currency")) for seed in (141, 142, 143)
+    ]
+    crops = [c for p in pages for c in crop_lines(p.image, pipeline.engine.detector.detect([p.image])[0].quads)]
+    shape = {"batch_size": 16, "width_buckets": (320, 448, 640, 896, 1280), "max_width": 1280, "pad_batch": True}
+    by_bucket = TextRecognizer(TextRecognitionConfig(**shape, batch_by_bucket=True), EngineConfig(threads=2))
+    by_spread = TextRecognizer(TextRecognitionConfig(**shape, max_width_spread=1.05), EngineConfig(threads=2))
+    alone = TextRecognizer(TextRecognitionConfig(**{**shape, "batch_size": 1}), EngineConfig(threads=2))
+    sizes = [c.shape[:2] for c in crops]
+    bucket_calls, spread_calls = by_bucket.batch_shapes(sizes), by_spread.batch_shapes(sizes)
+    assert len(crops) > 40 and len(bucket_calls) < len(spread_calls) * 0.7
+    cfg = by_bucket.config
+    buckets = Counter(
+        rec_batch_width(rec_resized_width(h, w, 48, cfg.max_width, cfg.width_scale), cfg.min_width, 1, cfg.width_buckets)
+        for h, w in sizes
+    )
+    # as few calls as the buckets allow: only each bucket's last call is short
+    assert Counter(w for *_, w in bucket_calls) == {w: -(-n // 16) for w, n in buckets.items()}
+    read, read_alone = by_bucket.recognize(crops), alone.recognize(crops)
+    assert [t for t, _ in read] == [t for t, _ in read_alone]
+    np.testing.assert_allclose([s for _, s in read], [s for _, s in read_alone], atol=1e-5)
+    truth = {line.text for p in pages for line in p.lines}
+    assert len({t for t, _ in read} & truth) >= 10
 
 
 def test_fonts_fall_back_to_the_dejavu_fonts_matplotlib_ships(tmp_path, monkeypatch):

@@ -223,6 +223,29 @@ def test_batches_by_aspect_ratio_empty_and_invalid() -> None:
     assert batches_by_aspect_ratio([], 4) == []
     with pytest.raises(ValueError, match="batch_size"):
         batches_by_aspect_ratio([(10, 10)], 0)
+    with pytest.raises(ValueError, match="one key per crop"):
+        batches_by_aspect_ratio([(10, 10), (10, 20)], 4, groups=[320])
+
+
+def test_batches_by_group_hold_one_group_each_and_ignore_the_spread() -> None:
+    """Width buckets as groups: a batch never spans two buckets, fills up to batch_size
+    within one, however far the aspect ratios inside it spread."""
+    # aspect ratios 1, 1.5, 2, 3, 5, 10, 12 given out of order; buckets by ratio
+    shapes = [(10, 50), (10, 10), (10, 100), (10, 20), (10, 15), (10, 30), (10, 120)]
+    groups = [320 if w / h <= 6 else 640 for h, w in shapes]
+    batches = batches_by_aspect_ratio(shapes, 8, max_width_spread=1.0, groups=groups)
+    assert [b.indices for b in batches] == [(1, 4, 3, 5, 0), (2, 6)]
+    batches = batches_by_aspect_ratio(shapes, 2, max_width_spread=1.0, groups=groups)
+    assert [b.indices for b in batches] == [(1, 4), (3, 5), (0,), (2, 6)]
+    rng = np.random.default_rng(2)
+    many = [(int(h), int(w)) for h, w in zip(rng.integers(10, 60, 300), rng.integers(5, 2000, 300), strict=True)]
+    keys = [int(w / h // 4) for h, w in many]  # non-decreasing with the aspect ratio
+    batches = batches_by_aspect_ratio(many, 16, groups=keys)
+    assert sorted(i for b in batches for i in b.indices) == list(range(300))
+    assert all(len({keys[i] for i in b.indices}) == 1 and len(b.indices) <= 16 for b in batches)
+    # as few batches as the groups allow: only a group's last batch may be short
+    per_group = {k: keys.count(k) for k in set(keys)}
+    assert len(batches) == sum(-(-n // 16) for n in per_group.values())
 
 
 # --------------------------------------------------------------------------- classifiers

@@ -27,6 +27,7 @@ from ocr_actors.postprocess import (
     filter_tiny_quads,
 )
 from ocr_actors.preprocess import (
+    Batch,
     batches_by_aspect_ratio,
     det_resize_shape,
     prepare_det_input,
@@ -298,7 +299,7 @@ class TextRecognizer:
         crops of these ``(h, w)`` sizes, one per call, in call order (no pixels needed)."""
         cfg = self.config
         shapes = []
-        for batch in batches_by_aspect_ratio(crop_sizes, cfg.batch_size, cfg.max_width_spread):
+        for batch in self.batches(crop_sizes):
             widest = max(
                 rec_resized_width(crop_sizes[i][0], crop_sizes[i][1], REC_HEIGHT, cfg.max_width, cfg.width_scale)
                 for i in batch.indices
@@ -308,11 +309,28 @@ class TextRecognizer:
             shapes.append((rows, 3, REC_HEIGHT, width))
         return shapes
 
+    def batches(self, crop_sizes: Sequence[tuple[int, int]]) -> list[Batch]:
+        """The batches :meth:`recognize` makes of crops of these ``(h, w)`` sizes: by aspect
+        ratio, within ``max_width_spread``, or with ``batch_by_bucket`` within one width bucket."""
+        cfg = self.config
+        groups = None
+        if cfg.batch_by_bucket:
+            groups = [
+                rec_batch_width(
+                    rec_resized_width(h, w, REC_HEIGHT, cfg.max_width, cfg.width_scale),
+                    cfg.min_width,
+                    cfg.width_multiple,
+                    cfg.width_buckets,
+                )
+                for h, w in crop_sizes
+            ]
+        return batches_by_aspect_ratio(crop_sizes, cfg.batch_size, cfg.max_width_spread, groups)
+
     def recognize(self, crops: Sequence[np.ndarray]) -> list[tuple[str, float]]:
         """Read BGR line crops; returns ``(text, score)`` in the order of ``crops``."""
         results: list[tuple[str, float]] = [("", 0.0)] * len(crops)
         cfg = self.config
-        for batch in batches_by_aspect_ratio([c.shape[:2] for c in crops], cfg.batch_size, cfg.max_width_spread):
+        for batch in self.batches([c.shape[:2] for c in crops]):
             members = [crops[i] for i in batch.indices]
             batch_input = prepare_rec_batch(
                 members,
