@@ -572,41 +572,64 @@ def engine_run(
     }
 
 
-def job_run(workdir: Path, specs: Sequence[Any], truths: Sequence[Any], args: Any, gpus: int) -> dict[str, Any]:
+def job_variant_name(extra_sets: Sequence[str]) -> str:
+    """``job``, or ``job [k=v ...]`` for a run with ``--job-variant`` settings."""
+    return f"job [{' '.join(extra_sets)}]" if extra_sets else "job"
+
+
+def is_job(run: dict[str, Any]) -> bool:
+    return str(run["name"]).startswith("job")
+
+
+def job_run(
+    workdir: Path,
+    specs: Sequence[Any],
+    truths: Sequence[Any],
+    args: Any,
+    gpus: int,
+    extra_sets: Sequence[str] = (),
+    timeout: float | None = None,
+) -> dict[str, Any]:
+    """The job on the written pages with ``--set`` and then ``extra_sets`` (a ``--job-variant``),
+    within ``timeout`` (default ``args.timeout``); each variant writes its own output."""
+    name = job_variant_name(extra_sets)
+    timeout = args.timeout if timeout is None else timeout
+    sets = [*args.set, *extra_sets]
     pages_dir = workdir / "pages"
-    output = workdir / "output"
-    one_pool = one_pool_layout(args.set)
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", " ".join(extra_sets)).strip("-")
+    output = workdir / (f"output-{slug}" if slug else "output")
+    one_pool = one_pool_layout(sets)
     actors_per_gpu = args.actors_per_gpu or 3
     cpus = len(os.sched_getaffinity(0))
     overrides = job_overrides(args.device, gpus, args.pages, cpus, actors_per_gpu, one_pool)
-    overrides.update(dict(_parse_set(item) for item in args.set))
+    overrides.update(dict(_parse_set(item) for item in sets))
     request = {
         "device": args.device,
         "input": str(pages_dir),
         "output": str(output),
         "overrides": overrides,
-        "result_file": str(workdir / "job-summary.json"),
+        "result_file": str(workdir / ("job-summary.json" if not extra_sets else f"{output.name}-summary.json")),
     }
     started_at = time.time()
     with GpuSampler(args.gpu_ids) as sampler, HostCpuSampler() as cpu_sampler:
-        summary = run_job_worker(request, timeout=args.timeout)
+        summary = run_job_worker(request, timeout=timeout)
     warmups = actor_warmup_lines(since=started_at)
     timeline = part_file_timeline(output)
     if summary["status"] != "succeeded":
         failed: dict[str, Any] = {
-            "name": "job",
+            "name": name,
             "ok": False,
             "error": summary.get("message", summary["status"]),
             "overrides": overrides,
             "warmups": warmups,
         }
         if summary.get("timed_out"):  # what it did before the limit still tells a story
-            ended_at = started_at + args.timeout
+            ended_at = started_at + timeout
             rows = rows_committed(output)
             failed["partial"] = {
                 "rows_committed": rows,
-                "seconds": round(args.timeout, 1),
-                "pages_per_s": round(rows / args.timeout, 2),
+                "seconds": round(timeout, 1),
+                "pages_per_s": round(rows / timeout, 2),
                 "gpu": summarise_samples(sampler.samples, started_at, ended_at),
                 "host_cpu": cpu_sampler.summary(started_at, ended_at),
                 "pages_per_30s": pages_per_interval(timeline, started_at, ended_at, 30.0),
@@ -614,7 +637,7 @@ def job_run(workdir: Path, specs: Sequence[Any], truths: Sequence[Any], args: An
             failed["partial"].update(warm_figures(timeline, warmups, sampler, cpu_sampler))
         return failed
     if args.device == "gpu" and summary["gpu_fallback"]:  # its figures would be a CPU run's
-        return {"name": "job", "ok": False, "error": "ran on CPU: the job's Ray cluster had no GPU (gpu_fallback)"}
+        return {"name": name, "ok": False, "error": "ran on CPU: the job's Ray cluster had no GPU (gpu_fallback)"}
     started = summary["started_at"]
     # the steady rate counts from the first part file; when every file came with the first one
     # (a short run) there is none, and the whole run's rate stands in
@@ -622,7 +645,7 @@ def job_run(workdir: Path, specs: Sequence[Any], truths: Sequence[Any], args: An
     steady_start = started + (summary["first_output_seconds"] if steady_measured else 0.0)
     end = started + summary["wall_seconds"]
     return {
-        "name": "job",
+        "name": name,
         "ok": True,
         "pages": summary["rows_written"],
         "seconds": summary["wall_seconds"],
@@ -691,24 +714,27 @@ def format_host_cpu(host: dict[str, Any] | None) -> str:
     return f"{host['busy_cores']:.1f}/{host['cores']}"
 
 
-def warm_lines(run: dict[str, Any]) -> list[str]:
+def warm_lines(run: dict[str, Any], name: str = "job") -> list[str]:
     """The job's pages per 30 s and its rate once every actor was warm (:func:`warm_figures`),
-    for a finished run or the ``partial`` figures of one that hit its time limit."""
+    for a finished run or the ``partial`` figures of one that hit its time limit; lines start
+    with the run's ``name``."""
     lines = []
     if run.get("pages_per_30s"):
-        lines.append("job pages committed per 30 s from its start: " + " ".join(map(str, run["pages_per_30s"])))
+        lines.append(f"{name} pages committed per 30 s from its start: " + " ".join(map(str, run["pages_per_30s"])))
     if run.get("warm_pages_per_s") is not None:
         window, gpu = run["warm_window"], run["gpu_warm"]
         util = "n/a" if gpu["utilisation_mean"] is None else f"{gpu['utilisation_mean']:.0f}%"
         lines.append(
-            f"job once every actor was warm: {run['warm_pages_per_s']:.2f} pages/s ({window['pages']} pages in "
+            f"{name} once every actor was warm: {run['warm_pages_per_s']:.2f} pages/s ({window['pages']} pages in "
             f"{window['seconds']:.0f} s, from the first part file {window['after_ready_s']:.0f} s after the last "
             f"warm-up), GPU utilisation {util}, host CPU cores {format_host_cpu(run.get('host_cpu_warm'))}"
         )
     elif run.get("last_ready_at") is not None:
-        lines.append("job once every actor was warm: fewer than two part files after the last warm-up; more --pages")
+        lines.append(
+            f"{name} once every actor was warm: fewer than two part files after the last warm-up; more --pages"
+        )
     elif "warm_pages_per_s" in run:
-        lines.append("job once every actor was warm: n/a (no actor printed a warm-up line: warm-up off, or none)")
+        lines.append(f"{name} once every actor was warm: n/a (no actor printed a warm-up line: warm-up off, or none)")
     return lines
 
 
@@ -774,12 +800,13 @@ def report(runs: Sequence[dict[str, Any]], gpus: int, gpu_names: Sequence[str]) 
                 f"GPU utilisation {'n/a' if util is None else f'{util:.0f}%'}, "
                 f"host CPU cores {format_host_cpu(partial.get('host_cpu'))}"
             )
-        lines.extend(warm_lines(run.get("partial", run) if run["name"] == "job" else {}))
-        per_page = host_cpu_per_page(run) if run["name"] == "job" and run["ok"] else None
+        lines.extend(warm_lines(run.get("partial", run) if is_job(run) else {}, run["name"]))
+        per_page = host_cpu_per_page(run) if is_job(run) and run["ok"] else None
         if per_page:
             stages = ", ".join(f"{k} {1000 * v:.1f}" for k, v in per_page["stages"].items())
             lines.append(
-                f"job host CPU per page, start-up included: {1000 * per_page['total']:.0f} ms (stages: {stages}; "
+                f"{run['name']} host CPU per page, start-up included: {1000 * per_page['total']:.0f} ms "
+                f"(stages: {stages}; "
                 f"outside them, Ray, start-up and the rest: {1000 * per_page['outside']:.0f})"
             )
         if run.get("steady_measured") is False:
@@ -801,7 +828,7 @@ def report(runs: Sequence[dict[str, Any]], gpus: int, gpu_names: Sequence[str]) 
             lines.extend(f"  {line}" for line in warmups[:12])
     by_name = {r["name"]: r for r in runs if r["ok"]}
     reference = by_name.get("reference")
-    for name in ("job", "engine"):
+    for name in [r["name"] for r in runs if is_job(r)] + ["engine"]:
         if name in by_name and reference and reference["steady_pages_per_s"] > 0:
             ratio = by_name[name]["steady_pages_per_s"] / reference["steady_pages_per_s"]
             lines.append(f"{name} / RapidOCR on the same device and pages: {ratio:.2f}x")
@@ -810,8 +837,7 @@ def report(runs: Sequence[dict[str, Any]], gpus: int, gpu_names: Sequence[str]) 
             "note: RapidOCR runs with its own CUDA settings (cuDNN EXHAUSTIVE kernel search), so new "
             "shapes in its timed loop include a kernel search; ours uses HEURISTIC"
         )
-    job = by_name.get("job")
-    if job and gpus:
+    for job in [r for r in runs if is_job(r) and r["ok"] and gpus]:
         warm = job.get("warm_pages_per_s") is not None
         per_gpu = (job["warm_pages_per_s"] if warm else job["steady_pages_per_s"]) / gpus
         util = (job["gpu_warm"] if warm else job["gpu"])["utilisation_mean"]
@@ -819,7 +845,8 @@ def report(runs: Sequence[dict[str, Any]], gpus: int, gpu_names: Sequence[str]) 
         met = per_gpu >= TARGET_PAGES_PER_GPU and util is not None and util >= TARGET_UTILISATION
         window = "once every actor was warm" if warm else "from the first part file on"
         lines.append(
-            f"target {TARGET_PAGES_PER_GPU:.0f} pages/s per GPU at >= {TARGET_UTILISATION:.0f}% utilisation: "
+            f"{job['name']}: target {TARGET_PAGES_PER_GPU:.0f} pages/s per GPU at >= {TARGET_UTILISATION:.0f}% "
+            "utilisation: "
             f"{per_gpu:.1f} pages/s per GPU at {shown} -> {'met' if met else 'NOT met'} "
             f"({window}; the whole run, start-up included: {job['pages_per_s'] / gpus:.1f}; "
             "part files can arrive in bursts, so a short run's rate overstates)"
@@ -872,6 +899,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--reference-pages", type=int, default=96, help="pages for RapidOCR (default 96)")
     parser.add_argument("--threads", type=int, default=4, help="CPU threads of the single-process engines")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="job setting override")
+    parser.add_argument(
+        "--job-variant",
+        action="append",
+        default=[],
+        metavar="'KEY=VALUE ...'",
+        help="after the job, run it again with these settings added to --set (space-separated; repeatable), "
+        "on the same pages: one check compares layouts; the job time limit is shared equally",
+    )
     parser.add_argument("--skip", action="append", default=[], choices=("job", "engine", "reference"))
     parser.add_argument(
         "--timeout",
@@ -951,7 +986,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         try:
             if "job" not in args.skip:
-                record(job_run(workdir, specs, truths, args, gpus))
+                variants = [[], *(v.split() for v in args.job_variant)]
+                for extra_sets in variants:
+                    record(job_run(workdir, specs, truths, args, gpus, extra_sets, args.timeout / len(variants)))
             if "engine" not in args.skip:
                 overrides = gpu_ocr_overrides() if gpus else {"text_recognition.batch_size": 8}
                 spec = bench_engine.EngineSpec("ours", "ours", overrides)

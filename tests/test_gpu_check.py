@@ -246,8 +246,9 @@ def test_cpu_smoke_run_of_the_whole_check(tmp_path):
     result_file = tmp_path / "check.json"
     env = {**os.environ, "GPU_CHECK_INSTALL": "0"}
     args = ["--device", "cpu", "--pages", "10", "--unique", "3", "--engine-pages", "3", "--reference-pages", "1"]
+    variant = "resources.load_in_actors=true ocr.page_batch_size=2"
     proc = subprocess.run(
-        ["bash", "scripts/gpu_check.sh", *args, "--threads", "2", "--json", str(result_file)],
+        ["bash", "scripts/gpu_check.sh", *args, "--threads", "2", "--job-variant", variant, "--json", str(result_file)],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -256,7 +257,16 @@ def test_cpu_smoke_run_of_the_whole_check(tmp_path):
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     runs = {r["name"]: r for r in json.loads(result_file.read_text())["runs"]}
-    assert set(runs) == {"job", "engine", "reference"}
+    varied = f"job [{variant}]"
+    assert list(runs) == ["job", varied, "engine", "reference"]
+    # the variant: the same job on the same pages with its settings on top, reported alike
+    assert runs[varied]["ok"] and runs[varied]["pages"] == 10 and runs[varied]["error_rows"] == 0
+    assert runs[varied]["accuracy"]["cer"] < 0.02, runs[varied]["accuracy"]
+    assert runs[varied]["overrides"]["resources.load_in_actors"] is True
+    assert runs[varied]["overrides"]["ocr.page_batch_size"] == 2
+    assert runs["job"]["overrides"].get("ocr.page_batch_size") != 2
+    assert f"{varied} host CPU per page, start-up included: " in proc.stdout
+    assert f"{varied} once every actor was warm: " in proc.stdout
     assert runs["job"]["pages"] == 10 and runs["job"]["error_rows"] == 0
     assert runs["job"]["steady_pages_per_s"] > 0  # from the first part file on, or the whole run's
     if not runs["job"]["steady_measured"]:
