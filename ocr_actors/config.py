@@ -100,13 +100,18 @@ class TextDetectionConfig:
             share one detector call (zero-padded): 32 batches only identical shapes; larger
             values batch pages of similar size (``job_gpu.yaml``: 960, the resize limit, so
             every page pads to one 960 x 960 canvas and the detector sees one shape).
+        batch_canvases: ``(H, W)`` canvases (multiples of 32) tried first: a page pads to the
+            smallest (in area) that holds its resized shape, else as ``batch_pad_multiple``
+            says (``job_gpu.yaml``: 960 x 736 and 736 x 960, which hold A4 and Letter pages
+            at the 960 limit with 0.77x the pixels of the square canvas).
         batch_size: 0 (default): all pages of a call that share a canvas go in one detector
             run. N: runs of at most N pages, split into powers of two (N, N/2, ..., 1, largest
             first), so the detector sees at most log2(N) + 1 batch sizes per canvas (GPUs:
             each new input shape costs a one-off kernel set-up; N a power of two).
-        warmup: at start, run one blank canvas batch of every size ``batch_size`` allows
-            (needs ``batch_size``, ``limit_type: max`` and ``batch_pad_multiple`` at least
-            ``limit_side_len``: one canvas), so the set-up happens before the first page.
+        warmup: at start, run one blank batch of every size ``batch_size`` allows on every
+            canvas (needs ``batch_size``, ``limit_type: max`` and ``batch_pad_multiple`` at
+            least ``limit_side_len``: one square canvas, and the ``batch_canvases``), so the
+            set-up happens before the first page.
     """
 
     model: str = "PP-OCRv6_tiny_det"
@@ -120,6 +125,7 @@ class TextDetectionConfig:
     min_size: int = 3
     use_dilation: bool = False
     batch_pad_multiple: int = 32
+    batch_canvases: tuple[tuple[int, int], ...] = ()
     batch_size: int = 0
     warmup: bool = False
 
@@ -138,6 +144,11 @@ class TextDetectionConfig:
             self.batch_pad_multiple,
         )
         _check(self.limit_side_len > 0, "text_detection.limit_side_len", self.limit_side_len)
+        _check(
+            all(len(c) == 2 and all(side > 0 and side % 32 == 0 for side in c) for c in self.batch_canvases),
+            "text_detection.batch_canvases ([H, W] pairs, multiples of 32)",
+            self.batch_canvases,
+        )
 
     @property
     def warmup_canvas(self) -> int | None:

@@ -287,6 +287,7 @@ def cpu_fallback(config: JobConfig, cluster_cpus: float = 2.0) -> JobConfig:
         text_detection=replace(
             ocr.text_detection,
             batch_pad_multiple=cpu.text_detection.batch_pad_multiple,
+            batch_canvases=cpu.text_detection.batch_canvases,
             batch_size=cpu.text_detection.batch_size,
             warmup=cpu.text_detection.warmup,
         ),

@@ -94,11 +94,18 @@ def prepare_det_input(
     return normalize_det(resized)[None]
 
 
-def stack_padded(chw_images: Sequence[np.ndarray], multiple: int = 1) -> np.ndarray:
+def stack_padded(
+    chw_images: Sequence[np.ndarray], multiple: int = 1, shape: tuple[int, int] | None = None
+) -> np.ndarray:
     """Stack ``(3, h, w)`` arrays into ``(N, 3, H, W)``, zero-padding right and bottom; ``H``
-    and ``W`` are the largest sides rounded up to ``multiple``."""
+    and ``W`` are ``shape`` when given (it must hold every image), else the largest sides
+    rounded up to ``multiple``."""
     height = -(-max(img.shape[1] for img in chw_images) // multiple) * multiple
     width = -(-max(img.shape[2] for img in chw_images) // multiple) * multiple
+    if shape is not None:
+        if shape[0] < max(img.shape[1] for img in chw_images) or shape[1] < max(img.shape[2] for img in chw_images):
+            raise ValueError(f"canvas {shape} does not hold every image")
+        height, width = shape
     out = np.zeros((len(chw_images), 3, height, width), dtype=np.float32)
     for i, img in enumerate(chw_images):
         out[i, :, : img.shape[1], : img.shape[2]] = img

@@ -164,7 +164,7 @@ def build_workload(unique: int, det_batch: int, rec_call_pages: int) -> Workload
 
     from ocr_actors.preprocess import det_resize_shape
     from ocr_actors.runtime.ocr import crop_lines
-    from ocr_actors.runtime.runners import TextDetector, TextRecognizer
+    from ocr_actors.runtime.runners import TextDetector, TextRecognizer, padded_shape
 
     config = gpu_ocr_config("cpu", Variant())
     images, _ = bench_engine.render_pages(gpu_check.upright_specs(unique))
@@ -176,9 +176,9 @@ def build_workload(unique: int, det_batch: int, rec_call_pages: int) -> Workload
     ]
     sizes = [size for i in range(rec_call_pages) for size in page_sizes[i % unique]]
     p = detector.default_params
-    multiple = config.text_detection.batch_pad_multiple
+    det = config.text_detection
     h, w = det_resize_shape(images[0].shape[0], images[0].shape[1], p.limit_side_len, p.limit_type, p.max_side_limit)
-    canvas = (3, -(-h // multiple) * multiple, -(-w // multiple) * multiple)
+    canvas = (3, *padded_shape((h, w), det.batch_pad_multiple, det.batch_canvases))
     return Workload(rec_call_pages, det_batch, canvas, tuple(recognizer.batch_shapes(sizes)))
 
 

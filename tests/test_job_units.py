@@ -303,6 +303,7 @@ def test_cpu_fallback_keeps_the_ocr_and_drops_the_gpu_tuning():
     assert cpu.ocr.text_recognition.width_buckets == () and not cpu.ocr.text_recognition.pad_batch
     assert not cpu.ocr.text_recognition.warmup
     assert gpu.ocr.text_recognition.batch_by_bucket and not cpu.ocr.text_recognition.batch_by_bucket
+    assert gpu.ocr.text_detection.batch_canvases and cpu.ocr.text_detection.batch_canvases == ()
     assert cpu.ocr.page_batch_size == defaults.ocr.page_batch_size
     # What the user chose for the OCR itself, and where data comes from and goes, stays.
     assert cpu.ocr.text_detection.thresh == 0.25 and cpu.source.uri == "s3://b/"

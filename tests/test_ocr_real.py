@@ -272,6 +272,47 @@ def test_detector_runs_in_powers_of_two_on_one_canvas_with_every_shape_warmed():
             TextDetectionConfig(**bad)
 
 
+def test_detector_canvases_pad_each_page_to_the_smallest_that_holds_it():
+    """``batch_canvases`` (job_gpu.yaml: 960 x 736 and 736 x 960): portrait and landscape
+    pages go to their own canvas, a square page to the square one; every shape the detector
+    runs was warmed, and the boxes match the one-square-canvas layout's."""
+    from dataclasses import replace
+
+    from ocr_actors.config import ConfigError, TextDetectionConfig
+    from ocr_actors.runtime.runners import TextDetector, group_by_padded_shape, padded_shape
+
+    canvases = ((960, 736), (736, 960))
+    assert padded_shape((960, 672), 960, canvases) == (960, 736)
+    assert padded_shape((672, 960), 960, canvases) == (736, 960)
+    assert padded_shape((512, 512), 960, canvases) == (960, 736)  # the first of two equal areas
+    assert padded_shape((960, 800), 960, canvases) == (960, 960)  # none holds it: the multiple
+    assert padded_shape((960, 800), 960, ((1024, 1024), (960, 832))) == (960, 832)  # smallest area
+    assert group_by_padded_shape([(960, 672), (672, 960), (960, 704), (900, 900)], 960, canvases) == {
+        (960, 736): [0, 2],
+        (736, 960): [1],
+        (960, 960): [3],
+    }
+    portrait = [render_page(seed=150 + i, lines_per_column=5).image for i in range(2)]
+    landscape = cv2.rotate(render_page(seed=152, lines_per_column=5).image, cv2.ROTATE_90_CLOCKWISE)
+    square = cv2.resize(render_page(seed=153, lines_per_column=5).image, (1200, 1200))
+    pages = [*portrait, landscape, square]
+    engine = EngineConfig(threads=2)
+    one_canvas = TextDetector(TextDetectionConfig(batch_pad_multiple=960, batch_size=2), engine)
+    config = TextDetectionConfig(batch_pad_multiple=960, batch_canvases=canvases, batch_size=2, warmup=True)
+    detector = TextDetector(config, engine)
+    warmed = [shape for shape, _ in detector.warmup_timings]
+    assert warmed == [(n, 3, h, w) for h, w in (*canvases, (960, 960)) for n in (1, 2)]
+    for a, b in zip(one_canvas.detect(pages), detector.detect(pages), strict=True):
+        assert a.quads.shape == b.quads.shape and a.quads.shape[0] >= 5
+        assert np.abs(a.quads - b.quads).max() <= 6  # less zero padding moves a few box edges by pixels
+    assert set(detector.session.first_runs) == set(warmed)  # no shape but the warmed ones
+    unwarmed = TextDetector(replace(config, warmup=False), engine)
+    unwarmed.detect(pages)
+    assert set(unwarmed.session.first_runs) == {(2, 3, 960, 736), (1, 3, 736, 960), (1, 3, 960, 960)}
+    with pytest.raises(ConfigError, match=r"batch_canvases \(\[H, W\] pairs, multiples of 32\)"):
+        TextDetectionConfig(batch_canvases=((960, 700),))
+
+
 @pytest.mark.parametrize("model", ["PP-OCRv6_tiny_rec", "PP-OCRv6_small_rec", "PP-OCRv4_mobile_rec"])
 def test_fused_ctc_decoding_reads_like_host_decoding(pipeline, model):
     """Same texts and scores whether the CTC choice runs in the graph or in numpy."""
@@ -323,10 +364,8 @@ def test_batches_by_bucket_read_each_line_as_if_alone_in_fewer_calls(pipeline):
     bucket_calls, spread_calls = by_bucket.batch_shapes(sizes), by_spread.batch_shapes(sizes)
     assert len(crops) > 40 and len(bucket_calls) < len(spread_calls) * 0.7
     cfg = by_bucket.config
-    buckets = Counter(
-        rec_batch_width(rec_resized_width(h, w, 48, cfg.max_width, cfg.width_scale), cfg.min_width, 1, cfg.width_buckets)
-        for h, w in sizes
-    )
+    widths = [rec_resized_width(h, w, 48, cfg.max_width, cfg.width_scale) for h, w in sizes]
+    buckets = Counter(rec_batch_width(w, cfg.min_width, 1, cfg.width_buckets) for w in widths)
     # as few calls as the buckets allow: only each bucket's last call is short
     assert Counter(w for *_, w in bucket_calls) == {w: -(-n // 16) for w, n in buckets.items()}
     read, read_alone = by_bucket.recognize(crops), alone.recognize(crops)

@@ -125,6 +125,10 @@ def test_stack_padded_pads_right_and_bottom_with_zeros() -> None:
     assert out.shape == (2, 3, 4, 5)
     assert (out[0, :, :2, :5] == 1).all() and (out[0, :, 2:, :] == 0).all()
     assert (out[1, :, :, :3] == 2).all() and (out[1, :, :, 3:] == 0).all()
+    canvas = stack_padded([a, b], shape=(8, 6))
+    assert canvas.shape == (2, 3, 8, 6) and (canvas[:, :, :4, :5] == out).all() and not canvas[:, :, 4:].any()
+    with pytest.raises(ValueError, match="does not hold every image"):
+        stack_padded([a, b], shape=(4, 4))
 
 
 # --------------------------------------------------------------------------- recognition

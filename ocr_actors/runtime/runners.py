@@ -134,15 +134,27 @@ def det_params(config: TextDetectionConfig, model_defaults: dict[str, object]) -
     )
 
 
-def group_by_padded_shape(shapes: Sequence[tuple[int, int]], multiple: int) -> dict[tuple[int, int], list[int]]:
-    """Group ``(H, W)`` shapes by the shape each is padded to (sides rounded up to ``multiple``).
+def padded_shape(shape: tuple[int, int], multiple: int, canvases: Sequence[tuple[int, int]] = ()) -> tuple[int, int]:
+    """The ``(H, W)`` a resized page of ``shape`` pads to: the smallest (in area, then in
+    listed order) of ``canvases`` that holds it, else its sides rounded up to ``multiple``."""
+    h, w = shape
+    fitting = [c for c in canvases if c[0] >= h and c[1] >= w]
+    if fitting:
+        best = min(fitting, key=lambda c: c[0] * c[1])
+        return int(best[0]), int(best[1])
+    return -(-h // multiple) * multiple, -(-w // multiple) * multiple
+
+
+def group_by_padded_shape(
+    shapes: Sequence[tuple[int, int]], multiple: int, canvases: Sequence[tuple[int, int]] = ()
+) -> dict[tuple[int, int], list[int]]:
+    """Group ``(H, W)`` shapes by the shape each is padded to (:func:`padded_shape`).
 
     Returns ``{padded shape: indices}``; every index appears once.
     """
     groups: dict[tuple[int, int], list[int]] = {}
-    for i, (h, w) in enumerate(shapes):
-        padded = (-(-h // multiple) * multiple, -(-w // multiple) * multiple)
-        groups.setdefault(padded, []).append(i)
+    for i, shape in enumerate(shapes):
+        groups.setdefault(padded_shape(shape, multiple, canvases), []).append(i)
     return groups
 
 
@@ -200,12 +212,13 @@ class TextDetector:
         ]
         results: list[Detection | None] = [None] * len(images)
         limits = (p.limit_side_len, p.limit_type, p.max_side_limit)
-        for group in group_by_padded_shape(shapes, self.config.batch_pad_multiple).values():
+        groups = group_by_padded_shape(shapes, self.config.batch_pad_multiple, self.config.batch_canvases)
+        for canvas, group in groups.items():
             start = 0
             for size in power_of_two_runs(len(group), self.config.batch_size):
                 members, start = group[start : start + size], start + size
                 pages = [prepare_det_input(images[i], *limits)[0] for i in members]
-                probs = self._session.run(stack_padded(pages, self.config.batch_pad_multiple))
+                probs = self._session.run(stack_padded(pages, shape=canvas))
                 for k, i in enumerate(members):
                     own_h, own_w = shapes[i]
                     quads, scores = db_boxes(probs[k, 0, :own_h, :own_w], images[i].shape[:2], p.db)
@@ -214,13 +227,16 @@ class TextDetector:
         return [r for r in results if r is not None]
 
     def warmup_shapes(self) -> list[tuple[int, int, int, int]]:
-        """The input shapes ``(N, 3, S, S)`` of the detector's runs when every page pads to
-        one ``S`` x ``S`` canvas (:attr:`TextDetectionConfig.warmup_canvas`) and runs are
-        powers of two up to ``batch_size``; else ``[]``."""
+        """The input shapes ``(N, 3, H, W)`` of the detector's runs when every page pads to
+        one of the ``batch_canvases`` or one ``S`` x ``S`` canvas
+        (:attr:`TextDetectionConfig.warmup_canvas`) and runs are powers of two up to
+        ``batch_size``: canvas by canvas (the square last), smallest batch first; else ``[]``."""
         side = self.config.warmup_canvas
         if side is None or self.config.batch_size < 1:
             return []
-        return [(1 << k, 3, side, side) for k in range(self.config.batch_size.bit_length())]
+        canvases = list(dict.fromkeys([*self.config.batch_canvases, (side, side)]))
+        sizes = [1 << k for k in range(self.config.batch_size.bit_length())]
+        return [(n, 3, h, w) for h, w in canvases for n in sizes]
 
     def warm_up(self) -> list[tuple[tuple[int, int, int, int], float]]:
         """Run one blank batch of every shape in :meth:`warmup_shapes`; returns each shape
