@@ -44,7 +44,7 @@ import multiprocessing
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,13 +99,13 @@ def parse_variant(text: str) -> Variant:
     return Variant(precision, search[0].upper() if search else "HEURISTIC", graph)
 
 
-def gpu_ocr_config(device: str, variant: Variant) -> Any:
-    """``job_gpu.yaml``'s OCR settings on ``device`` with ``variant``'s engine settings, one
-    CPU thread per session (no recogniser warm-up: this script warms exactly the shapes it
-    times)."""
+def gpu_ocr_config(device: str, variant: Variant, settings: Mapping[str, object] | None = None) -> Any:
+    """``job_gpu.yaml``'s OCR settings on ``device`` with ``variant``'s engine settings and
+    then ``settings`` (``--set``, dotted OCR keys), one CPU thread per session (no warm-ups:
+    this script warms exactly the shapes it times)."""
     from ocr_actors.config import OCRConfig, load_config
 
-    settings = gpu_check.gpu_ocr_overrides()
+    settings = {**gpu_check.gpu_ocr_overrides(), **(settings or {})}
     # one CPU thread, not spinning, per session: several processes share the host's cores
     settings.update({"engine.device": device, "engine.threads": 1, "engine.allow_spinning": False})
     # its thread rounds run the sessions from several threads at once (a CUDA stream each),
@@ -156,17 +156,20 @@ def job_call_sizes() -> tuple[int, int]:
     return det_run, (res.detect if res.models_in_one_actor else res.recognize).batch_size
 
 
-def build_workload(unique: int, det_batch: int, rec_call_pages: int) -> Workload:
+def build_workload(
+    unique: int, det_batch: int, rec_call_pages: int, settings: Mapping[str, object] | None = None
+) -> Workload:
     """Render ``unique`` pages of the GPU check, detect and crop their lines on the CPU, and
-    list the recognition shapes ``job_gpu.yaml`` makes of one recognition actor call of
-    ``rec_call_pages`` pages (the unique pages in turn, as the GPU check's job feeds them)."""
+    list the recognition shapes ``job_gpu.yaml`` (with ``settings`` on top, ``--set``) makes
+    of one recognition actor call of ``rec_call_pages`` pages (the unique pages in turn, as
+    the GPU check's job feeds them), and the detector's page canvas."""
     import bench_engine
 
     from ocr_actors.preprocess import det_resize_shape
     from ocr_actors.runtime.ocr import crop_lines
     from ocr_actors.runtime.runners import TextDetector, TextRecognizer, padded_shape
 
-    config = gpu_ocr_config("cpu", Variant())
+    config = gpu_ocr_config("cpu", Variant(), settings)
     images, _ = bench_engine.render_pages(gpu_check.upright_specs(unique))
     detector = TextDetector(config.text_detection, config.engine)
     recognizer = TextRecognizer(config.text_recognition, config.engine)
@@ -579,6 +582,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--min-calls", type=int, default=3, help="fewest steady calls per shape timed (default 3)")
     parser.add_argument("--skip-sharing", action="store_true", help="time the shapes only")
     parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="OCR setting on top of job_gpu.yaml's for the workload (dotted, e.g. text_recognition.batch_by_bucket="
+        "false): replays another layout's shapes",
+    )
+    parser.add_argument(
         "--warmup-timeout",
         type=float,
         default=150.0,
@@ -601,7 +612,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
     started = time.perf_counter()
     job_det_batch, rec_call_pages = job_call_sizes()
-    workload = build_workload(args.pages, min(job_det_batch, max(args.det_batches)), rec_call_pages)
+    settings = {key.removeprefix("ocr."): value for key, value in map(gpu_check._parse_set, args.set)}
+    workload = build_workload(args.pages, min(job_det_batch, max(args.det_batches)), rec_call_pages, settings)
     print(f"workload built in {time.perf_counter() - started:.1f} s", flush=True)
     variants: list[dict[str, Any]] = []
     failed: dict[str, str] = {}
@@ -615,6 +627,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "device": args.device,
             "gpus": [name for _, name in visible],
             "workload": {
+                "settings": settings,
                 "pages": workload.pages,
                 "det_batch": workload.det_batch,
                 "det_shape": workload.det_shape,

@@ -150,3 +150,19 @@ def test_workers_that_do_not_set_up_in_time_end_the_sharing_part_with_the_figure
     assert result["sharing"]["error"] == "0 of 2 workers set up within 0.01 s (in turns)"
     assert [v["variant"] for v in result["variants"]] == ["f32"] and result["projection"]["variant"] == "f32"
     assert "failed: 0 of 2 workers set up within 0.01 s" in capsys.readouterr().out
+
+
+def test_set_replays_another_layouts_shapes():
+    """``--set`` builds the workload of another layout: the earlier GPU layout (one square
+    canvas, lines within 5% of each other's width) against job_gpu.yaml's (canvases, batches by
+    width bucket) on the same pages: the square canvas and more recognition calls."""
+    new = gpu_stage_costs.build_workload(2, 1, 16)
+    old_layout = {
+        "text_detection.batch_canvases": [],
+        "text_recognition.batch_by_bucket": False,
+        "text_recognition.max_width_spread": 1.05,
+    }
+    old = gpu_stage_costs.build_workload(2, 1, 16, old_layout)
+    assert new.det_shape == (3, 960, 736) and old.det_shape == (3, 960, 960)
+    assert old.rec_calls_per_page > 1.5 * new.rec_calls_per_page
+    assert len(new.rec_widths()) >= 3 and len(old.rec_widths()) >= 3
