@@ -549,6 +549,64 @@ def test_unreadable_entries_and_credentials_in_urls_become_redacted_error_rows(i
     assert (again.sources_skipped, again.rows_written) == (6, 0)
 
 
+def test_a_signed_url_is_read_while_its_secret_stays_off_storage(inputs, tmp_path):
+    """A signed URL the server checks: the page is read (so the loader had the whole URL),
+    its row names it redacted, and while the job fetched it the job's own files under the
+    output (its work files among them) held no trace of the signature."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from urllib.parse import parse_qs, urlsplit
+
+    folder, truth = inputs
+    page = (folder / "page1.png").read_bytes()
+    out = tmp_path / "out"
+    seen: list[tuple[str, bool]] = []  # (signature sent, secret found in the output's files then)
+
+    class Signed(BaseHTTPRequestHandler):
+        def _answer(self, body: bool) -> None:
+            signature = parse_qs(urlsplit(self.path).query).get("X-Amz-Signature", [""])[0]
+            files = [p for p in out.rglob("*") if p.is_file()] if out.exists() else []
+            seen.append((signature, any(b"SUPERSECRET4" in p.read_bytes() for p in files)))
+            if signature != "SUPERSECRET4":
+                self.send_response(403)
+                self.end_headers()
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            if body:
+                self.wfile.write(page)
+
+        def do_GET(self) -> None:
+            self._answer(True)
+
+        def do_HEAD(self) -> None:
+            self._answer(False)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Signed)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        signed = f"http://127.0.0.1:{port}/scan.png?X-Amz-Credential=AKIA&X-Amz-Signature=SUPERSECRET4"
+        (tmp_path / "list.txt").write_text(f"{signed}\n")
+        summary = run_job(job_config(str(tmp_path / "list.txt"), out))
+    finally:
+        server.shutdown()
+    assert summary.status == "succeeded" and summary.pages_ok == 1, summary.errors_by_type
+    (row,) = rows_of(out)
+    assert row["source_uri"] == f"http://127.0.0.1:{port}/scan.png?X-Amz-Credential=***&X-Amz-Signature=***"
+    assert page_cer(row["text"].splitlines(), truth[(str(folder / "page1.png"), 0)].splitlines()) < 0.02
+    assert seen and all(signature == "SUPERSECRET4" for signature, _ in seen)
+    assert not any(leaked for _, leaked in seen)  # the work files were there, sealed
+    for path in out.rglob("*"):
+        if path.is_file():
+            assert b"SUPERSECRET4" not in path.read_bytes(), path
+
+
 def test_a_rerun_retries_a_missing_file_once_it_is_there_and_keeps_final_errors(inputs, tmp_path):
     folder, truth = inputs
     later = tmp_path / "later.png"

@@ -242,6 +242,42 @@ def test_work_spool_round_trip_reads_only_its_ranges(tmp_path):
     spool.remove()  # idempotent
 
 
+def test_work_files_hold_credentials_sealed_and_give_them_back_with_the_runs_key(tmp_path):
+    """A user:password URL and a signed URL reach storage redacted and sealed (AES-GCM with the
+    run's key); the loaders, given the spool's seal, read the whole URIs back; without it, or
+    with another run's key, reading fails with a clear error, never with a wrong URI."""
+    from ocr_actors.io.workfiles import SealError, UriSeal, WorkSpool, read_work_range, work_ranges
+
+    secret_uris = [
+        "http://scanner:HUNTER2pass@10.0.0.1/a.png",
+        "https://h.example/b.pdf?X-Amz-Credential=AKIAEXAMPLE&X-Amz-Signature=S1GNATURE&X-Amz-Expires=60",
+    ]
+    plain = ["s3://b/plain.png", "/scans/2024-05-01T10:30_alice@corp.com.png"]  # nothing to redact
+    spool = WorkSpool(str(tmp_path), "job-1", {})
+    spool.append(Planner(DoneIndex(), "resume", None).plan_chunk([plain[0], *secret_uris, plain[1]]))
+    (work_file,) = (tmp_path / "_jobs" / "job-1" / "work").iterdir()
+    raw = work_file.read_bytes()
+    for secret in (b"HUNTER2pass", b"AKIAEXAMPLE", b"S1GNATURE"):
+        assert secret not in raw
+    stored = pq.read_table(work_file)
+    assert stored.column("source_uri").to_pylist() == [
+        plain[0],
+        "http://***@10.0.0.1/a.png",
+        "https://h.example/b.pdf?X-Amz-Credential=***&X-Amz-Signature=***&X-Amz-Expires=60",
+        plain[1],
+    ]
+    assert [v is not None for v in stored.column("sealed_uri").to_pylist()] == [False, True, True, False]
+    (whole,) = work_ranges(spool.files, max_tasks=1)
+    read = read_work_range(whole, {}, spool.seal)
+    assert read.schema.names == ["source_uri", "todo_pages"]
+    assert read.column("source_uri").to_pylist() == [plain[0], *secret_uris, plain[1]]
+    with pytest.raises(SealError, match="the run's key was not given"):
+        read_work_range(whole, {})
+    with pytest.raises(SealError, match="sealed with another run's key"):
+        read_work_range(whole, {}, UriSeal())
+    assert UriSeal().key != UriSeal().key and len(UriSeal().key) == 32
+
+
 def test_error_rows_of_retried_types_are_planned_again_and_then_removed(tmp_path):
     from ocr_actors.io.parquet import drop_retried_rows
 

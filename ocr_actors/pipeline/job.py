@@ -40,7 +40,7 @@ from ocr_actors.io.parquet import (
     scan_done,
 )
 from ocr_actors.io.sources import storage_access
-from ocr_actors.io.workfiles import WorkRange, WorkSpool, work_ranges
+from ocr_actors.io.workfiles import UriSeal, WorkRange, WorkSpool, work_ranges
 from ocr_actors.job_config import (
     JobConfig,
     StageResources,
@@ -365,12 +365,16 @@ def ranges_per_call(work: list[WorkRange], page_batch_size: int) -> int:
     return max(1, page_batch_size // max(largest, 1))
 
 
-def build_dataset(config: JobConfig, work: list[WorkRange], job_id: str):  # type: ignore[no-untyped-def]
+def build_dataset(  # type: ignore[no-untyped-def]
+    config: JobConfig, work: list[WorkRange], job_id: str, seal: UriSeal | None = None
+):
     """Wire the stages into a Ray Dataset that yields one summary row per written file.
 
     Args:
         work: ranges of the spooled work files (:func:`~ocr_actors.io.workfiles.work_ranges`);
             each loading actor or load task reads its ranges' work items where it runs.
+        seal: the spool's :class:`~ocr_actors.io.workfiles.UriSeal` (its key opens the URIs
+            with credentials the work files hold sealed).
     """
     import ray.data
 
@@ -393,6 +397,7 @@ def build_dataset(config: JobConfig, work: list[WorkRange], job_id: str):  # typ
         "config": ocr.input,
         "storage_options": source_options,
         "pdf_pages": parse_page_ranges(config.source.pdf_pages),
+        "work_seal": seal,
     }
 
     def actor_stage(ds, cls, stage: StageResources, *extra_args: object, loads: bool = False):  # type: ignore[no-untyped-def]
@@ -589,6 +594,7 @@ def _process(
     started: float,
     check_lease: Callable[[], None] = lambda: None,
     part_rows: dict[str, int] | None = None,
+    seal: UriSeal | None = None,
 ) -> JobConfig:
     """Run the planned work through the stages, filling ``summary`` from the written files
     (and ``part_rows``, when given, with each file's name and rows);
@@ -612,7 +618,7 @@ def _process(
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     context.execution_options.preserve_order = False
-    dataset = build_dataset(config, work, job_id)
+    dataset = build_dataset(config, work, job_id, seal)
     errors: Counter[str] = Counter()
     stage_seconds: dict[str, float] = dict.fromkeys(STAGES, 0.0)
     stage_cpu_seconds: dict[str, float] = dict.fromkeys(STAGES, 0.0)
@@ -756,7 +762,9 @@ def _run_leased(
             f"{plan.items} to process ({done_rows} rows already in {config.output.uri}){repeats}"
         )
         if plan.items:
-            config = _process(config, work_ranges(spool.files), job_id, summary, say, started, lease.check, part_rows)
+            config = _process(
+                config, work_ranges(spool.files), job_id, summary, say, started, lease.check, part_rows, spool.seal
+            )
     finally:
         try:
             spool.remove()

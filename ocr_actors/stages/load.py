@@ -13,7 +13,7 @@ from ocr_actors.config import InputConfig
 from ocr_actors.io.decode import InputError, PageFailure, decode_document
 from ocr_actors.io.parquet import doc_id_for
 from ocr_actors.io.sources import read_bytes
-from ocr_actors.io.workfiles import WorkRange, read_work_range
+from ocr_actors.io.workfiles import UriSeal, WorkRange, read_work_range
 from ocr_actors.redaction import redact_text, redact_uri
 from ocr_actors.stages.common import ERROR, OK, Batch, concat_batches, ragged, require
 
@@ -156,14 +156,15 @@ def load_work(
     config: InputConfig,
     storage_options: Mapping[str, Any],
     pdf_pages: list[int] | None = None,
+    work_seal: UriSeal | None = None,
 ) -> Iterator[Batch]:
     """``map_batches`` generator UDF (task): rows ``work_path``, ``work_start``, ``work_stop``
     (ranges of the job's work files) -> the pages of their work items, as
     :func:`load_documents`. Reading the range here keeps the work items out of the driver
-    without another Ray operator."""
+    without another Ray operator; ``work_seal`` opens the URIs the files hold sealed."""
     require(batch, "load", "work_path", "work_start", "work_stop")
     for path, start, stop in zip(batch["work_path"], batch["work_start"], batch["work_stop"], strict=True):
-        items = read_work_range(WorkRange(str(path), int(start), int(stop)), work_storage_options)
+        items = read_work_range(WorkRange(str(path), int(start), int(stop)), work_storage_options, work_seal)
         work = {name: np.asarray(items.column(name).to_pylist(), dtype=object) for name in items.column_names}
         yield from load_documents(work, config=config, storage_options=storage_options, pdf_pages=pdf_pages)
 
