@@ -333,3 +333,24 @@ def test_a_server_trickling_its_headers_hits_the_total_deadline(monkeypatch, ser
         fetch_url(f"http://img.pinned.test:{server.port}/slow-headers", ("img.pinned.test",), MAX_BYTES, 0.8)
     assert info.value.status == 422
     assert time.monotonic() - started < 3.0
+
+
+def test_a_name_lookup_that_hangs_is_given_up_at_the_deadline(monkeypatch):
+    """The system resolver has no timeout of its own (a dead DNS server: its retries, 5 s
+    each); the lookup counts against the URL timeout like the rest of the download."""
+    real = socket.getaddrinfo
+    release = threading.Event()
+
+    def hanging(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if str(host) == "slow.dns.test":
+            release.wait(10)
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", hanging)
+    started = time.monotonic()
+    try:
+        with pytest.raises(ApiError, match=r"cannot resolve slow\.dns\.test: no answer within 0\.5 s") as info:
+            fetch_url("http://slow.dns.test/page.png", ("slow.dns.test",), MAX_BYTES, 0.5)
+    finally:
+        release.set()
+    assert info.value.status == 422 and time.monotonic() - started < 2.0

@@ -8,6 +8,7 @@ sorted by aspect ratio together).
 
 import asyncio
 import json
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
@@ -52,6 +53,11 @@ def build_app(config: ServiceConfig):  # type: ignore[no-untyped-def]
 
             self.config = service_config
             self.engine = OCREngine(service_config.ocr)
+            # Threads of their own: reading requests (URL downloads that may take url_timeout_s)
+            # one per request in flight, so none waits for another's download, and the engine's
+            # one, so OCR never waits behind downloads (the loop's default pool is shared).
+            self._parse_pool = ThreadPoolExecutor(service_config.max_ongoing_requests, "ocr-request")
+            self._ocr_pool = ThreadPoolExecutor(1, "ocr-engine")
             self._run_batch.set_max_batch_size(service_config.max_batch_size)  # type: ignore[attr-defined]
             self._run_batch.set_batch_wait_timeout_s(service_config.batch_wait_timeout_s)  # type: ignore[attr-defined]
 
@@ -69,7 +75,7 @@ def build_app(config: ServiceConfig):  # type: ignore[no-untyped-def]
                 except (ValueError, RecursionError) as exc:  # also nesting too deep, an integer of 4300+ digits
                     raise ApiError(400, "the request body is not valid JSON") from exc
                 parsed = await asyncio.get_running_loop().run_in_executor(
-                    None, partial(parse_request, payload, self.config, self._fetcher())
+                    self._parse_pool, partial(parse_request, payload, self.config, self._fetcher())
                 )
                 try:
                     params = self.engine.params(**parsed.switches)
@@ -117,7 +123,7 @@ def build_app(config: ServiceConfig):  # type: ignore[no-untyped-def]
         @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.02)
         async def _run_batch(self, items: list[tuple[OcrRequest, Any]]) -> list[list[dict[str, Any]] | Exception]:
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(None, self._ocr_requests, items)
+            return await loop.run_in_executor(self._ocr_pool, self._ocr_requests, items)
 
         def _ocr_requests(self, items: list[tuple[OcrRequest, Any]]) -> list[list[dict[str, Any]] | Exception]:
             """OCR every page of every request: each alone, or (``batch_across_requests``)

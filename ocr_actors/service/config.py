@@ -18,6 +18,8 @@ class ServiceConfig:
         url_allowlist: host names URL inputs may come from (exact, or ``.example.com`` for
             subdomains); loopback, private, link-local and reserved addresses are refused
             whatever the list says.
+        url_timeout_s: the most a URL input's download may take, name lookup included (and
+            each socket operation in it); 422 past it.
         max_batch_size / batch_wait_timeout_s: concurrent requests are gathered into one
             model call of up to this many requests.
         batch_across_requests: gathered requests with the same switches share detection

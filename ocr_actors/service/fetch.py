@@ -15,6 +15,7 @@ never the URL's path, query or credentials.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import http.client
 import ipaddress
@@ -29,6 +30,11 @@ from urllib.parse import quote, urlsplit
 from ocr_actors.service.protocol import ApiError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+_RESOLVER = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="ocr-resolve")
+"""Name lookups run here so a request waits for one no longer than its deadline: the system
+resolver has no timeout of its own (a dead DNS server costs its retries, 5 s each). A lookup
+past its deadline is left to finish here; a queued one is cancelled."""
 
 # IPv6 ranges that carry an IPv4 address: the embedded address must be public too.
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
@@ -93,12 +99,24 @@ class VettedURL:
     addresses: tuple[tuple[int, tuple[Any, ...]], ...]
 
 
-def vet_url(url: str, allowlist: tuple[str, ...]) -> VettedURL:
+def _resolve(host: str, port: int, timeout_s: float | None) -> list[tuple[Any, ...]]:
+    """``socket.getaddrinfo`` for TCP, given up after ``timeout_s`` (None: as long as it takes)."""
+    if timeout_s is None:
+        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+    lookup = _RESOLVER.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+    try:
+        return lookup.result(timeout=max(timeout_s, 0.0))
+    except concurrent.futures.TimeoutError as exc:
+        lookup.cancel()
+        raise ApiError(422, f"cannot resolve {host}: no answer within {timeout_s:g} s") from exc
+
+
+def vet_url(url: str, allowlist: tuple[str, ...], timeout_s: float | None = None) -> VettedURL:
     """Refuse anything but http(s) to an allow-listed host that resolves only to public
-    addresses; resolve the host once and return the vetted addresses.
+    addresses; resolve the host once (within ``timeout_s``) and return the vetted addresses.
 
     Raises:
-        ApiError: 403 for a refused URL, 422 for one that cannot be resolved or parsed.
+        ApiError: 403 for a refused URL, 422 for one that cannot be resolved (in time) or parsed.
     """
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https"):
@@ -117,7 +135,7 @@ def vet_url(url: str, allowlist: tuple[str, ...]) -> VettedURL:
     except ValueError as exc:
         raise ApiError(422, "the URL's port is not valid") from exc
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+        infos = _resolve(host, port, timeout_s)
     except (OSError, UnicodeError) as exc:
         raise ApiError(422, f"cannot resolve {host}") from exc
     addresses: list[tuple[int, tuple[Any, ...]]] = []
@@ -219,15 +237,15 @@ def _cut_off(conn: http.client.HTTPConnection) -> None:
 
 def fetch_url(url: str, allowlist: tuple[str, ...], max_bytes: int, timeout_s: float) -> bytes:
     """Download an allowed URL (no redirects, direct connection), at most ``max_bytes``,
-    within ``timeout_s`` for each socket operation and for the whole exchange after the name
-    is resolved (request, status line, headers and body).
+    within ``timeout_s`` for each socket operation and for the whole of it (name lookup,
+    request, status line, headers and body).
 
     Raises:
         ApiError: 403 refused (scheme, credentials, host, address, redirect), 413 larger than
             ``max_bytes``, 422 cannot resolve, connect, verify, or a non-2xx answer.
     """
     deadline = time.monotonic() + timeout_s
-    vetted = vet_url(url, allowlist)
+    vetted = vet_url(url, allowlist, timeout_s)
     conn = _PinnedConnection(vetted, timeout_s, _tls_context() if vetted.scheme == "https" else None)
     # The socket timeout bounds each read; this bounds the whole exchange (a server sending its
     # status line and headers a byte at a time): at the deadline the socket is shut down.
