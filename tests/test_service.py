@@ -99,6 +99,27 @@ def test_image_request_returns_the_reference_envelope(service):
     assert given.shape == (1754, 1240, 3) and "docPreprocessingImage" not in only  # no preprocessing ran
 
 
+def test_a_multi_frame_tiff_gets_one_result_per_frame_with_its_index(service):
+    pages = [render_page(seed=1010 + i, lines_per_column=4) for i in range(2)]
+    frames = [Image.fromarray(cv2.cvtColor(p.image, cv2.COLOR_BGR2GRAY)) for p in pages]
+    buf = io.BytesIO()
+    frames[0].save(buf, "TIFF", save_all=True, append_images=frames[1:], compression="tiff_deflate")
+    response = post(service, {"file": base64.b64encode(buf.getvalue()).decode(), "visualize": False})
+    assert response.status_code == 200, response.text
+    result = response.json()["result"]
+    assert result["dataInfo"] == {
+        "type": "image",
+        "width": 1240,
+        "height": 1754,
+        "numPages": 2,
+        "pages": [{"width": 1240, "height": 1754}] * 2,
+    }
+    pruned = [r["prunedResult"] for r in result["ocrResults"]]
+    assert [p["page_index"] for p in pruned] == [0, 1]
+    for page, answer in zip(pages, pruned, strict=True):
+        assert page_cer(answer["rec_texts"], [line.text for line in page.lines]) < 0.02
+
+
 def test_pdf_pages_are_limited_and_every_switch_is_honoured(service):
     # Half-height pages keep the uncompressed PDF under the service's 8 MiB body limit.
     pages = [render_page(seed=1010 + i, lines_per_column=3, height=900) for i in range(3)]

@@ -161,8 +161,9 @@ def build_app(config: ServiceConfig):  # type: ignore[no-untyped-def]
             cursor = 0
             for request in requests:
                 answer = []
+                several = request.file_type == 0 or len(request.pages) > 1  # a PDF, a multi-frame TIFF
                 for page_no, image in enumerate(request.pages):
-                    result = OCRResult(ocr[cursor], None, page_no if request.file_type == 0 else None, image)
+                    result = OCRResult(ocr[cursor], None, page_no if several else None, image)
                     cursor += 1
                     answer.append(ocr_result_item(result, image, request.visualize))
                 answers.append(answer)

@@ -160,6 +160,8 @@ def parse_request(body: Any, config: ServiceConfig, fetch_url: Any = None) -> Oc
         }
     else:
         data_info = {"type": "image", "width": pages[0].shape[1], "height": pages[0].shape[0]}
+        if len(pages) > 1:  # a multi-frame image (TIFF): one result per frame, as for a PDF
+            data_info.update(numPages=len(pages), pages=[{"width": p.shape[1], "height": p.shape[0]} for p in pages])
     return OcrRequest(pages, detected, switches, visualize, data_info)
 
 
