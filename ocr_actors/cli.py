@@ -174,7 +174,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--output", default=None, help="output folder/prefix URI for the Parquet dataset")
     p.add_argument("--config", default=None, help="job YAML (see jobs/configs/job_default.yaml)")
     p.add_argument("--mode", choices=("resume", "incremental", "overwrite"), default=None)
-    p.add_argument("--address", default=None, help="Ray address; default: start Ray in this process")
+    p.add_argument(
+        "--address", default=None, help="Ray address; default: $RAY_ADDRESS if set, else start Ray in this process"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.add_argument(
         "--dry-run",

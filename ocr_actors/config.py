@@ -99,10 +99,11 @@ class TextDetectionConfig:
         batch_pad_multiple: pages whose resized sides round up to the same multiple of this
             share one detector call (zero-padded): 32 batches only identical shapes; larger
             values batch pages of similar size (``job_gpu.yaml``: 960, the resize limit, so
-            every page pads to one 960 x 960 canvas and the detector sees one shape).
-        batch_canvases: ``(H, W)`` canvases (multiples of 32) tried first: a page pads to the
-            smallest (in area) that holds its resized shape, else as ``batch_pad_multiple``
-            says (``job_gpu.yaml``: 960 x 736 and 736 x 960, which hold A4 and Letter pages
+            every page a ``batch_canvases`` canvas does not hold better pads to one 960 x 960
+            canvas).
+        batch_canvases: ``(H, W)`` canvases (multiples of 32): a page pads to the smallest (in
+            area) of those that hold its resized shape and of its ``batch_pad_multiple``
+            rounding (``job_gpu.yaml``: 960 x 736 and 736 x 960, which hold A4 and Letter pages
             at the 960 limit with 0.77x the pixels of the square canvas).
         batch_size: 0 (default): all pages of a call that share a canvas go in one detector
             run. N: runs of at most N pages, split into powers of two (N, N/2, ..., 1, largest
@@ -149,6 +150,8 @@ class TextDetectionConfig:
             "text_detection.batch_canvases ([H, W] pairs, multiples of 32)",
             self.batch_canvases,
         )
+        # lists given in code become the tuples a YAML file gives (hashable: shapes are keys)
+        object.__setattr__(self, "batch_canvases", tuple((int(h), int(w)) for h, w in self.batch_canvases))
 
     @property
     def warmup_canvas(self) -> int | None:
@@ -201,10 +204,10 @@ class TextRecognitionConfig:
         max_width_spread: a batch closes when the next crop (in aspect-ratio order) is more
             than this many times wider, for its height, than the batch's narrowest: the
             recogniser reads narrow crops padded far to the right a little worse.
-        batch_by_bucket: batches hold the crops of one width bucket (needs ``width_buckets``;
-            ``max_width_spread`` is then not used): every crop is padded to its own bucket,
-            as if read alone, and batches fill up (GPU configs: about half the recogniser's
-            padded input of 5%-spread batches, see README).
+        batch_by_bucket: batches hold the crops of one width bucket (needs ``width_buckets``
+            whose last is at least ``max_width``; ``max_width_spread`` is then not used):
+            every crop is padded to its own bucket, as if read alone, and batches fill up (GPU
+            configs: about half the recogniser's padded input of 5%-spread batches, see README).
         pad_batch: pad every batch with blank rows up to ``batch_size`` (a constant batch
             dimension; GPU configs).
         warmup: at start, run one blank batch of every bucket shape (needs ``width_buckets``
@@ -244,8 +247,9 @@ class TextRecognitionConfig:
         _check(self.width_multiple >= 1, "text_recognition.width_multiple", self.width_multiple)
         _check(self.max_width_spread >= 1.0, "text_recognition.max_width_spread", self.max_width_spread)
         _check(
-            not self.batch_by_bucket or bool(self.width_buckets),
-            "text_recognition.batch_by_bucket (needs width_buckets)",
+            not self.batch_by_bucket or (bool(self.width_buckets) and self.width_buckets[-1] >= self.max_width),
+            "text_recognition.batch_by_bucket (needs width_buckets up to max_width: a line wider than the last "
+            "bucket would be a batch of its own)",
             self.batch_by_bucket,
         )
 

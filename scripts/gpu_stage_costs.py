@@ -6,9 +6,9 @@
     python scripts/gpu_stage_costs.py --device cpu --pages 2 --det-batches 1,2 --processes 1,2 \\
         --threads 2 --seconds 1 --variants f32             # smoke run without a GPU (a test does this)
 
-The job's GPU work is two model calls per page: detection of the page (``job_gpu.yaml``: a
-960 x 960 canvas, ``page_batch_size`` pages a call) and recognition of its lines (batches of
-32 rows in one of 15 widths). This script times exactly those calls, with the job's models
+The job's GPU work is two model calls per page: detection of the page (``job_gpu.yaml``: the
+check's A4 pages on a 960 x 736 canvas, in runs of up to 16 pages) and recognition of its lines
+(batches of 32 rows of one of 15 width buckets). This script times exactly those calls, with the job's models
 and settings, on blank inputs (the GPU's work does not depend on the pixels), in three parts:
 
 1. **Workload**: renders ``--pages`` distinct text-heavy pages of the GPU check, detects and

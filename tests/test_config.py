@@ -279,7 +279,11 @@ def test_the_default_yaml_files_spell_out_every_key() -> None:
         ("text_recognition.width_buckets=[320, x]", "text_recognition.width_buckets"),
         ("text_recognition.warmup=true", "text_recognition.warmup"),
         ("text_recognition.max_width_spread=0.5", "text_recognition.max_width_spread"),
-        ("text_recognition.batch_by_bucket=true", r"text_recognition.batch_by_bucket \(needs width_buckets\)"),
+        ("text_recognition.batch_by_bucket=true", r"text_recognition.batch_by_bucket \(needs width_buckets up"),
+        (
+            "text_recognition.batch_by_bucket=true text_recognition.width_buckets=[320,640]",
+            "a line wider than the last bucket would be a batch of its own",
+        ),
         ("engine.precision=fp16", "engine.precision"),
         ("engine.precision=bf16", "bf16 is for engine openvino"),
         ("engine.engine=paddle engine.precision=f16", "f16 is for engine onnxruntime"),

@@ -354,3 +354,59 @@ def test_a_name_lookup_that_hangs_is_given_up_at_the_deadline(monkeypatch):
     finally:
         release.set()
     assert info.value.status == 422 and time.monotonic() - started < 2.0
+
+
+def test_lookups_that_hang_hold_up_no_other_request(monkeypatch, server):
+    """Twelve requests to names whose lookups hang give up at their deadlines; a request to
+    a name that answers is fetched at once all the while, and after."""
+    _allow_loopback(monkeypatch, "127.0.0.1")
+    fake = _FakeDNS(monkeypatch, {"img.pinned.test": [["127.0.0.1"]]})
+    release = threading.Event()
+
+    def lookup(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if str(host).startswith("slow"):
+            release.wait(20)
+        return fake(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", lookup)
+    errors: list[str] = []
+
+    def slow(i: int) -> None:
+        try:
+            fetch_url(f"http://slow{i}.test/page.png", (f"slow{i}.test",), MAX_BYTES, 0.5)
+        except ApiError as exc:
+            errors.append(exc.message)
+
+    threads = [threading.Thread(target=slow, args=(i,)) for i in range(12)]
+    try:
+        for t in threads:
+            t.start()
+        for _ in range(2):  # while the slow lookups hang, and after their requests gave up
+            started = time.monotonic()
+            body = fetch_url(f"http://img.pinned.test:{server.port}/page.png", ("img.pinned.test",), MAX_BYTES, 0.5)
+            assert body == PNG and time.monotonic() - started < 0.5
+            for t in threads:
+                t.join(5)
+    finally:
+        release.set()
+    assert len(errors) == 12 and all("no answer within 0.5 s" in e for e in errors)
+
+
+def test_connects_that_hang_keep_to_the_whole_download_deadline(monkeypatch):
+    """A name with two addresses whose connects never answer: the tries share the deadline
+    (not the socket timeout each), so the download fails by ``url_timeout_s``."""
+    _allow_loopback(monkeypatch, "127.0.0.1", "127.0.0.2")
+    _FakeDNS(monkeypatch, {"img.hang.test": [["127.0.0.1", "127.0.0.2"]]})
+    real_connect = socket.socket.connect
+
+    def hanging_connect(sock: socket.socket, address: Any) -> None:
+        if address[0] in ("127.0.0.1", "127.0.0.2") and address[1] == 9:
+            time.sleep(sock.gettimeout() or 0)
+            raise TimeoutError("timed out")
+        real_connect(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", hanging_connect)
+    started = time.monotonic()
+    with pytest.raises(ApiError, match=r"TimeoutError: not done within 1 s") as info:
+        fetch_url("http://img.hang.test:9/page.png", ("img.hang.test",), MAX_BYTES, 1.0)
+    assert info.value.status == 422 and time.monotonic() - started < 1.5

@@ -439,3 +439,15 @@ def test_a_job_that_fell_back_to_the_cpu_is_reported_failed_not_measured(tmp_pat
     assert result == {"name": "job", "ok": False, "error": error}
     summary = json.loads((tmp_path / "job-summary.json").read_text())
     assert summary["gpu_fallback"] is True and summary["rows_written"] == 2
+
+
+def test_job_variants_are_parsed_and_checked_before_any_run(capsys):
+    variants = gpu_check.parse_job_variants(
+        ["resources.load_in_actors=true 'ocr.text_recognition.width_buckets=[320, 640]'"]
+    )
+    assert variants == [["resources.load_in_actors=true", "ocr.text_recognition.width_buckets=[320, 640]"]]
+    assert gpu_check.job_variant_name(variants[0]).startswith("job [resources.load_in_actors=true ")
+    for bad, message in (("", "at least one KEY=VALUE"), ("resources.load_in_actors", "section.key=value")):
+        with pytest.raises(SystemExit):
+            gpu_check.main(["--device", "cpu", "--job-variant", bad])
+        assert message in capsys.readouterr().err

@@ -287,6 +287,7 @@ def test_detector_canvases_pad_each_page_to_the_smallest_that_holds_it():
     assert padded_shape((512, 512), 960, canvases) == (960, 736)  # the first of two equal areas
     assert padded_shape((960, 800), 960, canvases) == (960, 960)  # none holds it: the multiple
     assert padded_shape((960, 800), 960, ((1024, 1024), (960, 832))) == (960, 832)  # smallest area
+    assert padded_shape((500, 500), 960, ((1024, 1024),)) == (960, 960)  # the rounding is smaller
     assert group_by_padded_shape([(960, 672), (672, 960), (960, 704), (900, 900)], 960, canvases) == {
         (960, 736): [0, 2],
         (736, 960): [1],
@@ -311,6 +312,8 @@ def test_detector_canvases_pad_each_page_to_the_smallest_that_holds_it():
     assert set(unwarmed.session.first_runs) == {(2, 3, 960, 736), (1, 3, 736, 960), (1, 3, 960, 960)}
     with pytest.raises(ConfigError, match=r"batch_canvases \(\[H, W\] pairs, multiples of 32\)"):
         TextDetectionConfig(batch_canvases=((960, 700),))
+    in_code = TextDetectionConfig(batch_pad_multiple=960, batch_canvases=[[960, 736]], batch_size=1)  # type: ignore[arg-type]
+    assert in_code.batch_canvases == ((960, 736),)
 
 
 @pytest.mark.parametrize("model", ["PP-OCRv6_tiny_rec", "PP-OCRv6_small_rec", "PP-OCRv4_mobile_rec"])

@@ -1,7 +1,7 @@
 """The plan on storage: work items spooled to Parquet files next to the job's summary, so the
 driver holds none of them; the loading actors or load tasks read them back in ranges where they run.
 
-``<output>/_jobs/<job_id>/work/work-00000.plan``, ... (Parquet files of :data:`WORK_SCHEMA`
+``<output>/_jobs/<job_id>/work/work-00000.plan``, ... (Parquet files of :data:`WORK_FILE_SCHEMA`
 rows, row groups of :data:`ROW_GROUP` items; not named ``.parquet``, so a reader globbing the
 output for ``**/*.parquet`` never takes them for part files). The folder is removed when the
 job ends; a driver that is killed leaves it (a few bytes per source, safe to delete).

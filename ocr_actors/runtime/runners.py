@@ -135,14 +135,12 @@ def det_params(config: TextDetectionConfig, model_defaults: dict[str, object]) -
 
 
 def padded_shape(shape: tuple[int, int], multiple: int, canvases: Sequence[tuple[int, int]] = ()) -> tuple[int, int]:
-    """The ``(H, W)`` a resized page of ``shape`` pads to: the smallest (in area, then in
-    listed order) of ``canvases`` that holds it, else its sides rounded up to ``multiple``."""
+    """The ``(H, W)`` a resized page of ``shape`` pads to: the smallest (in area; on a tie the
+    first listed) of the ``canvases`` that hold it and of its sides rounded up to ``multiple``."""
     h, w = shape
-    fitting = [c for c in canvases if c[0] >= h and c[1] >= w]
-    if fitting:
-        best = min(fitting, key=lambda c: c[0] * c[1])
-        return int(best[0]), int(best[1])
-    return -(-h // multiple) * multiple, -(-w // multiple) * multiple
+    rounded = (-(-h // multiple) * multiple, -(-w // multiple) * multiple)
+    fitting = [(int(c[0]), int(c[1])) for c in canvases if c[0] >= h and c[1] >= w]
+    return min([*fitting, rounded], key=lambda c: c[0] * c[1])
 
 
 def group_by_padded_shape(
@@ -198,8 +196,9 @@ class TextDetector:
     def detect(self, images: Sequence[np.ndarray], params: DetParams | None = None) -> list[Detection]:
         """Detect text lines on BGR ``(H, W, 3)`` (or grey ``(H, W, 1)``) uint8 images.
 
-        Pages are grouped by their resized shape rounded up to ``batch_pad_multiple``: the
-        pages of a group are zero-padded (after normalisation) to that shape, and each
+        Pages are grouped by the canvas each pads to (:func:`padded_shape`: a
+        ``batch_canvases`` canvas, or the resized shape rounded up to ``batch_pad_multiple``):
+        the pages of a group are zero-padded (after normalisation) to that shape, and each
         probability map is cut back to its own page before post-processing. With the
         default multiple of 32 only pages of identical resized shape share a call. A group
         runs in one call, or with ``batch_size`` in calls of powers of two up to it

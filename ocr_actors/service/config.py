@@ -13,7 +13,8 @@ class ServiceConfig:
 
     Attributes:
         max_body_bytes: requests above this size are refused (413).
-        max_pdf_pages: PDFs are read up to this many pages (the reference's default is 10).
+        max_pdf_pages: PDFs (and multi-frame TIFFs) are read up to this many pages (the
+            reference's default is 10).
         allow_url_inputs: accept ``file`` as an http(s) URL (off by default).
         url_allowlist: host names URL inputs may come from (exact, or ``.example.com`` for
             subdomains); loopback, private, link-local and reserved addresses are refused

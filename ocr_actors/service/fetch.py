@@ -15,7 +15,6 @@ never the URL's path, query or credentials.
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import http.client
 import ipaddress
@@ -30,11 +29,6 @@ from urllib.parse import quote, urlsplit
 from ocr_actors.service.protocol import ApiError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-_RESOLVER = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="ocr-resolve")
-"""Name lookups run here so a request waits for one no longer than its deadline: the system
-resolver has no timeout of its own (a dead DNS server costs its retries, 5 s each). A lookup
-past its deadline is left to finish here; a queued one is cancelled."""
 
 # IPv6 ranges that carry an IPv4 address: the embedded address must be public too.
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
@@ -100,15 +94,30 @@ class VettedURL:
 
 
 def _resolve(host: str, port: int, timeout_s: float | None) -> list[tuple[Any, ...]]:
-    """``socket.getaddrinfo`` for TCP, given up after ``timeout_s`` (None: as long as it takes)."""
+    """``socket.getaddrinfo`` for TCP, given up after ``timeout_s`` (None: as long as it takes).
+
+    The system resolver has no timeout of its own (a dead DNS server costs its retries, 5 s
+    each), so the lookup runs on a daemon thread of its own and the caller waits for it no
+    longer than its deadline; a lookup given up on finishes (or not) without holding anyone."""
     if timeout_s is None:
         return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
-    lookup = _RESOLVER.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
-    try:
-        return lookup.result(timeout=max(timeout_s, 0.0))
-    except concurrent.futures.TimeoutError as exc:
-        lookup.cancel()
-        raise ApiError(422, f"cannot resolve {host}: no answer within {timeout_s:g} s") from exc
+    outcome: dict[str, Any] = {}
+    done = threading.Event()
+
+    def lookup() -> None:
+        try:
+            outcome["infos"] = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+        except BaseException as exc:  # handed to the caller as it is
+            outcome["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=lookup, name="ocr-resolve", daemon=True).start()
+    if not done.wait(max(timeout_s, 0.0)):
+        raise ApiError(422, f"cannot resolve {host}: no answer within {timeout_s:g} s")
+    if "error" in outcome:
+        raise outcome["error"]
+    return list(outcome["infos"])
 
 
 def vet_url(url: str, allowlist: tuple[str, ...], timeout_s: float | None = None) -> VettedURL:
@@ -163,14 +172,29 @@ def check_url(url: str, allowlist: tuple[str, ...]) -> tuple[str, int]:
     return vetted.host, vetted.port
 
 
-def _connect(addresses: tuple[tuple[int, tuple[Any, ...]], ...], timeout_s: float) -> socket.socket:
-    """A TCP connection to the first vetted address that answers (no name resolution)."""
+def _time_left(timeout_s: float, deadline: float | None) -> float:
+    """``timeout_s``, or less when ``deadline`` (``time.monotonic``) comes sooner; raises
+    ``TimeoutError`` once it has passed."""
+    left = timeout_s if deadline is None else min(timeout_s, deadline - time.monotonic())
+    if left <= 0:
+        raise TimeoutError("the URL timeout passed")
+    return left
+
+
+def _connect(
+    addresses: tuple[tuple[int, tuple[Any, ...]], ...], timeout_s: float, deadline: float | None = None
+) -> socket.socket:
+    """A TCP connection to the first vetted address that answers (no name resolution), each
+    try within ``timeout_s`` and all of them by ``deadline``; the socket's timeout is then
+    ``timeout_s``."""
     error: OSError = OSError("no address to connect to")
     for family, sockaddr in addresses:
+        left = _time_left(timeout_s, deadline)
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
-            sock.settimeout(timeout_s)
+            sock.settimeout(left)
             sock.connect(sockaddr)
+            sock.settimeout(timeout_s)
         except OSError as exc:
             sock.close()
             error = exc
@@ -189,17 +213,24 @@ class _PinnedConnection(http.client.HTTPConnection):
     certificate (and host name) verification for that host name.
     """
 
-    def __init__(self, vetted: VettedURL, timeout_s: float, tls: ssl.SSLContext | None) -> None:
+    def __init__(
+        self, vetted: VettedURL, timeout_s: float, tls: ssl.SSLContext | None, deadline: float | None = None
+    ) -> None:
         super().__init__(vetted.host, vetted.port, timeout=timeout_s)
         self._vetted = vetted
         self._timeout_s = timeout_s
         self._tls = tls
+        self._deadline = deadline
 
     def connect(self) -> None:
-        sock = _connect(self._vetted.addresses, self._timeout_s)
+        # Before ``self.sock`` is set the watchdog has no socket to cut: the connect and the TLS
+        # handshake keep to the deadline themselves.
+        sock = _connect(self._vetted.addresses, self._timeout_s, self._deadline)
         if self._tls is not None:
             try:
+                sock.settimeout(_time_left(self._timeout_s, self._deadline))
                 sock = self._tls.wrap_socket(sock, server_hostname=self._vetted.host)
+                sock.settimeout(self._timeout_s)
             except BaseException:
                 sock.close()
                 raise
@@ -246,7 +277,7 @@ def fetch_url(url: str, allowlist: tuple[str, ...], max_bytes: int, timeout_s: f
     """
     deadline = time.monotonic() + timeout_s
     vetted = vet_url(url, allowlist, timeout_s)
-    conn = _PinnedConnection(vetted, timeout_s, _tls_context() if vetted.scheme == "https" else None)
+    conn = _PinnedConnection(vetted, timeout_s, _tls_context() if vetted.scheme == "https" else None, deadline)
     # The socket timeout bounds each read; this bounds the whole exchange (a server sending its
     # status line and headers a byte at a time): at the deadline the socket is shut down.
     watchdog = threading.Timer(max(deadline - time.monotonic(), 0.0), _cut_off, args=(conn,))
