@@ -120,6 +120,17 @@ def test_onnxruntime_and_paddle_give_the_same_text():
     assert len(texts["paddle"][0]) == len(page.lines)
 
 
+def test_paddle_on_gpu_without_paddlepaddle_gpu_is_refused_not_run_on_the_cpu():
+    """A CPU build of paddlepaddle (this machine's) asked for the GPU: a clear error at session
+    start, as ONNX Runtime's silent CPU fallback gets, never CPU figures taken for a GPU's."""
+    from ocr_actors.runtime.engines import EngineUnavailableError, create_session
+
+    model = resolve_model("PP-OCRv4_mobile_det", "paddle").path_for("paddle")
+    with pytest.raises(EngineUnavailableError, match=r"engine\.device gpu with engine paddle needs paddlepaddle-gpu"):
+        create_session(model, "paddle", device="gpu")
+    assert create_session(model, "paddle", device="cpu", threads=1).run(np.zeros((1, 3, 64, 64), np.float32)).ndim == 4
+
+
 def test_openvino_f32_matches_onnxruntime(pipeline):
     page = render_page(seed=81, lines_per_column=8)
     reference = next(pipeline.predict(page.image))["rec_texts"]

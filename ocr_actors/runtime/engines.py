@@ -206,6 +206,13 @@ class PaddleSession:
         program = legacy if legacy.exists() else model_dir / "inference.json"
         config = paddle_inference.Config(str(program), str(model_dir / "inference.pdiparams"))
         if device.startswith("gpu"):
+            import paddle
+
+            if not paddle.device.is_compiled_with_cuda():  # it would run on the CPU, unannounced
+                raise EngineUnavailableError(
+                    f"engine.device {device} with engine paddle needs paddlepaddle-gpu; this paddlepaddle "
+                    f"{paddle.__version__} is a CPU build"
+                )
             device_id = int(device.split(":", 1)[1]) if ":" in device else 0
             config.enable_use_gpu(256, device_id)
         else:
