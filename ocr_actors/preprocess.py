@@ -100,11 +100,12 @@ def stack_padded(
     """Stack ``(3, h, w)`` arrays into ``(N, 3, H, W)``, zero-padding right and bottom; ``H``
     and ``W`` are ``shape`` when given (it must hold every image), else the largest sides
     rounded up to ``multiple``."""
-    height = -(-max(img.shape[1] for img in chw_images) // multiple) * multiple
-    width = -(-max(img.shape[2] for img in chw_images) // multiple) * multiple
-    if shape is not None:
-        if shape[0] < max(img.shape[1] for img in chw_images) or shape[1] < max(img.shape[2] for img in chw_images):
-            raise ValueError(f"canvas {shape} does not hold every image")
+    tallest, widest = max(img.shape[1] for img in chw_images), max(img.shape[2] for img in chw_images)
+    if shape is None:
+        height, width = -(-tallest // multiple) * multiple, -(-widest // multiple) * multiple
+    elif shape[0] < tallest or shape[1] < widest:
+        raise ValueError(f"canvas {shape} does not hold every image")
+    else:
         height, width = shape
     out = np.zeros((len(chw_images), 3, height, width), dtype=np.float32)
     for i, img in enumerate(chw_images):

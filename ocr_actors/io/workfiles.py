@@ -68,10 +68,6 @@ class UriSeal:
         columns = {"source_uri": shown, "todo_pages": items.column("todo_pages")}
         return pa.table({**columns, "sealed_uri": pa.array(sealed, pa.binary())}, schema=WORK_FILE_SCHEMA)
 
-    def unseal(self, rows: pa.Table) -> pa.Table:
-        """:data:`WORK_FILE_SCHEMA` rows -> :data:`WORK_SCHEMA` rows with the whole URIs."""
-        return unseal_rows(rows, self)
-
 
 def unseal_rows(rows: pa.Table, seal: UriSeal | None) -> pa.Table:
     """A work file's rows as :data:`WORK_SCHEMA`, sealed URIs opened with ``seal``'s key.
