@@ -68,15 +68,17 @@ def as_bgr(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image.reshape(image.shape[:2]), cv2.COLOR_GRAY2BGR)
 
 
-def normalize_det(image: np.ndarray) -> np.ndarray:
-    """Scale to [0, 1], subtract the ImageNet mean, divide by std; HWC uint8 -> CHW float32.
+def normalize_det(image: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Scale to [0, 1], subtract the ImageNet mean, divide by std; HWC uint8 -> CHW float32,
+    written into ``out`` (a ``(3, H, W)`` float32 array or view) when given.
 
     The statistics are applied to the BGR channels as given, as the PP-OCR detectors
     were trained (a grey image: its plane as each of B, G and R).
     """
     scale = (1.0 / (255.0 * DET_STD)).astype(np.float32)
     shift = (DET_MEAN / DET_STD).astype(np.float32)
-    out = np.empty((3, *image.shape[:2]), dtype=np.float32)
+    if out is None:
+        out = np.empty((3, *image.shape[:2]), dtype=np.float32)
     for channel, plane in enumerate(bgr_planes(image)):  # plane by plane: 4-5x faster than HWC float math
         out[channel] = plane
         out[channel] *= scale[channel]
@@ -94,23 +96,38 @@ def prepare_det_input(
     return normalize_det(resized)[None]
 
 
-def stack_padded(
-    chw_images: Sequence[np.ndarray], multiple: int = 1, shape: tuple[int, int] | None = None
+def prepare_det_batch(
+    images: Sequence[np.ndarray],
+    canvas: tuple[int, int],
+    limit_side_len: int,
+    limit_type: str,
+    max_side_limit: int = 4000,
+    buffer: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Stack ``(3, h, w)`` arrays into ``(N, 3, H, W)``, zero-padding right and bottom; ``H``
-    and ``W`` are ``shape`` when given (it must hold every image), else the largest sides
-    rounded up to ``multiple``."""
-    tallest, widest = max(img.shape[1] for img in chw_images), max(img.shape[2] for img in chw_images)
-    if shape is None:
-        height, width = -(-tallest // multiple) * multiple, -(-widest // multiple) * multiple
-    elif shape[0] < tallest or shape[1] < widest:
-        raise ValueError(f"canvas {shape} does not hold every image")
+    """Pages resized and normalised (as :func:`prepare_det_input`) straight into one
+    ``(N, 3, H, W)`` float32 batch on the ``canvas`` ``(H, W)``, zero-padded right and bottom;
+    the same values as :func:`prepare_det_input`'s output of each page, zero-padded.
+
+    ``buffer``: a float32 array of at least ``N * 3 * H * W`` elements whose memory the batch
+    uses (a caller's, reused from call to call: a fresh batch of 16 pages is 136 MB whose
+    pages the system must map and zero every call); a new array without it.
+    """
+    height, width = canvas
+    size = len(images) * 3 * height * width
+    if buffer is None:
+        batch = np.empty((len(images), 3, height, width), dtype=np.float32)
+    elif buffer.dtype != np.float32 or buffer.size < size:
+        raise ValueError(f"the buffer holds {buffer.size} {buffer.dtype} values, the batch needs {size} float32")
     else:
-        height, width = shape
-    out = np.zeros((len(chw_images), 3, height, width), dtype=np.float32)
-    for i, img in enumerate(chw_images):
-        out[i, :, : img.shape[1], : img.shape[2]] = img
-    return out
+        batch = buffer.reshape(-1)[:size].reshape(len(images), 3, height, width)
+    for slot, image in zip(batch, images, strict=True):
+        h, w = det_resize_shape(image.shape[0], image.shape[1], limit_side_len, limit_type, max_side_limit)
+        if h > height or w > width:
+            raise ValueError(f"canvas {canvas} does not hold a page resized to {(h, w)}")
+        normalize_det(cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR), slot[:, :h, :w])
+        slot[:, h:, :] = 0
+        slot[:, :h, w:] = 0
+    return batch
 
 
 # --------------------------------------------------------------------------- recognition
@@ -149,6 +166,7 @@ def prepare_rec_batch(
     width_multiple: int = 1,
     width_buckets: Sequence[int] = (),
     rows: int = 0,
+    buffer: np.ndarray | None = None,
 ) -> np.ndarray:
     """Resize crops to ``height`` keeping aspect ratio, normalise to [-1, 1], right-pad.
 
@@ -157,7 +175,8 @@ def prepare_rec_batch(
     a bucket or a multiple of ``width_multiple`` (:func:`rec_batch_width`: on GPUs fewer
     distinct shapes mean fewer kernel set-ups). ``width_scale`` < 1 narrows every crop
     horizontally (fewer CTC steps, less compute). ``rows`` > ``len(crops)`` appends blank
-    rows (zeros), for a constant batch dimension.
+    rows (zeros), for a constant batch dimension. ``buffer``: a float32 array of at least as
+    many elements as the batch, whose memory it uses (as :func:`prepare_det_batch`).
 
     Returns:
         ``(max(len(crops), rows), 3, height, W)`` float32; row ``i < len(crops)`` is crop ``i``.
@@ -171,14 +190,21 @@ def prepare_rec_batch(
     for i, (crop, w) in enumerate(zip(crops, widths, strict=True)):
         resized = cv2.resize(crop, (w, height), interpolation=cv2.INTER_LINEAR)
         pixels[i, :, :w] = resized.reshape(height, w, -1)  # cv2.resize drops a 1-channel axis
-    out = np.zeros((max(len(crops), rows), 3, height, batch_w), dtype=np.float32)
-    if crops:
-        normalised = pixels.transpose(0, 3, 1, 2).astype(np.float32)  # (N, C, H, W)
-        normalised *= 2.0 / 255.0
-        normalised -= 1.0
-        out[: len(crops)] = normalised  # grey: the same values in all three channels
-        for i, w in enumerate(widths):
-            out[i, :, :, w:] = 0.0  # padding stays zero, as the reference pads
+    shape = (max(len(crops), rows), 3, height, batch_w)
+    size = shape[0] * 3 * height * batch_w
+    if buffer is None:
+        out = np.empty(shape, dtype=np.float32)
+    elif buffer.dtype != np.float32 or buffer.size < size:
+        raise ValueError(f"the buffer holds {buffer.size} {buffer.dtype} values, the batch needs {size} float32")
+    else:
+        out = buffer.reshape(-1)[:size].reshape(shape)
+    filled = out[: len(crops)]
+    # (N, C, H, W) uint8 scaled straight into the batch; grey: the same values in all three channels
+    np.multiply(pixels.transpose(0, 3, 1, 2), np.float32(2.0 / 255.0), out=filled)
+    filled -= 1.0
+    for i, w in enumerate(widths):
+        out[i, :, :, w:] = 0.0  # padding stays zero, as the reference pads
+    out[len(crops) :] = 0.0  # blank rows
     return out
 
 

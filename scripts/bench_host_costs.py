@@ -60,6 +60,65 @@ def text_heavy_pages(count: int, encoding: str = "png") -> list[bytes]:
     return pages
 
 
+def model_actor_call(images, detector, recognizer, run_det, run_rec, timed):  # type: ignore[no-untyped-def]
+    """The model actor's work on one call's pages, as ``TextDetector.detect`` and
+    ``TextRecognizer.recognize`` do it: pages grouped by canvas into detector runs (powers of
+    two up to ``text_detection.batch_size``), DB post-processing, cropping, the call's lines in
+    the recogniser's batches (``TextRecognizer.batches``), CTC decoding; the detector's inputs
+    built in its per-thread buffer, as the job does. ``run_det`` and
+    ``run_rec`` give the model outputs (a real run, or a recorded one replayed); ``timed(step,
+    fn, *args)`` times each step. Returns ``(quads, texts)`` per page."""
+    from ocr_actors.postprocess import ctc_collapse, db_boxes, filter_tiny_quads
+    from ocr_actors.preprocess import det_resize_shape, prepare_det_batch, prepare_rec_batch
+    from ocr_actors.runtime.ocr import crop_lines
+    from ocr_actors.runtime.runners import group_by_padded_shape, power_of_two_runs
+
+    det, rec, p = detector.config, recognizer.config, detector.default_params
+    limits = (p.limit_side_len, p.limit_type, p.max_side_limit)
+    shapes = [det_resize_shape(im.shape[0], im.shape[1], *limits) for im in images]
+    quads_per_page: list = [None] * len(images)
+    for canvas, group in group_by_padded_shape(shapes, det.batch_pad_multiple, det.batch_canvases).items():
+        start = 0
+        for size in power_of_two_runs(len(group), det.batch_size):
+            members, start = group[start : start + size], start + size
+            pages = [images[i] for i in members]
+            buffer = detector.input_buffer(size, canvas)  # the job's detector reuses one per thread
+            batch = timed("det pre-process", prepare_det_batch, pages, canvas, *limits, buffer=buffer)
+            probs = run_det(batch)
+            for k, i in enumerate(members):
+                h, w = shapes[i]
+                quads, _ = timed("det post-process (DB)", db_boxes, probs[k, 0, :h, :w], images[i].shape[:2], p.db)
+                quads_per_page[i] = quads[filter_tiny_quads(quads)]
+    crops = [timed("crop lines", crop_lines, im, q) for im, q in zip(images, quads_per_page, strict=True)]
+    flat = [c for page in crops for c in page]
+    texts: list = [None] * len(flat)
+    rows = rec.batch_size if rec.pad_batch else 0
+    for batch in recognizer.batches([c.shape[:2] for c in flat]):
+        members = [flat[i] for i in batch.indices]
+        batch_input = timed(
+            "rec pre-process",
+            prepare_rec_batch,
+            members,
+            48,
+            rec.min_width,
+            rec.max_width,
+            rec.width_scale,
+            rec.width_multiple,
+            rec.width_buckets,
+            rows,
+            buffer=recognizer.input_buffer(),
+        )
+        indices, scores = run_rec(batch_input)
+        decoded = timed("CTC decode", ctc_collapse, indices[:, :, 0], scores[:, :, 0], recognizer.characters)
+        for i, text in zip(batch.indices, decoded, strict=False):
+            texts[i] = text
+    per_page, at = [], 0
+    for page in crops:
+        per_page.append(texts[at : at + len(page)])
+        at += len(page)
+    return quads_per_page, per_page
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pages", type=int, default=20)
@@ -75,29 +134,40 @@ def main() -> int:
     parser.add_argument(
         "--threads", type=int, default=2, help="threads of the actor-work replay (default 2; 1 skips it)"
     )
+    parser.add_argument(
+        "--gpu-layout",
+        action="store_true",
+        help="job_gpu.yaml's shapes and calls (16 pages a model actor call, detector canvases, 32-row "
+        "recognition batches by width bucket) instead of the CPU defaults (one page a call)",
+    )
     args = parser.parse_args()
     cv2.setNumThreads(1)
 
-    from ocr_actors.config import EngineConfig, OCRConfig
+    from ocr_actors.config import EngineConfig, OCRConfig, load_config
     from ocr_actors.io.decode import decode_document
     from ocr_actors.io.parquet import write_part
-    from ocr_actors.postprocess import ctc_collapse, db_boxes, filter_tiny_quads
-    from ocr_actors.preprocess import batches_by_aspect_ratio, prepare_det_input, prepare_rec_batch
-    from ocr_actors.runtime.ocr import crop_lines
     from ocr_actors.runtime.runners import TextDetector, TextRecognizer
 
-    config = OCRConfig()
+    if args.gpu_layout:
+        sys.path.insert(0, str(ROOT / "scripts"))
+        import gpu_check
+        from gpu_stage_costs import job_call_sizes
+
+        settings = {k: v for k, v in gpu_check.gpu_ocr_overrides().items() if not k.startswith("engine.")}
+        settings.update({"text_detection.warmup": False, "text_recognition.warmup": False})
+        config = load_config(OCRConfig, None, settings)
+        call_pages = job_call_sizes()[1]
+    else:
+        config, call_pages = OCRConfig(), 1
     engine = EngineConfig(threads=1)
     detector = TextDetector(config.text_detection, engine)
     recognizer = TextRecognizer(config.text_recognition, engine)
     assert recognizer.fused_decode, "the recogniser could not be fused (read-only cache?): host costs would differ"
-    rec = config.text_recognition
-    p = detector.default_params
     encoded = text_heavy_pages(args.pages, args.encoding)
     seconds: dict[str, float] = defaultdict(float)
     lines_total = 0
     rows: list[dict[str, object]] = []
-    replays: list[tuple[object, object, list[tuple[object, object]]]] = []  # image, det output, rec outputs
+    replays: list[tuple[list, list, list]] = []  # per call: images, detector outputs, recogniser outputs
 
     def timed(step: str, fn, *a, **k):  # type: ignore[no-untyped-def]
         t0 = time.perf_counter()
@@ -107,60 +177,58 @@ def main() -> int:
 
     decode_step = f"decode ({args.encoding} -> {'BGR' if args.bgr else 'grey'})"
     with tempfile.TemporaryDirectory() as out_dir:
-        for n, data in enumerate(encoded):
-            page = timed(decode_step, lambda d=data: next(iter(decode_document(d, keep_grey=not args.bgr))))
-            image = page.image
-            det_input = timed("det pre-process", prepare_det_input, image, p.limit_side_len, p.limit_type)
-            probs = timed("[model] detection", detector._session.run, det_input)
-            h, w = det_input.shape[2:]
-            quads, _scores = timed("det post-process (DB)", db_boxes, probs[0, 0, :h, :w], image.shape[:2], p.db)
-            quads = quads[filter_tiny_quads(quads)]
-            crops = timed("crop lines", crop_lines, image, quads)
-            lines_total += len(crops)
-            texts = []
-            rec_outputs = []
-            for batch in batches_by_aspect_ratio([c.shape[:2] for c in crops], rec.batch_size):
-                members = [crops[i] for i in batch.indices]
-                batch_input = timed(
-                    "rec pre-process",
-                    prepare_rec_batch,
-                    members,
-                    48,
-                    rec.min_width,
-                    rec.max_width,
-                    rec.width_scale,
-                    rec.width_multiple,
+        for start in range(0, len(encoded), call_pages):
+            images = [
+                timed(decode_step, lambda d=data: next(iter(decode_document(d, keep_grey=not args.bgr)))).image
+                for data in encoded[start : start + call_pages]
+            ]
+            det_outputs: list = []
+            rec_outputs: list = []
+
+            def run_det(batch, record=det_outputs):  # type: ignore[no-untyped-def]
+                record.append(timed("[model] detection", detector.session.run, batch))
+                return record[-1]
+
+            def run_rec(batch, record=rec_outputs):  # type: ignore[no-untyped-def]
+                record.append(timed("[model] recognition", recognizer.session.run_all, batch))
+                return record[-1]
+
+            quads_per_page, texts_per_page = model_actor_call(images, detector, recognizer, run_det, run_rec, timed)
+            replays.append((images, det_outputs, rec_outputs))
+            for n, (image, quads, texts) in enumerate(zip(images, quads_per_page, texts_per_page, strict=True)):
+                lines_total += len(texts)
+                rows.append(
+                    {
+                        "source_uri": f"file:///p{start + n}.png",
+                        "doc_id": f"d{start + n}",
+                        "page_index": 0,
+                        "page_count": 1,
+                        "status": "ok",
+                        "width": image.shape[1],
+                        "height": image.shape[0],
+                        "text": "\n".join(t for t, _ in texts),
+                        "lines": [
+                            {"text": t, "score": s, "poly": q.tolist(), "box": [0, 0, 1, 1], "angle": 0}
+                            for (t, s), q in zip(texts, quads, strict=True)
+                        ],
+                        "det_model": "d",
+                        "rec_model": "r",
+                        "job_id": "j",
+                        "processed_at": None,
+                    }
                 )
-                indices, scores = timed("[model] recognition", recognizer._session.run_all, batch_input)
-                rec_outputs.append((indices, scores))
-                texts += timed("CTC decode", ctc_collapse, indices[:, :, 0], scores[:, :, 0], recognizer.characters)
-            row = {
-                "source_uri": f"file:///p{n}.png",
-                "doc_id": f"d{n}",
-                "page_index": 0,
-                "page_count": 1,
-                "status": "ok",
-                "width": w,
-                "height": h,
-                "text": "\n".join(t for t, _ in texts),
-                "lines": [
-                    {"text": t, "score": s, "poly": q.tolist(), "box": [0, 0, 1, 1], "angle": 0}
-                    for (t, s), q in zip(texts, quads, strict=True)
-                ],
-                "det_model": "d",
-                "rec_model": "r",
-                "job_id": "j",
-                "processed_at": None,
-            }
-            rows.append(row)
-            replays.append((image, probs, rec_outputs))
         _write(rows[:1], out_dir + "/warm-up", write_part)  # imports and first-use set-up, not per-page cost
         timed("write Parquet", _write, rows, out_dir, write_part)  # one part file, as output.rows_per_file does
 
     host = {k: v for k, v in seconds.items() if not k.startswith("[model]")}
     host_total = sum(host.values())
     kind = "BGR pages (--bgr)" if args.bgr else "grey pages as the job moves them (one channel)"
-    print(f"{args.pages} text-heavy pages, {lines_total / args.pages:.0f} lines per page, 1 thread, {kind}\n")
+    layout = (
+        f"job_gpu.yaml's layout ({call_pages} pages a model actor call)"
+        if args.gpu_layout
+        else "CPU defaults (one page a call)"
+    )
+    print(f"{args.pages} text-heavy pages, {lines_total / args.pages:.0f} lines per page, 1 thread, {kind}, {layout}\n")
     print(f"{'step':<28} {'ms/page':>8} {'share':>6}")
     for step, s in seconds.items():
         share = f"{100 * s / host_total:5.1f}%" if step in host else ""
@@ -172,41 +240,41 @@ def main() -> int:
     print(f"150 pages/s per GPU needs {150 * per_page:.1f} cores of host work per GPU (before Ray's own overhead)")
     if args.threads > 1:
 
-        def actor_work(page: tuple) -> None:  # type: ignore[type-arg]
-            """The model actor's own host work on one page, with the recorded model outputs."""
-            image, probs, rec_outputs = page
-            det_input = prepare_det_input(image, p.limit_side_len, p.limit_type)
-            h, w = det_input.shape[2:]
-            quads, _ = db_boxes(probs[0, 0, :h, :w], image.shape[:2], p.db)
-            crops = crop_lines(image, quads[filter_tiny_quads(quads)])
-            batches = batches_by_aspect_ratio([c.shape[:2] for c in crops], rec.batch_size)
-            for batch, (indices, scores) in zip(batches, rec_outputs, strict=True):
-                members = [crops[i] for i in batch.indices]
-                prepare_rec_batch(members, 48, rec.min_width, rec.max_width, rec.width_scale, rec.width_multiple)
-                ctc_collapse(indices[:, :, 0], scores[:, :, 0], recognizer.characters)
+        def actor_work(call: tuple) -> None:  # type: ignore[type-arg]
+            """The model actor's own host work on one call's pages, the model outputs replayed."""
+            images, det_outputs, rec_outputs = call
+            det_iter, rec_iter = iter(det_outputs), iter(rec_outputs)
+            model_actor_call(
+                images,
+                detector,
+                recognizer,
+                lambda _: next(det_iter),
+                lambda _: next(rec_iter),
+                lambda _s, f, *a, **k: f(*a, **k),
+            )
 
         print(f"\nthe GPU model actor's own host work (decode, models and write left out), {args.threads} threads:")
-        print(actor_threads_report(actor_work, replays, args.threads))
+        print(actor_threads_report(actor_work, replays, args.threads, args.pages))
     return 0
 
 
-def actor_threads_report(work, pages, threads: int) -> str:  # type: ignore[no-untyped-def]
-    """Run ``work`` over ``pages`` in one thread, then in ``threads`` threads at once (each
-    over all pages); pages/s of each and the speed-up."""
+def actor_threads_report(work, calls, threads: int, pages: int) -> str:  # type: ignore[no-untyped-def]
+    """Run ``work`` over ``calls`` (``pages`` pages in all) in one thread, then in ``threads``
+    threads at once (each over all calls); pages/s of each and the speed-up."""
     from concurrent.futures import ThreadPoolExecutor
 
     def one_pass() -> None:
-        for page in pages:
-            work(page)
+        for call in calls:
+            work(call)
 
     one_pass()  # warm caches and lazy imports
     t0 = time.perf_counter()
     one_pass()
-    alone = len(pages) / (time.perf_counter() - t0)
+    alone = pages / (time.perf_counter() - t0)
     with ThreadPoolExecutor(threads) as pool:
         t0 = time.perf_counter()
         list(pool.map(lambda _: one_pass(), range(threads)))
-        together = threads * len(pages) / (time.perf_counter() - t0)
+        together = threads * pages / (time.perf_counter() - t0)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return (
         f"1 thread: {alone:.1f} pages/s ({1000 / alone:.1f} ms a page); {threads} threads: {together:.1f} pages/s, "

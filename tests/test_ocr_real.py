@@ -120,6 +120,32 @@ def test_onnxruntime_and_paddle_give_the_same_text():
     assert len(texts["paddle"][0]) == len(page.lines)
 
 
+def test_reused_input_buffers_carry_nothing_from_one_call_to_the_next(pipeline):
+    """The runners build each model input in a per-thread buffer kept from call to call: a
+    call after a bigger one (more pages, wider lines, more rows) reads exactly as a fresh
+    runner does, and the buffer is the same memory both times."""
+    from ocr_actors.config import TextDetectionConfig
+    from ocr_actors.runtime.runners import TextDetector
+
+    engine = EngineConfig(threads=2)
+    big = [render_page(seed=160 + i, lines_per_column=12, kinds=("prose", "number")).image for i in range(2)]
+    small = cv2.resize(render_page(seed=162, lines_per_column=4).image, (620, 877))
+    config = TextDetectionConfig(batch_pad_multiple=960, batch_canvases=((960, 736),), batch_size=2)
+    used, fresh = TextDetector(config, engine), TextDetector(config, engine)
+    used.detect(big)
+    before = used.input_buffer(2, (960, 736))
+    (after_big,), (alone,) = used.detect([small]), fresh.detect([small])
+    assert used.input_buffer(1, (960, 736)) is before
+    np.testing.assert_array_equal(after_big.quads, alone.quads)
+    np.testing.assert_array_equal(after_big.scores, alone.scores)
+    wide = crop_lines(big[0], pipeline.engine.detector.detect([big[0]])[0].quads)
+    narrow = [c[:, : max(8, c.shape[1] // 4)] for c in crop_lines(small, alone.quads)]
+    shaped = TextRecognitionConfig(batch_size=8, width_buckets=(320, 640, 1280, 3200), pad_batch=True)
+    used_rec, fresh_rec = TextRecognizer(shaped, engine), TextRecognizer(shaped, engine)
+    used_rec.recognize(wide)
+    assert used_rec.recognize(narrow) == fresh_rec.recognize(narrow)
+
+
 def test_paddle_on_gpu_without_paddlepaddle_gpu_is_refused_not_run_on_the_cpu():
     """A CPU build of paddlepaddle (this machine's) asked for the GPU: a clear error at session
     start, as ONNX Runtime's silent CPU fallback gets, never CPU figures taken for a GPU's."""

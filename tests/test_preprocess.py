@@ -14,13 +14,13 @@ from ocr_actors.preprocess import (
     batches_by_aspect_ratio,
     det_resize_shape,
     normalize_det,
+    prepare_det_batch,
     prepare_det_input,
     prepare_doc_orientation_input,
     prepare_rec_batch,
     prepare_textline_cls_batch,
     rec_batch_width,
     rec_resized_width,
-    stack_padded,
 )
 
 # --------------------------------------------------------------------------- detection resize
@@ -118,17 +118,25 @@ def test_prepare_det_input_shape() -> None:
     np.testing.assert_allclose(out[0, :, 10, 10], (1.0 - DET_MEAN) / DET_STD, rtol=1e-5)
 
 
-def test_stack_padded_pads_right_and_bottom_with_zeros() -> None:
-    a = np.ones((3, 2, 5), dtype=np.float32)
-    b = np.full((3, 4, 3), 2.0, dtype=np.float32)
-    out = stack_padded([a, b])
-    assert out.shape == (2, 3, 4, 5)
-    assert (out[0, :, :2, :5] == 1).all() and (out[0, :, 2:, :] == 0).all()
-    assert (out[1, :, :, :3] == 2).all() and (out[1, :, :, 3:] == 0).all()
-    canvas = stack_padded([a, b], shape=(8, 6))
-    assert canvas.shape == (2, 3, 8, 6) and (canvas[:, :, :4, :5] == out).all() and not canvas[:, :, 4:].any()
-    with pytest.raises(ValueError, match="does not hold every image"):
-        stack_padded([a, b], shape=(4, 4))
+def test_prepare_det_batch_is_each_pages_input_zero_padded_on_the_canvas_in_a_reused_buffer() -> None:
+    rng = np.random.default_rng(5)
+    portrait = rng.integers(0, 255, (1754, 1240, 3), dtype=np.uint8)  # resizes to 960 x 672
+    grey = rng.integers(0, 255, (700, 500, 1), dtype=np.uint8)  # kept: 704 x 512
+    pages = [portrait, grey]
+    buffer = np.full(4 * 3 * 960 * 736, np.nan, dtype=np.float32)  # stale values from a bigger call
+    batch = prepare_det_batch(pages, (960, 736), 960, "max", buffer=buffer)
+    assert batch.shape == (2, 3, 960, 736) and batch.dtype == np.float32
+    assert np.shares_memory(batch, buffer)  # built in the caller's buffer, not in new memory
+    for slot, page in zip(batch, pages, strict=True):
+        alone = prepare_det_input(page, 960, "max")[0]
+        h, w = alone.shape[1:]
+        np.testing.assert_array_equal(slot[:, :h, :w], alone)
+        assert not slot[:, h:, :].any() and not slot[:, :h, w:].any()  # zero padding, no stale value
+    np.testing.assert_array_equal(prepare_det_batch(pages, (960, 736), 960, "max"), batch)  # no buffer: new memory
+    with pytest.raises(ValueError, match="does not hold a page resized to"):
+        prepare_det_batch(pages, (704, 736), 960, "max")
+    with pytest.raises(ValueError, match="the batch needs"):
+        prepare_det_batch(pages, (960, 736), 960, "max", buffer=np.empty(10, np.float32))
 
 
 # --------------------------------------------------------------------------- recognition
