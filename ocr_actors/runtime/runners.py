@@ -174,9 +174,10 @@ def power_of_two_runs(count: int, largest: int) -> list[int]:
 class ThreadBuffers:
     """One float32 input buffer per calling thread, grown as needed: a runner builds each
     model input in its thread's buffer, so that memory stays mapped from call to call (a
-    fresh batch of 16 pages is 136 MB whose pages the system maps and zeroes every time; on
-    this project's 2-vCPU machine building the detector's batches took 11.4 against 1.4 ms a
-    page, ``bench_host_costs.py``); a run is over before its thread builds the next input."""
+    fresh batch of 16 pages is 136 MB whose pages the system maps and zeroes every time: on
+    the project's 2-vCPU machine ``bench_host_costs.py --gpu-layout`` replayed the model
+    actor's own host work at 10.4 ms a page with fresh arrays, 7.8 with the buffers); a run is
+    over before its thread builds the next input."""
 
     def __init__(self) -> None:
         self._local = threading.local()
