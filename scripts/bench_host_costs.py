@@ -12,7 +12,10 @@ core sustains, so that cores per GPU follow: cores = target pages/s / (pages/s p
 The two models are timed on this CPU too (the work a GPU takes over), as the reference
 the host work is measured against. The (grey) pages decode to one channel as in the batch job;
 ``--bgr`` decodes them to BGR, as the single-image engine does, for comparison; ``--encoding``
-stores them as RGB PNG (default), greyscale PNG or JPEG.
+stores them as RGB PNG (default), greyscale PNG or JPEG. The pages go through the model
+actor's calls as the CPU defaults make them (a page a call), or with ``--gpu-layout`` as
+``job_gpu.yaml`` does (16 pages a call, the detector's canvases, 32-row recognition batches by
+width bucket), the same code path as the job's runners, their per-thread input buffers included.
 
 Last it replays the part of that work a GPU model actor does itself (detection pre- and
 post-processing, cropping, recognition pre-processing, CTC decoding; the model outputs reused,
