@@ -385,3 +385,22 @@ def test_doc_orientation_input_of_a_thin_strip_samples_its_centre_window_only():
     patch = preprocess.prepare_doc_orientation_input(strip)
     assert patch.shape == (1, 3, 224, 224) and np.isfinite(patch).all()
     assert patch[0, :, :, 100:124].min() > 1.5  # the white middle, normalised
+
+
+def test_thread_buffers_are_kept_per_thread_up_to_a_size_and_grow() -> None:
+    import threading
+
+    from ocr_actors.runtime.runners import ThreadBuffers
+
+    buffers = ThreadBuffers(keep_bytes=4000)
+    first = buffers.get(100)
+    assert first.dtype == np.float32 and first.size >= 100 and buffers.get(50) is first  # kept, reused
+    grown = buffers.get(900)
+    assert grown.size >= 900 and grown is not first and buffers.get(100) is grown  # grows, then kept
+    huge = buffers.get(2000)  # 8000 bytes, past keep_bytes: its own memory, not kept
+    assert huge.size >= 2000 and buffers.get(900) is grown
+    other: list = []
+    worker = threading.Thread(target=lambda: other.append(buffers.get(100)))
+    worker.start()
+    worker.join()
+    assert not np.shares_memory(other[0], grown)  # another thread builds in memory of its own

@@ -177,13 +177,19 @@ class ThreadBuffers:
     fresh batch of 16 pages is 136 MB whose pages the system maps and zeroes every time: on
     the project's 2-vCPU machine ``bench_host_costs.py --gpu-layout`` replayed the model
     actor's own host work at 10.4 ms a page with fresh arrays, 7.8 with the buffers); a run is
-    over before its thread builds the next input."""
+    over before its thread builds the next input. A buffer is kept up to ``keep_bytes`` (256
+    MB: 16 pages of 960 x 960, 32 lines 3200 px wide); a larger input (a service request of
+    big pages read with ``limit_type: min``) gets memory of its own, freed after its run."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep_bytes: int = 256 << 20) -> None:
         self._local = threading.local()
+        self.keep_values = keep_bytes // 4
 
     def get(self, size: int) -> np.ndarray:
-        """The calling thread's buffer of at least ``size`` float32 values."""
+        """The calling thread's buffer of at least ``size`` float32 values (a new array, not
+        kept, past ``keep_bytes``)."""
+        if size > self.keep_values:
+            return np.empty(size, dtype=np.float32)
         buffer: np.ndarray | None = getattr(self._local, "array", None)
         if buffer is None or buffer.size < size:
             buffer = self._local.array = np.empty(size, dtype=np.float32)
