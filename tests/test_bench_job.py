@@ -42,14 +42,20 @@ def test_process_sampler_counts_a_busy_child_under_its_command_name():
     assert 0.4 <= kinds.get(name, 0.0) <= 1.0, kinds
 
 
-def test_host_costs_bench_times_every_step_and_the_actor_work_in_threads():
-    """scripts/bench_host_costs.py on two pages: every host step timed, the models as the
-    reference, and the model actor's own work replayed in one thread and in two."""
+@pytest.mark.parametrize(
+    ("flags", "layout"),
+    [([], "CPU defaults (one page a call)"), (["--gpu-layout"], "job_gpu.yaml's layout (16 pages a model actor call)")],
+)
+def test_host_costs_bench_times_every_step_and_the_actor_work_in_threads(flags, layout):
+    """scripts/bench_host_costs.py on three pages, with the CPU defaults' calls and with
+    job_gpu.yaml's (16-page actor calls, detector canvases, 32-row recognition batches by width
+    bucket): every host step timed, the models as the reference, and the model actor's own
+    work replayed in one thread and in two."""
     import re
 
     root = Path(__file__).resolve().parent.parent
     proc = subprocess.run(
-        [sys.executable, "scripts/bench_host_costs.py", "--pages", "2", "--threads", "2"],
+        [sys.executable, "scripts/bench_host_costs.py", "--pages", "3", "--threads", "2", *flags],
         cwd=root,
         capture_output=True,
         text=True,
@@ -57,32 +63,13 @@ def test_host_costs_bench_times_every_step_and_the_actor_work_in_threads():
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = proc.stdout
-    for step in ("decode (png -> grey)", "det post-process (DB)", "crop lines", "rec pre-process", "CTC decode"):
+    assert layout in out
+    steps = ("decode (png -> grey)", "det pre-process", "det post-process (DB)", "crop lines", "rec pre-process")
+    for step in (*steps, "CTC decode"):
         assert re.search(rf"^{re.escape(step)}\s+\d+\.\d+\s+\d+\.\d%$", out, re.M), (step, out)
     assert re.search(r"^\[model\] recognition\s+\d+\.\d+\s*$", out, re.M)
+    lines = re.search(r"3 text-heavy pages, (\d+) lines per page", out)
+    assert lines and int(lines.group(1)) >= 20, out  # the pages were read: the lines were found
     replay = re.search(r"1 thread: ([\d.]+) pages/s .*; 2 threads: ([\d.]+) pages/s, x([\d.]+)", out)
     assert replay and float(replay.group(1)) > 0 and float(replay.group(2)) > 0, out
     assert float(replay.group(3)) == pytest.approx(float(replay.group(2)) / float(replay.group(1)), abs=0.01)
-
-
-def test_host_costs_bench_times_the_gpu_layouts_host_work_too():
-    """``--gpu-layout``: job_gpu.yaml's calls and shapes (16-page actor calls, detector canvases,
-    32-row recognition batches by width bucket), every host step timed the same way."""
-    import re
-
-    root = Path(__file__).resolve().parent.parent
-    proc = subprocess.run(
-        [sys.executable, "scripts/bench_host_costs.py", "--pages", "3", "--threads", "2", "--gpu-layout"],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    out = proc.stdout
-    assert "job_gpu.yaml's layout (16 pages a model actor call)" in out
-    for step in ("det pre-process", "det post-process (DB)", "crop lines", "rec pre-process", "CTC decode"):
-        assert re.search(rf"^{re.escape(step)}\s+\d+\.\d+\s+\d+\.\d%$", out, re.M), (step, out)
-    lines = re.search(r"3 text-heavy pages, (\d+) lines per page", out)
-    assert lines and int(lines.group(1)) >= 20, out  # the pages were read: the lines were found
-    assert re.search(r"1 thread: [\d.]+ pages/s .*; 2 threads: [\d.]+ pages/s", out), out
