@@ -96,6 +96,18 @@ def prepare_det_input(
     return normalize_det(resized)[None]
 
 
+def batch_array(shape: tuple[int, ...], buffer: np.ndarray | None = None) -> np.ndarray:
+    """A float32 array of ``shape`` for a model batch: a view of the first elements of
+    ``buffer`` (a caller's float32 array, reused from call to call) when given, else new
+    memory; its values are whatever was there (the caller writes every element)."""
+    if buffer is None:
+        return np.empty(shape, dtype=np.float32)
+    size = math.prod(shape)
+    if buffer.dtype != np.float32 or buffer.size < size:
+        raise ValueError(f"the buffer holds {buffer.size} {buffer.dtype} values, the batch needs {size} float32")
+    return buffer.reshape(-1)[:size].reshape(shape)
+
+
 def prepare_det_batch(
     images: Sequence[np.ndarray],
     canvas: tuple[int, int],
@@ -109,17 +121,11 @@ def prepare_det_batch(
     the same values as :func:`prepare_det_input`'s output of each page, zero-padded.
 
     ``buffer``: a float32 array of at least ``N * 3 * H * W`` elements whose memory the batch
-    uses (a caller's, reused from call to call: a fresh batch of 16 pages is 136 MB whose
-    pages the system must map and zero every call); a new array without it.
+    uses (:func:`batch_array`; a caller's, reused from call to call: a fresh batch of 16 pages
+    is 136 MB whose pages the system must map and zero every call); a new array without it.
     """
     height, width = canvas
-    size = len(images) * 3 * height * width
-    if buffer is None:
-        batch = np.empty((len(images), 3, height, width), dtype=np.float32)
-    elif buffer.dtype != np.float32 or buffer.size < size:
-        raise ValueError(f"the buffer holds {buffer.size} {buffer.dtype} values, the batch needs {size} float32")
-    else:
-        batch = buffer.reshape(-1)[:size].reshape(len(images), 3, height, width)
+    batch = batch_array((len(images), 3, height, width), buffer)
     for slot, image in zip(batch, images, strict=True):
         h, w = det_resize_shape(image.shape[0], image.shape[1], limit_side_len, limit_type, max_side_limit)
         if h > height or w > width:
@@ -176,7 +182,7 @@ def prepare_rec_batch(
     distinct shapes mean fewer kernel set-ups). ``width_scale`` < 1 narrows every crop
     horizontally (fewer CTC steps, less compute). ``rows`` > ``len(crops)`` appends blank
     rows (zeros), for a constant batch dimension. ``buffer``: a float32 array of at least as
-    many elements as the batch, whose memory it uses (as :func:`prepare_det_batch`).
+    many elements as the batch, whose memory it uses (:func:`batch_array`).
 
     Returns:
         ``(max(len(crops), rows), 3, height, W)`` float32; row ``i < len(crops)`` is crop ``i``.
@@ -190,14 +196,7 @@ def prepare_rec_batch(
     for i, (crop, w) in enumerate(zip(crops, widths, strict=True)):
         resized = cv2.resize(crop, (w, height), interpolation=cv2.INTER_LINEAR)
         pixels[i, :, :w] = resized.reshape(height, w, -1)  # cv2.resize drops a 1-channel axis
-    shape = (max(len(crops), rows), 3, height, batch_w)
-    size = shape[0] * 3 * height * batch_w
-    if buffer is None:
-        out = np.empty(shape, dtype=np.float32)
-    elif buffer.dtype != np.float32 or buffer.size < size:
-        raise ValueError(f"the buffer holds {buffer.size} {buffer.dtype} values, the batch needs {size} float32")
-    else:
-        out = buffer.reshape(-1)[:size].reshape(shape)
+    out = batch_array((max(len(crops), rows), 3, height, batch_w), buffer)
     filled = out[: len(crops)]
     # (N, C, H, W) uint8 scaled straight into the batch; grey: the same values in all three channels
     np.multiply(pixels.transpose(0, 3, 1, 2), np.float32(2.0 / 255.0), out=filled)
