@@ -322,3 +322,63 @@ def unwarp_maps(grid: np.ndarray, width: int, height: int) -> tuple[np.ndarray, 
     map_x = ((full_x + 1.0) * 0.5 * (width - 1)).astype(np.float32)
     map_y = ((full_y + 1.0) * 0.5 * (height - 1)).astype(np.float32)
     return map_x, map_y
+
+
+OPENCV_MAX_SIDE = 32766
+"""The longest side OpenCV's ``remap`` takes, for its source and its output alike (< SHRT_MAX)."""
+
+
+def remap_windowed(
+    image: np.ndarray, map_x: np.ndarray, map_y: np.ndarray, max_side: int = OPENCV_MAX_SIDE
+) -> np.ndarray:
+    """``cv2.remap`` (bilinear, replicated border) of a page of any size: the same pixels.
+
+    OpenCV refuses a source or an output of 32767 px or more on a side. Such a page is
+    remapped in output tiles of at most ``max_side`` px, each from the window of the page its
+    map points into (halved until that window fits); the maps are shifted by the window's
+    integer corner, which float32 does exactly, so every output pixel is computed as in one call.
+
+    Args:
+        image: ``(H, W[, C])`` uint8 page.
+        map_x, map_y: ``(h, w)`` float32 source coordinates in page pixels, finite.
+        max_side: the longest side of one OpenCV call (smaller in tests).
+
+    Returns:
+        ``(h, w[, C])`` uint8, the page sampled at the maps.
+
+    Raises:
+        ValueError: a map holds a coordinate that is not finite.
+    """
+
+    def remap(source: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+        out = cv2.remap(source, xs, ys, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        return out.reshape(*xs.shape, *image.shape[2:])  # OpenCV drops a 1-channel axis
+
+    height, width = image.shape[:2]
+    if max(height, width, *map_x.shape) <= max_side:
+        return remap(image, map_x, map_y)
+    out = np.empty((*map_x.shape, *image.shape[2:]), dtype=image.dtype)
+    tiles = [
+        (r, c, min(r + max_side, map_x.shape[0]), min(c + max_side, map_x.shape[1]))
+        for r in range(0, map_x.shape[0], max_side)
+        for c in range(0, map_x.shape[1], max_side)
+    ]
+    while tiles:
+        r0, c0, r1, c1 = tiles.pop()
+        xs, ys = map_x[r0:r1, c0:c1], map_y[r0:r1, c0:c1]
+        low_x, high_x, low_y, high_y = float(xs.min()), float(xs.max()), float(ys.min()), float(ys.max())
+        if not np.isfinite([low_x, high_x, low_y, high_y]).all():
+            raise ValueError("the unwarping map holds coordinates that are not finite")
+        # Bilinear sampling reads floor(x) and the next pixel; the fixed-point maps may round up.
+        x0, y0 = min(max(int(np.floor(low_x)) - 1, 0), width - 1), min(max(int(np.floor(low_y)) - 1, 0), height - 1)
+        x1, y1 = max(min(int(np.ceil(high_x)) + 2, width), x0 + 1), max(min(int(np.ceil(high_y)) + 2, height), y0 + 1)
+        if max(x1 - x0, y1 - y0) > max_side:  # the tile points into too wide a window: halve it
+            if r1 - r0 >= c1 - c0:
+                middle = (r0 + r1) // 2
+                tiles += [(r0, c0, middle, c1), (middle, c0, r1, c1)]
+            else:
+                middle = (c0 + c1) // 2
+                tiles += [(r0, c0, r1, middle), (r0, middle, r1, c1)]
+            continue
+        out[r0:r1, c0:c1] = remap(image[y0:y1, x0:x1], xs - np.float32(x0), ys - np.float32(y0))
+    return out

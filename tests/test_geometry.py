@@ -423,3 +423,24 @@ def test_unwarp_maps_put_the_grids_corners_on_the_pages_corner_pixels():
     shifted = identity + np.array([2 * 9.0 / (width - 1), 0.0], np.float32)[:, None, None]  # 9 px to the right
     map_x, _ = unwarp_maps(shifted, width, height)
     assert np.abs(map_x - (np.arange(width)[None, :] + 9.0)).max() < 0.01
+
+
+def test_remap_windowed_gives_one_remaps_pixels_in_tiles_of_any_size():
+    """A page remapped in tiles (each from the window its map points into) is pixel for pixel
+    the page remapped in one call: smooth maps reaching past every edge, a map that scatters
+    each tile over the whole page (its tiles are halved until their windows fit), grey pages."""
+    from ocr_actors.geometry import remap_windowed
+
+    rng = np.random.default_rng(3)
+    page = rng.integers(0, 256, (300, 500, 3), dtype=np.uint8)
+    yy, xx = np.mgrid[0:280, 0:520].astype(np.float32)
+    smooth = ((xx * 0.97 + 10 * np.sin(yy / 30) - 5).astype(np.float32), (yy * 1.05 + 8 * np.cos(xx / 40) - 6))
+    scattered = (((xx * 37) % 500 + 0.3).astype(np.float32), yy.astype(np.float32))
+    for map_x, map_y in (smooth, scattered):
+        map_y = map_y.astype(np.float32)
+        for image in (page, page[:, :, 1]):
+            whole = cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            for side in (7, 64, 1000):
+                np.testing.assert_array_equal(remap_windowed(image, map_x, map_y, max_side=side), whole)
+    with pytest.raises(ValueError, match="not finite"):
+        remap_windowed(page, np.full((40, 40), np.nan, np.float32), map_y[:40, :40], max_side=16)

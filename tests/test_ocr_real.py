@@ -538,3 +538,15 @@ def test_batch_shapes_are_the_shapes_recognition_sends(pipeline, pad_batch):
         assert set(rows) == {8} and len(shapes) * 8 >= len(crops)
     else:
         assert sum(rows) == len(crops) and max(rows) <= 8
+
+
+def test_unwarping_takes_a_page_wider_than_opencvs_remap_limit(pipeline):
+    """A strip 40,000 px wide (OpenCV's remap refuses 32767 px or more on a side) unwarps
+    whole, in windows, instead of failing the page."""
+    strip = np.full((90, 40_000, 3), 255, np.uint8)
+    strip[30:60, 1_000:39_000] = 0
+    result = next(pipeline.predict(strip, use_doc_unwarping=True))
+    unwarped = result.img["preprocessed_img"]
+    assert unwarped.shape == strip.shape
+    # The band stays a level band across the page (UVDoc may stretch it towards the ends).
+    assert unwarped[:20].min() > 192 and unwarped[80:].min() > 192 and unwarped[45, 5_000:35_000].max() < 64

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from ocr_actors.config import EngineConfig, TextDetectionConfig, TextRecognitionConfig
-from ocr_actors.geometry import rotate_image, unwarp_maps
+from ocr_actors.geometry import remap_windowed, rotate_image, unwarp_maps
 from ocr_actors.postprocess import (
     DBParams,
     ctc_characters,
@@ -523,4 +523,4 @@ class DocUnwarper:
         batch = (small[:, :, ::-1].astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
         grid = self._session.run(np.ascontiguousarray(batch))[0]  # (2, gh, gw) in [-1, 1]
         map_x, map_y = unwarp_maps(grid, w, h)
-        return cv2.remap(image, map_x, map_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        return remap_windowed(image, map_x, map_y)
