@@ -173,6 +173,11 @@ def _add_run(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--input", default=None, help="folder/prefix, glob or manifest (.txt/.csv/.parquet) URI")
     p.add_argument("--output", default=None, help="output folder/prefix URI for the Parquet dataset")
     p.add_argument("--config", default=None, help="job YAML (see jobs/configs/job_default.yaml)")
+    p.add_argument(
+        "--ocr-config",
+        default=None,
+        help="OCR YAML over the job's ocr: section, as predict --config takes (e.g. jobs/configs/ocr_accurate.yaml)",
+    )
     p.add_argument("--mode", choices=("resume", "incremental", "overwrite"), default=None)
     p.add_argument(
         "--address", default=None, help="Ray address; default: $RAY_ADDRESS if set, else start Ray in this process"
@@ -184,6 +189,11 @@ def _add_run(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="list the sources and read the output, print what a run would do (JSON), and stop: no Ray, no writes",
     )
     p.add_argument("overrides", nargs="*", help="config overrides: section.key=value (e.g. ocr.engine.device=gpu)")
+
+
+def _ocr_section(args: argparse.Namespace) -> dict[str, str]:
+    """``--ocr-config``: an OCR config file for the ``ocr`` section of a job or service config."""
+    return {"ocr": args.ocr_config} if args.ocr_config else {}
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -200,7 +210,7 @@ def _run(args: argparse.Namespace) -> int:
     ):
         if value is not None:
             overrides[key] = value
-    config = load_config(JobConfig, args.config, overrides)
+    config = load_config(JobConfig, args.config, overrides, sections=_ocr_section(args))
     if args.dry_run:
         from ocr_actors.pipeline.job import plan_only
 
@@ -291,6 +301,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=None, help="port (default 8080)")
     p.add_argument("--config", default=None, help="service YAML (ocr: ..., limits, URL inputs)")
+    p.add_argument("--ocr-config", default=None, help="OCR YAML laid over the service's ocr: section")
     p.add_argument("overrides", nargs="*", help="config overrides: key=value (e.g. max_pdf_pages=20)")
 
 
@@ -304,7 +315,7 @@ def _serve(args: argparse.Namespace) -> int:
         overrides["host"] = args.host
     if args.port is not None:
         overrides["port"] = args.port
-    serve_forever(load_config(ServiceConfig, args.config, overrides))
+    serve_forever(load_config(ServiceConfig, args.config, overrides, sections=_ocr_section(args)))
     return 0
 
 

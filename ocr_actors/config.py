@@ -345,6 +345,20 @@ def _field_default(cls: type, name: str) -> Any:
     return dataclasses.MISSING
 
 
+def _wrong_kind_hint(cls: type, unknown: set[str]) -> str:
+    """Why a whole file's keys are unknown, when it is the other kind of config: an OCR config
+    given where a job or service config (with an ``ocr:`` section) goes, or the reverse."""
+    ocr_keys = {f.name for f in fields(OCRConfig)}
+    if cls is not OCRConfig and "ocr" in {f.name for f in fields(cls)} and unknown <= ocr_keys:
+        return (
+            " (these are OCR settings: give an OCR config file with --ocr-config, "
+            "or put its keys under an `ocr:` section)"
+        )
+    if cls is OCRConfig and "ocr" in unknown:
+        return " (this is a job or service config: an OCR config is what its `ocr:` section holds)"
+    return ""
+
+
 def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "", base: T | None = None) -> T:
     """Build a config dataclass from a mapping, rejecting unknown keys.
 
@@ -358,7 +372,7 @@ def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "", base: T | 
         prefix = f"{where}." if where else ""
         raise ConfigError(
             f"unknown config key(s) {', '.join(prefix + k for k in sorted(unknown))}; "
-            f"valid keys here: {', '.join(sorted(known))}"
+            f"valid keys here: {', '.join(sorted(known))}{_wrong_kind_hint(cls, unknown) if not where else ''}"
         )
     hints = typing.get_type_hints(cls)
     kwargs: dict[str, Any] = {}
@@ -378,6 +392,50 @@ def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "", base: T | 
 def to_dict(config: Any) -> dict[str, Any]:
     """Plain nested dict of a config (for saving next to outputs)."""
     return dataclasses.asdict(config)
+
+
+RESULT_SETTINGS = (
+    "doc_preprocessor.use_doc_orientation_classify",
+    "doc_preprocessor.use_doc_unwarping",
+    "doc_preprocessor.orientation_model",
+    "doc_preprocessor.unwarping_model",
+    "text_detection.model",
+    "text_detection.limit_side_len",
+    "text_detection.limit_type",
+    "text_detection.max_side_limit",
+    "text_detection.thresh",
+    "text_detection.box_thresh",
+    "text_detection.unclip_ratio",
+    "textline_orientation.use_textline_orientation",
+    "textline_orientation.model",
+    "text_recognition.model",
+    "text_recognition.width_scale",
+    "text_recognition.space_bias",
+    "text_recognition.score_thresh",
+    "input.pdf_dpi",
+)
+"""The OCR settings that decide what a page reads as (models, switches, thresholds, raster
+resolution); the others decide speed and memory."""
+
+
+def result_settings_changes(previous: Mapping[str, Any], current: OCRConfig) -> dict[str, list[Any]]:
+    """``{key: [before, now]}`` for each of :data:`RESULT_SETTINGS` that differs between an
+    earlier run's saved OCR config (a plain mapping, as ``to_dict`` wrote it) and ``current``.
+    A key the earlier config does not hold (written by an older version) is not compared."""
+    now = to_dict(current)
+    changes: dict[str, list[Any]] = {}
+    for key in RESULT_SETTINGS:
+        before: Any = previous
+        after: Any = now
+        for part in key.split("."):
+            before = before.get(part, _ABSENT) if isinstance(before, Mapping) else _ABSENT
+            after = after[part]
+        if before is not _ABSENT and before != after:
+            changes[key] = [before, after]
+    return changes
+
+
+_ABSENT = object()
 
 
 def set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
@@ -406,6 +464,7 @@ def load_config(
     cls: type[T],
     source: str | Path | Mapping[str, Any] | None = None,
     overrides: Iterable[str] | Mapping[str, Any] = (),
+    sections: Mapping[str, str | Path] | None = None,
 ) -> T:
     """Load a config from a YAML file or mapping, then apply overrides.
 
@@ -413,21 +472,38 @@ def load_config(
         cls: the config dataclass (e.g. :class:`OCRConfig`).
         source: YAML path, mapping, or None for defaults.
         overrides: ``"section.key=value"`` strings or a ``{dotted key: value}`` mapping.
+        sections: ``{section: YAML path}`` merged over that section of ``source`` before the
+            overrides (``{"ocr": "ocr_accurate.yaml"}``: an OCR config inside a job config).
     """
-    if source is None:
-        data: dict[str, Any] = {}
-    elif isinstance(source, Mapping):
-        data = _deep_copy(source)
-    else:
-        with open(source, encoding="utf-8") as fh:
-            loaded = yaml.safe_load(fh) or {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{source}: the top level of a config file must be a mapping")
-        data = loaded
+    data: dict[str, Any] = _deep_copy(source) if isinstance(source, Mapping) else read_yaml_mapping(source)
+    for section, path in (sections or {}).items():
+        current = data.get(section)
+        data[section] = merged(current if isinstance(current, Mapping) else {}, read_yaml_mapping(path))
     items = overrides.items() if isinstance(overrides, Mapping) else (parse_override(o) for o in overrides)
     for key, value in items:
         set_path(data, key, value)
     return from_dict(cls, data)
+
+
+def read_yaml_mapping(path: str | Path | None) -> dict[str, Any]:
+    """A YAML config file's mapping (``{}`` for None or an empty file)."""
+    if path is None:
+        return {}
+    with open(path, encoding="utf-8") as fh:
+        loaded = yaml.safe_load(fh) or {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: the top level of a config file must be a mapping")
+    return loaded
+
+
+def merged(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``extra`` laid over it, section by section (``extra`` wins on a key)."""
+    out = _deep_copy(base)
+    for key, value in extra.items():
+        current = out.get(key)
+        both_sections = isinstance(current, Mapping) and isinstance(value, Mapping)
+        out[key] = merged(current, value) if both_sections else value  # type: ignore[arg-type]
+    return out
 
 
 def _deep_copy(data: Mapping[str, Any]) -> dict[str, Any]:

@@ -339,6 +339,22 @@ def test_cli_run_dry_run_says_what_a_run_would_do_and_writes_nothing(tmp_path):
     assert check.stdout.strip().splitlines()[-1] == "False"  # planning alone never loads Ray
 
 
+def test_cli_run_takes_an_ocr_config_with_ocr_config_and_says_so_when_given_as_config(tmp_path):
+    """``--ocr-config`` lays an OCR YAML (as ``predict --config`` takes) over the job's ``ocr:``
+    section: its model names are checked like the job's own; the same file as ``--config``
+    is refused with a hint to use ``--ocr-config``."""
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    accurate = Path(__file__).resolve().parent.parent / "jobs" / "configs" / "ocr_accurate.yaml"
+    common = ("run", "--dry-run", "--quiet", "--input", str(examples), "--output", str(tmp_path / "out"))
+    assert _cli(*common, "--ocr-config", str(accurate)).returncode == 0
+    missing = tmp_path / "ocr_missing.yaml"
+    missing.write_text("text_recognition:\n  model: no_such_rec_model\n", encoding="utf-8")
+    proc = _cli(*common, "--ocr-config", str(missing))
+    assert proc.returncode == 2 and "no_such_rec_model" in proc.stderr.splitlines()[-1]
+    proc = _cli(*common, "--config", str(accurate))
+    assert proc.returncode == 2 and "give an OCR config file with --ocr-config" in proc.stderr.splitlines()[-1]
+
+
 def test_cli_predict_never_lets_one_result_overwrite_another(tmp_path):
     """Same file name in two folders, and a PDF's page 0 against an image named ``x_0``: each
     page keeps its own JSON and image (the later one named ``-2``); a ``--save_path`` folder

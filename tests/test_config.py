@@ -327,3 +327,45 @@ def test_retry_errors_names_only_known_error_types() -> None:
     assert load_config(JobConfig, None, {"output.retry_errors": []}).output.retry_errors == ()
     with pytest.raises(ConfigError, match=r"output.retry_errors .*\['corupt'\]"):
         load_config(JobConfig, None, {"output.retry_errors": ["read_failed", "corupt"]})
+
+
+def test_an_ocr_config_file_lays_over_the_ocr_section_of_a_job_or_service_config() -> None:
+    """``run --ocr-config`` / ``serve --ocr-config``: the accurate preset over ``job_gpu.yaml``
+    changes the models and keeps the job file's other OCR keys; overrides still come last."""
+    from ocr_actors.job_config import JobConfig
+    from ocr_actors.service.config import ServiceConfig
+
+    configs = Path(__file__).resolve().parent.parent / "jobs" / "configs"
+    accurate = {"ocr": configs / "ocr_accurate.yaml"}
+    job = load_config(JobConfig, configs / "job_gpu.yaml", ["ocr.text_recognition.batch_size=8"], sections=accurate)
+    models = (job.ocr.text_detection.model, job.ocr.text_recognition.model)
+    assert models == ("PP-OCRv6_small_det", "PP-OCRv6_small_rec")
+    assert job.ocr.engine.device == "gpu" and job.ocr.text_detection.batch_canvases == ((960, 736), (736, 960))
+    assert job.ocr.text_recognition.batch_size == 8 and job.ocr.text_recognition.batch_by_bucket is True
+    service = load_config(ServiceConfig, None, sections=accurate)
+    assert service.ocr.text_recognition.model == "PP-OCRv6_small_rec" and service.ocr.engine.device == "cpu"
+
+
+def test_a_config_of_the_other_kind_is_refused_with_a_hint() -> None:
+    from ocr_actors.job_config import JobConfig
+
+    configs = Path(__file__).resolve().parent.parent / "jobs" / "configs"
+    with pytest.raises(ConfigError, match=r"text_detection, text_recognition; .*are OCR settings: .*--ocr-config"):
+        load_config(JobConfig, configs / "ocr_accurate.yaml")
+    with pytest.raises(ConfigError, match=r"this is a job or service config: an OCR config is what its `ocr:` section"):
+        load_config(OCRConfig, configs / "job_default.yaml")
+    with pytest.raises(ConfigError, match=r"unknown config key\(s\) nonsense; valid keys here: [a-z_, ]+$"):
+        load_config(JobConfig, {"nonsense": 1, "ocr": {"page_batch_size": 2}})  # no hint for a plain typo
+
+
+def test_result_settings_changes_name_what_decides_the_text() -> None:
+    from ocr_actors.config import result_settings_changes
+
+    saved = to_dict(OCRConfig())
+    assert result_settings_changes(saved, OCRConfig()) == {}
+    faster = load_config(OCRConfig, None, {"engine.threads": 4, "text_recognition.batch_size": 32})
+    assert result_settings_changes(saved, faster) == {}  # speed and memory only
+    other = load_config(OCRConfig, None, {"text_detection.thresh": 0.3, "input.pdf_dpi": 200})
+    assert result_settings_changes(saved, other) == {"text_detection.thresh": [None, 0.3], "input.pdf_dpi": [144, 200]}
+    del saved["input"]["pdf_dpi"]  # a config saved by an older version: that key is not compared
+    assert result_settings_changes(saved, other) == {"text_detection.thresh": [None, 0.3]}

@@ -170,6 +170,21 @@ def test_rerun_skips_done_work_and_finishes_a_partial_document(inputs, tmp_path)
     assert first.files_written == 8
     again = run_job(job_config(str(folder), out, output__rows_per_file=1))
     assert (again.sources_skipped, again.rows_written) == (6, 0)
+    assert first.settings_changed == again.settings_changed == {}
+    # Another recogniser: a dry run says the rows were read otherwise, by the newest run that
+    # wrote rows (the second wrote none), and how to read them again.
+    said = io.StringIO()
+    small_rec = {"ocr.text_recognition.model": "PP-OCRv6_small_rec", "ocr.text_detection.box_thresh": 0.5}
+    plan = plan_only(job_config(str(folder), out, **small_rec), progress=said)
+    assert plan["settings_changed"] == {
+        "since_job": first.job_id,
+        "changes": {
+            "text_detection.box_thresh": [None, 0.5],
+            "text_recognition.model": ["PP-OCRv6_tiny_rec", "PP-OCRv6_small_rec"],
+        },
+    }
+    assert "text_recognition.model PP-OCRv6_tiny_rec -> PP-OCRv6_small_rec" in said.getvalue()
+    assert "--mode overwrite" in said.getvalue() and plan["sources_skipped"] == 6
     # Lose the file holding page 1 of the PDF: the rerun redoes that page alone.
     lost = duckdb.sql(
         f"select filename from read_parquet('{out}/*.parquet', filename=true) "
@@ -178,7 +193,7 @@ def test_rerun_skips_done_work_and_finishes_a_partial_document(inputs, tmp_path)
     assert len(lost) == 1
     Path(lost[0][0]).unlink()
     healed = run_job(job_config(str(folder), out, output__rows_per_file=1))
-    assert (healed.sources_partial, healed.rows_written) == (1, 1)
+    assert (healed.sources_partial, healed.rows_written) == (1, 1) and healed.settings_changed == {}
     rows = rows_of(out)
     assert len(rows) == 8
     assert sorted(r["page_index"] for r in rows if r["source_uri"].endswith("doc.pdf")) == [0, 1, 2]

@@ -26,7 +26,7 @@ from typing import Any, TextIO
 import pyarrow as pa
 import yaml
 
-from ocr_actors.config import ConfigError, to_dict
+from ocr_actors.config import ConfigError, result_settings_changes, to_dict
 from ocr_actors.io.compact import CompactionSummary, compact, finish_compactions
 from ocr_actors.io.lease import LeaseLostError, LeaseRecord, OutputLease
 from ocr_actors.io.listing import ListingReport, iter_sources
@@ -51,6 +51,7 @@ from ocr_actors.job_config import (
     redact,
 )
 from ocr_actors.pipeline.plan import Planner
+from ocr_actors.pipeline.status import newest_run_config
 from ocr_actors.redaction import redact_text, redacting_logger
 from ocr_actors.runtime.ocr import check_models, params_from_config
 from ocr_actors.stages.write import STAGES
@@ -209,6 +210,10 @@ class JobSummary:
     error_rate: float = 0.0
     gpu_fallback: bool = False
     """The job asked for GPUs, the cluster had none, and it ran on CPU instead."""
+    settings_changed: dict[str, Any] = field(default_factory=dict)
+    """When the output's newest earlier run that wrote rows read pages with other OCR settings
+    (models, switches, thresholds: ``RESULT_SETTINGS``): ``since_job`` and ``changes``
+    (``{key: [before, now]}``). Resume keeps those rows; only ``overwrite`` reads them again."""
     status: str = "running"
     """running, then succeeded, failed (error budget, lost lease) or stalled (``stall_timeout_s``)."""
     message: str = ""
@@ -711,6 +716,9 @@ def _run_leased(
         with storage_access(f"on the output {config.output.uri}"):
             clean_tmp(config.output.uri, out_options)
             done = scan_done(config.output.uri, out_options, config.output.retry_errors)
+            summary.settings_changed = settings_changes_since_last_run(config)
+        if summary.settings_changed:
+            say(describe_settings_changes(summary.settings_changed))
     done_rows = done.rows
     with storage_access(f"on the output {config.output.uri}"):
         spool = WorkSpool(config.output.uri, job_id, out_options)
@@ -831,9 +839,13 @@ def plan_only(config: JobConfig, progress: TextIO | None = sys.stderr) -> dict[s
         config.source.uri, config.source.manifest_column, config.source.storage_options, report=report
     )
     done = DoneIndex()
+    settings_changed: dict[str, Any] = {}
     if config.output.mode != "overwrite":
         with storage_access(f"on the output {config.output.uri}"):
             done = scan_done(config.output.uri, config.output_storage_options, config.output.retry_errors)
+            settings_changed = settings_changes_since_last_run(config)
+        if settings_changed:
+            say(describe_settings_changes(settings_changed))
     planner = Planner(done, config.output.mode, parse_page_ranges(config.source.pdf_pages))
     for chunk in _reporting(listing, say, config.progress_interval_s):
         planner.plan_chunk(chunk)
@@ -850,6 +862,7 @@ def plan_only(config: JobConfig, progress: TextIO | None = sys.stderr) -> dict[s
         "left_out_by_reason": dict(report.skipped),
         "rows_in_output": done.rows,
         "error_rows_to_retry": retried,
+        "settings_changed": settings_changed,
     }
     say(
         f"dry run ({config.output.mode}): {plan.sources_total} sources; {plan.sources_skipped} already done, "
@@ -857,6 +870,33 @@ def plan_only(config: JobConfig, progress: TextIO | None = sys.stderr) -> dict[s
         f"{done.rows} rows already in {config.output.uri}); {report.total} entries of the listing left out"
     )
     return result
+
+
+def settings_changes_since_last_run(config: JobConfig) -> dict[str, Any]:
+    """``{"since_job": id, "changes": {key: [before, now]}}`` when the output's newest earlier
+    run that wrote rows read with other OCR result settings than ``config.ocr``; ``{}``
+    otherwise (no such run, or the same settings)."""
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(config.output.uri, **config.output_storage_options)
+    found = newest_run_config(fs, f"{root.rstrip('/')}/{JOBS_DIR}")
+    if found is None:
+        return {}
+    since_job, saved = found
+    previous = saved.get("ocr")
+    changes = result_settings_changes(previous if isinstance(previous, dict) else {}, config.ocr)
+    return {"since_job": since_job, "changes": changes} if changes else {}
+
+
+def describe_settings_changes(settings_changed: dict[str, Any]) -> str:
+    """One progress line: which settings changed since which run, and what that means."""
+    changes = "; ".join(f"{key} {before} -> {now}" for key, (before, now) in settings_changed["changes"].items())
+    return (
+        f"the output holds rows read with other OCR settings (newest such run: {settings_changed['since_job']}): "
+        f"{changes}. Those rows stay as they are (the det_model and rec_model columns tell them apart); only "
+        "pages not yet in the output are read with these settings. To read every page again, use --mode "
+        "overwrite or a new output"
+    )
 
 
 def progress_printer(job_id: str, progress: TextIO | None) -> Callable[[str], None]:

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pyarrow.parquet as pq
+import yaml
 
 from ocr_actors.io.compact import PartFile, list_journals, plan_groups
 from ocr_actors.io.lease import OutputLease
@@ -91,15 +92,20 @@ def output_status(
     return status
 
 
-def latest_runs(fs: Any, jobs_folder: str, count: int) -> list[dict[str, Any]]:
-    """The ``count`` newest runs' summaries under ``<output>/_jobs/`` (job ids start with
-    their UTC start time, so the newest sort last); runs without a summary are left out."""
+def run_names(fs: Any, jobs_folder: str) -> list[str]:
+    """The runs' folder names under ``<output>/_jobs/``, oldest first (job ids start with their
+    UTC start time); ``_lease`` and ``_compact`` left out."""
     if not fs.exists(jobs_folder):
         return []
     listed = (str(p).rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(jobs_folder, detail=False))
-    names = sorted(name for name in listed if not name.startswith("_"))  # not _lease, _compact
+    return sorted(name for name in listed if not name.startswith("_"))
+
+
+def latest_runs(fs: Any, jobs_folder: str, count: int) -> list[dict[str, Any]]:
+    """The ``count`` newest runs' summaries under ``<output>/_jobs/`` (job ids start with
+    their UTC start time, so the newest sort last); runs without a summary are left out."""
     runs = []
-    for name in reversed(names):
+    for name in reversed(run_names(fs, jobs_folder)):
         try:
             with fs.open(f"{jobs_folder}/{name}/summary.json", "rb") as fh:
                 summary = json.loads(fh.read())
@@ -109,6 +115,24 @@ def latest_runs(fs: Any, jobs_folder: str, count: int) -> list[dict[str, Any]]:
         if len(runs) == count:
             break
     return runs
+
+
+def newest_run_config(fs: Any, jobs_folder: str, look_back: int = 50) -> tuple[str, dict[str, Any]] | None:
+    """``(job_id, saved config)`` of the newest run under ``<output>/_jobs/`` that wrote rows
+    (its ``summary.json`` says ``rows_written`` > 0 and its ``config.yaml`` reads), looking at
+    most ``look_back`` runs back; None when there is none."""
+    for name in reversed(run_names(fs, jobs_folder)[-look_back:]):
+        try:
+            with fs.open(f"{jobs_folder}/{name}/summary.json", "rb") as fh:
+                if not json.loads(fh.read()).get("rows_written"):
+                    continue
+            with fs.open(f"{jobs_folder}/{name}/config.yaml", "rb") as fh:
+                saved = yaml.safe_load(fh)
+        except (FileNotFoundError, ValueError, yaml.YAMLError):
+            continue
+        if isinstance(saved, dict):
+            return name, saved
+    return None
 
 
 def lease_holder(output: str, storage_options: Mapping[str, Any], now: float) -> dict[str, Any] | None:
