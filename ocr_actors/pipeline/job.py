@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 import uuid
+import warnings
 from collections import Counter
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field, replace
@@ -622,6 +623,9 @@ def _process(
         check_gpu_budget(config, float(ray.cluster_resources().get("GPU", 0)))
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
+    # Ray Data warns when a pool's min_actors exceeds its inputs (a job of a few files): the
+    # pool then starts fewer actors, which is what a small job wants; not worth a warning.
+    warnings.filterwarnings("ignore", message="The minimum number of concurrent actors", category=UserWarning)
     context.execution_options.preserve_order = False
     dataset = build_dataset(config, work, job_id, seal)
     errors: Counter[str] = Counter()
