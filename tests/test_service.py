@@ -300,30 +300,42 @@ def test_annotated_images_wider_than_jpeg_allows_are_scaled_to_fit_and_coordinat
     assert big.dtype == np.int32 and big.tolist() == [[35_000, 12]]
 
 
-def test_a_request_that_fails_in_the_engine_fails_alone_in_its_batch(service):
-    """Requests sent together share a ``serve.batch`` call (the fixture waits 0.25 s for
-    companions); one whose OCR raises (unwarping a page of 40,000 px, which OpenCV's remap
-    refuses) gets its 500 while the other gets its texts: it used to fail the whole batch."""
-    page = render_page(seed=1060, lines_per_column=3)
-    bodies = [
-        {"file": b64_png(np.full((10, 40_000, 3), 255, np.uint8)), "useDocUnwarping": True, "visualize": False},
-        {"file": b64_png(page.image), "visualize": False},
-    ]
-    answers: list = [None, None]
+def test_a_request_that_fails_in_the_engine_fails_alone_in_its_batch(service, tmp_path):
+    """Requests sent together share a ``serve.batch`` call (the app waits 0.25 s for
+    companions); one whose OCR raises (unwarping, whose model file here is not a model: it
+    loads on first use and fails) gets its 500 while the other gets its texts: it used to fail
+    the whole batch. A second app of the same Serve instance, with that broken model."""
+    from ray import serve
 
-    def send(k: int) -> None:
-        answers[k] = post(service, bodies[k])
+    from ocr_actors.service.app import build_app
 
-    threads = [threading.Thread(target=send, args=(k,)) for k in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    failed, good = answers
-    assert failed.status_code == 500 and failed.json()["errorMsg"] == "internal error"
-    assert good.status_code == 200, good.text
-    texts = good.json()["result"]["ocrResults"][0]["prunedResult"]["rec_texts"]
-    assert page_cer(texts, page.text.splitlines()) < 0.02
+    broken = tmp_path / "uvdoc.onnx"
+    broken.write_bytes(b"not an ONNX model")
+    overrides = {"batch_wait_timeout_s": 0.25, "ocr.doc_preprocessor.unwarping_model": str(broken)}
+    serve.run(build_app(load_config(ServiceConfig, None, overrides)), name="broken", route_prefix="/broken")
+    try:
+        page = render_page(seed=1060, lines_per_column=3)
+        bodies = [
+            {"file": b64_png(page.image), "useDocUnwarping": True, "visualize": False},
+            {"file": b64_png(page.image), "visualize": False},
+        ]
+        answers: list = [None, None]
+
+        def send(k: int) -> None:
+            answers[k] = post(f"{service}/broken", bodies[k])
+
+        threads = [threading.Thread(target=send, args=(k,)) for k in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        failed, good = answers
+        assert failed.status_code == 500 and failed.json()["errorMsg"] == "internal error"
+        assert good.status_code == 200, good.text
+        texts = good.json()["result"]["ocrResults"][0]["prunedResult"]["rec_texts"]
+        assert page_cer(texts, page.text.splitlines()) < 0.02
+    finally:
+        serve.delete("broken")
 
 
 def blank_pdf(pages: int, side_pt: int) -> bytes:
