@@ -349,7 +349,8 @@ def _wrong_kind_hint(cls: type, unknown: set[str]) -> str:
     """Why a whole file's keys are unknown, when it is the other kind of config: an OCR config
     given where a job or service config (with an ``ocr:`` section) goes, or the reverse."""
     ocr_keys = {f.name for f in fields(OCRConfig)}
-    if cls is not OCRConfig and "ocr" in {f.name for f in fields(cls)} and unknown <= ocr_keys:
+    ocr_only = unknown - {"input"}  # a job file's stray "input:" is a job key's typo, not OCR settings
+    if cls is not OCRConfig and "ocr" in {f.name for f in fields(cls)} and ocr_only and unknown <= ocr_keys:
         return (
             " (these are OCR settings: give an OCR config file with --ocr-config, "
             "or put its keys under an `ocr:` section)"
@@ -406,31 +407,37 @@ RESULT_SETTINGS = (
     "text_detection.thresh",
     "text_detection.box_thresh",
     "text_detection.unclip_ratio",
+    "text_detection.max_candidates",
+    "text_detection.min_size",
+    "text_detection.use_dilation",
     "textline_orientation.use_textline_orientation",
     "textline_orientation.model",
+    "textline_orientation.thresh",
+    "textline_orientation.verify_score_below",
     "text_recognition.model",
+    "text_recognition.max_width",
     "text_recognition.width_scale",
     "text_recognition.space_bias",
     "text_recognition.score_thresh",
     "input.pdf_dpi",
 )
-"""The OCR settings that decide what a page reads as (models, switches, thresholds, raster
-resolution); the others decide speed and memory."""
+"""The OCR settings that decide what a page reads as: models, switches, thresholds, resize
+limits, raster resolution. The others (engine, threads, device, batch sizes and padding) decide
+speed and memory; batching and padding may move a character here and there, no more."""
 
 
-def result_settings_changes(previous: Mapping[str, Any], current: OCRConfig) -> dict[str, list[Any]]:
-    """``{key: [before, now]}`` for each of :data:`RESULT_SETTINGS` that differs between an
-    earlier run's saved OCR config (a plain mapping, as ``to_dict`` wrote it) and ``current``.
-    A key the earlier config does not hold (written by an older version) is not compared."""
-    now = to_dict(current)
+def result_settings_changes(previous: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, list[Any]]:
+    """``{key: [before, now]}`` for each of :data:`RESULT_SETTINGS` that differs between two OCR
+    configs as plain mappings (``to_dict``, redacted alike, as a run saves them). A key either
+    one does not hold (a config written by an older version) is not compared."""
     changes: dict[str, list[Any]] = {}
     for key in RESULT_SETTINGS:
         before: Any = previous
-        after: Any = now
+        after: Any = current
         for part in key.split("."):
             before = before.get(part, _ABSENT) if isinstance(before, Mapping) else _ABSENT
-            after = after[part]
-        if before is not _ABSENT and before != after:
+            after = after.get(part, _ABSENT) if isinstance(after, Mapping) else _ABSENT
+        if before is not _ABSENT and after is not _ABSENT and before != after:
             changes[key] = [before, after]
     return changes
 
@@ -477,8 +484,15 @@ def load_config(
     """
     data: dict[str, Any] = _deep_copy(source) if isinstance(source, Mapping) else read_yaml_mapping(source)
     for section, path in (sections or {}).items():
+        extra = read_yaml_mapping(path)
+        section_type = typing.get_type_hints(cls).get(section)
+        if is_dataclass(section_type) and isinstance(section_type, type):
+            try:  # the file alone, so its errors name it (and say when it is a job config)
+                from_dict(section_type, extra)
+            except ConfigError as exc:
+                raise ConfigError(f"{path}: {exc}") from None
         current = data.get(section)
-        data[section] = merged(current if isinstance(current, Mapping) else {}, read_yaml_mapping(path))
+        data[section] = merged(current if isinstance(current, Mapping) else {}, extra)
     items = overrides.items() if isinstance(overrides, Mapping) else (parse_override(o) for o in overrides)
     for key, value in items:
         set_path(data, key, value)
@@ -490,7 +504,10 @@ def read_yaml_mapping(path: str | Path | None) -> dict[str, Any]:
     if path is None:
         return {}
     with open(path, encoding="utf-8") as fh:
-        loaded = yaml.safe_load(fh) or {}
+        try:
+            loaded = yaml.safe_load(fh) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(loaded, dict):
         raise ConfigError(f"{path}: the top level of a config file must be a mapping")
     return loaded

@@ -327,6 +327,9 @@ def unwarp_maps(grid: np.ndarray, width: int, height: int) -> tuple[np.ndarray, 
 OPENCV_MAX_SIDE = 32766
 """The longest side OpenCV's ``remap`` takes, for its source and its output alike (< SHRT_MAX)."""
 
+REMAP_TILE = 4096
+"""Output tile side of a windowed remap: its shifted maps and output stay near 200 MB."""
+
 
 def remap_windowed(
     image: np.ndarray, map_x: np.ndarray, map_y: np.ndarray, max_side: int = OPENCV_MAX_SIDE
@@ -334,34 +337,39 @@ def remap_windowed(
     """``cv2.remap`` (bilinear, replicated border) of a page of any size: the same pixels.
 
     OpenCV refuses a source or an output of 32767 px or more on a side. Such a page is
-    remapped in output tiles of at most ``max_side`` px, each from the window of the page its
-    map points into (halved until that window fits); the maps are shifted by the window's
-    integer corner, which float32 does exactly, so every output pixel is computed as in one call.
+    remapped in output tiles of at most ``REMAP_TILE`` px, each from the window of the page its
+    map points into (tiles halved until that window is at most ``max_side`` px a side); the
+    maps are shifted by the window's integer corner, which float32 does exactly, so every
+    output pixel is computed as in one call.
 
     Args:
         image: ``(H, W[, C])`` uint8 page.
         map_x, map_y: ``(h, w)`` float32 source coordinates in page pixels, finite.
-        max_side: the longest side of one OpenCV call (smaller in tests).
+        max_side: the longest side of one OpenCV call, at least 4 (smaller in tests).
 
     Returns:
         ``(h, w[, C])`` uint8, the page sampled at the maps.
 
     Raises:
-        ValueError: a map holds a coordinate that is not finite.
+        ValueError: a page remapped in windows whose map holds a coordinate that is not
+            finite (one call takes such a map, as OpenCV does), or ``max_side`` below 4.
     """
 
     def remap(source: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
         out = cv2.remap(source, xs, ys, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         return out.reshape(*xs.shape, *image.shape[2:])  # OpenCV drops a 1-channel axis
 
+    if max_side < 4:  # one output pixel reads a window of up to 4 px
+        raise ValueError(f"max_side must be at least 4, got {max_side}")
     height, width = image.shape[:2]
     if max(height, width, *map_x.shape) <= max_side:
         return remap(image, map_x, map_y)
     out = np.empty((*map_x.shape, *image.shape[2:]), dtype=image.dtype)
+    tile = min(max_side, REMAP_TILE)
     tiles = [
-        (r, c, min(r + max_side, map_x.shape[0]), min(c + max_side, map_x.shape[1]))
-        for r in range(0, map_x.shape[0], max_side)
-        for c in range(0, map_x.shape[1], max_side)
+        (r, c, min(r + tile, map_x.shape[0]), min(c + tile, map_x.shape[1]))
+        for r in range(0, map_x.shape[0], tile)
+        for c in range(0, map_x.shape[1], tile)
     ]
     while tiles:
         r0, c0, r1, c1 = tiles.pop()

@@ -356,16 +356,37 @@ def test_a_config_of_the_other_kind_is_refused_with_a_hint() -> None:
         load_config(OCRConfig, configs / "job_default.yaml")
     with pytest.raises(ConfigError, match=r"unknown config key\(s\) nonsense; valid keys here: [a-z_, ]+$"):
         load_config(JobConfig, {"nonsense": 1, "ocr": {"page_batch_size": 2}})  # no hint for a plain typo
+    with pytest.raises(ConfigError, match=r"unknown config key\(s\) input; valid keys here: [a-z_, ]+$"):
+        load_config(JobConfig, {"input": "s3://b/scans/"})  # a job file's stray input: is no OCR config
+    # An OCR config file that is a job config: the error names the file and says what it is.
+    with pytest.raises(ConfigError, match=r"^\S+job_default\.yaml: unknown .*this is a job or service config"):
+        load_config(JobConfig, None, sections={"ocr": configs / "job_default.yaml"})
+
+
+def test_a_config_file_that_is_not_valid_yaml_is_a_config_error(tmp_path: Path) -> None:
+    from ocr_actors.job_config import JobConfig
+
+    broken = write(tmp_path, "text_detection:\n  model: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"ocr\.yaml: not valid YAML"):
+        load_config(OCRConfig, broken)
+    with pytest.raises(ConfigError, match=r"ocr\.yaml: not valid YAML"):
+        load_config(JobConfig, None, sections={"ocr": broken})
 
 
 def test_result_settings_changes_name_what_decides_the_text() -> None:
     from ocr_actors.config import result_settings_changes
 
     saved = to_dict(OCRConfig())
-    assert result_settings_changes(saved, OCRConfig()) == {}
+    assert result_settings_changes(saved, to_dict(OCRConfig())) == {}
     faster = load_config(OCRConfig, None, {"engine.threads": 4, "text_recognition.batch_size": 32})
-    assert result_settings_changes(saved, faster) == {}  # speed and memory only
-    other = load_config(OCRConfig, None, {"text_detection.thresh": 0.3, "input.pdf_dpi": 200})
-    assert result_settings_changes(saved, other) == {"text_detection.thresh": [None, 0.3], "input.pdf_dpi": [144, 200]}
+    assert result_settings_changes(saved, to_dict(faster)) == {}  # speed and memory only
+    other = load_config(
+        OCRConfig, None, {"text_detection.thresh": 0.3, "input.pdf_dpi": 200, "text_detection.use_dilation": True}
+    )
+    assert result_settings_changes(saved, to_dict(other)) == {
+        "text_detection.thresh": [None, 0.3],
+        "text_detection.use_dilation": [False, True],
+        "input.pdf_dpi": [144, 200],
+    }
     del saved["input"]["pdf_dpi"]  # a config saved by an older version: that key is not compared
-    assert result_settings_changes(saved, other) == {"text_detection.thresh": [None, 0.3]}
+    assert "input.pdf_dpi" not in result_settings_changes(saved, to_dict(other))

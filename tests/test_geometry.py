@@ -444,3 +444,5 @@ def test_remap_windowed_gives_one_remaps_pixels_in_tiles_of_any_size():
                 np.testing.assert_array_equal(remap_windowed(image, map_x, map_y, max_side=side), whole)
     with pytest.raises(ValueError, match="not finite"):
         remap_windowed(page, np.full((40, 40), np.nan, np.float32), map_y[:40, :40], max_side=16)
+    with pytest.raises(ValueError, match="at least 4"):
+        remap_windowed(page, map_x[:40, :40], map_y[:40, :40], max_side=3)

@@ -194,6 +194,8 @@ def test_rerun_skips_done_work_and_finishes_a_partial_document(inputs, tmp_path)
     Path(lost[0][0]).unlink()
     healed = run_job(job_config(str(folder), out, output__rows_per_file=1))
     assert (healed.sources_partial, healed.rows_written) == (1, 1) and healed.settings_changed == {}
+    recorded = json.loads((out / "_jobs" / "_settings.json").read_text())  # the newest run that wrote rows
+    assert recorded["job_id"] == healed.job_id and recorded["ocr"]["text_recognition"]["model"] == "PP-OCRv6_tiny_rec"
     rows = rows_of(out)
     assert len(rows) == 8
     assert sorted(r["page_index"] for r in rows if r["source_uri"].endswith("doc.pdf")) == [0, 1, 2]

@@ -588,3 +588,46 @@ def test_a_progress_line_gives_sources_rows_rate_and_time_left():
     )
     long = Progress(planned=1000, sources_done=10, first_written_at=1.0, first_rows=0, last_written_at=60.0)
     assert long.line(summary, now=601.0).endswith("about 16.5 h left")  # 990 sources at 60 s each
+
+
+def test_the_settings_a_run_compares_with_come_from_the_newest_run_that_wrote_rows(tmp_path):
+    """Without ``_jobs/_settings.json`` (an output of an older version) the newest run by name
+    whose summary says it wrote rows is the baseline; garbled summaries and configs are passed
+    over; with the file, its run is the baseline whatever the job ids. A model given by a signed
+    URL is compared redacted, as saved, so it is no change; nothing here ever fails a run."""
+    from dataclasses import replace
+
+    import yaml
+
+    from ocr_actors.config import load_config, to_dict
+    from ocr_actors.job_config import JobConfig, redact
+    from ocr_actors.pipeline.job import record_result_settings, settings_changes_since_last_run
+
+    signed = "https://models.example.com/rec.onnx?X-Amz-Signature=abc123"
+    config = load_config(JobConfig, None, {"output.uri": str(tmp_path), "ocr.text_recognition.model": signed})
+    jobs = tmp_path / "_jobs"
+
+    def run_folder(name: str, summary: object, model: str | None) -> None:
+        (jobs / name).mkdir(parents=True)
+        (jobs / name / "summary.json").write_text(json.dumps(summary))
+        if model is not None:
+            ocr = to_dict(load_config(JobConfig, None, {"ocr.text_recognition.model": model}))
+            (jobs / name / "config.yaml").write_text(yaml.safe_dump(redact(ocr)))
+
+    assert settings_changes_since_last_run(config) == {}  # no earlier run
+    run_folder("20261101T000000Z-aaaa", {"rows_written": 5}, "PP-OCRv6_tiny_rec")
+    run_folder("20261102T000000Z-bbbb", {"rows_written": 0}, "PP-OCRv6_small_rec")  # wrote nothing
+    run_folder("20261103T000000Z-cccc", [], "PP-OCRv6_small_rec")  # garbled summary
+    run_folder("20261104T000000Z-dddd", {"rows_written": 3}, None)  # killed before its config
+    assert settings_changes_since_last_run(config) == {
+        "since_job": "20261101T000000Z-aaaa",
+        "changes": {"text_recognition.model": ["PP-OCRv6_tiny_rec", redact(signed)]},
+    }
+    assert "abc123" not in json.dumps(settings_changes_since_last_run(config))
+    record_result_settings(replace(config, job_id="nightly-a"))  # a job id that sorts anywhere
+    assert settings_changes_since_last_run(config) == {}  # the same model, redacted alike
+    (jobs / "_settings.json").write_text("{not json")
+    assert settings_changes_since_last_run(config)["since_job"] == "20261101T000000Z-aaaa"
+    (jobs / "_settings.json").unlink()
+    (jobs / "20261101T000000Z-aaaa" / "config.yaml").write_text("ocr: [unclosed")
+    assert settings_changes_since_last_run(config) == {}  # nothing readable left: no comparison

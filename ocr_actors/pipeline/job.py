@@ -52,7 +52,7 @@ from ocr_actors.job_config import (
     redact,
 )
 from ocr_actors.pipeline.plan import Planner
-from ocr_actors.pipeline.status import newest_run_config
+from ocr_actors.pipeline.status import RESULT_SETTINGS_FILE, newest_run_settings
 from ocr_actors.redaction import redact_text, redacting_logger
 from ocr_actors.runtime.ocr import check_models, params_from_config
 from ocr_actors.stages.write import STAGES
@@ -625,7 +625,9 @@ def _process(
     context.enable_progress_bars = False
     # Ray Data warns when a pool's min_actors exceeds its inputs (a job of a few files): the
     # pool then starts fewer actors, which is what a small job wants; not worth a warning.
-    warnings.filterwarnings("ignore", message="The minimum number of concurrent actors", category=UserWarning)
+    warnings.filterwarnings(
+        "ignore", message="The minimum number of concurrent actors", category=UserWarning, module=r"ray\.data\."
+    )
     context.execution_options.preserve_order = False
     dataset = build_dataset(config, work, job_id, seal)
     errors: Counter[str] = Counter()
@@ -668,10 +670,14 @@ def _process(
         waiting,
         stop_executors,
     )
+    settings_recorded = False
     try:
         for batch in batches:
             check_lease()
             _count_file(batch, summary, errors, stage_seconds, stage_cpu_seconds, progress, part_rows)
+            if summary.rows_written and not settings_recorded:  # the next run compares with these
+                record_result_settings(config)
+                settings_recorded = True
             summary.first_output_seconds = round(max(progress.first_written_at - started_at, 0.0), 3)
             rate = summary.error_rows / max(summary.rows_written, 1)
             report()
@@ -879,17 +885,34 @@ def plan_only(config: JobConfig, progress: TextIO | None = sys.stderr) -> dict[s
 def settings_changes_since_last_run(config: JobConfig) -> dict[str, Any]:
     """``{"since_job": id, "changes": {key: [before, now]}}`` when the output's newest earlier
     run that wrote rows read with other OCR result settings than ``config.ocr``; ``{}``
-    otherwise (no such run, or the same settings)."""
+    otherwise (no such run, the same settings, or earlier runs' files that cannot be read:
+    this only informs, it never fails a run)."""
     import fsspec
 
-    fs, root = fsspec.core.url_to_fs(config.output.uri, **config.output_storage_options)
-    found = newest_run_config(fs, f"{root.rstrip('/')}/{JOBS_DIR}")
-    if found is None:
+    try:
+        fs, root = fsspec.core.url_to_fs(config.output.uri, **config.output_storage_options)
+        found = newest_run_settings(fs, f"{root.rstrip('/')}/{JOBS_DIR}")
+        if found is None:
+            return {}
+        since_job, previous = found
+        changes = result_settings_changes(previous, redact(to_dict(config.ocr)))
+    except Exception as exc:
+        log.warning("could not compare with the output's earlier runs' settings: %s", type(exc).__name__)
         return {}
-    since_job, saved = found
-    previous = saved.get("ocr")
-    changes = result_settings_changes(previous if isinstance(previous, dict) else {}, config.ocr)
     return {"since_job": since_job, "changes": changes} if changes else {}
+
+
+def record_result_settings(config: JobConfig) -> None:
+    """Write :data:`RESULT_SETTINGS_FILE`: this run has written rows, with these OCR settings
+    (best effort: a failure is logged, the run goes on)."""
+    import fsspec
+
+    try:
+        fs, root = fsspec.core.url_to_fs(config.output.uri, **config.output_storage_options)
+        with fs.open(f"{root.rstrip('/')}/{JOBS_DIR}/{RESULT_SETTINGS_FILE}", "w") as fh:
+            json.dump({"job_id": config.job_id, "ocr": redact(to_dict(config.ocr))}, fh)
+    except Exception as exc:
+        log.warning("could not record this run's OCR settings in the output: %s", type(exc).__name__)
 
 
 def describe_settings_changes(settings_changed: dict[str, Any]) -> str:

@@ -117,21 +117,35 @@ def latest_runs(fs: Any, jobs_folder: str, count: int) -> list[dict[str, Any]]:
     return runs
 
 
-def newest_run_config(fs: Any, jobs_folder: str, look_back: int = 50) -> tuple[str, dict[str, Any]] | None:
-    """``(job_id, saved config)`` of the newest run under ``<output>/_jobs/`` that wrote rows
-    (its ``summary.json`` says ``rows_written`` > 0 and its ``config.yaml`` reads), looking at
-    most ``look_back`` runs back; None when there is none."""
+RESULT_SETTINGS_FILE = "_settings.json"
+"""Under ``<output>/_jobs/``: ``{"job_id", "ocr"}`` of the newest run that wrote rows, its OCR
+config redacted as ``config.yaml`` holds it; each run writes it once its first part file is in."""
+
+
+def newest_run_settings(fs: Any, jobs_folder: str, look_back: int = 50) -> tuple[str, dict[str, Any]] | None:
+    """``(job_id, OCR config)`` of the newest run under ``<output>/_jobs/`` that wrote rows:
+    :data:`RESULT_SETTINGS_FILE`, or for an output written before that file existed, the
+    newest of the last ``look_back`` runs by name whose ``summary.json`` says ``rows_written``
+    > 0 and whose ``config.yaml`` reads. None when there is none."""
+    try:
+        with fs.open(f"{jobs_folder}/{RESULT_SETTINGS_FILE}", "rb") as fh:
+            recorded = json.loads(fh.read())
+        if isinstance(recorded, dict) and isinstance(recorded.get("ocr"), dict):
+            return str(recorded.get("job_id")), recorded["ocr"]
+    except (FileNotFoundError, ValueError):
+        pass
     for name in reversed(run_names(fs, jobs_folder)[-look_back:]):
         try:
             with fs.open(f"{jobs_folder}/{name}/summary.json", "rb") as fh:
-                if not json.loads(fh.read()).get("rows_written"):
-                    continue
+                summary = json.loads(fh.read())
+            if not isinstance(summary, dict) or not summary.get("rows_written"):
+                continue
             with fs.open(f"{jobs_folder}/{name}/config.yaml", "rb") as fh:
                 saved = yaml.safe_load(fh)
         except (FileNotFoundError, ValueError, yaml.YAMLError):
             continue
-        if isinstance(saved, dict):
-            return name, saved
+        if isinstance(saved, dict) and isinstance(saved.get("ocr"), dict):
+            return name, saved["ocr"]
     return None
 
 
