@@ -400,3 +400,51 @@ def test_annotated_images_fit_the_text_to_its_box_even_for_a_tall_vertical_line(
     assert (right[:, 1200 - 1] == 255).all()
     assert (right[10:61, 10:120] < 128).any() and not (right[10:61, 125:] < 128).any()  # the long text kept to its box
     assert text_size(4687) == 256 and text_size(1) == 6
+
+
+def test_cli_serve_answers_and_stops_cleanly_on_sigterm(tmp_path):
+    """``ocr-batch serve --port P`` answers ``/health`` and ``POST /ocr`` on loopback; SIGTERM
+    (Kubernetes, systemd) shuts Serve and Ray down and exits 0, with no native stack dump, and
+    the port is closed after."""
+    import base64
+    import signal
+    import socket
+    import time
+
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ocr_actors.cli", "serve", "--port", str(port), "max_body_bytes=8388608"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None:
+            try:
+                if httpx.get(f"{url}/health", timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        example = Path(__file__).resolve().parent.parent / "examples" / "two_column_page.png"
+        body = {"file": base64.b64encode(example.read_bytes()).decode(), "visualize": False}
+        answer = httpx.post(f"{url}/ocr", json=body, timeout=120)
+        assert answer.status_code == 200, answer.text
+        texts = answer.json()["result"]["ocrResults"][0]["prunedResult"]["rec_texts"]
+        assert "Digital Archive Annual Report" in texts
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, stderr[-2000:]
+    assert "SIGTERM received" not in stderr
+    with socket.socket() as check, pytest.raises(OSError):
+        check.settimeout(2)
+        check.connect(("127.0.0.1", port))

@@ -8,6 +8,8 @@ sorted by aspect ratio together).
 
 import asyncio
 import json
+import signal
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
@@ -187,11 +189,25 @@ def ocr_result_item(result: Any, image: Any, visualize: bool) -> dict[str, Any]:
 
 
 def serve_forever(config: ServiceConfig) -> None:
-    """Start Ray (in-process), Serve's HTTP proxy on ``host:port``, and the app; block."""
+    """Start Ray (in-process), Serve's HTTP proxy on ``host:port``, and the app; block until
+    Ctrl-C or SIGTERM, then shut Serve and Ray down and return."""
     import ray
     from ray import serve
 
     if not ray.is_initialized():
         ray.init(address="local", include_dashboard=False, log_to_driver=True, configure_logging=False)
-    serve.start(http_options={"host": config.host, "port": config.port})
-    serve.run(build_app(config), name="ocr", route_prefix="/", blocking=True)
+    if threading.current_thread() is threading.main_thread():  # after ray.init, which sets its own
+        signal.signal(signal.SIGTERM, _stop_serving)
+    try:
+        serve.start(http_options={"host": config.host, "port": config.port})
+        serve.run(build_app(config), name="ocr", route_prefix="/", blocking=True)
+    except KeyboardInterrupt:
+        log.info("stopping the service")
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+def _stop_serving(signum: int, frame: object) -> None:
+    """SIGTERM stops the service as Ctrl-C does (Ray's own handler would exit at once)."""
+    raise KeyboardInterrupt
