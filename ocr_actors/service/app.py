@@ -63,6 +63,12 @@ def build_app(config: ServiceConfig):  # type: ignore[no-untyped-def]
             self._run_batch.set_max_batch_size(service_config.max_batch_size)  # type: ignore[attr-defined]
             self._run_batch.set_batch_wait_timeout_s(service_config.batch_wait_timeout_s)  # type: ignore[attr-defined]
 
+        def __del__(self) -> None:
+            """Serve calls this when it stops the replica: its thread pools let their threads go."""
+            for pool in (getattr(self, "_parse_pool", None), getattr(self, "_ocr_pool", None)):
+                if pool is not None:
+                    pool.shutdown(wait=False, cancel_futures=True)
+
         @api.get("/health")
         async def health(self) -> dict[str, Any]:
             return {"logId": new_log_id(), "errorCode": 0, "errorMsg": "Healthy"}
