@@ -116,6 +116,17 @@ def test_manifests_stream_in_chunks(tmp_path, kind):
     assert read_manifest(str(path), "uri", {}) == flat
 
 
+def test_a_local_file_named_alone_is_a_source_by_its_absolute_path(tmp_path, monkeypatch):
+    """Rows are keyed by ``source_uri``: ``--input scan.png`` run from its folder and from
+    elsewhere is one source, the same as the folder's listing names it."""
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "scan.png").write_bytes(b"x")
+    monkeypatch.chdir(tmp_path / "in")
+    assert list_sources("scan.png", "uri", {}) == [f"{tmp_path}/in/scan.png"]
+    monkeypatch.chdir(tmp_path)
+    assert list_sources("in/./scan.png", "uri", {}) == list_sources("in", "uri", {}) == [f"{tmp_path}/in/scan.png"]
+
+
 def test_listing_errors(tmp_path):
     with pytest.raises(ValueError, match="no input given"):
         iter_sources("", "uri", {})

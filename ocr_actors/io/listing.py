@@ -147,7 +147,10 @@ def _iter_sources(
             yield from _chunked(iter_manifest(uri, manifest_column, storage_options), chunk_size)
         return
     on_skip = None if report is None else report.skip
-    yield from _chunked(expand_inputs(uri, storage_options, on_skip), chunk_size)
+    # A local file named alone is yielded as given; the job keys rows by source_uri, so it is
+    # made absolute as listed folders' files are (resume must not depend on the working folder).
+    uris = (u if "://" in u else os.path.abspath(u) for u in expand_inputs(uri, storage_options, on_skip))
+    yield from _chunked(uris, chunk_size)
 
 
 def list_sources(uri: str, manifest_column: str, storage_options: Mapping[str, Any]) -> list[str]:
