@@ -432,10 +432,10 @@ def test_remap_windowed_gives_one_remaps_pixels_in_tiles_of_any_size():
     from ocr_actors.geometry import remap_windowed
 
     rng = np.random.default_rng(3)
-    page = rng.integers(0, 256, (300, 500, 3), dtype=np.uint8)
-    yy, xx = np.mgrid[0:280, 0:520].astype(np.float32)
+    page = rng.integers(0, 256, (150, 250, 3), dtype=np.uint8)
+    yy, xx = np.mgrid[0:140, 0:260].astype(np.float32)
     smooth = ((xx * 0.97 + 10 * np.sin(yy / 30) - 5).astype(np.float32), (yy * 1.05 + 8 * np.cos(xx / 40) - 6))
-    scattered = (((xx * 37) % 500 + 0.3).astype(np.float32), yy.astype(np.float32))
+    scattered = (((xx * 37) % 250 + 0.3).astype(np.float32), yy.astype(np.float32))
     for map_x, map_y in (smooth, scattered):
         map_y = map_y.astype(np.float32)
         for image in (page, page[:, :, 1]):
