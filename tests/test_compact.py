@@ -230,3 +230,12 @@ def test_status_reads_rows_errors_runs_the_lease_and_pending_compactions(tmp_pat
     assert json.loads(capsys.readouterr().out)["lease"] is None
     assert cli.main(["status", "--output", str(tmp_path / "none")]) == 2
     assert "no output at" in capsys.readouterr().err
+
+    # Pages read by other models (the rows' own columns) show as a second entry.
+    from ocr_actors.pipeline.status import describe_status, output_status
+
+    small = {"det_model": "PP-OCRv6_small_det", "rec_model": "PP-OCRv6_small_rec"}
+    write_part([{**part_row("s3://scans/new.pdf", k, 2), **small} for k in range(2)], str(out), {})
+    status = output_status(str(out), {}, rows_per_file=20)
+    assert status.pages_by_models == {"m + m": 36, "PP-OCRv6_small_det + PP-OCRv6_small_rec": 2}
+    assert "pages read by models: 36 by m + m; 2 by PP-OCRv6_small_det + PP-OCRv6_small_rec" in describe_status(status)

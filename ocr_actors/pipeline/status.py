@@ -33,6 +33,8 @@ class OutputStatus:
             ``rows_per_file`` would merge (``ocr-batch compact``).
         rows, sources, pages_ok, error_rows, errors_by_type: what the part files hold
             (``sources``: distinct ``source_uri``).
+        pages_by_models: ok pages by the models that read them (``"<det_model> + <rec_model>"``,
+            the rows' own columns): more than one entry when runs used other models.
         runs: the latest runs' summaries (:data:`SUMMARY_FIELDS`), newest first.
         lease: the lease holder (``job_id``, ``host``, ``pid``, ``renewed_s_ago``,
             ``ttl_s``), or None when no run holds the output.
@@ -47,6 +49,7 @@ class OutputStatus:
     pages_ok: int = 0
     error_rows: int = 0
     errors_by_type: dict[str, int] = field(default_factory=dict)
+    pages_by_models: dict[str, int] = field(default_factory=dict)
     runs: list[dict[str, Any]] = field(default_factory=list)
     lease: dict[str, Any] | None = None
     pending_compactions: int = 0
@@ -69,15 +72,18 @@ def output_status(
     status = OutputStatus(output=output)
     parts = []
     errors: Counter[str] = Counter()
+    models: Counter[str] = Counter()
     sources: set[str] = set()
     for path in list_parts(output, storage_options):  # each part file read once
         with fs.open(path, "rb") as fh:
-            table = pq.read_table(fh, columns=["source_uri", "status", "error_type"])
+            table = pq.read_table(fh, columns=["source_uri", "status", "error_type", "det_model", "rec_model"])
         parts.append(PartFile(path, table.num_rows))
         sources.update(table["source_uri"].unique().to_pylist())
-        for state, error in zip(table["status"].to_pylist(), table["error_type"].to_pylist(), strict=True):
+        columns = (table[name].to_pylist() for name in ("status", "error_type", "det_model", "rec_model"))
+        for state, error, det_model, rec_model in zip(*columns, strict=True):
             if state == "ok":
                 status.pages_ok += 1
+                models[f"{det_model} + {rec_model}"] += 1
             else:
                 errors[error or "unknown"] += 1
         status.rows += table.num_rows
@@ -86,6 +92,7 @@ def output_status(
     status.sources = len(sources)
     status.error_rows = sum(errors.values())
     status.errors_by_type = dict(errors.most_common())
+    status.pages_by_models = dict(models.most_common())
     status.runs = latest_runs(fs, f"{base}/{JOBS_DIR}", runs)
     status.lease = lease_holder(output, storage_options, time.time() if now is None else now)
     status.pending_compactions = len(list_journals(fs, root))
@@ -173,6 +180,9 @@ def describe_status(status: OutputStatus) -> list[str]:
         f"{status.output}: {status.rows} rows from {status.sources} sources in {status.part_files} part files; "
         f"{status.pages_ok} pages ok, {status.error_rows} error rows ({errors})"
     ]
+    if status.pages_by_models:
+        read = "; ".join(f"{n} by {models}" for models, n in status.pages_by_models.items())
+        lines.append(f"pages read by models: {read}")
     if status.mergeable_files:
         lines.append(f"{status.mergeable_files} small part files could be merged: ocr-batch compact --output ...")
     if status.pending_compactions:
