@@ -349,9 +349,12 @@ def test_credentials_never_reach_outputs_or_logs(s3_server: S3Server, first_run:
         "summary.json",
     ]
     table, _ = read_output(s3_server, first_run.output)
+    settings = s3_server.filesystem().cat(f"{first_run.output.rstrip('/')}/{JOBS_DIR}/_settings.json").decode()
+    assert json.loads(settings)["ocr"]["text_recognition"]["model"] == config["ocr"]["text_recognition"]["model"]
     texts = {
         "summary.json": files["summary.json"],
         "config.yaml": files["config.yaml"],
+        "_settings.json": settings,
         "progress": first_run.progress,
         "stdout/stderr": first_run.captured,
         "parquet": json.dumps(table.to_pylist(), default=str),
