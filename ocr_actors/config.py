@@ -426,6 +426,9 @@ limits, raster resolution. The others (engine, threads, device, batch sizes and 
 speed and memory; batching and padding may move a character here and there, no more."""
 
 
+_ABSENT = object()
+
+
 def result_settings_changes(previous: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, list[Any]]:
     """``{key: [before, now]}`` for each of :data:`RESULT_SETTINGS` that differs between two OCR
     configs as plain mappings (``to_dict``, redacted alike, as a run saves them). A key either
@@ -440,9 +443,6 @@ def result_settings_changes(previous: Mapping[str, Any], current: Mapping[str, A
         if before is not _ABSENT and after is not _ABSENT and before != after:
             changes[key] = [before, after]
     return changes
-
-
-_ABSENT = object()
 
 
 def set_path(data: dict[str, Any], dotted: str, value: Any) -> None:

@@ -567,11 +567,17 @@ def _count_file(
             stage_cpu_seconds[stage] += float(batch[f"c_{stage}"][k])
 
 
-def _write_job_files(config: JobConfig, summary: JobSummary) -> None:
+def _jobs_folder(config: JobConfig) -> tuple[Any, str]:
+    """The output's filesystem and its ``_jobs/`` folder (no trailing slash)."""
     import fsspec
 
     fs, root = fsspec.core.url_to_fs(config.output.uri, **config.output_storage_options)
-    folder = f"{root.rstrip('/')}/{JOBS_DIR}/{summary.job_id}"
+    return fs, f"{root.rstrip('/')}/{JOBS_DIR}"
+
+
+def _write_job_files(config: JobConfig, summary: JobSummary) -> None:
+    fs, jobs = _jobs_folder(config)
+    folder = f"{jobs}/{summary.job_id}"
     fs.makedirs(folder, exist_ok=True)
     with fs.open(f"{folder}/config.yaml", "w") as fh:
         yaml.safe_dump(redact(to_dict(config)), fh, sort_keys=False, allow_unicode=True)
@@ -887,11 +893,8 @@ def settings_changes_since_last_run(config: JobConfig) -> dict[str, Any]:
     run that wrote rows read with other OCR result settings than ``config.ocr``; ``{}``
     otherwise (no such run, the same settings, or earlier runs' files that cannot be read:
     this only informs, it never fails a run)."""
-    import fsspec
-
     try:
-        fs, root = fsspec.core.url_to_fs(config.output.uri, **config.output_storage_options)
-        found = newest_run_settings(fs, f"{root.rstrip('/')}/{JOBS_DIR}")
+        found = newest_run_settings(*_jobs_folder(config))
         if found is None:
             return {}
         since_job, previous = found
@@ -905,11 +908,9 @@ def settings_changes_since_last_run(config: JobConfig) -> dict[str, Any]:
 def record_result_settings(config: JobConfig) -> None:
     """Write :data:`RESULT_SETTINGS_FILE`: this run has written rows, with these OCR settings
     (best effort: a failure is logged, the run goes on)."""
-    import fsspec
-
     try:
-        fs, root = fsspec.core.url_to_fs(config.output.uri, **config.output_storage_options)
-        with fs.open(f"{root.rstrip('/')}/{JOBS_DIR}/{RESULT_SETTINGS_FILE}", "w") as fh:
+        fs, jobs = _jobs_folder(config)
+        with fs.open(f"{jobs}/{RESULT_SETTINGS_FILE}", "w") as fh:
             json.dump({"job_id": config.job_id, "ocr": redact(to_dict(config.ocr))}, fh)
     except Exception as exc:
         log.warning("could not record this run's OCR settings in the output: %s", type(exc).__name__)
