@@ -32,7 +32,10 @@ def test_cluster_yaml_passes_rays_schema():
     assert ".gitignore" in raw["rsync_filter"] and ".dev" in raw["rsync_exclude"]  # local bundles stay here
     for command in raw["head_start_ray_commands"][-1:] + raw["worker_start_ray_commands"][-1:]:
         # `ray job submit -- python -m jobs.ocr_job` finds the venv's python through Ray's PATH
-        assert command.startswith("export PATH=$HOME/venv/bin:$PATH;") and "ray start" in command
+        assert command.startswith("export PATH=$HOME/venv/bin:$PATH RAY_AUTH_MODE=token;") and "ray start" in command
+    # Token authentication as Ray's guide for `ray up` sets it: one token file on every node.
+    assert raw["file_mounts"]["/home/ubuntu/.ray/auth_token"] == "~/.ray/auth_token"
+    assert any("export RAY_AUTH_MODE=token" in c for c in raw["initialization_commands"])
 
 
 def test_rays_schema_rejects_a_wrong_cluster_yaml():
