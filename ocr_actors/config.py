@@ -360,6 +360,17 @@ def _wrong_kind_hint(cls: type, unknown: set[str]) -> str:
     return ""
 
 
+def unknown_keys_error(cls: type, unknown: set[str], where: str = "") -> ConfigError:
+    """The error for keys ``cls`` does not have: each named (under ``where``), the valid keys,
+    and for a whole file (no ``where``) a hint when it is the other kind of config."""
+    prefix = f"{where}." if where else ""
+    known = sorted(f.name for f in fields(cls))
+    return ConfigError(
+        f"unknown config key(s) {', '.join(prefix + k for k in sorted(unknown))}; "
+        f"valid keys here: {', '.join(known)}{_wrong_kind_hint(cls, unknown) if not where else ''}"
+    )
+
+
 def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "", base: T | None = None) -> T:
     """Build a config dataclass from a mapping, rejecting unknown keys.
 
@@ -370,11 +381,7 @@ def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "", base: T | 
     known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
     unknown = set(data) - set(known)
     if unknown:
-        prefix = f"{where}." if where else ""
-        raise ConfigError(
-            f"unknown config key(s) {', '.join(prefix + k for k in sorted(unknown))}; "
-            f"valid keys here: {', '.join(sorted(known))}{_wrong_kind_hint(cls, unknown) if not where else ''}"
-        )
+        raise unknown_keys_error(cls, unknown, where)
     hints = typing.get_type_hints(cls)
     kwargs: dict[str, Any] = {}
     for name, value in data.items():
@@ -487,10 +494,11 @@ def load_config(
         extra = read_yaml_mapping(path)
         section_type = typing.get_type_hints(cls).get(section)
         if is_dataclass(section_type) and isinstance(section_type, type):
-            try:  # the file alone, so its errors name it (and say when it is a job config)
-                from_dict(section_type, extra)
-            except ConfigError as exc:
-                raise ConfigError(f"{path}: {exc}") from None
+            # Keys the section does not have: named with the file (and whether it is a job
+            # config). Its values are checked once merged: they may lean on the other sources.
+            unknown = set(extra) - {f.name for f in fields(section_type)}
+            if unknown:
+                raise ConfigError(f"{path}: {unknown_keys_error(section_type, unknown)}")
         current = data.get(section)
         data[section] = merged(current if isinstance(current, Mapping) else {}, extra)
     items = overrides.items() if isinstance(overrides, Mapping) else (parse_override(o) for o in overrides)

@@ -390,3 +390,18 @@ def test_result_settings_changes_name_what_decides_the_text() -> None:
     }
     del saved["input"]["pdf_dpi"]  # a config saved by an older version: that key is not compared
     assert "input.pdf_dpi" not in result_settings_changes(saved, to_dict(other))
+
+
+def test_an_ocr_config_file_may_lean_on_the_job_config_and_the_overrides(tmp_path: Path) -> None:
+    """Its values are checked once merged: ``precision: bf16`` alone is valid with the job's
+    (or an override's) ``engine: openvino``; alone over the default engine it is not."""
+    from ocr_actors.job_config import JobConfig
+
+    bf16 = write(tmp_path, "engine:\n  precision: bf16\n")
+    job = {"ocr": {"engine": {"engine": "openvino"}}}
+    loaded = load_config(JobConfig, job, sections={"ocr": bf16})
+    assert (loaded.ocr.engine.engine, loaded.ocr.engine.precision) == ("openvino", "bf16")
+    by_override = load_config(JobConfig, None, ["ocr.engine.engine=openvino"], sections={"ocr": bf16})
+    assert by_override.ocr.engine.precision == "bf16"
+    with pytest.raises(ConfigError, match="bf16"):
+        load_config(JobConfig, None, sections={"ocr": bf16})

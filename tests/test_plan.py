@@ -125,6 +125,8 @@ def test_a_local_file_named_alone_is_a_source_by_its_absolute_path(tmp_path, mon
     assert list_sources("scan.png", "uri", {}) == [f"{tmp_path}/in/scan.png"]
     monkeypatch.chdir(tmp_path)
     assert list_sources("in/./scan.png", "uri", {}) == list_sources("in", "uri", {}) == [f"{tmp_path}/in/scan.png"]
+    monkeypatch.setenv("HOME", str(tmp_path))  # "~/…" as a YAML source.uri gives it (no shell expands it)
+    assert list_sources("~/in/scan.png", "uri", {}) == [f"{tmp_path}/in/scan.png"]
 
 
 def test_listing_errors(tmp_path):

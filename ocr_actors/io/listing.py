@@ -150,7 +150,7 @@ def _iter_sources(
     # A local file named alone is yielded as given; the job keys rows by source_uri, so it is
     # made absolute as listed folders' files are (resume must not depend on the working folder).
     uris = (
-        u if u.startswith("/") or "://" in u else os.path.abspath(u)
+        u if u.startswith("/") or "://" in u else os.path.abspath(os.path.expanduser(u))
         for u in expand_inputs(uri, storage_options, on_skip)
     )
     yield from _chunked(uris, chunk_size)

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import yaml
 
@@ -79,14 +80,14 @@ def output_status(
             table = pq.read_table(fh, columns=["source_uri", "status", "error_type", "det_model", "rec_model"])
         parts.append(PartFile(path, table.num_rows))
         sources.update(table["source_uri"].unique().to_pylist())
-        columns = (table[name].to_pylist() for name in ("status", "error_type", "det_model", "rec_model"))
-        for state, error, det_model, rec_model in zip(*columns, strict=True):
-            if state == "ok":
-                status.pages_ok += 1
-                models[f"{det_model} + {rec_model}"] += 1
-            else:
-                errors[error or "unknown"] += 1
+        ok = pc.equal(table["status"], "ok")
+        for row in table.filter(ok).group_by(["det_model", "rec_model"]).aggregate([([], "count_all")]).to_pylist():
+            models[f"{row['det_model']} + {row['rec_model']}"] += row["count_all"]
+        failed = table.filter(pc.invert(ok)).group_by("error_type").aggregate([([], "count_all")])
+        for row in failed.to_pylist():
+            errors[row["error_type"] or "unknown"] += row["count_all"]
         status.rows += table.num_rows
+    status.pages_ok = sum(models.values())
     status.part_files = len(parts)
     status.mergeable_files = sum(len(g) for g in plan_groups(parts, rows_per_file))
     status.sources = len(sources)

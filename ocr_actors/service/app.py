@@ -210,8 +210,14 @@ def serve_forever(config: ServiceConfig) -> None:
     except KeyboardInterrupt:
         log.info("stopping the service")
     finally:
-        serve.shutdown()
-        ray.shutdown()
+        if threading.current_thread() is threading.main_thread():  # a second signal waits for the shutdown
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            serve.shutdown()
+            ray.shutdown()
+        except Exception:  # never hide why the service stopped behind a failed clean-up
+            log.exception("shutting the service down failed")
 
 
 def _stop_serving(signum: int, frame: object) -> None:
