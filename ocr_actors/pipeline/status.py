@@ -102,7 +102,7 @@ def output_status(
 
 def run_names(fs: Any, jobs_folder: str) -> list[str]:
     """The runs' folder names under ``<output>/_jobs/``, oldest first (job ids start with their
-    UTC start time); ``_lease`` and ``_compact`` left out."""
+    UTC start time); ``_lease``, ``_compact`` and ``_settings.json`` left out."""
     if not fs.exists(jobs_folder):
         return []
     listed = (str(p).rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(jobs_folder, detail=False))
