@@ -1,9 +1,13 @@
 """Deployment files: cluster.yaml validated against Ray's own schema, the GPU job config and
-the KubeRay manifest."""
+the KubeRay manifest (validated against KubeRay's own RayJob CRD schema)."""
 
 from __future__ import annotations
 
+import copy
+import gzip
+import json
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import pytest
@@ -58,3 +62,74 @@ def test_gpu_job_config_and_kuberay_manifest():
     groups = {g["groupName"]: g for g in manifest["spec"]["rayClusterSpec"]["workerGroupSpecs"]}
     limits = groups["gpu"]["template"]["spec"]["containers"][0]["resources"]["limits"]
     assert limits["nvidia.com/gpu"] == "1"
+
+
+# KubeRay's RayJob CRD schemas, from its repository's tags (scripts/kuberay_schema.py): the
+# oldest release the manifest's header names (1.2, for backoffLimit) and a recent one.
+KUBERAY_VERSIONS = ("1.2.2", "1.7.0")
+
+
+def strict(schema: Any) -> Any:
+    """An OpenAPI v3 CRD schema made strict as ``kubectl apply --validate=strict`` is: an
+    object with listed properties takes no others (unless the CRD keeps unknown fields)."""
+    if isinstance(schema, list):
+        return [strict(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: strict(value) for key, value in schema.items()}
+    if (
+        "properties" in schema
+        and "additionalProperties" not in schema
+        and not schema.get("x-kubernetes-preserve-unknown-fields")
+    ):
+        out["additionalProperties"] = False
+    return out
+
+
+def rayjob_validator(version: str) -> jsonschema.Draft7Validator:
+    raw = gzip.decompress((ROOT / "tests" / "kuberay" / f"rayjob-v{version}.schema.json.gz").read_bytes())
+    return jsonschema.Draft7Validator(strict(json.loads(raw)))
+
+
+def rayjob_manifest() -> dict[str, Any]:
+    manifest: dict[str, Any] = yaml.safe_load((ROOT / "jobs" / "kuberay-rayjob.yaml").read_text())
+    return manifest
+
+
+@pytest.mark.parametrize("version", KUBERAY_VERSIONS)
+def test_kuberay_manifest_passes_kuberays_crd_schema(version):
+    manifest = rayjob_manifest()
+    assert manifest["apiVersion"] == "ray.io/v1"
+    errors = [
+        f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in rayjob_validator(version).iter_errors(manifest)
+    ]
+    assert errors == []
+
+
+def test_kuberay_schema_check_catches_typos_and_fields_newer_than_the_release():
+    manifest = rayjob_manifest()
+    typo = copy.deepcopy(manifest)
+    typo["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]["workingdir"] = "/app"
+    newest = rayjob_validator(KUBERAY_VERSIONS[-1])
+    (error,) = newest.iter_errors(typo)
+    assert "workingdir" in error.message
+    assert list(error.absolute_path) == [
+        "spec",
+        "rayClusterSpec",
+        "workerGroupSpecs",
+        0,
+        "template",
+        "spec",
+        "containers",
+        0,
+    ]
+    wrong_type = copy.deepcopy(manifest)
+    wrong_type["spec"]["backoffLimit"] = "one"
+    assert [list(e.absolute_path) for e in newest.iter_errors(wrong_type)] == [["spec", "backoffLimit"]]
+    # Token authentication, which the header says needs KubeRay 1.5.1: the newest schema has it,
+    # the oldest release the manifest supports does not.
+    with_auth = copy.deepcopy(manifest)
+    with_auth["spec"]["rayClusterSpec"]["authOptions"] = {"mode": "token"}
+    assert list(newest.iter_errors(with_auth)) == []
+    (error,) = rayjob_validator(KUBERAY_VERSIONS[0]).iter_errors(with_auth)
+    assert "authOptions" in error.message
