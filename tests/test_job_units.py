@@ -626,6 +626,8 @@ def test_the_settings_a_run_compares_with_come_from_the_newest_run_that_wrote_ro
     assert "abc123" not in json.dumps(settings_changes_since_last_run(config))
     record_result_settings(replace(config, job_id="nightly-a"))  # a job id that sorts anywhere
     assert settings_changes_since_last_run(config) == {}  # the same model, redacted alike
+    assert sorted(p.name for p in jobs.iterdir() if p.name.startswith("_")) == ["_settings.json"]  # moved in place
+    assert json.loads((jobs / "_settings.json").read_text())["job_id"] == "nightly-a"
     (jobs / "_settings.json").write_text("{not json")
     assert settings_changes_since_last_run(config)["since_job"] == "20261101T000000Z-aaaa"
     (jobs / "_settings.json").unlink()

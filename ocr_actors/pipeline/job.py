@@ -9,6 +9,7 @@ results pass through it.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -907,13 +908,20 @@ def settings_changes_since_last_run(config: JobConfig) -> dict[str, Any]:
 
 def record_result_settings(config: JobConfig) -> None:
     """Write :data:`RESULT_SETTINGS_FILE`: this run has written rows, with these OCR settings
-    (best effort: a failure is logged, the run goes on)."""
+    (best effort: a failure is logged, the run goes on). Written beside it and moved into place,
+    so a reader never meets a partial file (the temporary name starts with ``_``, so it is no run)."""
+    temporary = None
     try:
         fs, jobs = _jobs_folder(config)
-        with fs.open(f"{jobs}/{RESULT_SETTINGS_FILE}", "w") as fh:
+        temporary = f"{jobs}/{RESULT_SETTINGS_FILE}.{uuid.uuid4().hex}.tmp"
+        with fs.open(temporary, "w") as fh:
             json.dump({"job_id": config.job_id, "ocr": redact(to_dict(config.ocr))}, fh)
+        fs.mv(temporary, f"{jobs}/{RESULT_SETTINGS_FILE}")
     except Exception as exc:
         log.warning("could not record this run's OCR settings in the output: %s", type(exc).__name__)
+        if temporary is not None:
+            with contextlib.suppress(Exception):
+                fs.rm(temporary)
 
 
 def describe_settings_changes(settings_changed: dict[str, Any]) -> str:
