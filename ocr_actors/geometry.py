@@ -72,7 +72,9 @@ def crop_quad(image: np.ndarray, quad: np.ndarray) -> np.ndarray:
 
     Returns:
         ``(h, w, C)`` uint8 crop. When ``h >= 1.5 * w`` the crop is rotated 90 degrees
-        counter-clockwise so vertical lines read left to right.
+        counter-clockwise so vertical lines read left to right. A quad whose crop or
+        neighbourhood reaches 32767 px on a side (OpenCV's warp takes none) is cropped at the
+        scale that fits, aspect kept: recognition resizes every line to 48 px high anyway.
     """
     q = np.asarray(quad, dtype=np.float32)
     box = integer_axis_aligned_box(q, image.shape[1], image.shape[0])
@@ -92,11 +94,18 @@ def crop_quad(image: np.ndarray, quad: np.ndarray) -> np.ndarray:
         if x1 <= x0 or y1 <= y0:  # a quad off the page: sample the border as before
             x0, y0, x1, y1 = 0, 0, image.shape[1], image.shape[0]
         local = q - np.array([x0, y0], dtype=np.float32)
+        window = image[y0:y1, x0:x1]
+        longest = max(width, height, x1 - x0, y1 - y0)
+        if longest > OPENCV_MAX_SIDE:  # a line this long: warp a scaled-down window
+            scale = OPENCV_MAX_SIDE / longest
+            size = (max(round((x1 - x0) * scale), 1), max(round((y1 - y0) * scale), 1))
+            window = cv2.resize(window, size, interpolation=cv2.INTER_AREA).reshape(size[1], size[0], *image.shape[2:])
+            local = local * np.array([size[0] / (x1 - x0), size[1] / (y1 - y0)], dtype=np.float32)
+            width, height = max(int(width * scale), 1), max(int(height * scale), 1)
+            target = np.array([[0, 0], [width, 0], [width, height], [0, height]], dtype=np.float32)
         matrix = cv2.getPerspectiveTransform(local, target)
         flags = cv2.INTER_CUBIC
-        crop = cv2.warpPerspective(
-            image[y0:y1, x0:x1], matrix, (width, height), borderMode=cv2.BORDER_REPLICATE, flags=flags
-        )
+        crop = cv2.warpPerspective(window, matrix, (width, height), borderMode=cv2.BORDER_REPLICATE, flags=flags)
         crop = crop.reshape(height, width, *image.shape[2:])  # OpenCV drops a 1-channel axis
     if crop.shape[0] >= TALL_CROP_RATIO * crop.shape[1]:
         crop = np.ascontiguousarray(np.rot90(crop))

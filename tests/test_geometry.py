@@ -407,6 +407,29 @@ def test_crop_quad_warps_from_the_quads_neighbourhood_with_the_pages_pixels():
     assert line.shape == (28, 999, 3) and line[5:20, 20:980].max() == 0 and line[:, :5].min() == 255
 
 
+def test_a_crop_of_32767_px_or_more_is_cut_at_the_scale_opencv_takes():
+    """OpenCV warps no output (and no source) of 32767 px or more on a side: a longer skewed
+    line is cropped at the scale that fits, aspect kept, its content where it belongs; shorter
+    crops keep their full size (above)."""
+    from ocr_actors.geometry import OPENCV_MAX_SIDE
+
+    page = np.full((200, 41_000, 3), 255, np.uint8)
+    page[40:70, 20_000:30_000] = 0  # a dark run from a quarter to half of the way along the line
+    quad = np.array([[10.5, 20], [40_010.5, 30], [40_010.5, 90], [10.5, 80]], np.float32)
+    crop = crop_quad(page, quad)
+    scale = OPENCV_MAX_SIDE / 40_008  # the longest side: the window round the quad (3 px before, 4 after)
+    assert crop.shape == (int(60 * scale), int(40_000 * scale), 3)
+    columns = crop[crop.shape[0] // 2].max(axis=1)  # the middle row: dark exactly where the run is
+    dark = np.flatnonzero(columns < 128)
+    assert abs(dark[0] - 19_990 * scale) <= 3 and abs(dark[-1] - 29_990 * scale) <= 3
+    assert len(dark) == dark[-1] - dark[0] + 1 and columns[:1000].min() == 255
+    grey = crop_quad(page[:, :, 1:2], quad)
+    assert grey.shape == (*crop.shape[:2], 1)
+    tall = np.ascontiguousarray(np.rot90(page, -1))  # the same line standing: turned to read across
+    standing = np.array([[120, 10.5], [180, 10.5], [170, 40_010.5], [110, 40_010.5]], np.float32)
+    assert crop_quad(tall, standing).shape[1] > 30_000
+
+
 def test_unwarp_maps_put_the_grids_corners_on_the_pages_corner_pixels():
     """UVDoc applies its grid with ``align_corners=True``: an identity grid maps each pixel to
     itself (half-pixel-centre upsampling moved pixels by up to 15 px on a 1000 px page), and a

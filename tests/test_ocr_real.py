@@ -550,3 +550,17 @@ def test_unwarping_takes_a_page_wider_than_opencvs_remap_limit(pipeline):
     assert unwarped.shape == strip.shape
     # The band stays a level band across the page (UVDoc may stretch it towards the ends).
     assert unwarped[:20].min() > 192 and unwarped[80:].min() > 192 and unwarped[45, 5_000:35_000].max() < 64
+
+
+def test_a_skewed_line_longer_than_opencvs_warp_limit_is_read_not_failed(pipeline):
+    """A slightly skewed text line 38,800 px long (its crop passes OpenCV's 32767 px warp limit)
+    is cropped at a scale that fits, so the page gives its line instead of failing."""
+    line = np.full((120, 40_000, 3), 255, np.uint8)
+    cv2.putText(line, "0123456789 " * 120, (20, 60), cv2.FONT_HERSHEY_SIMPLEX, 1.5, (0, 0, 0), 3)
+    page = np.full((200, 40_000, 3), 255, np.uint8)
+    for x in range(0, 40_000, 500):  # one pixel lower every 500 px: 80 px over the line
+        page[x // 500 : x // 500 + 120, x : x + 500] = line[:, x : x + 500]
+    result = next(pipeline.predict(page))
+    (poly,) = result["rec_polys"]
+    assert poly[:, 0].min() < 50 and poly[:, 0].max() > 38_000
+    assert len(result["rec_texts"][0]) > 10
