@@ -3,7 +3,8 @@
 Images are BGR ``(H, W, 3)`` uint8 or grey ``(H, W, 1)`` / ``(H, W)`` uint8 (the batch job
 moves grey pages with one channel: :func:`~ocr_actors.io.decode.collapse_grey`); a grey
 image gives the models exactly what its BGR copy would. Model inputs are float32
-``(N, 3, H, W)`` (NCHW).
+``(N, 3, H, W)`` (NCHW), or, for models that normalise in their graph (on GPUs), the pixels
+themselves: ``(N, H, W, C)`` uint16 with :data:`PIXEL_PAD` as padding (``*_pixels`` builders).
 """
 
 from __future__ import annotations
@@ -17,6 +18,15 @@ import numpy as np
 
 DET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 DET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+DET_SCALE = (1.0 / (255.0 * DET_STD)).astype(np.float32)
+"""Per-channel factor of the detector's normalisation: ``x * DET_SCALE - DET_SHIFT``, x in 0-255."""
+DET_SHIFT = (DET_MEAN / DET_STD).astype(np.float32)
+REC_SCALE = np.full(3, 2.0 / 255.0, dtype=np.float32)
+"""Per-channel factor of the recogniser's normalisation to [-1, 1]: ``x * REC_SCALE - REC_SHIFT``."""
+REC_SHIFT = np.ones(3, dtype=np.float32)
+PIXEL_PAD = 256
+"""Padding in a pixel batch: the model's graph turns it into 0.0, as float batches pad
+(:data:`ocr_actors.runtime.graph.PIXEL_PAD`, the same value)."""
 
 
 def det_resize_shape(
@@ -75,8 +85,7 @@ def normalize_det(image: np.ndarray, out: np.ndarray | None = None) -> np.ndarra
     The statistics are applied to the BGR channels as given, as the PP-OCR detectors
     were trained (a grey image: its plane as each of B, G and R).
     """
-    scale = (1.0 / (255.0 * DET_STD)).astype(np.float32)
-    shift = (DET_MEAN / DET_STD).astype(np.float32)
+    scale, shift = DET_SCALE, DET_SHIFT
     if out is None:
         out = np.empty((3, *image.shape[:2]), dtype=np.float32)
     for channel, plane in enumerate(bgr_planes(image)):  # plane by plane: 4-5x faster than HWC float math
@@ -96,16 +105,23 @@ def prepare_det_input(
     return normalize_det(resized)[None]
 
 
-def batch_array(shape: tuple[int, ...], buffer: np.ndarray | None = None) -> np.ndarray:
-    """A float32 array of ``shape`` for a model batch: a view of the first elements of
-    ``buffer`` (a caller's float32 array, reused from call to call) when given, else new
+def batch_array(shape: tuple[int, ...], buffer: np.ndarray | None = None, dtype: type = np.float32) -> np.ndarray:
+    """A ``dtype`` (float32) array of ``shape`` for a model batch: a view of the first elements of
+    ``buffer`` (a caller's array of that dtype, reused from call to call) when given, else new
     memory; its values are whatever was there (the caller writes every element)."""
     if buffer is None:
-        return np.empty(shape, dtype=np.float32)
+        return np.empty(shape, dtype=dtype)
     size = math.prod(shape)
-    if buffer.dtype != np.float32 or buffer.size < size:
-        raise ValueError(f"the buffer holds {buffer.size} {buffer.dtype} values, the batch needs {size} float32")
+    if buffer.dtype != dtype or buffer.size < size:
+        raise ValueError(
+            f"the buffer holds {buffer.size} {buffer.dtype} values, the batch needs {size} {np.dtype(dtype).name}"
+        )
     return buffer.reshape(-1)[:size].reshape(shape)
+
+
+def batch_channels(images: Sequence[np.ndarray]) -> int:
+    """1 when every image is grey (``(H, W)`` or ``(H, W, 1)``), else 3."""
+    return 1 if all(im.ndim == 2 or im.shape[2] == 1 for im in images) else 3
 
 
 def prepare_det_batch(
@@ -133,6 +149,33 @@ def prepare_det_batch(
         normalize_det(cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR), slot[:, :h, :w])
         slot[:, h:, :] = 0
         slot[:, :h, w:] = 0
+    return batch
+
+
+def prepare_det_pixels(
+    images: Sequence[np.ndarray],
+    canvas: tuple[int, int],
+    limit_side_len: int,
+    limit_type: str,
+    max_side_limit: int = 4000,
+    buffer: np.ndarray | None = None,
+) -> np.ndarray:
+    """Pages resized (as :func:`prepare_det_batch`) into one ``(N, H, W, C)`` uint16 pixel
+    batch on the ``canvas`` ``(H, W)``, :data:`PIXEL_PAD` right and bottom; ``C`` = 1 when every
+    page is grey (a grey page in a colour batch fills all three channels). A model whose graph
+    normalises (:func:`ocr_actors.runtime.graph.fuse_pixel_input` with :data:`DET_SCALE`,
+    :data:`DET_SHIFT`) sees exactly :func:`prepare_det_batch`'s values. ``buffer``: a uint16
+    array reused from call to call (:func:`batch_array`)."""
+    height, width = canvas
+    batch = batch_array((len(images), height, width, batch_channels(images)), buffer, np.uint16)
+    for slot, image in zip(batch, images, strict=True):
+        h, w = det_resize_shape(image.shape[0], image.shape[1], limit_side_len, limit_type, max_side_limit)
+        if h > height or w > width:
+            raise ValueError(f"canvas {canvas} does not hold a page resized to {(h, w)}")
+        resized = cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)
+        slot[:h, :w] = resized.reshape(h, w, -1)  # cv2.resize drops a 1-channel axis
+        slot[h:] = PIXEL_PAD
+        slot[:h, w:] = PIXEL_PAD
     return batch
 
 
@@ -189,21 +232,52 @@ def prepare_rec_batch(
     """
     widths = [rec_resized_width(c.shape[0], c.shape[1], height, max_width, width_scale) for c in crops]
     batch_w = rec_batch_width(max(widths, default=0), min_width, width_multiple, width_buckets)
-    grey = all(c.ndim == 2 or c.shape[2] == 1 for c in crops)
     # resized pixels into one uint8 buffer, then one normalisation for the whole batch: few
     # numpy calls per crop (this runs in the recognition actor's loop, holding the GIL)
-    pixels = np.zeros((len(crops), height, batch_w, 1 if grey else 3), dtype=np.uint8)
-    for i, (crop, w) in enumerate(zip(crops, widths, strict=True)):
-        resized = cv2.resize(crop, (w, height), interpolation=cv2.INTER_LINEAR)
-        pixels[i, :, :w] = resized.reshape(height, w, -1)  # cv2.resize drops a 1-channel axis
+    pixels = np.zeros((len(crops), height, batch_w, batch_channels(crops)), dtype=np.uint8)
+    resize_rec_rows(crops, widths, pixels)
     out = batch_array((max(len(crops), rows), 3, height, batch_w), buffer)
     filled = out[: len(crops)]
     # (N, C, H, W) uint8 scaled straight into the batch; grey: the same values in all three channels
-    np.multiply(pixels.transpose(0, 3, 1, 2), np.float32(2.0 / 255.0), out=filled)
-    filled -= 1.0
+    np.multiply(pixels.transpose(0, 3, 1, 2), REC_SCALE[0], out=filled)
+    filled -= REC_SHIFT[0]
     for i, w in enumerate(widths):
         out[i, :, :, w:] = 0.0  # padding stays zero, as the reference pads
     out[len(crops) :] = 0.0  # blank rows
+    return out
+
+
+def resize_rec_rows(crops: Sequence[np.ndarray], widths: Sequence[int], out: np.ndarray) -> None:
+    """Each crop resized to ``(H, widths[i])`` into row ``i`` of ``out`` ``(N, H, W, C)``,
+    from its left edge (the rest of the row is left as it is)."""
+    height = out.shape[1]
+    for i, (crop, w) in enumerate(zip(crops, widths, strict=True)):
+        resized = cv2.resize(crop, (w, height), interpolation=cv2.INTER_LINEAR)
+        out[i, :, :w] = resized.reshape(height, w, -1)  # cv2.resize drops a 1-channel axis
+
+
+def prepare_rec_pixels(
+    crops: Sequence[np.ndarray],
+    height: int = 48,
+    min_width: int = 320,
+    max_width: int = 3200,
+    width_scale: float = 1.0,
+    width_multiple: int = 1,
+    width_buckets: Sequence[int] = (),
+    rows: int = 0,
+    buffer: np.ndarray | None = None,
+) -> np.ndarray:
+    """Crops resized as :func:`prepare_rec_batch` resizes them, into one ``(max(N, rows),
+    height, W, C)`` uint16 pixel batch with :data:`PIXEL_PAD` right of each crop and in blank
+    rows; ``C`` = 1 when every crop is grey. A model whose graph normalises
+    (:func:`ocr_actors.runtime.graph.fuse_pixel_input` with :data:`REC_SCALE`,
+    :data:`REC_SHIFT`) sees exactly :func:`prepare_rec_batch`'s values. ``buffer``: a uint16
+    array reused from call to call (:func:`batch_array`)."""
+    widths = [rec_resized_width(c.shape[0], c.shape[1], height, max_width, width_scale) for c in crops]
+    batch_w = rec_batch_width(max(widths, default=0), min_width, width_multiple, width_buckets)
+    out = batch_array((max(len(crops), rows), height, batch_w, batch_channels(crops)), buffer, np.uint16)
+    out.fill(PIXEL_PAD)
+    resize_rec_rows(crops, widths, out)
     return out
 
 

@@ -72,11 +72,11 @@ def model_actor_call(images, detector, recognizer, run_det, run_rec, timed):  # 
     ``run_rec`` give the model outputs (a real run, or a recorded one replayed); ``timed(step,
     fn, *args)`` times each step. Returns ``(quads, texts)`` per page."""
     from ocr_actors.postprocess import ctc_collapse, db_boxes, filter_tiny_quads
-    from ocr_actors.preprocess import det_resize_shape, prepare_det_batch, prepare_rec_batch
+    from ocr_actors.preprocess import det_resize_shape
     from ocr_actors.runtime.ocr import crop_lines
     from ocr_actors.runtime.runners import group_by_padded_shape, power_of_two_runs
 
-    det, rec, p = detector.config, recognizer.config, detector.default_params
+    det, p = detector.config, detector.default_params
     limits = (p.limit_side_len, p.limit_type, p.max_side_limit)
     shapes = [det_resize_shape(im.shape[0], im.shape[1], *limits) for im in images]
     quads_per_page: list = [None] * len(images)
@@ -84,9 +84,8 @@ def model_actor_call(images, detector, recognizer, run_det, run_rec, timed):  # 
         start = 0
         for size in power_of_two_runs(len(group), det.batch_size):
             members, start = group[start : start + size], start + size
-            pages = [images[i] for i in members]
-            buffer = detector.input_buffer(size, canvas)  # the job's detector reuses one per thread
-            batch = timed("det pre-process", prepare_det_batch, pages, canvas, *limits, buffer=buffer)
+            pages = [images[i] for i in members]  # in the thread's reused buffer, as the job's detector does
+            batch = timed("det pre-process", detector.prepare_batch, pages, canvas)
             probs = run_det(batch)
             for k, i in enumerate(members):
                 h, w = shapes[i]
@@ -95,22 +94,9 @@ def model_actor_call(images, detector, recognizer, run_det, run_rec, timed):  # 
     crops = [timed("crop lines", crop_lines, im, q) for im, q in zip(images, quads_per_page, strict=True)]
     flat = [c for page in crops for c in page]
     texts: list = [None] * len(flat)
-    rows = rec.batch_size if rec.pad_batch else 0
     for batch in recognizer.batches([c.shape[:2] for c in flat]):
         members = [flat[i] for i in batch.indices]
-        batch_input = timed(
-            "rec pre-process",
-            prepare_rec_batch,
-            members,
-            48,
-            rec.min_width,
-            rec.max_width,
-            rec.width_scale,
-            rec.width_multiple,
-            rec.width_buckets,
-            rows,
-            buffer=recognizer.input_buffer(),
-        )
+        batch_input = timed("rec pre-process", recognizer.prepare_batch, members)
         indices, scores = run_rec(batch_input)
         decoded = timed("CTC decode", ctc_collapse, indices[:, :, 0], scores[:, :, 0], recognizer.characters)
         for i, text in zip(batch.indices, decoded, strict=False):
@@ -141,7 +127,13 @@ def main() -> int:
         "--gpu-layout",
         action="store_true",
         help="job_gpu.yaml's shapes and calls (16 pages a model actor call, detector canvases, 32-row "
-        "recognition batches by width bucket) instead of the CPU defaults (one page a call)",
+        "recognition batches by width bucket) instead of the CPU defaults (one page a call), and its "
+        "models' inputs: pixels, normalised in the models' graphs as on a GPU (engine.normalize_in_model)",
+    )
+    parser.add_argument(
+        "--normalize-on-host",
+        action="store_true",
+        help="with --gpu-layout: the host normalises the models' inputs to float32, as on the CPU",
     )
     args = parser.parse_args()
     cv2.setNumThreads(1)
@@ -162,7 +154,7 @@ def main() -> int:
         call_pages = job_call_sizes()[1]
     else:
         config, call_pages = OCRConfig(), 1
-    engine = EngineConfig(threads=1)
+    engine = EngineConfig(threads=1, normalize_in_model=args.gpu_layout and not args.normalize_on_host)
     detector = TextDetector(config.text_detection, engine)
     recognizer = TextRecognizer(config.text_recognition, engine)
     assert recognizer.fused_decode, "the recogniser could not be fused (read-only cache?): host costs would differ"
@@ -227,7 +219,8 @@ def main() -> int:
     host_total = sum(host.values())
     kind = "BGR pages (--bgr)" if args.bgr else "grey pages as the job moves them (one channel)"
     layout = (
-        f"job_gpu.yaml's layout ({call_pages} pages a model actor call)"
+        f"job_gpu.yaml's layout ({call_pages} pages a model actor call; model inputs "
+        f"{'normalised on the host' if args.normalize_on_host else 'as pixels, normalised in the models'})"
         if args.gpu_layout
         else "CPU defaults (one page a call)"
     )

@@ -201,18 +201,27 @@ class Sessions:
         recognizer = TextRecognizer(config.text_recognition, config.engine)
         self.rec = recognizer.session
         self.fused = recognizer.fused_decode
+        self.pixels_in = recognizer.pixels_in
         self.providers = list(getattr(self.det, "providers", []))
         self._np = np
         self._blanks: dict[Shape, Any] = {}
 
+    def blank(self, shape: Shape) -> Any:
+        """A blank input for the model-facing shape ``(N, 3, H, W)``: float32 zeros, or with
+        ``engine.normalize_in_model`` (on by default on a GPU) the pixels of one channel, as
+        the check's grey pages and their lines reach the models."""
+        from ocr_actors.runtime.runners import blank_input
+
+        blank = self._blanks.get(shape)
+        if blank is None:
+            blank = self._blanks[shape] = blank_input(shape, self.pixels_in, channels=1)
+        return blank
+
     def run(self, shape: Shape) -> None:
         """One call of the session this shape is for: recognition inputs are 48 px high
         (``REC_HEIGHT``), detection canvases are multiples of 32 px from 960 up."""
-        blank = self._blanks.get(shape)
-        if blank is None:
-            blank = self._blanks[shape] = self._np.zeros(shape, self._np.float32)
         session = self.rec if shape[2] == REC_HEIGHT else self.det
-        session.run_all(blank)
+        session.run_all(self.blank(shape))
 
     def first_run(self, shape: Shape) -> float:
         started = time.perf_counter()
@@ -272,7 +281,7 @@ class GraphSessions(Sessions):
         if entry is None:
             kind = "rec" if shape[2] == REC_HEIGHT else "det"
             session, plain = self._graphs[kind], self.rec if kind == "rec" else self.det
-            blank = self._np.zeros(shape, self._np.float32)
+            blank = self.blank(shape)
             outputs = plain.run_all(blank)  # the output shapes and dtypes of this input shape
             binding = session.io_binding()
             value = self._ort.OrtValue.ortvalue_from_numpy(blank, "cuda", self._device_id)

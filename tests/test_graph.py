@@ -137,3 +137,80 @@ def test_half_precision_refuses_what_it_cannot_convert(tmp_path, monkeypatch):
     garbage.write_bytes(b"\x00\x01 this is not a protobuf \xff" * 10)
     with pytest.raises(ModelNotFoundError, match="not an ONNX model"):
         half_precision_file(garbage)
+
+
+def identity_image_model(opset: int = 11) -> onnx.ModelProto:
+    """A stand-in model that returns its ``(N, 3, H, W)`` float32 input as it got it."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3, "H", "W"])
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "image", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 6
+    return model
+
+
+def test_pixel_batches_reach_the_model_as_the_hosts_float_batches(tmp_path, monkeypatch):
+    """``engine.normalize_in_model``: the graph turns the pixel batches into the very float32
+    values the host's normalisation makes (bit for bit, padding included), for the detector's
+    and the recogniser's normalisations, grey, colour and mixed batches; the copy is cached."""
+    import cv2
+
+    from ocr_actors.preprocess import (
+        DET_SCALE,
+        DET_SHIFT,
+        PIXEL_PAD,
+        REC_SCALE,
+        REC_SHIFT,
+        prepare_det_batch,
+        prepare_det_pixels,
+        prepare_rec_batch,
+        prepare_rec_pixels,
+    )
+    from ocr_actors.runtime.models import pixel_input_file
+
+    monkeypatch.setenv("OCR_BATCH_CACHE", str(tmp_path / "cache"))
+    model_file = tmp_path / "image.onnx"
+    onnx.save(identity_image_model(), model_file)
+    det = create_session(pixel_input_file(model_file, DET_SCALE, DET_SHIFT), "onnxruntime", threads=1)
+    rec = create_session(pixel_input_file(model_file, REC_SCALE, REC_SHIFT), "onnxruntime", threads=1)
+    assert det.input_dtype == np.uint16 and pixel_input_file(model_file, DET_SCALE, DET_SHIFT).exists()
+    assert len(list((tmp_path / "cache" / "pixels").glob("*.onnx"))) == 2  # one copy per normalisation
+    rng = np.random.default_rng(3)
+    colour = rng.integers(0, 256, (70, 50, 3), dtype=np.uint8)
+    grey = rng.integers(0, 256, (64, 40, 1), dtype=np.uint8)
+    for pages in ([grey, grey[:50]], [colour, grey], [colour]):
+        pixels = prepare_det_pixels(pages, (96, 64), 64, "max")
+        assert pixels.dtype == np.uint16 and pixels.shape[3] == (1 if all(p.shape[2] == 1 for p in pages) else 3)
+        assert (pixels[:, -1, -1] == PIXEL_PAD).all()  # the canvas past every page
+        np.testing.assert_array_equal(det.run(pixels), prepare_det_batch(pages, (96, 64), 64, "max"))
+    crops = [colour[:20], colour[:30, :10], cv2.cvtColor(colour, cv2.COLOR_BGR2GRAY)[:24, :, None]]
+    for members in (crops, crops[2:]):
+        args = (48, 32, 400, 1.0, 1, (64, 128, 256), 5)  # 5 rows: blank rows after the crops
+        pixels = prepare_rec_pixels(members, *args)
+        assert pixels.shape[0] == 5 and (pixels[len(members) :] == PIXEL_PAD).all()
+        np.testing.assert_array_equal(rec.run(pixels), prepare_rec_batch(members, *args))
+
+
+def test_pixel_input_refuses_a_model_without_an_image_input(tmp_path, monkeypatch):
+    from ocr_actors.preprocess import DET_SCALE, DET_SHIFT
+    from ocr_actors.runtime.graph import fuse_pixel_input
+    from ocr_actors.runtime.models import ModelNotFoundError, pixel_input_file
+
+    monkeypatch.setenv("OCR_BATCH_CACHE", str(tmp_path / "cache"))
+    model_file = tmp_path / "rec.onnx"
+    onnx.save(softmax_model(len(CHARS)), model_file)
+    with pytest.raises(ModelNotFoundError, match=r"normalisation into the model: input 'x' is not \(N, 3, H, W\)"):
+        pixel_input_file(model_file, DET_SCALE, DET_SHIFT)
+    with pytest.raises(ValueError, match="opset 8 is below 9"):
+        fuse_pixel_input(identity_image_model(opset=8), DET_SCALE, DET_SHIFT)
+
+
+def test_normalize_in_model_is_on_for_onnxruntime_on_a_gpu_unless_set():
+    from ocr_actors.config import ConfigError
+
+    assert EngineConfig(device="gpu").pixels_in and EngineConfig(device="gpu:1").pixels_in
+    assert not EngineConfig().pixels_in and not EngineConfig(device="gpu", normalize_in_model=False).pixels_in
+    assert EngineConfig(normalize_in_model=True).pixels_in
+    assert not EngineConfig(engine="paddle", device="gpu").pixels_in
+    with pytest.raises(ConfigError, match=r"engine\.normalize_in_model is for engine onnxruntime, not 'openvino'"):
+        EngineConfig(engine="openvino", normalize_in_model=True)

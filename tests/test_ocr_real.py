@@ -120,14 +120,16 @@ def test_onnxruntime_and_paddle_give_the_same_text():
     assert len(texts["paddle"][0]) == len(page.lines)
 
 
-def test_reused_input_buffers_carry_nothing_from_one_call_to_the_next(pipeline):
+@pytest.mark.parametrize("pixels_in", [False, True], ids=["float-input", "pixel-input"])
+def test_reused_input_buffers_carry_nothing_from_one_call_to_the_next(pipeline, pixels_in):
     """The runners build each model input in a per-thread buffer kept from call to call: a
     call after a bigger one (more pages, wider lines, more rows) reads exactly as a fresh
-    runner does, and the buffer is the same memory both times."""
+    runner does, and the buffer is the same memory both times; so too with pixel inputs
+    (``engine.normalize_in_model``), whose padding is a value, not zeros."""
     from ocr_actors.config import TextDetectionConfig
     from ocr_actors.runtime.runners import TextDetector
 
-    engine = EngineConfig(threads=2)
+    engine = EngineConfig(threads=2, normalize_in_model=pixels_in)
     big = [render_page(seed=160 + i, lines_per_column=12, kinds=("prose", "number")).image for i in range(2)]
     small = cv2.resize(render_page(seed=162, lines_per_column=4).image, (620, 877))
     config = TextDetectionConfig(batch_pad_multiple=960, batch_canvases=((960, 736),), batch_size=2)
@@ -135,7 +137,7 @@ def test_reused_input_buffers_carry_nothing_from_one_call_to_the_next(pipeline):
     used.detect(big)
     before = used.input_buffer(2, (960, 736))
     (after_big,), (alone,) = used.detect([small]), fresh.detect([small])
-    assert used.input_buffer(1, (960, 736)) is before
+    assert np.shares_memory(used.input_buffer(1, (960, 736)), before)
     np.testing.assert_array_equal(after_big.quads, alone.quads)
     np.testing.assert_array_equal(after_big.scores, alone.scores)
     wide = crop_lines(big[0], pipeline.engine.detector.detect([big[0]])[0].quads)
@@ -144,6 +146,20 @@ def test_reused_input_buffers_carry_nothing_from_one_call_to_the_next(pipeline):
     used_rec, fresh_rec = TextRecognizer(shaped, engine), TextRecognizer(shaped, engine)
     used_rec.recognize(wide)
     assert used_rec.recognize(narrow) == fresh_rec.recognize(narrow)
+
+
+def test_models_normalising_their_own_pixels_read_pages_exactly_alike(pipeline):
+    """``engine.normalize_in_model`` (the GPU default) on this CPU: the same lines, boxes and
+    scores as the host's normalisation, for a colour page and a grey one."""
+    pixels = create_pipeline("OCR", engine__threads=2, engine__normalize_in_model=True)
+    assert pixels.engine.detector.pixels_in and pixels.engine.recognizer.pixels_in
+    colour = render_page(seed=171, lines_per_column=8, kinds=("prose", "number")).image
+    grey = cv2.cvtColor(colour, cv2.COLOR_BGR2GRAY)
+    for image in (colour, grey):
+        ours, theirs = next(pixels.predict(image)), next(pipeline.predict(image))
+        assert len(ours["rec_texts"]) >= 8 and ours["rec_texts"] == theirs["rec_texts"]
+        np.testing.assert_array_equal(ours["rec_scores"], theirs["rec_scores"])
+        np.testing.assert_array_equal(ours["rec_polys"], theirs["rec_polys"])
 
 
 def test_paddle_on_gpu_without_paddlepaddle_gpu_is_refused_not_run_on_the_cpu():

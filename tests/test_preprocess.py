@@ -394,11 +394,14 @@ def test_thread_buffers_are_kept_per_thread_up_to_a_size_and_grow() -> None:
 
     buffers = ThreadBuffers(keep_bytes=4000)
     first = buffers.get(100)
-    assert first.dtype == np.float32 and first.size >= 100 and buffers.get(50) is first  # kept, reused
+    assert first.dtype == np.float32 and first.size == 100 and np.shares_memory(buffers.get(50), first)  # kept
     grown = buffers.get(900)
-    assert grown.size >= 900 and grown is not first and buffers.get(100) is grown  # grows, then kept
+    assert grown.size == 900 and not np.shares_memory(grown, first)  # grown: new memory
+    assert np.shares_memory(buffers.get(100), grown)  # then kept
+    pixels = buffers.get(1800, np.uint16)  # the same bytes as another dtype (a pixel batch)
+    assert pixels.dtype == np.uint16 and pixels.size == 1800 and np.shares_memory(pixels, grown)
     huge = buffers.get(2000)  # 8000 bytes, past keep_bytes: its own memory, not kept
-    assert huge.size >= 2000 and buffers.get(900) is grown
+    assert huge.size == 2000 and not np.shares_memory(huge, grown) and np.shares_memory(buffers.get(900), grown)
     other: list = []
     worker = threading.Thread(target=lambda: other.append(buffers.get(100)))
     worker.start()

@@ -1,8 +1,9 @@
 """Inference engines behind one small interface: ``session.run(batch) -> array``.
 
-Every engine takes one float32 NCHW input and returns the model's first output as a
-float32 numpy array. Engines are imported lazily; a missing one raises
-:class:`EngineUnavailableError` naming the package to install.
+Every engine takes one float32 NCHW input (ONNX Runtime: or the uint16 NHWC pixels of a model
+that normalises in its graph) and returns the model's first output as a float32 numpy array.
+Engines are imported lazily; a missing one raises :class:`EngineUnavailableError` naming the
+package to install.
 """
 
 from __future__ import annotations
@@ -131,7 +132,10 @@ class OnnxRuntimeSession:
             )
         model_input = self._session.get_inputs()[0]
         self._input_name = model_input.name
-        self.input_dtype = np.dtype(np.float16 if "float16" in model_input.type else np.float32)
+        # float32 images; float16 for a half-precision model without cast inputs; uint16 pixels
+        # for a model that normalises in its graph (graph.fuse_pixel_input)
+        input_dtypes = {"tensor(float16)": np.float16, "tensor(uint16)": np.uint16}
+        self.input_dtype = np.dtype(input_dtypes.get(model_input.type, np.float32))
         self.metadata: dict[str, str] = dict(self._session.get_modelmeta().custom_metadata_map)
         self.first_runs: dict[tuple[int, ...], float] = {}
         """Seconds of the first run of each input shape seen (on GPUs mostly kernel set-up)."""

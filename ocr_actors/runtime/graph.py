@@ -6,6 +6,9 @@ from the GPU to the host and be scanned by numpy only to keep one class per step
 :func:`fuse_ctc_argmax` moves that reduction into the graph, so the model returns
 ``(N, T, 1)`` class indices and their probabilities instead (a few kB). ONNX Runtime and
 OpenVINO run the fused copy; Paddle models decode on the host.
+
+On a GPU the input's normalisation moves into the graph too (:func:`fuse_pixel_input`): the
+host hands over uint8 pixels, not float32 planes it computed.
 """
 
 from __future__ import annotations
@@ -78,4 +81,66 @@ def fuse_ctc_argmax(model: onnx.ModelProto, space_bias: float = 1.0) -> onnx.Mod
             helper.make_tensor_value_info(CTC_SCORES, TensorProto.FLOAT, shape),
         ]
     )
+    return fused
+
+
+PIXELS = "pixels"
+"""Input name of a model whose normalisation was moved into its graph (:func:`fuse_pixel_input`)."""
+
+PIXEL_PAD = 256
+"""The ``pixels`` value of padding: above every uint8 value, it becomes 0.0 in the model input,
+as a host-side batch pads after normalising."""
+
+
+def fuse_pixel_input(model: onnx.ModelProto, scale: np.ndarray, shift: np.ndarray) -> onnx.ModelProto:
+    """A copy of a model with a ``(N, 3, H, W)`` float32 image input that takes the page's
+    pixels instead and normalises them in the graph, on the model's device.
+
+    The new first input, :data:`PIXELS`, is ``(N, H, W, C)`` uint16: the uint8 pixels of a
+    ``C`` = 3 (channels as the model was trained on, BGR for PP-OCR) or ``C`` = 1 (grey, used for
+    all three channels) batch, with :data:`PIXEL_PAD` where a host-side batch pads with zeros.
+    The graph computes ``where(p < PIXEL_PAD, p * scale[c] - shift[c], 0)`` in float32 into the
+    old input: the very operations, in the same order, that the host's normalisation does, so
+    the model sees bit-identical values (on the CPU; a GPU's float32 arithmetic is IEEE too).
+    The host then only resizes and copies uint8 pixels (a quarter of the bytes of float32, a
+    twelfth for grey), and the GPU does the arithmetic.
+
+    Args:
+        scale, shift: ``(3,)`` float32, per channel of the model's input.
+
+    Raises:
+        ValueError: the first input is not ``(N, 3, H, W)`` float32, or the opset is below 9
+            (``Where``).
+    """
+    model_input = model.graph.input[0]
+    tensor = model_input.type.tensor_type
+    dims = tensor.shape.dim
+    if tensor.elem_type != TensorProto.FLOAT or len(dims) != 4 or dims[1].dim_value not in (0, 3):
+        raise ValueError(f"input {model_input.name!r} is not (N, 3, H, W) float32")
+    if default_opset(model) < 9:
+        raise ValueError(f"opset {default_opset(model)} is below 9 (Where)")
+    fused = onnx.ModelProto()
+    fused.CopyFrom(model)
+    graph = fused.graph
+    image = graph.input[0].name
+    del graph.input[0]
+    graph.input.insert(0, helper.make_tensor_value_info(PIXELS, TensorProto.UINT16, ["N", "H", "W", "C"]))
+    graph.initializer.extend(
+        [
+            numpy_helper.from_array(np.asarray(scale, np.float32).reshape(1, 3, 1, 1), "pixels_scale"),
+            numpy_helper.from_array(np.asarray(shift, np.float32).reshape(1, 3, 1, 1), "pixels_shift"),
+            numpy_helper.from_array(np.array(PIXEL_PAD, np.float32), "pixels_pad"),
+            numpy_helper.from_array(np.array(0.0, np.float32), "pixels_zero"),
+        ]
+    )
+    nodes = [
+        helper.make_node("Transpose", [PIXELS], ["pixels_nchw"], perm=[0, 3, 1, 2]),
+        helper.make_node("Cast", ["pixels_nchw"], ["pixels_float"], to=TensorProto.FLOAT),
+        helper.make_node("Less", ["pixels_float", "pixels_pad"], ["pixels_inside"]),
+        helper.make_node("Mul", ["pixels_float", "pixels_scale"], ["pixels_scaled"]),  # C = 1: to 3 channels
+        helper.make_node("Sub", ["pixels_scaled", "pixels_shift"], ["pixels_normalised"]),
+        helper.make_node("Where", ["pixels_inside", "pixels_normalised", "pixels_zero"], [image]),
+    ]
+    for position, node in enumerate(nodes):
+        graph.node.insert(position, node)
     return fused

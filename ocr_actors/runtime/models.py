@@ -18,6 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 
@@ -283,6 +284,42 @@ def fused_ctc_file(model_file: Path, space_bias: float) -> tuple[Path, int] | No
     except (ValueError, DecodeError):  # not a model onnx can edit: the engine will say what is wrong
         return None
     return (target, classes) if _write_cached(target, fused) else None
+
+
+PIXEL_INPUT_VERSION = 1
+"""Bump when :func:`graph.fuse_pixel_input` changes, so cached copies are made anew."""
+
+
+def pixel_input_file(model_file: Path, scale: np.ndarray, shift: np.ndarray) -> Path:
+    """``model_file`` taking uint8 pixels with its normalisation in the graph
+    (:func:`graph.fuse_pixel_input`), written once to the cache, named by the model's content
+    hash, the normalisation and the edit's version.
+
+    Raises:
+        ModelNotFoundError: the file is not an ONNX model whose first input is ``(N, 3, H, W)``
+            float32, its weights live in external files, or the cache cannot be written.
+    """
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    from ocr_actors.runtime.graph import fuse_pixel_input
+
+    content = model_file.read_bytes()
+    digest = hashlib.sha256(content).hexdigest()[:24]
+    values = hashlib.sha256(np.asarray([scale, shift], np.float32).tobytes()).hexdigest()[:8]
+    target = cache_root() / "pixels" / f"{digest}-pixels-v{PIXEL_INPUT_VERSION}-{values}.onnx"
+    if target.exists():
+        return target
+    try:
+        model = onnx.load_model_from_string(content)
+        if _has_external_data(model):
+            raise ValueError("its weights live in external files")
+        fused = fuse_pixel_input(model, scale, shift)
+    except (ValueError, DecodeError) as exc:
+        raise ModelNotFoundError(f"cannot move {model_file}'s input normalisation into the model: {exc}") from exc
+    if not _write_cached(target, fused):
+        raise ModelNotFoundError(f"cannot write the pixel-input copy of {model_file} to the model cache {cache_root()}")
+    return target
 
 
 HALF_PRECISION_VERSION = 1

@@ -27,12 +27,18 @@ from ocr_actors.postprocess import (
     filter_tiny_quads,
 )
 from ocr_actors.preprocess import (
+    DET_SCALE,
+    DET_SHIFT,
+    REC_SCALE,
+    REC_SHIFT,
     Batch,
     batches_by_aspect_ratio,
     det_resize_shape,
     prepare_det_batch,
+    prepare_det_pixels,
     prepare_doc_orientation_input,
     prepare_rec_batch,
+    prepare_rec_pixels,
     prepare_textline_cls_batch,
     rec_batch_width,
     rec_resized_width,
@@ -44,6 +50,7 @@ from ocr_actors.runtime.models import (
     ResolvedModel,
     fused_ctc_file,
     half_precision_file,
+    pixel_input_file,
     resolve_model,
 )
 
@@ -172,7 +179,7 @@ def power_of_two_runs(count: int, largest: int) -> list[int]:
 
 
 class ThreadBuffers:
-    """One float32 input buffer per calling thread, grown as needed: a runner builds each
+    """One input buffer per calling thread, grown as needed: a runner builds each
     model input in its thread's buffer, so that memory stays mapped from call to call (a
     fresh batch of 16 pages is 136 MB whose pages the system maps and zeroes every time: on
     the project's 2-vCPU machine ``bench_host_costs.py --gpu-layout`` replayed the model
@@ -183,17 +190,25 @@ class ThreadBuffers:
 
     def __init__(self, keep_bytes: int = 256 << 20) -> None:
         self._local = threading.local()
-        self.keep_values = keep_bytes // 4
+        self.keep_bytes = keep_bytes
 
-    def get(self, size: int) -> np.ndarray:
-        """The calling thread's buffer of at least ``size`` float32 values (a new array, not
-        kept, past ``keep_bytes``)."""
-        if size > self.keep_values:
-            return np.empty(size, dtype=np.float32)
+    def get(self, size: int, dtype: type = np.float32) -> np.ndarray:
+        """The calling thread's buffer as ``size`` values of ``dtype`` (a new array, not kept,
+        past ``keep_bytes``)."""
+        nbytes = size * np.dtype(dtype).itemsize
+        if nbytes > self.keep_bytes:
+            return np.empty(size, dtype=dtype)
         buffer: np.ndarray | None = getattr(self._local, "array", None)
-        if buffer is None or buffer.size < size:
-            buffer = self._local.array = np.empty(size, dtype=np.float32)
-        return buffer
+        if buffer is None or buffer.size < nbytes:
+            buffer = self._local.array = np.empty(nbytes, dtype=np.uint8)
+        return buffer[:nbytes].view(dtype)
+
+
+def blank_input(shape: tuple[int, int, int, int], pixels_in: bool, channels: int = 3) -> np.ndarray:
+    """A blank model input for the model-facing shape ``(N, 3, H, W)``: float32 zeros, or for a
+    model that takes pixels (``engine.pixels_in``) ``(N, H, W, channels)`` uint16 zeros."""
+    n, _, h, w = shape
+    return np.zeros((n, h, w, channels), np.uint16) if pixels_in else np.zeros(shape, np.float32)
 
 
 class TextDetector:
@@ -205,8 +220,14 @@ class TextDetector:
         self._engine = engine
         self._warm_threads = {threading.get_ident()}
         self._buffers = ThreadBuffers()
+        self.pixels_in = engine.pixels_in
+        """The session takes ``(N, H, W, C)`` uint16 pixels, normalised in its graph."""
         with GpuSetupLock(engine.device, engine.gpu_setup_turns) as lock:
-            self._model, self._session = open_model(config.model, engine)
+            self._model = resolve_model(config.model, engine.engine)
+            model_file = engine_model_file(self._model.path_for(engine.engine), engine)
+            if self.pixels_in:
+                model_file = pixel_input_file(model_file, DET_SCALE, DET_SHIFT)
+            self._session = open_session(model_file, engine, convert=False)
             self.default_params = det_params(config, self._model.det_defaults)
             self.warmup_timings = self.warm_up() if config.warmup else []
             """``(shape, seconds)`` of the start-up runs (``text_detection.warmup``)."""
@@ -215,13 +236,23 @@ class TextDetector:
 
     @property
     def session(self) -> InferenceSession:
-        """The engine session (``(N, 3, H, W)`` float32 pages in, probability maps out)."""
+        """The engine session (``(N, 3, H, W)`` float32 pages in, or with :attr:`pixels_in`
+        ``(N, H, W, C)`` uint16 pixels; probability maps out)."""
         return self._session
 
     def input_buffer(self, pages: int, canvas: tuple[int, int]) -> np.ndarray:
         """The calling thread's input buffer for ``pages`` pages on ``canvas``
-        (:func:`prepare_det_batch`)."""
-        return self._buffers.get(pages * 3 * canvas[0] * canvas[1])
+        (:func:`prepare_det_batch`, or :func:`prepare_det_pixels` with :attr:`pixels_in`)."""
+        return self._buffers.get(pages * 3 * canvas[0] * canvas[1], np.uint16 if self.pixels_in else np.float32)
+
+    def prepare_batch(
+        self, images: Sequence[np.ndarray], canvas: tuple[int, int], params: DetParams | None = None
+    ) -> np.ndarray:
+        """The session's input for these pages on ``canvas``, in the calling thread's buffer."""
+        p = params or self.default_params
+        prepare = prepare_det_pixels if self.pixels_in else prepare_det_batch
+        limits = (p.limit_side_len, p.limit_type, p.max_side_limit)
+        return prepare(images, canvas, *limits, buffer=self.input_buffer(len(images), canvas))
 
     def detect(self, images: Sequence[np.ndarray], params: DetParams | None = None) -> list[Detection]:
         """Detect text lines on BGR ``(H, W, 3)`` (or grey ``(H, W, 1)``) uint8 images.
@@ -240,16 +271,12 @@ class TextDetector:
             for im in images
         ]
         results: list[Detection | None] = [None] * len(images)
-        limits = (p.limit_side_len, p.limit_type, p.max_side_limit)
         groups = group_by_padded_shape(shapes, self.config.batch_pad_multiple, self.config.batch_canvases)
         for canvas, group in groups.items():
             start = 0
             for size in power_of_two_runs(len(group), self.config.batch_size):
                 members, start = group[start : start + size], start + size
-                batch = prepare_det_batch(
-                    [images[i] for i in members], canvas, *limits, buffer=self.input_buffer(size, canvas)
-                )
-                probs = self._session.run(batch)
+                probs = self._session.run(self.prepare_batch([images[i] for i in members], canvas, p))
                 for k, i in enumerate(members):
                     own_h, own_w = shapes[i]
                     quads, scores = db_boxes(probs[k, 0, :own_h, :own_w], images[i].shape[:2], p.db)
@@ -275,7 +302,8 @@ class TextDetector:
         timings = []
         for shape in self.warmup_shapes():
             started = time.perf_counter()
-            self._session.run(np.zeros(shape, dtype=np.float32))
+            for channels in (3, 1) if self.pixels_in else (3,):  # colour and grey batches
+                self._session.run(blank_input(shape, self.pixels_in, channels))
             timings.append((shape, time.perf_counter() - started))
         return timings
 
@@ -307,6 +335,8 @@ class TextRecognizer:
         self._engine = engine
         self._warm_threads = {threading.get_ident()}
         self._buffers = ThreadBuffers()
+        self.pixels_in = engine.pixels_in
+        """The session takes ``(N, 48, W, C)`` uint16 pixels, normalised in its graph."""
         with GpuSetupLock(engine.device, engine.gpu_setup_turns) as lock:
             self._model = resolve_model(config.model, engine.engine)
             model_file = engine_model_file(self._model.path_for(engine.engine), engine)
@@ -315,7 +345,10 @@ class TextRecognizer:
                 # fused after any f16 conversion: the choice reads the model's float32 output
                 fused = fused_ctc_file(model_file, config.space_bias)
             self.fused_decode = fused is not None
-            self._session = open_session(fused[0] if fused else model_file, engine, convert=False)
+            session_file = fused[0] if fused else model_file
+            if self.pixels_in:
+                session_file = pixel_input_file(session_file, REC_SCALE, REC_SHIFT)
+            self._session = open_session(session_file, engine, convert=False)
             dictionary = self._model.dictionary
             if dictionary is None:
                 metadata = self._session.metadata
@@ -338,8 +371,8 @@ class TextRecognizer:
 
     @property
     def session(self) -> InferenceSession:
-        """The engine session (``(N, 3, 48, W)`` float32 in; with ``fused_decode`` the class
-        index and score per step out)."""
+        """The engine session (``(N, 3, 48, W)`` float32 in, or with :attr:`pixels_in` ``(N, 48,
+        W, C)`` uint16 pixels; with ``fused_decode`` the class index and score per step out)."""
         return self._session
 
     def batch_shapes(self, crop_sizes: Sequence[tuple[int, int]]) -> list[tuple[int, int, int, int]]:
@@ -381,33 +414,37 @@ class TextRecognizer:
         widest = rec_batch_width(
             max(cfg.max_width, cfg.min_width), cfg.min_width, cfg.width_multiple, cfg.width_buckets
         )
-        return self._buffers.get(cfg.batch_size * 3 * REC_HEIGHT * widest)
+        return self._buffers.get(cfg.batch_size * 3 * REC_HEIGHT * widest, np.uint16 if self.pixels_in else np.float32)
+
+    def prepare_batch(self, members: Sequence[np.ndarray]) -> np.ndarray:
+        """The session's input for one batch of crops (:meth:`batches`), in the calling thread's
+        buffer: :func:`prepare_rec_batch`, or :func:`prepare_rec_pixels` with :attr:`pixels_in`."""
+        cfg = self.config
+        prepare = prepare_rec_pixels if self.pixels_in else prepare_rec_batch
+        return prepare(
+            members,
+            REC_HEIGHT,
+            cfg.min_width,
+            cfg.max_width,
+            cfg.width_scale,
+            cfg.width_multiple,
+            cfg.width_buckets,
+            cfg.batch_size if cfg.pad_batch else 0,
+            buffer=self.input_buffer(),
+        )
 
     def recognize(self, crops: Sequence[np.ndarray]) -> list[tuple[str, float]]:
         """Read BGR line crops; returns ``(text, score)`` in the order of ``crops``."""
         results: list[tuple[str, float]] = [("", 0.0)] * len(crops)
-        cfg = self.config
-        buffer = self.input_buffer()
         for batch in self.batches([c.shape[:2] for c in crops]):
             members = [crops[i] for i in batch.indices]
-            batch_input = prepare_rec_batch(
-                members,
-                REC_HEIGHT,
-                cfg.min_width,
-                cfg.max_width,
-                cfg.width_scale,
-                cfg.width_multiple,
-                cfg.width_buckets,
-                cfg.batch_size if cfg.pad_batch else 0,
-                buffer=buffer,
-            )
-            decoded_batch = self._decode(batch_input)[: len(members)]
+            decoded_batch = self._decode(self.prepare_batch(members))[: len(members)]
             for i, decoded in zip(batch.indices, decoded_batch, strict=True):
                 results[i] = decoded
         return results
 
     def _decode(self, batch_input: np.ndarray) -> list[tuple[str, float]]:
-        """``(N, 3, 48, W)`` float32 batch -> ``(text, score)`` per row."""
+        """A batch from :meth:`prepare_batch` -> ``(text, score)`` per row."""
         if self.fused_decode:
             indices, scores = self._session.run_all(batch_input)
             return ctc_collapse(indices[:, :, 0], scores[:, :, 0], self.characters)
@@ -431,7 +468,8 @@ class TextRecognizer:
         timings = []
         for shape in self.warmup_shapes():
             started = time.perf_counter()
-            self._decode(np.zeros(shape, dtype=np.float32))
+            for channels in (3, 1) if self.pixels_in else (3,):  # colour and grey batches
+                self._decode(blank_input(shape, self.pixels_in, channels))
             timings.append((shape, time.perf_counter() - started))
         return timings
 
