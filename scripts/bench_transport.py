@@ -17,6 +17,14 @@ calls. Pages are the job benchmark's text-heavy 1240 x 1754 pages. Variants:
   ``keep_grey``; colour pages still move as three).
 - ``load in detect, grey``: no load tasks; the detection actor reads its own pages
   (``resources.load_in_actors``), so a page never moves before the crops do.
+- ``one pool, grey`` and ``one pool, load in actor, grey``: ``job_gpu.yaml``'s layout
+  (``resources.models_in_one_actor``): one actor pool detects, crops and recognises, so crops
+  never move; with load tasks (its default) or with the actors reading their own pages.
+- ``one pool, ranges of 50`` and ``one pool, load in actor, ranges of 50``: the same two, with
+  the input as a large job gives it: ranges of work items (the planner makes ranges of up to
+  1000 items once a job has more than 1000 sources), so a load task reads a range and yields
+  its pages, and a loading actor's call reads one and hands on 16 pages at a time: one input
+  row per range, not a task per page.
 
 ``--variants`` picks layouts by name, separated by ``;``.
 
@@ -45,7 +53,18 @@ VARIANTS = {
     "crop in detect, BGR": {"crop_in_detect": True, "grey": False},
     "crop in detect, grey": {"crop_in_detect": True, "grey": True},
     "load in detect, grey": {"crop_in_detect": True, "grey": True, "load_in_detect": True},
+    "one pool, grey": {"crop_in_detect": True, "grey": True, "one_pool": True},
+    "one pool, load in actor, grey": {"crop_in_detect": True, "grey": True, "load_in_detect": True, "one_pool": True},
+    "one pool, ranges of 50": {"crop_in_detect": True, "grey": True, "one_pool": True, "range_size": 50},
+    "one pool, load in actor, ranges of 50": {
+        "crop_in_detect": True,
+        "grey": True,
+        "load_in_detect": True,
+        "one_pool": True,
+        "range_size": 50,
+    },
 }
+FLAGS = ("crop_in_detect", "grey", "load_in_detect", "one_pool")
 
 
 def write_inputs(folder: Path, unique: int) -> None:
@@ -76,7 +95,16 @@ def machine_cpu_seconds() -> float:
     return (sum(values) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")
 
 
-def build(folder: str, pages: int, unique: int, crop_in_detect: bool, grey: bool, load_in_detect: bool = False):  # type: ignore[no-untyped-def]
+def build(  # type: ignore[no-untyped-def]
+    folder: str,
+    pages: int,
+    unique: int,
+    crop_in_detect: bool,
+    grey: bool,
+    load_in_detect: bool = False,
+    one_pool: bool = False,
+    range_size: int = 1,
+):
     """The job's operator layout with hand-on-only stages (see the module docstring)."""
     import numpy as np
     import ray.data
@@ -103,12 +131,32 @@ def build(folder: str, pages: int, unique: int, crop_in_detect: bool, grey: bool
         out["crop_shapes"] = ragged([s for _, s in packed])
         return out
 
+    def page_ids(rows: np.ndarray) -> list[int]:
+        """The pages of these input rows: each row a page, or a range of ``range_size`` pages."""
+        if range_size == 1:
+            return [int(r) for r in rows]
+        return [p for r in rows for p in range(int(r) * range_size, min((int(r) + 1) * range_size, pages))]
+
+    def load_range(batch):  # type: ignore[no-untyped-def]
+        """A load task of the job at scale: a range in, its pages out one by one."""
+        yield from load({"id": page_ids(batch["id"])})
+
     class Detect:
         def __call__(self, batch):  # type: ignore[no-untyped-def]
+            if load_in_detect and range_size > 1:  # each row a range, handed on 16 pages at a time (LoadThen)
+                ids = page_ids(batch["id"])
+                for at in range(0, len(ids), 16):
+                    yield self.one_batch({"id": np.array(ids[at : at + 16])})
+            else:
+                yield self.one_batch(batch)
+
+        def one_batch(self, batch):  # type: ignore[no-untyped-def]
             if load_in_detect:  # the pages as the load tasks would have given them
                 batch = concat_batches(list(load({"id": batch["id"]})))
             out = dict(batch)
             out["quads"] = ragged([np.zeros((40, 4, 2), np.float32) for _ in batch["page"]])
+            if one_pool:  # and recognises the crops it cut, in the same actor
+                return Recognize()(with_crops(out))
             return with_crops(out) if crop_in_detect else out
 
     class Recognize:
@@ -120,22 +168,35 @@ def build(folder: str, pages: int, unique: int, crop_in_detect: bool, grey: bool
     def write(batch):  # type: ignore[no-untyped-def]
         return {"rows": np.array([len(batch["page"])])}
 
-    ds = ray.data.range(pages, override_num_blocks=pages)
+    rows = -(-pages // range_size)  # a row per page, or per range of pages
+    ds = ray.data.range(rows, override_num_blocks=min(rows, 1000) if range_size > 1 else rows)
     if not load_in_detect:
-        ds = ds.map_batches(load, batch_size=1, batch_format="numpy", num_cpus=0.25)
+        ds = ds.map_batches(load_range, batch_size=1, batch_format="numpy", num_cpus=0.25)
     ds = ds.map_batches(
-        Detect, batch_size=16, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=1), num_cpus=0.5
+        Detect,
+        batch_size=max(1, 16 // range_size) if load_in_detect else 16,  # ranges_per_call
+        batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=1),
+        num_cpus=0.5,
     )
     if not crop_in_detect:
         ds = ds.map_batches(with_crops, batch_size=8, batch_format="numpy", num_cpus=0.25)
-    ds = ds.map_batches(
-        Recognize, batch_size=32, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=1), num_cpus=0.5
-    )
+    if not one_pool:
+        ds = ds.map_batches(
+            Recognize, batch_size=32, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=1), num_cpus=0.5
+        )
     return ds.map_batches(write, batch_size=150, batch_format="numpy", num_cpus=0.25)
 
 
 def run_variant(
-    folder: str, pages: int, unique: int, crop_in_detect: bool, grey: bool, load_in_detect: bool
+    folder: str,
+    pages: int,
+    unique: int,
+    crop_in_detect: bool,
+    grey: bool,
+    load_in_detect: bool,
+    one_pool: bool,
+    range_size: int = 1,
 ) -> dict[str, float]:
     """CPU ms per page and pages/s of ``pages`` pages, less a run of ``pages // 4``."""
     import ray
@@ -148,7 +209,9 @@ def run_variant(
         cpu, start = machine_cpu_seconds(), time.perf_counter()
         rows = sum(
             int(b["rows"].sum())
-            for b in build(folder, count, unique, crop_in_detect, grey, load_in_detect).iter_batches()
+            for b in build(
+                folder, count, unique, crop_in_detect, grey, load_in_detect, one_pool, range_size
+            ).iter_batches()
         )
         runs.append((count, rows, machine_cpu_seconds() - cpu, time.perf_counter() - start))
     ray.shutdown()
@@ -167,16 +230,13 @@ def main() -> int:
     parser.add_argument("--pages", type=int, default=400)
     parser.add_argument("--unique", type=int, default=8, help="distinct rendered pages (default 8)")
     parser.add_argument("--json", default=None, help="write the results here")
-    parser.add_argument("--worker", nargs=6, help=argparse.SUPPRESS)
+    parser.add_argument("--worker", nargs=8, help=argparse.SUPPRESS)
     parser.add_argument("--variants", default="", help="layout names separated by ';' (default: all)")
     args = parser.parse_args()
     if args.worker:
-        folder, pages, unique, crop_in_detect, grey, load_in_detect = args.worker
-        print(
-            json.dumps(
-                run_variant(folder, int(pages), int(unique), crop_in_detect == "1", grey == "1", load_in_detect == "1")
-            )
-        )
+        folder, pages, unique, range_size, *flags = args.worker
+        switches = (flag == "1" for flag in flags)
+        print(json.dumps(run_variant(folder, int(pages), int(unique), *switches, range_size=int(range_size))))
         return 0
     if args.pages < 8:
         parser.error("--pages must be at least 8")
@@ -189,9 +249,10 @@ def main() -> int:
         for name, variant in VARIANTS.items():  # one process (and one Ray) per variant
             if args.variants and name not in args.variants.split(";"):
                 continue
-            flags = ["1" if variant.get(key) else "0" for key in ("crop_in_detect", "grey", "load_in_detect")]
+            flags = ["1" if variant.get(key) else "0" for key in FLAGS]
+            range_size = str(variant.get("range_size", 1))
             proc = subprocess.run(
-                [sys.executable, __file__, "--worker", tmp, str(args.pages), str(args.unique), *flags],
+                [sys.executable, __file__, "--worker", tmp, str(args.pages), str(args.unique), range_size, *flags],
                 capture_output=True,
                 text=True,
                 check=False,
@@ -202,10 +263,10 @@ def main() -> int:
             results[name] = json.loads(proc.stdout.strip().splitlines()[-1])
     reference = next(iter(results.values()))["cpu_ms_per_page"]
     print(f"{args.pages} pages (less a run of {args.pages // 4}), 1240 x 1754, 2 Ray CPUs; Ray's part only\n")
-    print(f"{'layout':24s} {'CPU ms/page':>12s} {'ratio':>6s} {'pages/s':>8s}")
+    print(f"{'layout':38s} {'CPU ms/page':>12s} {'ratio':>6s} {'pages/s':>8s}")
     for name, result in results.items():
         ratio = result["cpu_ms_per_page"] / reference
-        print(f"{name:24s} {result['cpu_ms_per_page']:12.1f} {ratio:6.2f} {result['pages_per_second']:8.1f}")
+        print(f"{name:38s} {result['cpu_ms_per_page']:12.1f} {ratio:6.2f} {result['pages_per_second']:8.1f}")
     if args.json:
         Path(args.json).write_text(json.dumps({"pages": args.pages, "results": results}, indent=2))
     return 0
