@@ -44,13 +44,18 @@ def test_process_sampler_counts_a_busy_child_under_its_command_name():
 
 @pytest.mark.parametrize(
     ("flags", "layout"),
-    [([], "CPU defaults (one page a call)"), (["--gpu-layout"], "job_gpu.yaml's layout (16 pages a model actor call)")],
+    [
+        ([], "CPU defaults (one page a call)"),
+        (["--gpu-layout"], "job_gpu.yaml's layout (16 pages a model actor call; model inputs as pixels, normalised"),
+        (["--gpu-layout", "--normalize-on-host"], "(16 pages a model actor call; model inputs normalised on the host)"),
+    ],
 )
 def test_host_costs_bench_times_every_step_and_the_actor_work_in_threads(flags, layout):
     """scripts/bench_host_costs.py on three pages, with the CPU defaults' calls and with
     job_gpu.yaml's (16-page actor calls, detector canvases, 32-row recognition batches by width
-    bucket): every host step timed, the models as the reference, and the model actor's own
-    work replayed in one thread and in two."""
+    bucket; the models' inputs as pixels, as on a GPU, or normalised on the host): every host
+    step timed, the models as the reference, and the model actor's own work replayed in one
+    thread and in two."""
     import re
 
     root = Path(__file__).resolve().parent.parent
