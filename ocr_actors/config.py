@@ -51,11 +51,11 @@ class EngineConfig:
             still overlap their CPU work with the runs, but its runs no longer overlap each
             other on the GPU. Off by default (unmeasured on a GPU): each call thread runs the
             models itself, on a CUDA stream of its own, and warms up once on its first call.
-        normalize_in_model: ONNX Runtime only: the detector and recogniser take uint8 pixels
+        normalize_in_model: ONNX Runtime only: the detector and recogniser take the pixels
             and normalise them in their graphs (a copy of each model, edited once and cached:
             :func:`~ocr_actors.runtime.graph.fuse_pixel_input`), so the host only resizes and
-            copies pixels, a quarter of the bytes (a twelfth for grey pages), and the GPU does
-            the arithmetic. The same model inputs, bit for bit (on the CPU). None (default): on
+            copies pixels, half the bytes (a sixth for grey pages), and the GPU does the
+            arithmetic. The same model inputs, bit for bit (on the CPU). None (default): on
             for a GPU device, off on the CPU (where the graph's arithmetic costs more than
             numpy's: 63 against 55 ms a page for the detector on 2 threads).
     """

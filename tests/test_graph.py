@@ -203,6 +203,30 @@ def test_pixel_input_refuses_a_model_without_an_image_input(tmp_path, monkeypatc
         pixel_input_file(model_file, DET_SCALE, DET_SHIFT)
     with pytest.raises(ValueError, match="opset 8 is below 9"):
         fuse_pixel_input(identity_image_model(opset=8), DET_SCALE, DET_SHIFT)
+    clash = identity_image_model()
+    clash.graph.node[0].output[0] = clash.graph.output[0].name = "pixels_out"
+    with pytest.raises(ValueError, match="already has a tensor named 'pixels'"):
+        fuse_pixel_input(clash, DET_SCALE, DET_SHIFT)
+
+
+def test_a_pixel_copy_that_cannot_be_made_falls_back_to_the_host_unless_asked_for(tmp_path, monkeypatch, caplog):
+    """The GPU default (``normalize_in_model`` unset) never stops a model from opening: a
+    read-only model cache means the host normalises, with a warning; asked for explicitly, the
+    error stands."""
+    from ocr_actors.preprocess import DET_SCALE, DET_SHIFT
+    from ocr_actors.runtime.models import ModelNotFoundError
+    from ocr_actors.runtime.runners import pixel_model_file
+
+    (tmp_path / "not-a-folder").write_text("")
+    monkeypatch.setenv("OCR_BATCH_CACHE", str(tmp_path / "not-a-folder" / "cache"))
+    model_file = tmp_path / "image.onnx"
+    onnx.save(identity_image_model(), model_file)
+    assert pixel_model_file(model_file, DET_SCALE, DET_SHIFT, EngineConfig()) is None  # CPU: not wanted
+    with caplog.at_level("WARNING"):
+        assert pixel_model_file(model_file, DET_SCALE, DET_SHIFT, EngineConfig(device="gpu")) is None
+    assert "cannot write the pixel-input copy" in caplog.text and "the host normalises" in caplog.text
+    with pytest.raises(ModelNotFoundError, match="cannot write the pixel-input copy"):
+        pixel_model_file(model_file, DET_SCALE, DET_SHIFT, EngineConfig(device="gpu", normalize_in_model=True))
 
 
 def test_normalize_in_model_is_on_for_onnxruntime_on_a_gpu_unless_set():

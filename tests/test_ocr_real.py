@@ -320,6 +320,19 @@ def test_detector_runs_in_powers_of_two_on_one_canvas_with_every_shape_warmed():
     assert [shape for shape, _ in seen[0][0]] == warmed and seen[1] == ([], 0.0)
     assert one_call.warm_this_thread() == ([], 0.0)  # warm-up off
     assert set(one_call.session.first_runs) == {(3, 3, 960, 960)}
+    # pixel inputs (the GPU default): each shape warmed as a colour and a grey batch, as pages come
+    pixels = TextDetector(
+        TextDetectionConfig(batch_pad_multiple=960, batch_size=2, warmup=True),
+        EngineConfig(threads=2, normalize_in_model=True),
+    )
+    assert [shape for shape, _ in pixels.warmup_timings] == [(1, 3, 960, 960), (2, 3, 960, 960)]
+    pixel_shapes = {(n, 960, 960, c) for n in (1, 2) for c in (3, 1)}
+    assert set(pixels.session.first_runs) == pixel_shapes
+    grey = [cv2.cvtColor(p, cv2.COLOR_BGR2GRAY)[:, :, None] for p in pages]
+    for a, b in zip(runs.detect(pages), pixels.detect(grey), strict=True):
+        np.testing.assert_array_equal(a.quads, b.quads)  # the same boxes from the same pixels
+    pixels.detect(pages[:1])
+    assert set(pixels.session.first_runs) == pixel_shapes  # no shape but the warmed ones
     for bad in ({"warmup": True}, {"warmup": True, "batch_size": 4}, {"batch_size": -1}):
         with pytest.raises(ConfigError, match="text_detection"):
             TextDetectionConfig(**bad)

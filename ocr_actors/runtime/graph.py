@@ -8,7 +8,7 @@ from the GPU to the host and be scanned by numpy only to keep one class per step
 OpenVINO run the fused copy; Paddle models decode on the host.
 
 On a GPU the input's normalisation moves into the graph too (:func:`fuse_pixel_input`): the
-host hands over uint8 pixels, not float32 planes it computed.
+host hands over the pixels (uint16), not float32 planes it computed.
 """
 
 from __future__ import annotations
@@ -102,8 +102,8 @@ def fuse_pixel_input(model: onnx.ModelProto, scale: np.ndarray, shift: np.ndarra
     The graph computes ``where(p < PIXEL_PAD, p * scale[c] - shift[c], 0)`` in float32 into the
     old input: the very operations, in the same order, that the host's normalisation does, so
     the model sees bit-identical values (on the CPU; a GPU's float32 arithmetic is IEEE too).
-    The host then only resizes and copies uint8 pixels (a quarter of the bytes of float32, a
-    twelfth for grey), and the GPU does the arithmetic.
+    The host then only resizes and copies pixels (half the bytes of float32 planes, a sixth
+    for grey: one channel), and the GPU does the arithmetic.
 
     Args:
         scale, shift: ``(3,)`` float32, per channel of the model's input.
@@ -119,6 +119,10 @@ def fuse_pixel_input(model: onnx.ModelProto, scale: np.ndarray, shift: np.ndarra
         raise ValueError(f"input {model_input.name!r} is not (N, 3, H, W) float32")
     if default_opset(model) < 9:
         raise ValueError(f"opset {default_opset(model)} is below 9 (Where)")
+    names = {v.name for v in [*model.graph.input, *model.graph.initializer]}
+    names.update(out for node in model.graph.node for out in node.output)
+    if any(name == PIXELS or name.startswith(f"{PIXELS}_") for name in names):
+        raise ValueError(f"the model already has a tensor named {PIXELS!r} or {PIXELS + '_*'!r}")
     fused = onnx.ModelProto()
     fused.CopyFrom(model)
     graph = fused.graph

@@ -291,7 +291,7 @@ PIXEL_INPUT_VERSION = 1
 
 
 def pixel_input_file(model_file: Path, scale: np.ndarray, shift: np.ndarray) -> Path:
-    """``model_file`` taking uint8 pixels with its normalisation in the graph
+    """``model_file`` taking pixels (uint16) with its normalisation in the graph
     (:func:`graph.fuse_pixel_input`), written once to the cache, named by the model's content
     hash, the normalisation and the edit's version.
 

@@ -43,6 +43,7 @@ from ocr_actors.preprocess import (
     rec_batch_width,
     rec_resized_width,
 )
+from ocr_actors.redaction import redacting_logger
 from ocr_actors.runtime.engines import InferenceSession, create_session, runs_on_one_thread
 from ocr_actors.runtime.gpu_setup import GpuSetupLock
 from ocr_actors.runtime.models import (
@@ -53,6 +54,8 @@ from ocr_actors.runtime.models import (
     pixel_input_file,
     resolve_model,
 )
+
+log = redacting_logger(__name__)
 
 
 def open_model(name: str, engine: EngineConfig) -> tuple[ResolvedModel, InferenceSession]:
@@ -204,6 +207,23 @@ class ThreadBuffers:
         return buffer[:nbytes].view(dtype)
 
 
+def pixel_model_file(model_file: Path, scale: np.ndarray, shift: np.ndarray, engine: EngineConfig) -> Path | None:
+    """The copy of ``model_file`` that takes pixels (:func:`pixel_input_file`) when the engine
+    wants one (:attr:`EngineConfig.pixels_in`), else None: the host normalises. With
+    ``normalize_in_model`` unset (the GPU default) a copy that cannot be made (a read-only model
+    cache, a model without an image input) falls back to the host with a warning; set to true,
+    its error stands."""
+    if not engine.pixels_in:
+        return None
+    try:
+        return pixel_input_file(model_file, scale, shift)
+    except ModelNotFoundError as exc:
+        if engine.normalize_in_model:
+            raise
+        log.warning("%s; the host normalises this model's inputs instead", exc)
+        return None
+
+
 def blank_input(shape: tuple[int, int, int, int], pixels_in: bool, channels: int = 3) -> np.ndarray:
     """A blank model input for the model-facing shape ``(N, 3, H, W)``: float32 zeros, or for a
     model that takes pixels (``engine.pixels_in``) ``(N, H, W, channels)`` uint16 zeros."""
@@ -220,14 +240,13 @@ class TextDetector:
         self._engine = engine
         self._warm_threads = {threading.get_ident()}
         self._buffers = ThreadBuffers()
-        self.pixels_in = engine.pixels_in
-        """The session takes ``(N, H, W, C)`` uint16 pixels, normalised in its graph."""
         with GpuSetupLock(engine.device, engine.gpu_setup_turns) as lock:
             self._model = resolve_model(config.model, engine.engine)
             model_file = engine_model_file(self._model.path_for(engine.engine), engine)
-            if self.pixels_in:
-                model_file = pixel_input_file(model_file, DET_SCALE, DET_SHIFT)
-            self._session = open_session(model_file, engine, convert=False)
+            pixel_file = pixel_model_file(model_file, DET_SCALE, DET_SHIFT, engine)
+            self.pixels_in = pixel_file is not None
+            """The session takes ``(N, H, W, C)`` uint16 pixels, normalised in its graph."""
+            self._session = open_session(pixel_file or model_file, engine, convert=False)
             self.default_params = det_params(config, self._model.det_defaults)
             self.warmup_timings = self.warm_up() if config.warmup else []
             """``(shape, seconds)`` of the start-up runs (``text_detection.warmup``)."""
@@ -302,7 +321,8 @@ class TextDetector:
         timings = []
         for shape in self.warmup_shapes():
             started = time.perf_counter()
-            for channels in (3, 1) if self.pixels_in else (3,):  # colour and grey batches
+            # pixel inputs: a colour and a grey batch, two input shapes (the same convolutions)
+            for channels in (3, 1) if self.pixels_in else (3,):
                 self._session.run(blank_input(shape, self.pixels_in, channels))
             timings.append((shape, time.perf_counter() - started))
         return timings
@@ -335,8 +355,6 @@ class TextRecognizer:
         self._engine = engine
         self._warm_threads = {threading.get_ident()}
         self._buffers = ThreadBuffers()
-        self.pixels_in = engine.pixels_in
-        """The session takes ``(N, 48, W, C)`` uint16 pixels, normalised in its graph."""
         with GpuSetupLock(engine.device, engine.gpu_setup_turns) as lock:
             self._model = resolve_model(config.model, engine.engine)
             model_file = engine_model_file(self._model.path_for(engine.engine), engine)
@@ -346,9 +364,10 @@ class TextRecognizer:
                 fused = fused_ctc_file(model_file, config.space_bias)
             self.fused_decode = fused is not None
             session_file = fused[0] if fused else model_file
-            if self.pixels_in:
-                session_file = pixel_input_file(session_file, REC_SCALE, REC_SHIFT)
-            self._session = open_session(session_file, engine, convert=False)
+            pixel_file = pixel_model_file(session_file, REC_SCALE, REC_SHIFT, engine)
+            self.pixels_in = pixel_file is not None
+            """The session takes ``(N, 48, W, C)`` uint16 pixels, normalised in its graph."""
+            self._session = open_session(pixel_file or session_file, engine, convert=False)
             dictionary = self._model.dictionary
             if dictionary is None:
                 metadata = self._session.metadata
@@ -468,7 +487,8 @@ class TextRecognizer:
         timings = []
         for shape in self.warmup_shapes():
             started = time.perf_counter()
-            for channels in (3, 1) if self.pixels_in else (3,):  # colour and grey batches
+            # pixel inputs: a colour and a grey batch, two input shapes (the same convolutions)
+            for channels in (3, 1) if self.pixels_in else (3,):
                 self._decode(blank_input(shape, self.pixels_in, channels))
             timings.append((shape, time.perf_counter() - started))
         return timings
