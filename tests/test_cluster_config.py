@@ -71,12 +71,19 @@ KUBERAY_VERSIONS = ("1.2.2", "1.7.0")
 
 def strict(schema: Any) -> Any:
     """An OpenAPI v3 CRD schema made strict as ``kubectl apply --validate=strict`` is: an
-    object with listed properties takes no others (unless the CRD keeps unknown fields)."""
-    if isinstance(schema, list):
-        return [strict(item) for item in schema]
+    object with listed properties takes no others (unless the CRD keeps unknown fields).
+    Only subschemas are walked (``default`` and ``enum`` values are data, left as they are)."""
     if not isinstance(schema, dict):
         return schema
-    out = {key: strict(value) for key, value in schema.items()}
+    out = dict(schema)
+    for key in ("items", "additionalProperties", "not"):
+        if isinstance(schema.get(key), dict):
+            out[key] = strict(schema[key])
+    for key in ("allOf", "anyOf", "oneOf"):
+        if key in schema:
+            out[key] = [strict(item) for item in schema[key]]
+    if "properties" in schema:
+        out["properties"] = {name: strict(sub) for name, sub in schema["properties"].items()}
     if (
         "properties" in schema
         and "additionalProperties" not in schema
