@@ -4,7 +4,8 @@ Images are BGR ``(H, W, 3)`` uint8 or grey ``(H, W, 1)`` / ``(H, W)`` uint8 (the
 moves grey pages with one channel: :func:`~ocr_actors.io.decode.collapse_grey`); a grey
 image gives the models exactly what its BGR copy would. Model inputs are float32
 ``(N, 3, H, W)`` (NCHW), or, for models that normalise in their graph (on GPUs), the pixels
-themselves: ``(N, H, W, C)`` uint16 with :data:`PIXEL_PAD` as padding (``*_pixels`` builders).
+themselves: ``(N, H, W, C)`` uint16 with :data:`PIXEL_PAD` as padding (the batch builders'
+``pixels=True``).
 """
 
 from __future__ import annotations
@@ -131,51 +132,41 @@ def prepare_det_batch(
     limit_type: str,
     max_side_limit: int = 4000,
     buffer: np.ndarray | None = None,
+    pixels: bool = False,
 ) -> np.ndarray:
     """Pages resized and normalised (as :func:`prepare_det_input`) straight into one
     ``(N, 3, H, W)`` float32 batch on the ``canvas`` ``(H, W)``, zero-padded right and bottom;
     the same values as :func:`prepare_det_input`'s output of each page, zero-padded.
 
-    ``buffer``: a float32 array of at least ``N * 3 * H * W`` elements whose memory the batch
-    uses (:func:`batch_array`; a caller's, reused from call to call: a fresh batch of 16 pages
-    is 136 MB whose pages the system must map and zero every call); a new array without it.
+    With ``pixels``, the resized pages' pixels instead, as one ``(N, H, W, C)`` uint16 batch with
+    :data:`PIXEL_PAD` right and bottom; ``C`` = 1 when every page is grey (a grey page in a
+    colour batch fills all three channels). A model whose graph normalises
+    (:func:`ocr_actors.runtime.graph.fuse_pixel_input` with :data:`DET_SCALE`, :data:`DET_SHIFT`)
+    sees exactly the float batch's values.
+
+    ``buffer``: an array of the batch's dtype with at least as many elements, whose memory the
+    batch uses (:func:`batch_array`; a caller's, reused from call to call: a fresh float batch
+    of 16 pages is 136 MB whose pages the system must map and zero every call); a new array
+    without it.
     """
     height, width = canvas
-    batch = batch_array((len(images), 3, height, width), buffer)
-    for slot, image in zip(batch, images, strict=True):
-        h, w = det_resize_shape(image.shape[0], image.shape[1], limit_side_len, limit_type, max_side_limit)
-        if h > height or w > width:
-            raise ValueError(f"canvas {canvas} does not hold a page resized to {(h, w)}")
-        normalize_det(cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR), slot[:, :h, :w])
-        slot[:, h:, :] = 0
-        slot[:, :h, w:] = 0
-    return batch
-
-
-def prepare_det_pixels(
-    images: Sequence[np.ndarray],
-    canvas: tuple[int, int],
-    limit_side_len: int,
-    limit_type: str,
-    max_side_limit: int = 4000,
-    buffer: np.ndarray | None = None,
-) -> np.ndarray:
-    """Pages resized (as :func:`prepare_det_batch`) into one ``(N, H, W, C)`` uint16 pixel
-    batch on the ``canvas`` ``(H, W)``, :data:`PIXEL_PAD` right and bottom; ``C`` = 1 when every
-    page is grey (a grey page in a colour batch fills all three channels). A model whose graph
-    normalises (:func:`ocr_actors.runtime.graph.fuse_pixel_input` with :data:`DET_SCALE`,
-    :data:`DET_SHIFT`) sees exactly :func:`prepare_det_batch`'s values. ``buffer``: a uint16
-    array reused from call to call (:func:`batch_array`)."""
-    height, width = canvas
-    batch = batch_array((len(images), height, width, batch_channels(images)), buffer, np.uint16)
+    if pixels:
+        batch = batch_array((len(images), height, width, batch_channels(images)), buffer, np.uint16)
+    else:
+        batch = batch_array((len(images), 3, height, width), buffer)
     for slot, image in zip(batch, images, strict=True):
         h, w = det_resize_shape(image.shape[0], image.shape[1], limit_side_len, limit_type, max_side_limit)
         if h > height or w > width:
             raise ValueError(f"canvas {canvas} does not hold a page resized to {(h, w)}")
         resized = cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)
-        slot[:h, :w] = resized.reshape(h, w, -1)  # cv2.resize drops a 1-channel axis
-        slot[h:] = PIXEL_PAD
-        slot[:h, w:] = PIXEL_PAD
+        if pixels:
+            slot[:h, :w] = resized.reshape(h, w, -1)  # cv2.resize drops a 1-channel axis
+            slot[h:] = PIXEL_PAD
+            slot[:h, w:] = PIXEL_PAD
+        else:
+            normalize_det(resized, slot[:, :h, :w])
+            slot[:, h:, :] = 0
+            slot[:, :h, w:] = 0
     return batch
 
 
@@ -216,6 +207,7 @@ def prepare_rec_batch(
     width_buckets: Sequence[int] = (),
     rows: int = 0,
     buffer: np.ndarray | None = None,
+    pixels: bool = False,
 ) -> np.ndarray:
     """Resize crops to ``height`` keeping aspect ratio, normalise to [-1, 1], right-pad.
 
@@ -224,22 +216,34 @@ def prepare_rec_batch(
     a bucket or a multiple of ``width_multiple`` (:func:`rec_batch_width`: on GPUs fewer
     distinct shapes mean fewer kernel set-ups). ``width_scale`` < 1 narrows every crop
     horizontally (fewer CTC steps, less compute). ``rows`` > ``len(crops)`` appends blank
-    rows (zeros), for a constant batch dimension. ``buffer``: a float32 array of at least as
-    many elements as the batch, whose memory it uses (:func:`batch_array`).
+    rows (zeros), for a constant batch dimension. ``buffer``: an array of the batch's dtype
+    with at least as many elements, whose memory it uses (:func:`batch_array`).
+
+    With ``pixels``, the resized crops' pixels instead, unnormalised, with :data:`PIXEL_PAD`
+    right of each crop and in blank rows: ``(max(N, rows), height, W, C)`` uint16, ``C`` = 1
+    when every crop is grey. A model whose graph normalises
+    (:func:`ocr_actors.runtime.graph.fuse_pixel_input` with :data:`REC_SCALE`,
+    :data:`REC_SHIFT`) sees exactly the float batch's values.
 
     Returns:
         ``(max(len(crops), rows), 3, height, W)`` float32; row ``i < len(crops)`` is crop ``i``.
     """
     widths = [rec_resized_width(c.shape[0], c.shape[1], height, max_width, width_scale) for c in crops]
     batch_w = rec_batch_width(max(widths, default=0), min_width, width_multiple, width_buckets)
+    channels = batch_channels(crops)
+    if pixels:
+        out = batch_array((max(len(crops), rows), height, batch_w, channels), buffer, np.uint16)
+        out.fill(PIXEL_PAD)
+        _resize_rec_rows(crops, widths, out)
+        return out
     # resized pixels into one uint8 buffer, then one normalisation for the whole batch: few
     # numpy calls per crop (this runs in the recognition actor's loop, holding the GIL)
-    pixels = np.zeros((len(crops), height, batch_w, batch_channels(crops)), dtype=np.uint8)
-    resize_rec_rows(crops, widths, pixels)
+    resized = np.zeros((len(crops), height, batch_w, channels), dtype=np.uint8)
+    _resize_rec_rows(crops, widths, resized)
     out = batch_array((max(len(crops), rows), 3, height, batch_w), buffer)
     filled = out[: len(crops)]
     # (N, C, H, W) uint8 scaled straight into the batch; grey: the same values in all three channels
-    np.multiply(pixels.transpose(0, 3, 1, 2), REC_SCALE[0], out=filled)
+    np.multiply(resized.transpose(0, 3, 1, 2), REC_SCALE[0], out=filled)
     filled -= REC_SHIFT[0]
     for i, w in enumerate(widths):
         out[i, :, :, w:] = 0.0  # padding stays zero, as the reference pads
@@ -247,38 +251,13 @@ def prepare_rec_batch(
     return out
 
 
-def resize_rec_rows(crops: Sequence[np.ndarray], widths: Sequence[int], out: np.ndarray) -> None:
+def _resize_rec_rows(crops: Sequence[np.ndarray], widths: Sequence[int], out: np.ndarray) -> None:
     """Each crop resized to ``(H, widths[i])`` into row ``i`` of ``out`` ``(N, H, W, C)``,
     from its left edge (the rest of the row is left as it is)."""
     height = out.shape[1]
     for i, (crop, w) in enumerate(zip(crops, widths, strict=True)):
         resized = cv2.resize(crop, (w, height), interpolation=cv2.INTER_LINEAR)
         out[i, :, :w] = resized.reshape(height, w, -1)  # cv2.resize drops a 1-channel axis
-
-
-def prepare_rec_pixels(
-    crops: Sequence[np.ndarray],
-    height: int = 48,
-    min_width: int = 320,
-    max_width: int = 3200,
-    width_scale: float = 1.0,
-    width_multiple: int = 1,
-    width_buckets: Sequence[int] = (),
-    rows: int = 0,
-    buffer: np.ndarray | None = None,
-) -> np.ndarray:
-    """Crops resized as :func:`prepare_rec_batch` resizes them, into one ``(max(N, rows),
-    height, W, C)`` uint16 pixel batch with :data:`PIXEL_PAD` right of each crop and in blank
-    rows; ``C`` = 1 when every crop is grey. A model whose graph normalises
-    (:func:`ocr_actors.runtime.graph.fuse_pixel_input` with :data:`REC_SCALE`,
-    :data:`REC_SHIFT`) sees exactly :func:`prepare_rec_batch`'s values. ``buffer``: a uint16
-    array reused from call to call (:func:`batch_array`)."""
-    widths = [rec_resized_width(c.shape[0], c.shape[1], height, max_width, width_scale) for c in crops]
-    batch_w = rec_batch_width(max(widths, default=0), min_width, width_multiple, width_buckets)
-    out = batch_array((max(len(crops), rows), height, batch_w, batch_channels(crops)), buffer, np.uint16)
-    out.fill(PIXEL_PAD)
-    resize_rec_rows(crops, widths, out)
-    return out
 
 
 @dataclass(frozen=True)

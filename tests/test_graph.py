@@ -162,9 +162,7 @@ def test_pixel_batches_reach_the_model_as_the_hosts_float_batches(tmp_path, monk
         REC_SCALE,
         REC_SHIFT,
         prepare_det_batch,
-        prepare_det_pixels,
         prepare_rec_batch,
-        prepare_rec_pixels,
     )
     from ocr_actors.runtime.models import pixel_input_file
 
@@ -179,14 +177,14 @@ def test_pixel_batches_reach_the_model_as_the_hosts_float_batches(tmp_path, monk
     colour = rng.integers(0, 256, (70, 50, 3), dtype=np.uint8)
     grey = rng.integers(0, 256, (64, 40, 1), dtype=np.uint8)
     for pages in ([grey, grey[:50]], [colour, grey], [colour]):
-        pixels = prepare_det_pixels(pages, (96, 64), 64, "max")
+        pixels = prepare_det_batch(pages, (96, 64), 64, "max", pixels=True)
         assert pixels.dtype == np.uint16 and pixels.shape[3] == (1 if all(p.shape[2] == 1 for p in pages) else 3)
         assert (pixels[:, -1, -1] == PIXEL_PAD).all()  # the canvas past every page
         np.testing.assert_array_equal(det.run(pixels), prepare_det_batch(pages, (96, 64), 64, "max"))
     crops = [colour[:20], colour[:30, :10], cv2.cvtColor(colour, cv2.COLOR_BGR2GRAY)[:24, :, None]]
     for members in (crops, crops[2:]):
         args = (48, 32, 400, 1.0, 1, (64, 128, 256), 5)  # 5 rows: blank rows after the crops
-        pixels = prepare_rec_pixels(members, *args)
+        pixels = prepare_rec_batch(members, *args, pixels=True)
         assert pixels.shape[0] == 5 and (pixels[len(members) :] == PIXEL_PAD).all()
         np.testing.assert_array_equal(rec.run(pixels), prepare_rec_batch(members, *args))
 

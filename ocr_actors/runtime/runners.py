@@ -35,10 +35,8 @@ from ocr_actors.preprocess import (
     batches_by_aspect_ratio,
     det_resize_shape,
     prepare_det_batch,
-    prepare_det_pixels,
     prepare_doc_orientation_input,
     prepare_rec_batch,
-    prepare_rec_pixels,
     prepare_textline_cls_batch,
     rec_batch_width,
     rec_resized_width,
@@ -261,7 +259,7 @@ class TextDetector:
 
     def input_buffer(self, pages: int, canvas: tuple[int, int]) -> np.ndarray:
         """The calling thread's input buffer for ``pages`` pages on ``canvas``
-        (:func:`prepare_det_batch`, or :func:`prepare_det_pixels` with :attr:`pixels_in`)."""
+        (:func:`prepare_det_batch`, its pixels with :attr:`pixels_in`)."""
         return self._buffers.get(pages * 3 * canvas[0] * canvas[1], np.uint16 if self.pixels_in else np.float32)
 
     def prepare_batch(
@@ -269,9 +267,9 @@ class TextDetector:
     ) -> np.ndarray:
         """The session's input for these pages on ``canvas``, in the calling thread's buffer."""
         p = params or self.default_params
-        prepare = prepare_det_pixels if self.pixels_in else prepare_det_batch
         limits = (p.limit_side_len, p.limit_type, p.max_side_limit)
-        return prepare(images, canvas, *limits, buffer=self.input_buffer(len(images), canvas))
+        buffer = self.input_buffer(len(images), canvas)
+        return prepare_det_batch(images, canvas, *limits, buffer=buffer, pixels=self.pixels_in)
 
     def detect(self, images: Sequence[np.ndarray], params: DetParams | None = None) -> list[Detection]:
         """Detect text lines on BGR ``(H, W, 3)`` (or grey ``(H, W, 1)``) uint8 images.
@@ -437,10 +435,9 @@ class TextRecognizer:
 
     def prepare_batch(self, members: Sequence[np.ndarray]) -> np.ndarray:
         """The session's input for one batch of crops (:meth:`batches`), in the calling thread's
-        buffer: :func:`prepare_rec_batch`, or :func:`prepare_rec_pixels` with :attr:`pixels_in`."""
+        buffer: :func:`prepare_rec_batch`, its pixels with :attr:`pixels_in`."""
         cfg = self.config
-        prepare = prepare_rec_pixels if self.pixels_in else prepare_rec_batch
-        return prepare(
+        return prepare_rec_batch(
             members,
             REC_HEIGHT,
             cfg.min_width,
@@ -450,6 +447,7 @@ class TextRecognizer:
             cfg.width_buckets,
             cfg.batch_size if cfg.pad_batch else 0,
             buffer=self.input_buffer(),
+            pixels=self.pixels_in,
         )
 
     def recognize(self, crops: Sequence[np.ndarray]) -> list[tuple[str, float]]:
