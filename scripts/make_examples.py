@@ -38,7 +38,7 @@ def main() -> None:
         for i in range(2)
     ]
     grey = [Image.fromarray(cv2.cvtColor(s.image, cv2.COLOR_BGR2GRAY)) for s in scans]
-    # Greyscale pages are stored losslessly (Flate) by Pillow's PDF writer.
+    # Pillow's PDF writer stores greyscale pages as JPEG images (DCTDecode), as scanners commonly do.
     grey[0].save(EXAMPLES / "scanned_report.pdf", "PDF", resolution=144, save_all=True, append_images=grey[1:])
     (EXAMPLES / "scanned_report.txt").write_text("\n\n".join(s.text for s in scans) + "\n", encoding="utf-8")
     print(f"wrote examples to {EXAMPLES}")

@@ -47,7 +47,10 @@ def test_process_sampler_counts_a_busy_child_under_its_command_name():
     [
         ([], "CPU defaults (one page a call)"),
         (["--gpu-layout"], "job_gpu.yaml's layout (16 pages a model actor call; model inputs as pixels, normalised"),
-        (["--gpu-layout", "--normalize-on-host"], "(16 pages a model actor call; model inputs normalised on the host)"),
+        (  # and the pages as one-page scanned PDFs, rasterised as the job does
+            ["--gpu-layout", "--normalize-on-host", "--encoding", "pdf"],
+            "(16 pages a model actor call; model inputs normalised on the host)",
+        ),
     ],
 )
 def test_host_costs_bench_times_every_step_and_the_actor_work_in_threads(flags, layout):
@@ -69,7 +72,14 @@ def test_host_costs_bench_times_every_step_and_the_actor_work_in_threads(flags, 
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = proc.stdout
     assert layout in out
-    steps = ("decode (png -> grey)", "det pre-process", "det post-process (DB)", "crop lines", "rec pre-process")
+    encoding = flags[flags.index("--encoding") + 1] if "--encoding" in flags else "png"
+    steps = (
+        f"decode ({encoding} -> grey)",
+        "det pre-process",
+        "det post-process (DB)",
+        "crop lines",
+        "rec pre-process",
+    )
     for step in (*steps, "CTC decode"):
         assert re.search(rf"^{re.escape(step)}\s+\d+\.\d+\s+\d+\.\d%$", out, re.M), (step, out)
     assert re.search(r"^\[model\] recognition\s+\d+\.\d+\s*$", out, re.M)
