@@ -179,6 +179,17 @@ class ResourcesConfig:
     context and one set of kernel set-ups for both models, and ``concurrent_calls`` threads
     overlap one batch's CPU work with another's GPU runs; several pools mean several
     processes per GPU, each setting up its own kernels (``job_gpu.yaml``: true)."""
+    sources_per_range: int = 1
+    """The fewest sources in a work range, the unit a load task (or a loading actor's call)
+    reads (:func:`~ocr_actors.io.workfiles.work_ranges`; at most 1000, and never across work
+    files). Ranges grow past it on their own once a job has more than 1000 sources. 1: a small
+    job gives every source its own task. Each task costs Ray tens of ms of CPU whatever it
+    holds (``scripts/bench_transport.py``: 74 ms of Ray's work a page with a range a page, 9
+    with ranges of 50), which a GPU node's fast pages feel: ``job_gpu.yaml`` asks for 16, one
+    model actor call's pages."""
+
+    def __post_init__(self) -> None:
+        _check(1 <= self.sources_per_range <= 1000, "resources.sources_per_range (1 to 1000)", self.sources_per_range)
 
 
 @dataclass(frozen=True)

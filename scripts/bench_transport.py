@@ -20,7 +20,8 @@ calls. Pages are the job benchmark's text-heavy 1240 x 1754 pages. Variants:
 - ``one pool, grey`` and ``one pool, load in actor, grey``: ``job_gpu.yaml``'s layout
   (``resources.models_in_one_actor``): one actor pool detects, crops and recognises, so crops
   never move; with load tasks (its default) or with the actors reading their own pages.
-- ``one pool, ranges of 50`` and ``one pool, load in actor, ranges of 50``: the same two, with
+- ``one pool, ranges of 16`` (``job_gpu.yaml``'s ``resources.sources_per_range``), ``one pool,
+  ranges of 50`` and ``one pool, load in actor, ranges of 50``: the same two, with
   the input as a large job gives it: ranges of work items (the planner makes ranges of up to
   1000 items once a job has more than 1000 sources), so a load task reads a range and yields
   its pages, and a loading actor's call reads one and hands on 16 pages at a time: one input
@@ -55,6 +56,7 @@ VARIANTS = {
     "load in detect, grey": {"crop_in_detect": True, "grey": True, "load_in_detect": True},
     "one pool, grey": {"crop_in_detect": True, "grey": True, "one_pool": True},
     "one pool, load in actor, grey": {"crop_in_detect": True, "grey": True, "load_in_detect": True, "one_pool": True},
+    "one pool, ranges of 16": {"crop_in_detect": True, "grey": True, "one_pool": True, "range_size": 16},
     "one pool, ranges of 50": {"crop_in_detect": True, "grey": True, "one_pool": True, "range_size": 50},
     "one pool, load in actor, ranges of 50": {
         "crop_in_detect": True,

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from ray.autoscaler._private.util import prepare_config, validate_config
 
-from ocr_actors.config import load_config
+from ocr_actors.config import ConfigError, load_config
 from ocr_actors.job_config import JobConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,6 +57,10 @@ def test_gpu_job_config_and_kuberay_manifest():
     res = gpu.resources  # a GPU's worth of actors leaves most of a 16-vCPU node to the CPU tasks
     assert res.models_in_one_actor  # one model pool: the detect pool's actors recognise too
     assert res.detect.num_cpus / res.detect.num_gpus <= 8
+    # a load task reads a model actor call's pages at least: Ray's per-task CPU stays off the GPU node's cores
+    assert res.sources_per_range == res.detect.batch_size == 16
+    with pytest.raises(ConfigError, match=r"resources\.sources_per_range \(1 to 1000\): 1001"):
+        load_config(JobConfig, None, {"resources.sources_per_range": 1001})
     manifest = yaml.safe_load((ROOT / "jobs" / "kuberay-rayjob.yaml").read_text())
     assert manifest["kind"] == "RayJob" and "jobs.ocr_job" in manifest["spec"]["entrypoint"]
     groups = {g["groupName"]: g for g in manifest["spec"]["rayClusterSpec"]["workerGroupSpecs"]}

@@ -232,6 +232,11 @@ def test_work_ranges_give_small_jobs_one_item_per_task_and_large_ones_bounded_ra
     huge = work_ranges([WorkFile(f"f{i}", 50_000) for i in range(40)])  # 2M items: capped at 1000 a range
     assert {r.stop - r.start for r in huge} == {1_000} and len(huge) == 2_000
     assert work_ranges([]) == []
+    # resources.sources_per_range (job_gpu.yaml: 16): small jobs in ranges of at least that many,
+    # never across files; large ones as before
+    gpu = work_ranges([WorkFile("a", 40), WorkFile("b", 5)], min_items=16)
+    assert [(r.path, r.start, r.stop) for r in gpu] == [("a", 0, 16), ("a", 16, 32), ("a", 32, 40), ("b", 0, 5)]
+    assert work_ranges([WorkFile("a", 50_000), WorkFile("b", 20_000)], min_items=16) == middle
 
 
 def test_work_spool_round_trip_reads_only_its_ranges(tmp_path):

@@ -165,12 +165,14 @@ class WorkSpool:
             self._fs.rm(self._root)
 
 
-def work_ranges(files: list[WorkFile], max_tasks: int = MAX_TASKS, max_items: int = ROW_GROUP) -> list[WorkRange]:
-    """Split the work into ranges of equal size ``ceil(total / max_tasks)``, at least 1 and
-    at most ``max_items``, never across files: a small job gets one item per range (every
-    source its own task), a large one ranges of ``max_items`` items."""
+def work_ranges(
+    files: list[WorkFile], max_tasks: int = MAX_TASKS, max_items: int = ROW_GROUP, min_items: int = 1
+) -> list[WorkRange]:
+    """Split the work into ranges of equal size ``ceil(total / max_tasks)``, at least
+    ``min_items`` and at most ``max_items``, never across files: a small job gets ``min_items``
+    items per range (with 1, every source its own task), a large one ranges of ``max_items``."""
     total = sum(f.rows for f in files)
-    size = min(max(1, math.ceil(total / max_tasks)), max_items)
+    size = min(max(min_items, math.ceil(total / max_tasks)), max_items)
     return [WorkRange(f.path, a, min(a + size, f.rows)) for f in files for a in range(0, f.rows, size)]
 
 

@@ -788,7 +788,15 @@ def _run_leased(
         )
         if plan.items:
             config = _process(
-                config, work_ranges(spool.files), job_id, summary, say, started, lease.check, part_rows, spool.seal
+                config,
+                work_ranges(spool.files, min_items=config.resources.sources_per_range),
+                job_id,
+                summary,
+                say,
+                started,
+                lease.check,
+                part_rows,
+                spool.seal,
             )
     finally:
         try:
