@@ -26,8 +26,8 @@ REC_SCALE = np.full(3, 2.0 / 255.0, dtype=np.float32)
 """Per-channel factor of the recogniser's normalisation to [-1, 1]: ``x * REC_SCALE - REC_SHIFT``."""
 REC_SHIFT = np.ones(3, dtype=np.float32)
 PIXEL_PAD = 256
-"""Padding in a pixel batch: the model's graph turns it into 0.0, as float batches pad
-(:data:`ocr_actors.runtime.graph.PIXEL_PAD`, the same value)."""
+"""Padding in a pixel batch: above every uint8 value, the model's graph turns it into 0.0
+(:func:`ocr_actors.runtime.graph.fuse_pixel_input`), as float batches pad after normalising."""
 
 
 def det_resize_shape(
@@ -86,13 +86,12 @@ def normalize_det(image: np.ndarray, out: np.ndarray | None = None) -> np.ndarra
     The statistics are applied to the BGR channels as given, as the PP-OCR detectors
     were trained (a grey image: its plane as each of B, G and R).
     """
-    scale, shift = DET_SCALE, DET_SHIFT
     if out is None:
         out = np.empty((3, *image.shape[:2]), dtype=np.float32)
     for channel, plane in enumerate(bgr_planes(image)):  # plane by plane: 4-5x faster than HWC float math
         out[channel] = plane
-        out[channel] *= scale[channel]
-        out[channel] -= shift[channel]
+        out[channel] *= DET_SCALE[channel]
+        out[channel] -= DET_SHIFT[channel]
     return out
 
 

@@ -17,6 +17,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from ocr_actors.preprocess import PIXEL_PAD
+
 CTC_INDICES = "ctc_indices"
 CTC_SCORES = "ctc_scores"
 
@@ -86,10 +88,6 @@ def fuse_ctc_argmax(model: onnx.ModelProto, space_bias: float = 1.0) -> onnx.Mod
 
 PIXELS = "pixels"
 """Input name of a model whose normalisation was moved into its graph (:func:`fuse_pixel_input`)."""
-
-PIXEL_PAD = 256
-"""The ``pixels`` value of padding: above every uint8 value, it becomes 0.0 in the model input,
-as a host-side batch pads after normalising."""
 
 
 def fuse_pixel_input(model: onnx.ModelProto, scale: np.ndarray, shift: np.ndarray) -> onnx.ModelProto:
