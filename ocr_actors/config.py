@@ -57,7 +57,7 @@ class EngineConfig:
             copies pixels, half the bytes (a sixth for grey pages), and the GPU does the
             arithmetic. The same model inputs, bit for bit (on the CPU). None (default): on
             for a GPU device, off on the CPU (where the graph's arithmetic costs more than
-            numpy's: 63 against 55 ms a page for the detector on 2 threads).
+            numpy saves: ``scripts/bench_host_costs.py --normalize-in-model``).
     """
 
     engine: str = "onnxruntime"

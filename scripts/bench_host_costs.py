@@ -17,6 +17,9 @@ then pdfium's rasterising at ``ocr.input.pdf_dpi``). The pages go through the mo
 actor's calls as the CPU defaults make them (a page a call), or with ``--gpu-layout`` as
 ``job_gpu.yaml`` does (16 pages a call, the detector's canvases, 32-row recognition batches by
 width bucket), the same code path as the job's runners, their per-thread input buffers included.
+``--gpu-layout`` gives the models pixels that their graphs normalise (``engine.normalize_in_model``,
+on by default on a GPU); ``--normalize-on-host`` turns that off there, and ``--normalize-in-model``
+turns it on with the CPU defaults, to weigh it on the CPU (host work down, model time up).
 
 Last it replays the part of that work a GPU model actor does itself (detection pre- and
 post-processing, cropping, recognition pre-processing, CTC decoding; the model outputs reused,
@@ -145,7 +148,17 @@ def main() -> int:
         action="store_true",
         help="with --gpu-layout: the host normalises the models' inputs to float32, as on the CPU",
     )
+    parser.add_argument(
+        "--normalize-in-model",
+        action="store_true",
+        help="without --gpu-layout: the CPU defaults with the models' inputs as pixels, normalised in the "
+        "models' graphs (engine.normalize_in_model forced on the CPU, where it is off by default)",
+    )
     args = parser.parse_args()
+    if args.normalize_on_host and not args.gpu_layout:
+        parser.error("--normalize-on-host goes with --gpu-layout (the CPU defaults normalise on the host)")
+    if args.normalize_in_model and args.gpu_layout:
+        parser.error("--normalize-in-model goes without --gpu-layout (job_gpu.yaml's layout does it already)")
     cv2.setNumThreads(1)
 
     from ocr_actors.config import EngineConfig, OCRConfig, load_config
@@ -164,7 +177,8 @@ def main() -> int:
         call_pages = job_call_sizes()[1]
     else:
         config, call_pages = OCRConfig(), 1
-    engine = EngineConfig(threads=1, normalize_in_model=args.gpu_layout and not args.normalize_on_host)
+    pixels_in = args.normalize_in_model or (args.gpu_layout and not args.normalize_on_host)
+    engine = EngineConfig(threads=1, normalize_in_model=pixels_in)
     detector = TextDetector(config.text_detection, engine)
     recognizer = TextRecognizer(config.text_recognition, engine)
     assert recognizer.fused_decode, "the recogniser could not be fused (read-only cache?): host costs would differ"
@@ -228,11 +242,11 @@ def main() -> int:
     host = {k: v for k, v in seconds.items() if not k.startswith("[model]")}
     host_total = sum(host.values())
     kind = "BGR pages (--bgr)" if args.bgr else "grey pages as the job moves them (one channel)"
+    inputs = "as pixels, normalised in the models" if pixels_in else "normalised on the host"
     layout = (
-        f"job_gpu.yaml's layout ({call_pages} pages a model actor call; model inputs "
-        f"{'normalised on the host' if args.normalize_on_host else 'as pixels, normalised in the models'})"
+        f"job_gpu.yaml's layout ({call_pages} pages a model actor call; model inputs {inputs})"
         if args.gpu_layout
-        else "CPU defaults (one page a call)"
+        else f"CPU defaults (one page a call; model inputs {inputs})"
     )
     print(f"{args.pages} text-heavy pages, {lines_total / args.pages:.0f} lines per page, 1 thread, {kind}, {layout}\n")
     print(f"{'step':<28} {'ms/page':>8} {'share':>6}")

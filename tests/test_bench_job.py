@@ -45,7 +45,10 @@ def test_process_sampler_counts_a_busy_child_under_its_command_name():
 @pytest.mark.parametrize(
     ("flags", "layout"),
     [
-        ([], "CPU defaults (one page a call)"),
+        (  # the CPU defaults with the models normalising their pixel inputs, as weighed on the CPU
+            ["--normalize-in-model"],
+            "CPU defaults (one page a call; model inputs as pixels, normalised in the models)",
+        ),
         (["--gpu-layout"], "job_gpu.yaml's layout (16 pages a model actor call; model inputs as pixels, normalised"),
         (  # and the pages as one-page scanned PDFs, rasterised as the job does
             ["--gpu-layout", "--normalize-on-host", "--encoding", "pdf"],
