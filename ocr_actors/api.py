@@ -107,15 +107,20 @@ def _page_index(uri: str, page: Page) -> int | None:
 
 
 def as_bgr_page(array: np.ndarray) -> np.ndarray:
-    """Validate a user array: BGR ``(H, W, 3)`` uint8, grey ``(H, W)`` or BGRA ``(H, W, 4)``."""
+    """Validate a user array: BGR ``(H, W, 3)`` uint8, grey ``(H, W)`` or ``(H, W, 1)``, or BGRA
+    ``(H, W, 4)``."""
     if array.dtype != np.uint8:
         raise UnsupportedInputError(f"arrays must be uint8, got {array.dtype}")
     if array.ndim == 2:
         array = np.repeat(array[:, :, None], 3, axis=2)
+    elif array.ndim == 3 and array.shape[2] == 1:  # grey, as decode_document(keep_grey=True) gives
+        array = np.repeat(array, 3, axis=2)
     elif array.ndim == 3 and array.shape[2] == 4:
         array = array[:, :, :3]
     if array.ndim != 3 or array.shape[2] != 3:
-        raise UnsupportedInputError(f"arrays must be (H, W), (H, W, 3) or (H, W, 4), got shape {array.shape}")
+        raise UnsupportedInputError(
+            f"arrays must be (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), got shape {array.shape}"
+        )
     if array.shape[0] == 0 or array.shape[1] == 0:
         raise EmptyInputError(f"the array is empty: shape {array.shape}")
     return np.ascontiguousarray(array)

@@ -154,6 +154,16 @@ def test_api_parameters_are_checked_like_the_services(pipeline):
     assert next(pipeline.predict(page, text_det_limit_side_len=64.0))["text_det_params"]["limit_side_len"] == 64
 
 
+def test_a_grey_array_with_a_channel_axis_reads_like_a_plain_grey_one(pipeline):
+    """``(H, W, 1)``, the shape ``decode_document(keep_grey=True)`` gives, is a grey page like
+    ``(H, W)``: the same lines and texts."""
+    grey = cv2.cvtColor(render_page(seed=301, lines_per_column=2).image, cv2.COLOR_BGR2GRAY)
+    flat, with_axis = next(pipeline.predict(grey)), next(pipeline.predict(grey[:, :, None]))
+    assert len(flat["rec_texts"]) >= 2
+    assert with_axis["rec_texts"] == flat["rec_texts"]
+    assert np.array_equal(with_axis["rec_polys"], flat["rec_polys"])
+
+
 def test_truncated_png_and_huge_image(pipeline, tmp_path):
     page = render_page(seed=300, lines_per_column=2)
     _, encoded = cv2.imencode(".png", page.image)

@@ -679,3 +679,86 @@ def test_header_errors_pillow_raises_as_value_errors_are_corrupt_and_media_files
         assert next(decode_document(real)).image.shape[:2] == (8, 8)
     webp = cv2.imencode(".webp", np.full((8, 8, 3), 200, np.uint8))[1].tobytes()
     assert webp[8:12] == b"WEBP" and next(decode_document(webp)).image.shape == (8, 8, 3)
+
+
+# --------------------------------------------------------------------------- found by a probe of bad inputs
+
+
+def hand_made_pdf(objects: list[bytes]) -> bytes:
+    """A PDF of these numbered objects (1 is the catalog), with a correct cross-reference table."""
+    out, offsets = b"%PDF-1.7\n", []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    return out + b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+
+
+def test_a_pdf_page_pdfium_cannot_load_fails_that_page_alone() -> None:
+    """A page tree whose third entry loops back into itself: the PDF opens and counts 3 pages,
+    then PDFium cannot load that page. It is that page's failure (a typed error, not PDFium's
+    own), and the pages before it still come."""
+    data = hand_made_pdf(
+        [
+            b"<< /Type /Catalog /Pages 2 0 R >>",
+            b"<< /Type /Pages /Kids [3 0 R 3 0 R 4 0 R] /Count 3 >>",
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 144 72] >>",
+            b"<< /Type /Pages /Kids [4 0 R] /Count 1 >>",  # its own kid
+        ]
+    )
+    assert pdf_page_count(data) == 3
+    pages = list(decode_document(data, pdf_dpi=72, yield_page_failures=True))
+    assert [(p.page_index, p.image.shape) for p in pages[:2]] == [(0, (72, 144, 3)), (1, (72, 144, 3))]
+    assert pages[2].page_index == 2 and pages[2].page_count == 3
+    assert isinstance(pages[2].error, CorruptInputError) and str(pages[2].error).startswith("cannot load page 2")
+    with pytest.raises(CorruptInputError, match="cannot load page 2"):
+        list(decode_document(data, page_indices=[2]))
+
+
+def test_bigtiff_bare_jpeg2000_codestreams_and_pdfs_after_stray_bytes_are_read() -> None:
+    """Files Pillow or PDFium read that the signature check once refused as "not an image or
+    PDF": BigTIFF, a bare JPEG 2000 codestream (.j2k), and a PDF with bytes before its header
+    (PDF readers look for it in the first 1 KB). A text that mentions %PDF later is still no PDF."""
+    expected = expected_bgr()
+    big_tiff = encode(rgb_test_image(), "TIFF", big_tiff=True)
+    assert big_tiff[:4] == b"II+\x00"
+    assert (decode_all(big_tiff)[0].image == expected).all()
+    codestream = encode(rgb_test_image(), "JPEG2000", no_jp2=True, irreversible=False)
+    assert codestream[:4] == b"\xff\x4f\xff\x51"
+    assert (decode_all(codestream)[0].image == expected).all()  # lossless
+    pdf = b"X-Mailer: scanner 2.1\r\nContent-Type: application/pdf\r\n\r\n" + make_pdf([(144, 72)])
+    assert sniff_kind(pdf) == "pdf"
+    assert [p.image.shape for p in decode_document(pdf, pdf_dpi=72)] == [(72, 144, 3)]
+    with pytest.raises(UnsupportedInputError, match="unrecognised file signature"):
+        sniff_kind(b" " * 2000 + b"%PDF-1.7")  # past the first 1 KB
+
+
+def test_a_tiff_without_resolution_tags_states_no_dpi() -> None:
+    """Pillow reports a TIFF without XResolution as 1 dpi; the file states none, so None (a
+    null ``dpi`` in the output), while a stated 300 dpi is kept."""
+    grey = Image.new("L", (64, 32), 255)
+    assert next(decode_document(encode(grey, "TIFF"))).dpi is None
+    assert next(decode_document(encode(grey, "TIFF", dpi=(300, 300)))).dpi == 300.0
+
+
+def test_bilevel_scans_decode_straight_to_grey() -> None:
+    """A 1-bit image (CCITT G4 TIFF, 1-bit PNG) becomes 0/255 grey without passing through RGB:
+    the decoder's numpy and Python allocations stay near two bytes a pixel with ``keep_grey``
+    (through RGB they were over six), and the BGR page is the same pixels."""
+    import tracemalloc
+
+    bits = np.zeros((1200, 1600), dtype=bool)
+    bits[100:300, 200:1400] = True
+    bilevel = Image.fromarray(bits).convert("1")
+    for data in (encode(bilevel, "TIFF", compression="group4"), encode(bilevel, "PNG")):
+        tracemalloc.start()
+        page = next(decode_document(data, keep_grey=True))
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert page.image.shape == (1200, 1600, 1)
+        assert (page.image[:, :, 0] == np.where(bits, 255, 0)).all()
+        assert peak < 4 * bits.size, peak
+        bgr = next(decode_document(data)).image
+        assert bgr.shape == (1200, 1600, 3) and (bgr == page.image).all()

@@ -42,6 +42,18 @@ def test_expand_folder_recursive_sorted_documents_only(tree: Path) -> None:
     assert found == expected
 
 
+def test_a_folder_listing_takes_every_image_kind_the_decoder_reads(tmp_path: Path) -> None:
+    """JPEG 2000 codestreams, AVIF, JFIF and PNM names are listed like PNGs; HEIC (no decoder
+    here) and other names are left out with their suffix as the reason."""
+    names = ("a.j2k", "b.avif", "c.jfif", "d.pnm", "e.jpe", "f.heic", "g.doc")
+    for name in names:
+        (tmp_path / name).write_bytes(b"x")
+    skipped: list[tuple[str, str]] = []
+    found = list(expand_inputs(str(tmp_path), on_skip=lambda uri, why: skipped.append((Path(uri).name, why))))
+    assert found == [str(tmp_path / n) for n in names[:5]]
+    assert skipped == [("f.heic", "not an image or PDF: .heic"), ("g.doc", "not an image or PDF: .doc")]
+
+
 def test_expand_file_uri_folder(tree: Path) -> None:
     found = list(expand_inputs(f"file://{tree}"))
     assert [Path(p).name for p in found] == ["a.pdf", "b.png", "c.JPG", "d.tiff", "e.webp"]

@@ -80,6 +80,18 @@ class Page:
 
 PDF_MAGIC = b"%PDF"
 
+IMAGE_SIGNATURES = (
+    b"\x89PNG",
+    b"\xff\xd8\xff",  # JPEG
+    b"II*\x00",  # TIFF, little- and big-endian
+    b"MM\x00*",
+    b"II+\x00",  # BigTIFF
+    b"MM\x00+",
+    b"GIF8",
+    b"\x00\x00\x00\x0cjP",  # JPEG 2000 (.jp2)
+    b"\xff\x4f\xff\x51",  # a bare JPEG 2000 codestream (.j2k, .j2c)
+)
+
 
 HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1", b"avif", b"avis")
 """ISO base media brands of still images (HEIF, AVIF); other ``ftyp`` files are video or audio."""
@@ -96,11 +108,10 @@ def sniff_kind(data: bytes) -> str:
     """ "pdf" or "image" from the leading bytes; raises for empty or unknown content."""
     if not data:
         raise EmptyInputError("the input is empty (0 bytes)")
-    head = data[:1024].lstrip()
-    if head.startswith(PDF_MAGIC):
+    head = data[:1024]
+    if head.lstrip().startswith(PDF_MAGIC):
         return "pdf"
-    signatures = (b"\x89PNG", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*", b"GIF8", b"\x00\x00\x00\x0cjP")
-    if any(data.startswith(sig) for sig in signatures):
+    if any(data.startswith(sig) for sig in IMAGE_SIGNATURES):
         return "image"
     if data.startswith(b"BM") and data[14:18] in BMP_HEADER_SIZES:  # not a text that starts "BM…"
         return "image"
@@ -110,6 +121,8 @@ def sniff_kind(data: bytes) -> str:
         return "image"
     if data[4:8] == b"ftyp" and data[8:12] in HEIF_BRANDS:  # HEIF/AVIF, not MP4 or QuickTime: Pillow decides
         return "image"
+    if PDF_MAGIC in head:  # bytes before the header (a mail or HTTP header left in): PDF readers allow 1 KB
+        return "pdf"
     raise UnsupportedInputError("not an image or PDF (unrecognised file signature)")
 
 
@@ -155,6 +168,9 @@ def _to_bgr(img: object, keep_grey: bool = False) -> np.ndarray:
     if mode == "P" and "transparency" in img.info:
         img = img.convert("RGBA")
         mode = "RGBA"
+    if mode == "1":  # bilevel (CCITT G4 scans): straight to grey, not through RGB (4x the memory)
+        img = img.convert("L")
+        mode = "L"
     if mode == "L":
         grey = np.asarray(img, dtype=np.uint8)
         return np.array(grey[:, :, None]) if keep_grey else cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
@@ -265,8 +281,7 @@ def decode_image(
             frames = getattr(img, "n_frames", 1)
         except (OSError, EOFError, ValueError, TypeError, SyntaxError) as exc:
             raise CorruptInputError(f"cannot read the image's frame directory: {exc!r}") from exc
-        dpi_info = img.info.get("dpi")
-        dpi = float(dpi_info[0]) if dpi_info and dpi_info[0] else None
+        dpi = stated_dpi(img)
         if _plain_complete_file(img, data):
             pixels = _opencv_decode(data, width, height, grey=keep_grey and img.mode == "L")
             if pixels is not None:
@@ -286,6 +301,15 @@ def decode_image(
                 yield PageFailure(index, count, failure)  # a bad frame of a multi-page TIFF: that page fails
                 continue
             yield Page(pixels, index, count, dpi)
+
+
+def stated_dpi(img: Any) -> float | None:
+    """The horizontal DPI an open Pillow image's file states, or None. A TIFF without
+    resolution tags states none (Pillow reports its default of 1 then)."""
+    if img.format == "TIFF" and 282 not in getattr(img, "tag_v2", {}):  # XResolution
+        return None
+    dpi_info = img.info.get("dpi")
+    return float(dpi_info[0]) if dpi_info and dpi_info[0] and dpi_info[0] > 0 else None
 
 
 def _decode_frame(img: Any, index: int, max_pixels: int, keep_grey: bool) -> np.ndarray:
@@ -415,7 +439,10 @@ def _render_page(pdf: Any, index: int, dpi: float, max_pixels: int) -> np.ndarra
     import pypdfium2 as pdfium
 
     with PDFIUM_LOCK:
-        page = pdf[index]
+        try:  # a page tree with a broken or looping entry opens, then fails page by page
+            page = pdf[index]
+        except pdfium.PdfiumError as exc:
+            raise CorruptInputError(f"cannot load page {index}: {exc}") from exc
         try:
             width_pt, height_pt = page.get_size()
             pixels = (width_pt * dpi / 72) * (height_pt * dpi / 72)
