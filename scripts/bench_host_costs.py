@@ -12,8 +12,8 @@ core sustains, so that cores per GPU follow: cores = target pages/s / (pages/s p
 The two models are timed on this CPU too (the work a GPU takes over), as the reference
 the host work is measured against. The (grey) pages decode to one channel as in the batch job;
 ``--bgr`` decodes them to BGR, as the single-image engine does, for comparison; ``--encoding``
-stores them as RGB PNG (default), greyscale PNG, JPEG or one-page scanned PDFs (decoding is
-then pdfium's rasterising at ``ocr.input.pdf_dpi``). The pages go through the model
+stores them as RGB PNG (default), greyscale PNG, JPEG, one-page scanned PDFs (decoding is
+then pdfium's rasterising at ``ocr.input.pdf_dpi``) or bilevel CCITT G4 TIFFs. The pages go through the model
 actor's calls as the CPU defaults make them (a page a call), or with ``--gpu-layout`` as
 ``job_gpu.yaml`` does (16 pages a call, the detector's canvases, 32-row recognition batches by
 width bucket), the same code path as the job's runners, their per-thread input buffers included.
@@ -44,14 +44,15 @@ sys.path.insert(0, str(ROOT))
 
 import cv2  # noqa: E402
 
-ENCODINGS = ("png", "grey-png", "jpeg", "pdf")
+ENCODINGS = ("png", "grey-png", "jpeg", "pdf", "tiff-g4")
 
 
 def text_heavy_pages(count: int, encoding: str = "png") -> list[bytes]:
     """File bytes of ``count`` pages of the job benchmark's mix (22 lines per column, 1-2
     columns): an RGB PNG (as the job benchmark writes them), a greyscale PNG, a JPEG
-    (quality 90), or a one-page PDF of the greyscale page at 150 dpi as Pillow writes a scan
-    (the page as a JPEG image, ``DCTDecode``)."""
+    (quality 90), a one-page PDF of the greyscale page at 150 dpi as Pillow writes a scan
+    (the page as a JPEG image, ``DCTDecode``), or a bilevel TIFF (CCITT Group 4, as archives
+    keep black-and-white scans; the grey page thresholded at 160)."""
     from ocr_actors.synth import render_page
 
     pages = []
@@ -69,6 +70,15 @@ def text_heavy_pages(count: int, encoding: str = "png") -> list[bytes]:
             pdf = io.BytesIO()
             Image.fromarray(cv2.cvtColor(page.image, cv2.COLOR_BGR2GRAY)).save(pdf, "PDF", resolution=150)
             pages.append(pdf.getvalue())
+        elif encoding == "tiff-g4":
+            import io
+
+            from PIL import Image
+
+            bilevel = cv2.cvtColor(page.image, cv2.COLOR_BGR2GRAY) >= 160
+            tiff = io.BytesIO()
+            Image.fromarray(bilevel).convert("1").save(tiff, "TIFF", compression="group4", dpi=(200, 200))
+            pages.append(tiff.getvalue())
         elif encoding == "jpeg":
             pages.append(cv2.imencode(".jpg", page.image, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes())
         else:

@@ -45,8 +45,9 @@ def test_process_sampler_counts_a_busy_child_under_its_command_name():
 @pytest.mark.parametrize(
     ("flags", "layout"),
     [
-        (  # the CPU defaults with the models normalising their pixel inputs, as weighed on the CPU
-            ["--normalize-in-model"],
+        (  # the CPU defaults with the models normalising their pixel inputs, as weighed on the CPU,
+            # on bilevel CCITT G4 TIFF pages
+            ["--normalize-in-model", "--encoding", "tiff-g4"],
             "CPU defaults (one page a call; model inputs as pixels, normalised in the models)",
         ),
         (["--gpu-layout"], "job_gpu.yaml's layout (16 pages a model actor call; model inputs as pixels, normalised"),
