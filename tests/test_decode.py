@@ -637,6 +637,23 @@ def test_a_bad_frame_of_a_multi_page_tiff_fails_that_page_only() -> None:
         list(decode_document(data[: len(data) // 2], yield_page_failures=True))
 
 
+def test_a_frame_with_corrupt_compressed_data_says_so() -> None:
+    """Pillow's codecs report only "decoder error -2" for a deflate stream that is garbage; the
+    failure says what that means, and the other frames still come."""
+    rng = np.random.default_rng(0)
+    frames = [Image.fromarray(rng.integers(0, 255, (100, 200), dtype=np.uint8)) for _ in range(3)]
+    data = bytearray(encode(frames[0], "TIFF", save_all=True, append_images=frames[1:], compression="tiff_deflate"))
+    assert struct.unpack("<I", data[4:8])[0] > 400  # Pillow writes frame 0's pixels before its directory
+    data[10:400] = b"\xff" * 390  # inside frame 0's deflate stream
+    pages = list(decode_document(bytes(data), yield_page_failures=True))
+    assert [(p.page_index, hasattr(p, "image")) for p in pages] == [(0, False), (1, True), (2, True)]
+    assert isinstance(pages[0].error, CorruptInputError)
+    assert (
+        str(pages[0].error)
+        == "frame 0: cannot decode image: its compressed image data is corrupt (Pillow: decoder error -2)"
+    )
+
+
 def test_a_png_too_short_for_its_header_is_truncated_not_a_blank_page() -> None:
     """231 bytes claiming 13000 x 13000 pixels, with an end marker: OpenCV would fill the
     missing rows with blank pixels (500 MB); the compressed size cannot hold them."""

@@ -329,6 +329,8 @@ def _decode_frame(img: Any, index: int, max_pixels: int, keep_grey: bool) -> np.
         message = str(exc)
         if isinstance(exc, EOFError) or "truncated" in message.lower() or "end of file" in message.lower():
             raise TruncatedInputError(f"image data is truncated: {message}") from exc
+        if re.fullmatch(r"decoder error -?\d+", message):  # Pillow's codecs say no more than this
+            message = f"its compressed image data is corrupt (Pillow: {message})"
         raise CorruptInputError(f"cannot decode image: {message}") from exc
     except (ValueError, SyntaxError, TypeError) as exc:
         raise CorruptInputError(f"cannot decode image: {exc}") from exc
