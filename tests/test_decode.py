@@ -633,8 +633,23 @@ def test_a_bad_frame_of_a_multi_page_tiff_fails_that_page_only() -> None:
     assert [p.page_index for p in decode_document(cut, yield_page_failures=True, page_indices=[2])] == [2]
     with pytest.raises(TruncatedInputError, match="frame 2"):  # not asked for per-page failures: raised
         list(decode_document(cut))
-    with pytest.raises(CorruptInputError, match="frame directory"):  # cut inside the frame directory
-        list(decode_document(data[: len(data) // 2], yield_page_failures=True))
+    # cut inside the third frame's directory entry: the frames before it still come, the rest
+    # is one failed page; not asked for per-page failures, the file fails
+    with Image.open(io.BytesIO(data)) as whole:
+        whole.seek(1)
+        frame_1_end = whole.tile[0].offset + 200 * 100  # raw pixels; frame 2's directory entry follows
+    cut_directory = data[: frame_1_end + 10]
+    pages = list(decode_document(cut_directory, yield_page_failures=True))
+    assert [(type(p).__name__, p.page_index, p.page_count) for p in pages] == [
+        ("Page", 0, 3),
+        ("Page", 1, 3),
+        ("PageFailure", 2, 3),
+    ]
+    assert [int(p.image[0, 0, 0]) for p in pages[:2]] == [50, 100]
+    assert isinstance(pages[2].error, CorruptInputError)
+    assert str(pages[2].error).startswith("frame 2: cannot read its directory entry (the file is cut short or corrupt)")
+    with pytest.raises(CorruptInputError, match="frame directory"):
+        list(decode_document(cut_directory))
 
 
 def test_a_frame_with_corrupt_compressed_data_says_so() -> None:

@@ -210,12 +210,12 @@ def png_data_shortfall(data: bytes) -> str | None:
     return None
 
 
-def _plain_complete_file(img: Any, data: bytes) -> bool:
+def _plain_complete_file(img: Any, data: bytes, frames: int) -> bool:
     """True for a single-frame RGB or grey PNG/JPEG, complete, with no orientation to apply:
     the files OpenCV decodes to the pixels the Pillow path gives, 2-4x faster. Anything else
     (alpha, palette, CMYK, EXIF or XMP orientation, a missing end marker) takes the Pillow
     path, which knows how to convert it or which error to raise."""
-    if img.mode not in ("RGB", "L") or getattr(img, "n_frames", 1) != 1:
+    if img.mode not in ("RGB", "L") or frames != 1:
         return False
     if img.format == "PNG":
         # Orientation can hide in an eXIf chunk, an ImageMagick "Raw profile" text chunk or XMP.
@@ -277,19 +277,26 @@ def decode_image(
             )
         if width == 0 or height == 0:
             raise CorruptInputError(f"image has an empty side: {width}x{height}")
+        cut_directory: InputError | None = None  # frames past the last readable directory entry
         try:  # a multi-frame file walks its frame directory here
             frames = getattr(img, "n_frames", 1)
         except (OSError, EOFError, ValueError, TypeError, SyntaxError) as exc:
-            raise CorruptInputError(f"cannot read the image's frame directory: {exc!r}") from exc
+            frames = _readable_frames(img) if yield_page_failures else 0
+            if not frames:
+                raise CorruptInputError(f"cannot read the image's frame directory: {exc!r}") from exc
+            cut_directory = CorruptInputError(
+                f"frame {frames}: cannot read its directory entry (the file is cut short or corrupt): {exc!r}"
+            )
         dpi = stated_dpi(img)
-        if _plain_complete_file(img, data):
+        if _plain_complete_file(img, data, frames):
             pixels = _opencv_decode(data, width, height, grey=keep_grey and img.mode == "L")
             if pixels is not None:
                 yield Page(collapse_grey(pixels) if keep_grey else pixels, 0, 1, dpi)
                 return
         is_animation = img.format in ("GIF", "WEBP", "PNG") and frames > 1
-        count = 1 if is_animation else frames
-        for index in range(count):
+        frames_read = 1 if is_animation else frames
+        count = frames_read + (cut_directory is not None)  # the unreadable rest counts as one failed page
+        for index in range(frames_read):
             try:
                 pixels = _decode_frame(img, index, max_pixels, keep_grey)
             except InputError as exc:
@@ -301,6 +308,25 @@ def decode_image(
                 yield PageFailure(index, count, failure)  # a bad frame of a multi-page TIFF: that page fails
                 continue
             yield Page(pixels, index, count, dpi)
+        if cut_directory is not None:
+            yield PageFailure(frames_read, count, cut_directory)
+
+
+MAX_FRAMES = 100_000
+"""Frames counted one by one in a file whose frame directory cannot be read as a whole."""
+
+
+def _readable_frames(img: Any) -> int:
+    """How many frames of an open multi-frame image can be reached by seeking from the first:
+    those before a directory entry that is cut short or corrupt (0 when none can)."""
+    count = 0
+    while count < MAX_FRAMES:
+        try:
+            img.seek(count)
+        except Exception:  # Pillow's parsers raise many types for a bad entry
+            break
+        count += 1
+    return count
 
 
 def stated_dpi(img: Any) -> float | None:
