@@ -88,32 +88,29 @@ def text_heavy_pages(count: int, encoding: str = "png") -> list[bytes]:
 
 def model_actor_call(images, detector, recognizer, run_det, run_rec, timed):  # type: ignore[no-untyped-def]
     """The model actor's work on one call's pages, as ``TextDetector.detect`` and
-    ``TextRecognizer.recognize`` do it: pages grouped by canvas into detector runs (powers of
-    two up to ``text_detection.batch_size``), DB post-processing, cropping, the call's lines in
-    the recogniser's batches (``TextRecognizer.batches``), CTC decoding; the detector's inputs
-    built in its per-thread buffer, as the job does. ``run_det`` and
+    ``TextRecognizer.recognize`` do it, through their own planning and input builders: the
+    detector's runs (``TextDetector.runs``: pages grouped by canvas, powers of two up to
+    ``text_detection.batch_size``), DB post-processing, cropping, the call's lines in the
+    recogniser's batches (``TextRecognizer.batches``), CTC decoding; inputs built in the
+    runners' per-thread buffers, as the job does. ``run_det`` and
     ``run_rec`` give the model outputs (a real run, or a recorded one replayed); ``timed(step,
     fn, *args)`` times each step. Returns ``(quads, texts)`` per page."""
     from ocr_actors.postprocess import ctc_collapse, db_boxes, filter_tiny_quads
     from ocr_actors.preprocess import det_resize_shape
     from ocr_actors.runtime.ocr import crop_lines
-    from ocr_actors.runtime.runners import group_by_padded_shape, power_of_two_runs
 
-    det, p = detector.config, detector.default_params
+    p = detector.default_params
     limits = (p.limit_side_len, p.limit_type, p.max_side_limit)
     shapes = [det_resize_shape(im.shape[0], im.shape[1], *limits) for im in images]
     quads_per_page: list = [None] * len(images)
-    for canvas, group in group_by_padded_shape(shapes, det.batch_pad_multiple, det.batch_canvases).items():
-        start = 0
-        for size in power_of_two_runs(len(group), det.batch_size):
-            members, start = group[start : start + size], start + size
-            pages = [images[i] for i in members]  # in the thread's reused buffer, as the job's detector does
-            batch = timed("det pre-process", detector.prepare_batch, pages, canvas)
-            probs = run_det(batch)
-            for k, i in enumerate(members):
-                h, w = shapes[i]
-                quads, _ = timed("det post-process (DB)", db_boxes, probs[k, 0, :h, :w], images[i].shape[:2], p.db)
-                quads_per_page[i] = quads[filter_tiny_quads(quads)]
+    for canvas, members in detector.runs(shapes):
+        pages = [images[i] for i in members]
+        batch = timed("det pre-process", detector.prepare_batch, pages, canvas)
+        probs = run_det(batch)
+        for k, i in enumerate(members):
+            h, w = shapes[i]
+            quads, _ = timed("det post-process (DB)", db_boxes, probs[k, 0, :h, :w], images[i].shape[:2], p.db)
+            quads_per_page[i] = quads[filter_tiny_quads(quads)]
     crops = [timed("crop lines", crop_lines, im, q) for im, q in zip(images, quads_per_page, strict=True)]
     flat = [c for page in crops for c in page]
     texts: list = [None] * len(flat)

@@ -305,6 +305,8 @@ def test_detector_runs_in_powers_of_two_on_one_canvas_with_every_shape_warmed():
     runs = TextDetector(TextDetectionConfig(batch_pad_multiple=960, batch_size=4, warmup=True), EngineConfig(threads=2))
     warmed = [shape for shape, _ in runs.warmup_timings]
     assert warmed == [(1, 3, 960, 960), (2, 3, 960, 960), (4, 3, 960, 960)]
+    sizes = [(960, 736)] * 6 + [(736, 960)]  # seven pages, portrait and landscape: one canvas, runs of 4, 2, 1
+    assert runs.runs(sizes) == [((960, 960), [0, 1, 2, 3]), ((960, 960), [4, 5]), ((960, 960), [6])]
     for a, b in zip(one_call.detect(pages), runs.detect(pages + pages)[:3], strict=True):  # 6 pages: runs of 4, 2
         assert a.quads.shape == b.quads.shape and a.quads.shape[0] >= 5
         assert np.abs(a.quads - b.quads).max() <= 1

@@ -288,18 +288,26 @@ class TextDetector:
             for im in images
         ]
         results: list[Detection | None] = [None] * len(images)
+        for canvas, members in self.runs(shapes):
+            probs = self._session.run(self.prepare_batch([images[i] for i in members], canvas, p))
+            for k, i in enumerate(members):
+                own_h, own_w = shapes[i]
+                quads, scores = db_boxes(probs[k, 0, :own_h, :own_w], images[i].shape[:2], p.db)
+                keep = filter_tiny_quads(quads)
+                results[i] = Detection(quads[keep], scores[keep])
+        return [r for r in results if r is not None]
+
+    def runs(self, shapes: Sequence[tuple[int, int]]) -> list[tuple[tuple[int, int], list[int]]]:
+        """The detector runs :meth:`detect` makes for pages of these resized ``(h, w)`` shapes:
+        ``(canvas, page indices)`` per run, in run order (no pixels needed)."""
+        runs = []
         groups = group_by_padded_shape(shapes, self.config.batch_pad_multiple, self.config.batch_canvases)
         for canvas, group in groups.items():
             start = 0
             for size in power_of_two_runs(len(group), self.config.batch_size):
-                members, start = group[start : start + size], start + size
-                probs = self._session.run(self.prepare_batch([images[i] for i in members], canvas, p))
-                for k, i in enumerate(members):
-                    own_h, own_w = shapes[i]
-                    quads, scores = db_boxes(probs[k, 0, :own_h, :own_w], images[i].shape[:2], p.db)
-                    keep = filter_tiny_quads(quads)
-                    results[i] = Detection(quads[keep], scores[keep])
-        return [r for r in results if r is not None]
+                runs.append((canvas, group[start : start + size]))
+                start += size
+        return runs
 
     def warmup_shapes(self) -> list[tuple[int, int, int, int]]:
         """The input shapes ``(N, 3, H, W)`` of the detector's runs when every page pads to
