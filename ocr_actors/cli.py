@@ -78,6 +78,8 @@ def _predict(args: argparse.Namespace) -> int:
     from ocr_actors.config import OCRConfig, load_config
 
     config = load_config(OCRConfig, args.config, overrides)
+    if args.save_path:
+        _make_save_folder(args.save_path)
     pipeline = create_pipeline("OCR", config=config, device=args.device)
     switches = {
         name: getattr(args, name)
@@ -93,6 +95,7 @@ def _predict(args: argparse.Namespace) -> int:
             "text_rec_score_thresh",
         )
     }
+    pipeline.engine.params(**switches)  # a bad value fails the command once (exit 2), not every file
     pages, failed, inputs = 0, [], 0
     names = OutputNames()
 
@@ -128,6 +131,18 @@ def _predict(args: argparse.Namespace) -> int:
     }
     print(json.dumps(summary), file=sys.stderr)
     return 2 if failed else 0
+
+
+def _make_save_folder(save_path: str) -> None:
+    """Create ``--save_path`` (the folder of a ``.json`` path) before any file is read, so a
+    path that cannot be a folder fails the command once, not every file."""
+    folder = Path(save_path)
+    if folder.suffix.lower() == ".json":
+        folder = folder.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--save_path {save_path}: cannot make that folder: {exc.strerror or exc}") from exc
 
 
 class OutputNames:

@@ -103,7 +103,8 @@ class OCRResult(dict[str, Any]):
         print(json.dumps(self.json, ensure_ascii=False, indent=2), file=file or sys.stdout)
 
     def save_to_json(self, save_path: str | Path, stem: str | None = None) -> Path:
-        """Write ``<name>_res.json`` into a folder, or to ``save_path`` if it ends in ``.json``.
+        """Write ``<name>_res.json`` into a folder, or to ``save_path`` if it ends in ``.json``:
+        the result itself (``json["res"]``, as the reference's ``save_to_json`` writes it).
         ``stem``: the name instead of the input's file name (and page)."""
         target = Path(save_path)
         if target.suffix.lower() != ".json":
@@ -111,25 +112,33 @@ class OCRResult(dict[str, Any]):
             target = target / f"{stem or page_stem(self['input_path'], self['page_index'])}_res.json"
         else:
             target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(json.dumps(self.json, ensure_ascii=False, indent=2), encoding="utf-8")
+        target.write_text(json.dumps(self.json["res"], ensure_ascii=False, indent=2), encoding="utf-8")
         return target
 
     def save_to_img(self, save_path: str | Path, stem: str | None = None) -> list[Path]:
-        """Write ``<name>_<image key>.png`` per annotated image into a folder (the folder of
-        ``save_path`` when it names a file: ends in ``.json`` or an image suffix).
-        ``stem``: the name instead of the input's file name (and page)."""
+        """Write ``<name>_<image key><suffix>`` per annotated image into a folder (the folder of
+        ``save_path`` when it names a file: ends in ``.json`` or an image suffix). The suffix is
+        the input image's own (``.jpg`` for a JPEG), as the reference keeps it, and ``.png`` for
+        PDFs, arrays and kinds OpenCV does not write. ``stem``: the name instead of the input's
+        file name (and page)."""
         folder = Path(save_path)
-        if folder.suffix.lower() in (".json", ".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"):
+        if folder.suffix.lower() in (".json", *SAVED_IMAGE_SUFFIXES):
             folder = folder.parent
         folder.mkdir(parents=True, exist_ok=True)
         stem = stem or page_stem(self["input_path"], self["page_index"])
+        input_suffix = Path(self["input_path"] or "").suffix
+        suffix = input_suffix if input_suffix.lower() in SAVED_IMAGE_SUFFIXES else ".png"
         written = []
         for key, image in self.img.items():
-            path = folder / f"{stem}_{key}.png"
+            path = folder / f"{stem}_{key}{suffix}"
             if not cv2.imwrite(str(path), image):
                 raise OSError(f"could not write {path}")
             written.append(path)
         return written
+
+
+SAVED_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+"""Input suffixes the annotated images keep (OpenCV writes these kinds)."""
 
 
 def _jsonable(value: Any) -> Any:

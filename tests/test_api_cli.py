@@ -111,13 +111,18 @@ def test_save_to_json_and_img(pipeline, sample_dir, tmp_path):
     result = next(pipeline.predict(str(folder / "a.png")))
     json_path = result.save_to_json(tmp_path)
     assert json_path.name == "a_res.json"
-    saved = json.loads(json_path.read_text())
-    assert saved["res"]["rec_texts"] == result["rec_texts"]
+    saved = json.loads(json_path.read_text())  # the result itself, as the reference saves it
+    assert saved["rec_texts"] == result["rec_texts"] and saved["input_path"] == str(folder / "a.png")
+    assert saved == result.json["res"]
     images = result.save_to_img(tmp_path)
     assert [p.name for p in images] == ["a_ocr_res_img.png"]
     annotated = cv2.imread(str(images[0]))
     h, w = pages[0].image.shape[:2]
     assert annotated.shape == (h, 2 * w, 3)
+    jpeg = tmp_path / "scan.JPG"  # an image input's annotated images keep its suffix, as the reference's do
+    jpeg.write_bytes(cv2.imencode(".jpg", pages[0].image)[1].tobytes())
+    assert [p.name for p in next(pipeline.predict(str(jpeg))).save_to_img(tmp_path)] == ["scan_ocr_res_img.JPG"]
+    assert cv2.imread(str(tmp_path / "scan_ocr_res_img.JPG")).shape == (h, 2 * w, 3)
     # Left half is the page with tinted text boxes; right half renders the texts on white.
     assert annotated[:, w:].mean() > 240
     with open(tmp_path / "printed.txt", "w") as fh:
@@ -149,7 +154,9 @@ def test_api_parameters_are_checked_like_the_services(pipeline):
     page = np.full((40, 40, 3), 255, np.uint8)
     with pytest.raises(ValueError, match=r"text_det_limit_side_len must be a whole number of pixels, got 0\.5"):
         next(pipeline.predict(page, text_det_limit_side_len=0.5))
-    with pytest.raises(ValueError, match="text_det_thresh must be a finite number"):
+    with pytest.raises(
+        ValueError, match=r"text_det_thresh must be a finite number, got 100000000000\.\.\. \(401 digits\)"
+    ):
         next(pipeline.predict(page, text_det_thresh=10**400))
     assert next(pipeline.predict(page, text_det_limit_side_len=64.0))["text_det_params"]["limit_side_len"] == 64
 
@@ -205,7 +212,7 @@ def test_cli_predict_reports_a_bad_file_and_still_saves_the_others(tmp_path):
     summary = json.loads(proc.stderr.strip().splitlines()[-1])
     assert summary["pages"] == 2 and summary["failed_inputs"] == [str(folder / "b.jpg")]
     for name in ("a", "c"):
-        saved = json.loads((tmp_path / "o" / f"{name}_res.json").read_text())["res"]
+        saved = json.loads((tmp_path / "o" / f"{name}_res.json").read_text())
         assert "Digital Archive Annual Report" in saved["rec_texts"]
     (tmp_path / "nothing.png").mkdir()  # a folder named like an image, with nothing inside
     proc = _cli("predict", "--input", str(tmp_path / "nothing.png"))
@@ -300,15 +307,31 @@ def test_cli_predict_writes_json_and_images(sample_dir, tmp_path):
         "a_ocr_res_img.png",
         "a_preprocessed_img.png",
         "a_res.json",
-        "b_ocr_res_img.png",
-        "b_preprocessed_img.png",
+        "b_ocr_res_img.jpg",  # b.jpg: its images keep its suffix
+        "b_preprocessed_img.jpg",
         "b_res.json",
     ]
-    saved = json.loads((out / "b_res.json").read_text())["res"]
+    saved = json.loads((out / "b_res.json").read_text())
     assert saved["rec_texts"] == [line.text for line in pages[1].lines]
     assert saved["text_rec_score_thresh"] == 0.5
     assert saved["doc_preprocessor_res"]["angle"] == 0
     assert '"rec_texts"' in proc.stdout
+
+
+def test_cli_a_bad_switch_value_or_save_path_fails_the_command_once(sample_dir, tmp_path):
+    """A switch value out of range, or a ``--save_path`` that cannot be a folder, is one error
+    and exit status 2 before any file is read, not an error per file (which would hide the
+    files' own errors)."""
+    folder, _ = sample_dir
+    proc = _cli("predict", "--input", str(folder), "--text_det_thresh", "1.5", "--no_print", "engine.threads=2")
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 2 and errors == ["error: text_det_thresh must lie in [0, 1], got 1.5"], proc.stderr
+    assert "failed_inputs" not in proc.stderr
+    taken = tmp_path / "a_file"
+    taken.write_text("x")
+    proc = _cli("predict", "--input", str(folder), "--save_path", str(taken), "--no_print")
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 2 and len(errors) == 1 and f"--save_path {taken}: cannot make that folder" in errors[0]
 
 
 def test_cli_bad_input_exits_2_with_a_message(tmp_path):
@@ -381,7 +404,7 @@ def test_cli_predict_never_lets_one_result_overwrite_another(tmp_path):
     proc = _cli("predict", "--input", str(folder), "--save_path", str(out), "--no_print", "engine.threads=2")
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stderr.strip().splitlines()[-1])
-    saved = {p.name: json.loads(p.read_text())["res"] for p in out.glob("*_res.json")}
+    saved = {p.name: json.loads(p.read_text()) for p in out.glob("*_res.json")}
     assert len(saved) == summary["pages"] == 5  # two images named page, a two-page PDF, its _0 look-alike
     assert {"page_res.json", "page-2_res.json", f"{pdf.stem}_0_res.json", f"{pdf.stem}_0-2_res.json"} <= set(saved)
     assert sorted(r["input_path"] for r in saved.values() if r["input_path"].endswith("page.png")) == [

@@ -39,7 +39,13 @@ def service():
     ray.shutdown()
     ray.init(address="local", num_cpus=2, object_store_memory=512 << 20, include_dashboard=False)
     port = _free_port()
-    overrides = {"port": port, "max_body_bytes": 8 << 20, "max_pdf_pages": 2, "batch_wait_timeout_s": 0.25}
+    overrides = {
+        "port": port,
+        "max_body_bytes": 8 << 20,
+        "max_pdf_pages": 2,
+        "batch_wait_timeout_s": 0.25,
+        "body_timeout_s": 2,
+    }
     config = load_config(ServiceConfig, None, overrides)  # requests sent together share a batch
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(build_app(config), name="ocr", route_prefix="/")
@@ -76,9 +82,47 @@ def post(url: str, body: object, timeout: float = 120) -> httpx.Response:
 def test_health(service):
     health = httpx.get(f"{service}/health", timeout=10).json()
     assert (health["errorCode"], health["errorMsg"]) == (0, "Healthy") and health["logId"]
-    for method, path, status in (("GET", "/ocr", 405), ("GET", "/nowhere", 404), ("GET", "/openapi.json", 404)):
-        answer = httpx.request(method, f"{service}{path}", timeout=10)
+    for method, path, status in (
+        ("GET", "/ocr", 405),
+        ("GET", "/nowhere", 404),
+        ("GET", "/openapi.json", 404),
+        ("POST", "/ocr/", 404),  # no redirect to /ocr (one built from the client's Host header)
+        ("GET", "/health/", 404),
+    ):
+        answer = httpx.request(method, f"{service}{path}", headers={"host": "elsewhere.test"}, timeout=10)
         assert answer.status_code == status and answer.json()["errorCode"] == status and answer.json()["logId"]
+        assert "location" not in answer.headers
+
+
+def test_uploads_that_stall_get_408_and_free_their_request_slots(service):
+    """As many clients as the replica takes requests at once (``max_ongoing_requests``, 16)
+    send part of a body and wait: after ``body_timeout_s`` (2 s here) each gets a 408 in
+    the envelope, and the service answers others again (it would wait for the clients to hang
+    up without the timeout)."""
+    host, port = service.removeprefix("http://").split(":")
+    stalled = []
+    for _ in range(16):
+        sock = socket.create_connection((host, int(port)), timeout=30)
+        sock.sendall(b"POST /ocr HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n")
+        sock.sendall(b'{"file": "' + b"A" * 100)
+        stalled.append(sock)
+    started = time.monotonic()
+    try:
+        assert httpx.get(f"{service}/health", timeout=30).status_code == 200
+        for sock in stalled:
+            answer = sock.recv(65536).decode()
+            while "\r\n\r\n" not in answer or not answer.rstrip().endswith("}"):
+                more = sock.recv(65536).decode()
+                if not more:
+                    break
+                answer += more
+            assert answer.startswith("HTTP/1.1 408"), answer
+            body = json.loads(answer.split("\r\n\r\n", 1)[1])
+            assert body["errorCode"] == 408 and "did not arrive within 2 s" in body["errorMsg"]
+    finally:
+        for sock in stalled:
+            sock.close()
+    assert time.monotonic() - started < 25
 
 
 def test_image_request_returns_the_reference_envelope(service):
@@ -274,6 +318,13 @@ def test_url_checks_refuse_loopback_private_and_unlisted_hosts():
         with pytest.raises(ApiError, match=message) as info:
             check_url(url, allow)
         assert info.value.status == 403
+
+
+def test_a_url_that_cannot_be_parsed_is_a_422_not_a_500():
+    for url in ("http://[::1/x.png", "http://a]b/x.png", "http://user:secret@[::1/x?token=t"):
+        with pytest.raises(ApiError, match="the URL is not valid") as info:
+            check_url(url, ("example.com",))
+        assert info.value.status == 422 and "secret" not in info.value.message
 
 
 def test_base64_variants_decode():

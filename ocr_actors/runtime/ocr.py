@@ -316,7 +316,10 @@ class OCREngine:
             try:
                 finite = value is None or math.isfinite(value)
             except (OverflowError, TypeError) as exc:  # an int too large for a float; not a number
-                raise ValueError(f"{name} must be a finite number, got {str(value)[:20]}") from exc
+                shown = str(value)
+                if len(shown) > 24:  # an integer of hundreds of digits: its start and its length
+                    shown = f"{shown[:12]}... ({len(shown)} digits)"
+                raise ValueError(f"{name} must be a finite number, got {shown}") from exc
             if not finite:
                 raise ValueError(f"{name} must be a finite number, got {value}")
         if text_det_limit_side_len is not None and (

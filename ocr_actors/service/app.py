@@ -40,7 +40,9 @@ def build_app(config: ServiceConfig):  # type: ignore[no-untyped-def]
     """The Serve application (bind it with ``serve.run``)."""
     from ray import serve
 
-    api = FastAPI(title="ocr-batch", docs_url=None, redoc_url=None, openapi_url=None)
+    # No redirects from "/ocr/" to "/ocr": other paths are 404s in the envelope, and a redirect
+    # would be built from the client's own Host header.
+    api = FastAPI(title="ocr-batch", docs_url=None, redoc_url=None, openapi_url=None, redirect_slashes=False)
 
     @api.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -101,7 +103,9 @@ def build_app(config: ServiceConfig):  # type: ignore[no-untyped-def]
 
         async def _read_body(self, request: Request) -> bytes:
             """The body, refused (413) as soon as it passes the limit: a base64 file of
-            ``max_body_bytes`` plus the other fields. A declared length is checked first."""
+            ``max_body_bytes`` plus the other fields. A declared length is checked first. A
+            body that has not all arrived within ``body_timeout_s`` is a 408: a client that
+            stalls mid-upload holds one of ``max_ongoing_requests`` for that long at most."""
             limit = self.config.max_body_bytes * 4 // 3 + 4096
             message = (
                 f"request body above the limit of {limit} bytes "
@@ -111,11 +115,16 @@ def build_app(config: ServiceConfig):  # type: ignore[no-untyped-def]
             if declared.isdigit() and int(declared) > limit:
                 raise ApiError(413, message)
             chunks, size = [], 0
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limit:
-                    raise ApiError(413, message)
-                chunks.append(chunk)
+            try:
+                async with asyncio.timeout(self.config.body_timeout_s):
+                    async for chunk in request.stream():
+                        size += len(chunk)
+                        if size > limit:
+                            raise ApiError(413, message)
+                        chunks.append(chunk)
+            except TimeoutError as exc:
+                waited = self.config.body_timeout_s
+                raise ApiError(408, f"the request body did not arrive within {waited:g} s (body_timeout_s)") from exc
             return b"".join(chunks)
 
         def _fetcher(self):  # type: ignore[no-untyped-def]

@@ -19,6 +19,9 @@ class ServiceConfig:
         url_allowlist: host names URL inputs may come from (exact, or ``.example.com`` for
             subdomains); loopback, private, link-local and reserved addresses are refused
             whatever the list says.
+        body_timeout_s: the most a request's body may take to arrive; 408 past it (a client
+            that stalls mid-upload would otherwise hold one of ``max_ongoing_requests`` for
+            as long as it keeps its connection open).
         url_timeout_s: the most a URL input's download may take, name lookup included (and
             each socket operation in it); 422 past it.
         max_batch_size / batch_wait_timeout_s: concurrent requests are gathered into one
@@ -46,6 +49,7 @@ class ServiceConfig:
     allow_url_inputs: bool = False
     url_allowlist: tuple[str, ...] = ()
     url_timeout_s: float = 20.0
+    body_timeout_s: float = 30.0
     num_replicas: int = 1
     max_batch_size: int = 8
     batch_wait_timeout_s: float = 0.02
@@ -56,6 +60,7 @@ class ServiceConfig:
 
     def __post_init__(self) -> None:
         _check(self.max_request_pixels >= 1, "max_request_pixels", self.max_request_pixels)
+        _check(self.body_timeout_s > 0, "body_timeout_s", self.body_timeout_s)
         _check(self.max_ongoing_requests >= 1, "max_ongoing_requests", self.max_ongoing_requests)
         _check(1 <= self.port <= 65535, "port", self.port)
         _check(self.max_pdf_pages >= 1, "max_pdf_pages", self.max_pdf_pages)

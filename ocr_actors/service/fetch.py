@@ -127,10 +127,13 @@ def vet_url(url: str, allowlist: tuple[str, ...], timeout_s: float | None = None
     Raises:
         ApiError: 403 for a refused URL, 422 for one that cannot be resolved (in time) or parsed.
     """
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+    except ValueError as exc:  # an unclosed or misplaced IPv6 bracket: "http://[::1/x"
+        raise ApiError(422, "the URL is not valid") from exc
     if parts.scheme not in ("http", "https"):
         raise ApiError(403, "only http and https URLs are accepted")
-    host = parts.hostname or ""
     if not host or parts.username or parts.password:
         raise ApiError(403, "the URL must name a host and carry no credentials")
     try:
