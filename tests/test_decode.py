@@ -683,6 +683,19 @@ def test_a_png_too_short_for_its_header_is_truncated_not_a_blank_page() -> None:
     blank = cv2.imencode(".png", np.full((2000, 2000, 3), 255, np.uint8), [cv2.IMWRITE_PNG_COMPRESSION, 9])[1]
     assert len(blank) * 500 < 2000 * 2000 * 3  # compressed hundreds of times, yet complete: decodes
     assert decode_all(blank.tobytes())[0].image.shape == (2000, 2000, 3)
+    # a complete zlib stream of 1000 rows under a header of 12000, within deflate's ratio: the
+    # decoders would fill 11000 rows in silently; counting the inflated bytes finds it out
+    pixels = np.full((1000, 3000), 128, np.uint8)
+    pixels[:, :60] = np.random.default_rng(0).integers(0, 256, (1000, 60))  # compresses 30-50 times
+    rows = zlib.compress(b"".join(b"\x00" + row.tobytes() for row in pixels))
+    header = chunk(b"IHDR", struct.pack(">IIBBBBB", 3000, 12_000, 8, 0, 0, 0, 0))
+    few_rows = b"\x89PNG\r\n\x1a\n" + header + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
+    assert 3001 * 12_000 / 1100 < len(rows) < 3001 * 12_000 / 128  # not caught by the size alone
+    with pytest.raises(TruncatedInputError, match=r"holds 3001000 of the 36012000 bytes of 3000x12000 pixels"):
+        decode_all(few_rows)
+    whole = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 3000, 1000, 8, 0, 0, 0, 0))
+    whole += chunk(b"IDAT", rows) + chunk(b"IEND", b"")
+    assert (decode_all(whole)[0].image[:, :, 0] == pixels).all()  # the same rows under their own header
 
 
 def test_header_errors_pillow_raises_as_value_errors_are_corrupt_and_media_files_are_unsupported():
