@@ -277,6 +277,11 @@ def _output_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     config = load_config(JobConfig, args.config, overrides)
     if not config.output.uri:
         raise ValueError("no output given: set output.uri (or --output)")
+    from ocr_actors.io.parquet import check_output_location
+    from ocr_actors.io.sources import storage_access
+
+    with storage_access(f"on the output {config.output.uri}"):
+        check_output_location(config.output.uri, config.output_storage_options)
     return config
 
 

@@ -388,6 +388,28 @@ def test_cli_run_takes_an_ocr_config_with_ocr_config_and_says_so_when_given_as_c
     assert proc.returncode == 2 and "give an OCR config file with --ocr-config" in proc.stderr.splitlines()[-1]
 
 
+def test_cli_an_output_that_is_a_file_is_a_usage_error_for_every_command(tmp_path):
+    """``--output`` naming an existing file: one ``error:`` line and exit 2 from ``run`` (before
+    Ray starts or anything is written), ``run --dry-run``, ``status`` and ``compact``; no traceback."""
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    taken = tmp_path / "results"
+    taken.write_text("not a folder")
+    for command in (
+        ("run", "--quiet", "--input", str(examples)),
+        ("run", "--dry-run", "--quiet", "--input", str(examples)),
+        ("status", "--quiet"),
+        ("compact", "--quiet"),
+    ):
+        proc = _cli(*command, "--output", str(taken))
+        assert proc.returncode == 2, (command, proc.stderr)
+        assert "Traceback" not in proc.stderr
+        assert (
+            proc.stderr.strip().splitlines()[-1]
+            == f"error: the output {taken} is a file: give a folder or prefix (it may not exist yet)"
+        )
+    assert taken.read_text() == "not a folder" and sorted(tmp_path.iterdir()) == [taken]
+
+
 def test_cli_predict_never_lets_one_result_overwrite_another(tmp_path):
     """Same file name in two folders, and a PDF's page 0 against an image named ``x_0``: each
     page keeps its own JSON and image (the later one named ``-2``); a ``--save_path`` folder

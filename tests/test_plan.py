@@ -127,6 +127,12 @@ def test_a_local_file_named_alone_is_a_source_by_its_absolute_path(tmp_path, mon
     assert list_sources("in/./scan.png", "uri", {}) == list_sources("in", "uri", {}) == [f"{tmp_path}/in/scan.png"]
     monkeypatch.setenv("HOME", str(tmp_path))  # "~/…" as a YAML source.uri gives it (no shell expands it)
     assert list_sources("~/in/scan.png", "uri", {}) == [f"{tmp_path}/in/scan.png"]
+    # however the folder is spelt ("..", "./", doubled slashes, a glob through them), the same
+    # key: a rerun spelt otherwise resumes instead of writing every page again
+    for spelling in ("in/../in/", f"{tmp_path}/./in", f"{tmp_path}//in/../in/*.png", f"/{tmp_path}/in/scan.png"):
+        assert list_sources(spelling, "uri", {}) == [f"{tmp_path}/in/scan.png"], spelling
+    (tmp_path / "list.txt").write_text(f"{tmp_path}/in/../in/scan.png\n./in/scan.png\n")
+    assert list_sources("list.txt", "uri", {}) == [f"{tmp_path}/in/scan.png"]  # one source, not two
 
 
 def test_listing_errors(tmp_path):

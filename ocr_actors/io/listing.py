@@ -27,6 +27,14 @@ def is_manifest(uri: str) -> bool:
     return uri.lower().endswith(MANIFEST_SUFFIXES)
 
 
+def local_key(path: str) -> str:
+    """A local path as sources are keyed: absolute, ``~`` expanded, with no ``.`` or ``..``
+    parts and no doubled slashes (lexically, as :func:`os.path.abspath` does: symbolic links
+    are kept as named)."""
+    absolute = os.path.abspath(os.path.expanduser(path))
+    return "/" + absolute.lstrip("/") if absolute.startswith("//") else absolute  # POSIX keeps a leading "//"
+
+
 def iter_manifest(uri: str, column: str, storage_options: Mapping[str, Any]) -> Iterator[str]:
     """URIs listed in a manifest, in file order, streamed; blank lines and ``#`` comments
     skipped. Relative entries are resolved against the manifest's folder (an absolute path for a
@@ -42,7 +50,12 @@ def iter_manifest(uri: str, column: str, storage_options: Mapping[str, Any]) -> 
     with fs.open(path, "rb") as fh:
         try:
             for entry in _manifest_entries(fh, uri, column):
-                yield entry if "://" in entry or entry.startswith("/") else f"{base}/{entry}"
+                if "://" in entry:
+                    yield entry
+                elif "://" in base:  # relative to a manifest in object storage: a key as written
+                    yield entry if entry.startswith("/") else f"{base}/{entry}"
+                else:
+                    yield local_key(entry if entry.startswith("/") else f"{base}/{entry}")
         except UnicodeDecodeError as exc:
             raise ValueError(f"manifest {uri} is not UTF-8 text: {exc.reason} at byte {exc.start} of a block") from exc
 
@@ -147,12 +160,10 @@ def _iter_sources(
             yield from _chunked(iter_manifest(uri, manifest_column, storage_options), chunk_size)
         return
     on_skip = None if report is None else report.skip
-    # A local file named alone is yielded as given; the job keys rows by source_uri, so it is
-    # made absolute as listed folders' files are (resume must not depend on the working folder).
-    uris = (
-        u if u.startswith("/") or "://" in u else os.path.abspath(os.path.expanduser(u))
-        for u in expand_inputs(uri, storage_options, on_skip)
-    )
+    # The job keys rows by source_uri: a local path is made absolute and normal (no "." or
+    # ".." parts), so resume depends neither on the working folder nor on how the input was
+    # spelt ("scans/../scans/" and "scans/" are the same files).
+    uris = (u if "://" in u else local_key(u) for u in expand_inputs(uri, storage_options, on_skip))
     yield from _chunked(uris, chunk_size)
 
 

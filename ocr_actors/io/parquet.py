@@ -152,6 +152,16 @@ class DoneIndex:
         return [i for i in range(count) if i not in done]
 
 
+def check_output_location(output: str, storage_options: Mapping[str, Any]) -> None:
+    """Refuse an output that names a file (a local file, an object at that very key): the
+    output is a folder or prefix. Raises ValueError."""
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(output, **dict(storage_options))
+    if fs.isfile(root):
+        raise ValueError(f"the output {output} is a file: give a folder or prefix (it may not exist yet)")
+
+
 def list_parts(output: str, storage_options: Mapping[str, Any]) -> list[str]:
     """Paths of the finished part files under the output (none if it does not exist)."""
     import fsspec

@@ -35,6 +35,7 @@ from ocr_actors.io.listing import ListingReport, iter_sources
 from ocr_actors.io.parquet import (
     JOBS_DIR,
     DoneIndex,
+    check_output_location,
     clean_tmp,
     drop_retried_rows,
     list_parts,
@@ -858,6 +859,8 @@ def plan_only(config: JobConfig, progress: TextIO | None = sys.stderr) -> dict[s
     if not config.output.uri:
         raise ValueError("no output given: set output.uri (or --output)")
     check_models(config.ocr)
+    with storage_access(f"on the output {config.output.uri}"):
+        check_output_location(config.output.uri, config.output_storage_options)
     say = progress_printer("dry-run", progress)
     report = ListingReport()
     listing = iter_sources(
@@ -1046,6 +1049,8 @@ def run_job(config: JobConfig, progress: TextIO | None = sys.stderr) -> JobSumma
         config.source.uri, config.source.manifest_column, config.source.storage_options, report=report
     )
     first_chunk = next(listing, [])
+    with storage_access(f"on the output {config.output.uri}"):
+        check_output_location(config.output.uri, out_options)
     lease = OutputLease(
         config.output.uri, job_id, out_options, config.output.lease_ttl_s, config.output.take_over_lease
     )
