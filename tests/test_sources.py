@@ -54,6 +54,26 @@ def test_a_folder_listing_takes_every_image_kind_the_decoder_reads(tmp_path: Pat
     assert skipped == [("f.heic", "not an image or PDF: .heic"), ("g.doc", "not an image or PDF: .doc")]
 
 
+def test_a_glob_under_a_missing_folder_is_not_found_and_folders_named_like_patterns_are_walked(tmp_path: Path) -> None:
+    """A glob whose fixed folder does not exist is an input not found, like a missing folder
+    (a mistyped path in a scheduled job is no empty success); one that matches nothing in an
+    existing folder is an empty listing. A folder whose very name holds ``[`` or ``*`` on a
+    glob's way is that folder, not a pattern (``scans [2024]/*.png``)."""
+    with pytest.raises(InputNotFoundError, match=rf"input not found: .*\(nothing at {tmp_path}/nope/2024\)"):
+        list(expand_inputs(str(tmp_path / "nope" / "2024" / "*.png")))
+    with pytest.raises(InputNotFoundError):
+        list(expand_inputs(str(tmp_path / "nope" / "**" / "*.png")))
+    assert list(expand_inputs(str(tmp_path / "*.png"))) == []
+    odd = tmp_path / "scans [2024]" / "box *1"
+    odd.mkdir(parents=True)
+    (odd / "a.png").write_bytes(b"x")
+    (tmp_path / "scans 2").mkdir()
+    (tmp_path / "scans 2" / "b.png").write_bytes(b"x")  # what "[2024]" as a pattern would match
+    assert list(expand_inputs(str(tmp_path / "scans [2024]" / "box *1" / "*.png"))) == [str(odd / "a.png")]
+    assert list(expand_inputs(str(tmp_path / "scans [2024]" / "**" / "*.png"))) == [str(odd / "a.png")]
+    assert list(expand_inputs(str(tmp_path / "scans [2]" / "*.png"))) == [str(tmp_path / "scans 2" / "b.png")]
+
+
 def test_expand_file_uri_folder(tree: Path) -> None:
     found = list(expand_inputs(f"file://{tree}"))
     assert [Path(p).name for p in found] == ["a.pdf", "b.png", "c.JPG", "d.tiff", "e.webp"]

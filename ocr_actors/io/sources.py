@@ -5,6 +5,7 @@ Reading is lazy: :func:`expand_inputs` lists URIs; :func:`read_bytes` fetches on
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -140,6 +141,25 @@ def storage_access(action: str) -> Iterator[None]:
         raise
 
 
+WILDCARDS = "*?["
+
+
+def glob_pattern(fs: Any, path: str) -> tuple[str, str]:
+    """``(pattern, base)`` for a glob ``path``: folders on the way whose very names hold
+    wildcard characters (``scans [2024]/*.png``) have them escaped (``scans [[]2024]``), and
+    ``base`` is the folder above the first wildcard left (the whole path when none is)."""
+    parts = path.split("/")
+    escaped: list[str] = []
+    for index, part in enumerate(parts):
+        if any(ch in part for ch in WILDCARDS):
+            literal = "/".join([*parts[:index], part])
+            if index == len(parts) - 1 or not fs.isdir(literal):
+                return "/".join([*escaped, *parts[index:]]), "/".join(parts[:index])
+            part = re.sub(r"([*?\[])", r"[\1]", part)
+        escaped.append(part)
+    return "/".join(escaped), path
+
+
 def _expand_one(
     item: str, storage_options: Mapping[str, Any] | None, on_skip: Callable[[str, str], None] | None
 ) -> Iterator[str]:
@@ -150,11 +170,14 @@ def _expand_one(
         yield item  # one object (a signed URL's "?" starts its query, never a pattern); a bad one is an error row
         return
     fs, path = _filesystem(item, storage_options)
-    if any(ch in path for ch in "*?[") and not fs.exists(path):  # "scans [2024]/" is a folder, not a pattern
-        if "**" in path:  # recursive: stream the listing below the first wildcard
-            matches: Iterable[str] = iter_glob(fs, path)
+    if any(ch in path for ch in WILDCARDS) and not fs.exists(path):  # "scans [2024]/" is a folder, not a pattern
+        pattern, base = glob_pattern(fs, path)
+        if base.strip("/") and not fs.exists(base):  # as a missing folder is: not an empty listing
+            raise InputNotFoundError(f"input not found: {item} (nothing at {_with_scheme(item, base)})")
+        if "**" in pattern:  # recursive: stream the listing below the first wildcard
+            matches: Iterable[str] = iter_glob(fs, pattern)
         else:  # depth-bounded: fsspec lists only the folders the pattern can reach
-            matches = (m for m in sorted(fs.glob(path)) if not fs.isdir(m))
+            matches = (m for m in sorted(fs.glob(pattern)) if not fs.isdir(m))
         for match in matches:
             if is_utf8(match):
                 yield _with_scheme(item, match)
