@@ -192,6 +192,10 @@ class JobSummary:
     left_out_by_reason: dict[str, int] = field(default_factory=dict)
     rows_retried: int = 0
     """Error rows of earlier runs (types in ``output.retry_errors``) removed to be done again."""
+    errors_again: int = 0
+    """Error rows of those retried sources that failed again: not counted against
+    ``max_error_rate`` (the run that first wrote them counted them), so a rerun that only
+    retries a missing object does not fail on it."""
     compaction: dict[str, int] = field(default_factory=dict)
     """With ``output.compact``: what the compaction at the end did (:class:`CompactionSummary`)."""
     rows_written: int = 0
@@ -223,6 +227,15 @@ class JobSummary:
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+    def budget_rate(self) -> float:
+        """The error rate ``max_error_rate`` is held to: error rows over rows written, both
+        without :attr:`errors_again`."""
+        return (self.error_rows - self.errors_again) / max(self.rows_written - self.errors_again, 1)
+
+    def budget_message(self, limit: float) -> str:
+        again = f"; not counting {self.errors_again} retried rows that failed again" if self.errors_again else ""
+        return f"error rate {self.budget_rate():.1%} above the budget of {limit:.1%}{again}"
 
 
 IDLE_WORKER_KEEP_MS = 30_000
@@ -545,9 +558,11 @@ def _count_file(
     stage_cpu_seconds: dict[str, float],
     progress: Progress | None = None,
     part_rows: dict[str, int] | None = None,
+    retried: set[str] | None = None,
 ) -> None:
     """Add the write stage's summary rows (one per part file written) to the run's totals, and
-    each file's rows to ``part_rows`` (file name -> rows) when given."""
+    each file's rows to ``part_rows`` (file name -> rows) when given; error rows of the
+    ``retried`` sources count as :attr:`JobSummary.errors_again`."""
     for k in range(len(batch["path"])):
         if part_rows is not None:
             part_rows[str(batch["path"][k]).rsplit("/", 1)[-1]] = int(batch["rows"][k])
@@ -562,6 +577,8 @@ def _count_file(
         summary.rows_written += int(batch["rows"][k])
         summary.pages_ok += int(batch["ok_pages"][k])
         summary.error_rows += int(batch["error_rows"][k])
+        if retried:
+            summary.errors_again += sum(uri in retried for uri in json.loads(batch["error_sources"][k]))
         summary.lines += int(batch["lines"][k])
         errors.update(json.loads(batch["errors_by_type"][k]))
         for stage in STAGES:
@@ -609,9 +626,11 @@ def _process(
     check_lease: Callable[[], None] = lambda: None,
     part_rows: dict[str, int] | None = None,
     seal: UriSeal | None = None,
+    retried: set[str] | None = None,
 ) -> JobConfig:
     """Run the planned work through the stages, filling ``summary`` from the written files
-    (and ``part_rows``, when given, with each file's name and rows);
+    (and ``part_rows``, when given, with each file's name and rows; error rows of ``retried``
+    sources as :attr:`JobSummary.errors_again`);
     ``check_lease`` runs after each written file (it raises once the run may no longer write).
     Returns the configuration that ran (the CPU fallback's, when the cluster had no GPU)."""
     _ensure_ray(config)
@@ -682,16 +701,15 @@ def _process(
     try:
         for batch in batches:
             check_lease()
-            _count_file(batch, summary, errors, stage_seconds, stage_cpu_seconds, progress, part_rows)
+            _count_file(batch, summary, errors, stage_seconds, stage_cpu_seconds, progress, part_rows, retried)
             if summary.rows_written and not settings_recorded:  # the next run compares with these
                 record_result_settings(config)
                 settings_recorded = True
             summary.first_output_seconds = round(max(progress.first_written_at - started_at, 0.0), 3)
-            rate = summary.error_rows / max(summary.rows_written, 1)
             report()
-            if summary.rows_written >= config.min_rows_for_budget and rate > config.max_error_rate:
+            if summary.rows_written >= config.min_rows_for_budget and summary.budget_rate() > config.max_error_rate:
                 summary.status = "failed"
-                summary.message = f"error rate {rate:.1%} above the budget of {config.max_error_rate:.1%}; stopped"
+                summary.message = summary.budget_message(config.max_error_rate) + "; stopped"
                 break
     except JobStalled as exc:  # the executor is stopped (stop_executors) before the lease goes
         if not executors:  # no handle on it: ending the driver's Ray session ends its tasks and actors
@@ -766,6 +784,7 @@ def _run_leased(
             )
         rewritten = {path.rsplit("/", 1)[-1] for path in done.retry_parts}  # files drop_retried_rows may change
         part_rows = {name: rows for name, rows in done.part_rows.items() if name not in rewritten}
+        retried = planner.retried  # small: the sources of error rows done again
         del done, planner
         if overwrite and plan.sources_total == 0:
             raise FileNotFoundError(
@@ -798,6 +817,7 @@ def _run_leased(
                 lease.check,
                 part_rows,
                 spool.seal,
+                retried,
             )
     finally:
         try:
@@ -808,10 +828,10 @@ def _run_leased(
     summary.pages_per_second = round(summary.rows_written / max(summary.wall_seconds, 1e-9), 3)
     summary.error_rate = round(summary.error_rows / max(summary.rows_written, 1), 4)
     if summary.status == "running":
-        over = summary.rows_written > 0 and summary.error_rate > config.max_error_rate
+        over = summary.rows_written > summary.errors_again and summary.budget_rate() > config.max_error_rate
         summary.status = "failed" if over else "succeeded"
         if over:
-            summary.message = f"error rate {summary.error_rate:.1%} above the budget of {config.max_error_rate:.1%}"
+            summary.message = summary.budget_message(config.max_error_rate)
     if config.output.compact and summary.status == "succeeded":
         lease.verify()
         try:  # the run's rows are all in: a compaction that fails leaves them, and its journal

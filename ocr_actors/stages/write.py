@@ -34,9 +34,10 @@ def write_parquet(
     writes it as one Parquet file.
 
     Returns one summary row per file: path, rows, ok pages, error rows, errors by type
-    (JSON), lines, sources whose last row is in the file, the time it was written (seconds
-    since the epoch), and wall and CPU seconds spent per stage (``t_<stage>``, ``c_<stage>``:
-    sums over the rows), so the driver never holds OCR results.
+    (JSON), the sources of the error rows (JSON, as ``source_uri`` holds them), lines,
+    sources whose last row is in the file, the time it was written (seconds since the epoch),
+    and wall and CPU seconds spent per stage (``t_<stage>``, ``c_<stage>``: sums over the
+    rows), so the driver never holds OCR results.
     """
     rows = assemble_rows(batch, params, det_model, rec_model, job_id, datetime.now(UTC))
     path = write_part(rows, output, storage_options, compression)
@@ -47,6 +48,7 @@ def write_parquet(
         "ok_pages": np.array([sum(r["status"] != ERROR for r in rows)]),
         "error_rows": np.array([sum(errors.values())]),
         "errors_by_type": np.array([json.dumps(dict(errors))], dtype=object),
+        "error_sources": np.array([json.dumps([r["source_uri"] for r in rows if r["status"] == ERROR])], dtype=object),
         "lines": np.array([sum(len(r["lines"] or ()) for r in rows)]),
         "sources_done": np.array([int(np.sum(batch["source_done"])) if "source_done" in batch else 0]),
         "written_at": np.array([time.time()]),
