@@ -453,6 +453,11 @@ def test_incremental_processes_only_new_objects_and_overwrite_redoes_all(inputs,
     assert sorted((p.relative_to(out), p.stat().st_mtime_ns) for p in out.rglob("*")) == files_before  # no writes
     new = run_job(job_config(str(source), out, output__mode="incremental"))
     assert (new.sources_skipped, new.sources_processed, new.rows_written) == (2, 1, 1)
+    said = io.StringIO()  # a dry run of overwrite says what it would remove
+    plan = plan_only(job_config(str(source), out, output__mode="overwrite"), progress=said)
+    parts = len(list_parts(str(out), {}))
+    assert (plan["sources_processed"], plan["rows_in_output"], plan["part_files_to_remove"]) == (3, 5, parts)
+    assert f"overwrite would remove the output's {parts} part files and their 5 rows first" in said.getvalue()
     redo = run_job(job_config(str(source), out, output__mode="overwrite"))
     assert redo.rows_written == 5
     assert len(rows_of(out)) == 5

@@ -874,8 +874,9 @@ def _run_leased(
 def plan_only(config: JobConfig, progress: TextIO | None = sys.stderr) -> dict[str, Any]:
     """``ocr-batch run --dry-run``: list the sources and read what the output holds, then
     say what a run would do; no Ray, no lease, nothing written. Returns the plan's counts
-    (the fields a run's summary gives them under), ``rows_in_output`` and ``error_rows_to_retry``
-    (rows of ``output.retry_errors`` types that the run would remove and do again)."""
+    (the fields a run's summary gives them under), ``rows_in_output``, ``error_rows_to_retry``
+    (rows of ``output.retry_errors`` types that the run would remove and do again) and
+    ``part_files_to_remove`` (``--mode overwrite``: all of them, before writing)."""
     if not config.output.uri:
         raise ValueError("no output given: set output.uri (or --output)")
     check_models(config.ocr)
@@ -888,12 +889,15 @@ def plan_only(config: JobConfig, progress: TextIO | None = sys.stderr) -> dict[s
     )
     done = DoneIndex()
     settings_changed: dict[str, Any] = {}
-    if config.output.mode != "overwrite":
-        with storage_access(f"on the output {config.output.uri}"):
-            done = scan_done(config.output.uri, config.output_storage_options, config.output.retry_errors)
+    overwrite = config.output.mode == "overwrite"
+    with storage_access(f"on the output {config.output.uri}"):
+        existing = scan_done(config.output.uri, config.output_storage_options, config.output.retry_errors)
+        parts_to_remove = len(list_parts(config.output.uri, config.output_storage_options)) if overwrite else 0
+        if not overwrite:
+            done = existing
             settings_changed = settings_changes_since_last_run(config)
-        if settings_changed:
-            say(describe_settings_changes(settings_changed))
+    if settings_changed:
+        say(describe_settings_changes(settings_changed))
     planner = Planner(done, config.output.mode, parse_page_ranges(config.source.pdf_pages))
     for chunk in _reporting(listing, say, config.progress_interval_s):
         planner.plan_chunk(chunk)
@@ -908,14 +912,21 @@ def plan_only(config: JobConfig, progress: TextIO | None = sys.stderr) -> dict[s
         "duplicate_sources": plan.duplicates,
         "sources_left_out": report.total,
         "left_out_by_reason": dict(report.skipped),
-        "rows_in_output": done.rows,
+        "rows_in_output": existing.rows,
         "error_rows_to_retry": retried,
+        "part_files_to_remove": parts_to_remove,
         "settings_changed": settings_changed,
     }
+    removal = (
+        f"; overwrite would remove the output's {parts_to_remove} part files and their {existing.rows} rows first"
+        if overwrite
+        else ""
+    )
     say(
         f"dry run ({config.output.mode}): {plan.sources_total} sources; {plan.sources_skipped} already done, "
         f"{plan.sources_partial} partly done, {plan.items} to process ({retried} error rows to do again; "
-        f"{done.rows} rows already in {config.output.uri}); {report.total} entries of the listing left out"
+        f"{existing.rows} rows already in {config.output.uri}); {report.total} entries of the listing left out"
+        f"{removal}"
     )
     return result
 
