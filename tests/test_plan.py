@@ -398,3 +398,24 @@ def test_a_manifest_named_by_a_relative_path_resolves_relative_entries_to_absolu
     monkeypatch.chdir(tmp_path)
     for given in ("list.txt", "./list.txt"):
         assert list_sources(given, "uri", {}) == [f"{tmp_path}/a.png", f"{tmp_path}/sub/b.png"]
+
+
+def test_an_output_inside_the_input_is_passed_over_without_a_word(tmp_path, monkeypatch):
+    """``--input in/ --output in/out/``: the job's own part files and run records under the
+    output are not sources and not counted as left out (the count grew with every run);
+    other files that are no documents still are."""
+    from ocr_actors.io.listing import ListingReport, iter_sources, listing_form
+
+    (tmp_path / "in" / "out" / "_jobs" / "run1").mkdir(parents=True)
+    (tmp_path / "in" / "scan.png").write_bytes(b"x")
+    (tmp_path / "in" / "notes.txt").write_text("x")
+    (tmp_path / "in" / "out" / "part-1.parquet").write_bytes(b"x")
+    (tmp_path / "in" / "out" / "_jobs" / "run1" / "summary.json").write_text("{}")
+    monkeypatch.chdir(tmp_path)
+    for output in ("in/out/", f"file://{tmp_path}/in/./out", "in/out"):
+        report = ListingReport(own_output=listing_form(output))
+        assert [u for chunk in iter_sources("in", "uri", {}, report=report) for u in chunk] == [
+            f"{tmp_path}/in/scan.png"
+        ]
+        assert dict(report.skipped) == {"not an image or PDF: .txt": 1}, output
+    assert listing_form("s3://bucket/out/") == "s3://bucket/out"

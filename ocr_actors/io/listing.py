@@ -35,6 +35,14 @@ def local_key(path: str) -> str:
     return "/" + absolute.lstrip("/") if absolute.startswith("//") else absolute  # POSIX keeps a leading "//"
 
 
+def listing_form(uri: str) -> str:
+    """A folder or prefix in the form folder listings give the paths under it: a local path
+    (or ``file://`` URI) normal and absolute, a store's URI as given; no trailing slash."""
+    if "://" in uri and not uri.startswith("file://"):
+        return uri.rstrip("/")
+    return local_key(uri.removeprefix("file://")).rstrip("/")
+
+
 def iter_manifest(uri: str, column: str, storage_options: Mapping[str, Any]) -> Iterator[str]:
     """URIs listed in a manifest, in file order, streamed; blank lines and ``#`` comments
     skipped. Relative entries are resolved against the manifest's folder (an absolute path for a
@@ -115,11 +123,17 @@ class ListingReport:
 
     skipped: Counter[str] = field(default_factory=Counter)
     examples: list[str] = field(default_factory=list)
+    own_output: str = ""
+    """The job's output folder, in the form listings give paths (:func:`listing_form`): its
+    files (part files, run records) are passed over without a word when the output lies
+    inside the input."""
 
     MAX_REASONS: ClassVar[int] = 50
     MAX_EXAMPLES: ClassVar[int] = 5
 
     def skip(self, path: str, reason: str) -> None:
+        if self.own_output and path.startswith(self.own_output + "/"):
+            return
         if reason not in self.skipped and len(self.skipped) >= self.MAX_REASONS:
             reason = "other"
         self.skipped[reason] += 1

@@ -31,7 +31,7 @@ import yaml
 from ocr_actors.config import ConfigError, result_settings_changes, to_dict
 from ocr_actors.io.compact import CompactionSummary, compact, finish_compactions
 from ocr_actors.io.lease import LeaseLostError, LeaseRecord, OutputLease
-from ocr_actors.io.listing import ListingReport, iter_sources
+from ocr_actors.io.listing import ListingReport, iter_sources, listing_form
 from ocr_actors.io.parquet import (
     JOBS_DIR,
     DoneIndex,
@@ -883,7 +883,7 @@ def plan_only(config: JobConfig, progress: TextIO | None = sys.stderr) -> dict[s
     with storage_access(f"on the output {config.output.uri}"):
         check_output_location(config.output.uri, config.output_storage_options)
     say = progress_printer("dry-run", progress)
-    report = ListingReport()
+    report = ListingReport(own_output=listing_form(config.output.uri))
     listing = iter_sources(
         config.source.uri, config.source.manifest_column, config.source.storage_options, report=report
     )
@@ -1075,7 +1075,7 @@ def run_job(config: JobConfig, progress: TextIO | None = sys.stderr) -> JobSumma
     # refused credentials fail first. Then the run takes the output's lease (one run at a time
     # per output), and the rest of the listing streams through the planner. Overwrite deletes
     # the old parts only once the whole listing has been read and planned.
-    report = ListingReport()
+    report = ListingReport(own_output=listing_form(config.output.uri))
     listing = iter_sources(
         config.source.uri, config.source.manifest_column, config.source.storage_options, report=report
     )
