@@ -692,6 +692,7 @@ def test_cli_run_prints_summary_and_exit_codes(inputs, tmp_path):
     stdout, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 0, stderr
     assert json.loads(stdout.strip().splitlines()[-1])["rows_written"] == 2
+    assert "[ocr-batch" not in stderr and "Execution plan" not in stderr  # --quiet: Ray Data's lines too
     proc = _cli("--input", str(folder), "--output", str(tmp_path / "o2"), "max_error_rate=0.1", "ray.num_cpus=2")
     _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 1 and "above the budget" in stderr

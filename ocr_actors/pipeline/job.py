@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import logging
 import os
 import signal
 import sys
@@ -627,6 +628,7 @@ def _process(
     part_rows: dict[str, int] | None = None,
     seal: UriSeal | None = None,
     retried: set[str] | None = None,
+    quiet: bool = False,
 ) -> JobConfig:
     """Run the planned work through the stages, filling ``summary`` from the written files
     (and ``part_rows``, when given, with each file's name and rows; error rows of ``retried``
@@ -635,6 +637,9 @@ def _process(
     Returns the configuration that ran (the CPU fallback's, when the cluster had no GPU)."""
     _ensure_ray(config)
     import ray.data
+
+    if quiet:  # Ray Data's plan and progress lines too (set after its import, which configures them)
+        logging.getLogger("ray.data").setLevel(logging.ERROR)
 
     embedded = not (config.ray.address or os.environ.get("RAY_ADDRESS"))
     if needs_gpus(config) and not wait_for_gpus(0.0 if embedded else config.ray.gpu_wait_s, say):
@@ -738,9 +743,11 @@ def _run_leased(
     say: Callable[[str], None],
     started: float,
     lease: OutputLease,
+    quiet: bool = False,
 ) -> JobConfig:
     """Plan, process and summarise, holding the output's ``lease`` (checked between chunks and
-    batches, and before anything is deleted); returns the config that ran."""
+    batches, and before anything is deleted); returns the config that ran. ``quiet``: no
+    progress lines, Ray Data's own included."""
     out_options = config.output_storage_options
     overwrite = config.output.mode == "overwrite"
     done = DoneIndex()
@@ -818,6 +825,7 @@ def _run_leased(
                 part_rows,
                 spool.seal,
                 retried,
+                quiet,
             )
     finally:
         try:
@@ -1090,7 +1098,8 @@ def run_job(config: JobConfig, progress: TextIO | None = sys.stderr) -> JobSumma
             abandoned = lease.acquire()
         if abandoned is not None:
             _clean_abandoned(config, abandoned, say)
-        config = _run_leased(config, job_id, summary, first_chunk, listing, report, say, started, lease)
+        quiet = progress is None
+        config = _run_leased(config, job_id, summary, first_chunk, listing, report, say, started, lease, quiet)
     except (KeyboardInterrupt, Terminated) as exc:
         summary.status = "interrupted"
         summary.message = "stopped by SIGTERM" if isinstance(exc, Terminated) else "interrupted (SIGINT)"
