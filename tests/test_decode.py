@@ -619,7 +619,7 @@ def test_keep_grey_pdf_pages() -> None:
 def test_a_bad_frame_of_a_multi_page_tiff_fails_that_page_only() -> None:
     frames = [Image.new("L", (200, 100), shade) for shade in (50, 100, 150)]
     buffer = io.BytesIO()
-    frames[0].save(buffer, "TIFF", save_all=True, append_images=frames[1:])
+    frames[0].save(buffer, "TIFF", save_all=True, append_images=frames[1:], dpi=(300, 300))
     data = buffer.getvalue()
     cut = data[:-100]  # inside the last frame's pixels
     pages = list(decode_document(cut, yield_page_failures=True))
@@ -648,6 +648,7 @@ def test_a_bad_frame_of_a_multi_page_tiff_fails_that_page_only() -> None:
     assert [int(p.image[0, 0, 0]) for p in pages[:2]] == [50, 100]
     assert isinstance(pages[2].error, CorruptInputError)
     assert str(pages[2].error).startswith("frame 2: cannot read its directory entry (the file is cut short or corrupt)")
+    assert [p.dpi for p in pages[:2]] == [300.0, 300.0]  # read before the frame walk moved off frame 0
     with pytest.raises(CorruptInputError, match="frame directory"):
         list(decode_document(cut_directory))
 
@@ -679,6 +680,8 @@ def test_a_png_too_short_for_its_header_is_truncated_not_a_blank_page() -> None:
     header = chunk(b"IHDR", struct.pack(">IIBBBBB", 13_000, 13_000, 8, 2, 0, 0, 0))
     short = b"\x89PNG\r\n\x1a\n" + header + chunk(b"IDAT", zlib.compress(b"\x00" * 5000)) + chunk(b"IEND", b"")
     with pytest.raises(TruncatedInputError, match=r"\d+ bytes of compressed data cannot hold 13000x13000 pixels"):
+        decode_all(short, max_pixels=200_000_000)
+    with pytest.raises(TooLargeInputError):  # the pixel limit is checked first, before any PNG check
         decode_all(short)
     blank = cv2.imencode(".png", np.full((2000, 2000, 3), 255, np.uint8), [cv2.IMWRITE_PNG_COMPRESSION, 9])[1]
     assert len(blank) * 500 < 2000 * 2000 * 3  # compressed hundreds of times, yet complete: decodes
@@ -696,6 +699,31 @@ def test_a_png_too_short_for_its_header_is_truncated_not_a_blank_page() -> None:
     whole = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 3000, 1000, 8, 0, 0, 0, 0))
     whole += chunk(b"IDAT", rows) + chunk(b"IEND", b"")
     assert (decode_all(whole)[0].image[:, :, 0] == pixels).all()  # the same rows under their own header
+    # the same through Pillow's path (a grey PNG with alpha): found out too
+    rows_la = zlib.compress(
+        b"".join(b"\x00" + np.dstack([row, np.full(3000, 255, np.uint8)]).tobytes() for row in pixels)
+    )
+    header_la = chunk(b"IHDR", struct.pack(">IIBBBBB", 3000, 12_000, 8, 4, 0, 0, 0))
+    few_la = b"\x89PNG\r\n\x1a\n" + header_la + chunk(b"IDAT", rows_la) + chunk(b"IEND", b"")
+    with pytest.raises(TruncatedInputError, match=r"holds 6001000 of the 72012000 bytes"):
+        decode_all(few_la)
+
+
+def test_only_pngs_ending_in_a_blank_row_are_inflated_twice(monkeypatch) -> None:
+    """The row count is checked only where the decoders' fill shows (a last row of zeros) and
+    the data is compressed over 32 times: a blank white page, compressed hundreds of times,
+    is decoded once; a near-empty page with a black last row is checked, and passes."""
+    from ocr_actors.io import decode
+
+    calls: list[int] = []
+    real = decode._inflated_size
+    monkeypatch.setattr(decode, "_inflated_size", lambda *a: calls.append(1) or real(*a))
+    white = np.full((3000, 2000), 255, np.uint8)
+    assert decode_all(cv2.imencode(".png", white)[1].tobytes())[0].image.shape == (3000, 2000, 3)
+    assert calls == []
+    white[-1] = 0
+    assert decode_all(cv2.imencode(".png", white)[1].tobytes())[0].image.shape == (3000, 2000, 3)
+    assert calls == [1]
 
 
 def test_header_errors_pillow_raises_as_value_errors_are_corrupt_and_media_files_are_unsupported():

@@ -190,40 +190,66 @@ than the pixels it claims cannot hold them."""
 PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
 
 
-PNG_CHECK_RATIO = 128
-"""Compressed data this many times smaller than its pixels is inflated once (without keeping
-the output) to check it holds every row: a page of text compresses 11-13 times as PNG, a
-page with only a heading about 100 times; a blank page, checked, costs about 2 ms a MB of
-pixels more."""
+PNG_CHECK_RATIO = 32
+"""A decoded PNG whose last row is all zero (what the decoders fill missing rows with) and
+whose data is compressed more than this many times is inflated once more, without keeping
+the output, to count its rows (:func:`png_row_shortfall`): a page of text compresses 11-13
+times, so only near-empty pages with a black bottom row pay for it (about 2 ms a MB of
+pixels)."""
 
 
-def png_data_shortfall(data: bytes) -> str | None:
-    """Why a PNG's compressed image data (its IDAT chunks) is too short for the size its
-    header states, or None when it holds it (or the file is not a plain PNG). A short file
-    with a huge header and an end marker would otherwise decode to hundreds of MB of blank
-    pixels: OpenCV and Pillow fill in the rows a complete zlib stream lacks. Data under
-    deflate's best ratio is refused at once; data compressed more than
-    :data:`PNG_CHECK_RATIO` times is inflated to count its bytes (non-interlaced images)."""
+def _png_layout(data: bytes) -> tuple[int, int, int, int, list[tuple[int, int]]] | None:
+    """``(width, height, bytes the rows need, interlaced, IDAT spans)`` of a plain PNG, or None."""
     if data[:8] != b"\x89PNG\r\n\x1a\n" or data[12:16] != b"IHDR" or len(data) < 33:
         return None
     width, height, depth, colour, _, _, interlaced = struct.unpack(">IIBBBBB", data[16:29])
     row_bytes = 1 + (width * PNG_CHANNELS.get(colour, 1) * depth + 7) // 8
-    needed = height * row_bytes
     chunks, offset = [], 8
     while offset + 8 <= len(data):
         (length,) = struct.unpack(">I", data[offset : offset + 4])
         if data[offset + 4 : offset + 8] == b"IDAT":
             chunks.append((offset + 8, min(offset + 8 + length, len(data))))
         offset += 12 + length
+    return width, height, height * row_bytes, interlaced, chunks
+
+
+def png_data_shortfall(data: bytes) -> str | None:
+    """Why a PNG's compressed image data (its IDAT chunks) is too short for the size its
+    header states, by its size alone (under deflate's best ratio), or None. A short file with
+    a huge header and an end marker would otherwise decode to hundreds of MB of blank pixels
+    (OpenCV and Pillow fill in what is missing). No inflating: cheap before decoding."""
+    layout = _png_layout(data)
+    if layout is None:
+        return None
+    width, height, needed, _, chunks = layout
     compressed = sum(end - start for start, end in chunks)
     if compressed * ZLIB_MAX_RATIO < needed:
         return f"{compressed} bytes of compressed data cannot hold {width}x{height} pixels"
-    if interlaced or compressed * PNG_CHECK_RATIO >= needed:
+    return None
+
+
+def png_row_shortfall(data: bytes) -> str | None:
+    """Why a PNG's complete zlib stream holds fewer bytes than its rows need, or None: the
+    stream is inflated once (1 MiB at a time, nothing kept) when compressed more than
+    :data:`PNG_CHECK_RATIO` times; for a decoded page whose last row is blank (the decoders
+    fill missing rows with zeros and say nothing). Interlaced images are not checked."""
+    layout = _png_layout(data)
+    if layout is None:
+        return None
+    width, height, needed, interlaced, chunks = layout
+    if interlaced or sum(end - start for start, end in chunks) * PNG_CHECK_RATIO >= needed:
         return None
     held = _inflated_size(data, chunks, needed)
     if held is not None and held < needed:
         return f"its compressed data holds {held} of the {needed} bytes of {width}x{height} pixels"
     return None
+
+
+def _last_row_blank(img: Any) -> bool:
+    """Whether the last row of a loaded Pillow image holds only zeros in every band."""
+    extrema = img.crop((0, img.height - 1, img.width, img.height)).getextrema()
+    highs = [band[1] for band in extrema] if isinstance(extrema[0], tuple) else [extrema[1]]
+    return all(high == 0 for high in highs)
 
 
 def _inflated_size(data: bytes, chunks: list[tuple[int, int]], enough: int) -> int | None:
@@ -303,8 +329,6 @@ def decode_image(
         # Pillow's own parsers raise these for a bad header (a truncated PNG IHDR chunk, a bad
         # PPM token, a TIFF of impossible dimensions)
         raise CorruptInputError(f"cannot read image header: {exc}") from exc
-    if img.format == "PNG" and (shortfall := png_data_shortfall(data)):
-        raise TruncatedInputError(f"image data is truncated: {shortfall}")
     with img:
         width, height = img.size
         if width * height > max_pixels:
@@ -313,6 +337,9 @@ def decode_image(
             )
         if width == 0 or height == 0:
             raise CorruptInputError(f"image has an empty side: {width}x{height}")
+        if img.format == "PNG" and (shortfall := png_data_shortfall(data)):
+            raise TruncatedInputError(f"image data is truncated: {shortfall}")
+        dpi = stated_dpi(img)  # before a frame walk moves off the first frame
         cut_directory: InputError | None = None  # frames past the last readable directory entry
         try:  # a multi-frame file walks its frame directory here
             frames = getattr(img, "n_frames", 1)
@@ -323,10 +350,11 @@ def decode_image(
             cut_directory = CorruptInputError(
                 f"frame {frames}: cannot read its directory entry (the file is cut short or corrupt): {exc!r}"
             )
-        dpi = stated_dpi(img)
         if _plain_complete_file(img, data, frames):
             pixels = _opencv_decode(data, width, height, grey=keep_grey and img.mode == "L")
             if pixels is not None:
+                if img.format == "PNG" and not pixels[-1].any() and (shortfall := png_row_shortfall(data)):
+                    raise TruncatedInputError(f"image data is truncated: {shortfall}")
                 yield Page(collapse_grey(pixels) if keep_grey else pixels, 0, 1, dpi)
                 return
         is_animation = img.format in ("GIF", "WEBP", "PNG") and frames > 1
@@ -343,6 +371,8 @@ def decode_image(
                     raise failure from exc
                 yield PageFailure(index, count, failure)  # a bad frame of a multi-page TIFF: that page fails
                 continue
+            if img.format == "PNG" and _last_row_blank(img) and (shortfall := png_row_shortfall(data)):
+                raise TruncatedInputError(f"image data is truncated: {shortfall}")  # img: as stored, unrotated
             yield Page(pixels, index, count, dpi)
         if cut_directory is not None:
             yield PageFailure(frames_read, count, cut_directory)
