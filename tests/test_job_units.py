@@ -635,64 +635,40 @@ def test_the_settings_a_run_compares_with_come_from_the_newest_run_that_wrote_ro
     assert settings_changes_since_last_run(config) == {}  # nothing readable left: no comparison
 
 
-def test_the_error_budget_leaves_out_retried_errors_that_fail_again_and_only_those():
-    """Error rows of sources retried from earlier runs that fail again are not held against
-    ``max_error_rate``; new sources' error rows are, even in a run whose retried rows passed."""
+def test_the_error_budget_leaves_out_retried_error_rows_that_fail_again_and_only_those():
+    """Error rows retried from earlier runs (the same source and page) that fail again are not
+    held against ``max_error_rate``; new sources' error rows are, and so are other pages of a
+    retried source (a missing object that turns up as a PDF whose pages all fail)."""
     from collections import Counter, defaultdict
 
     from ocr_actors.pipeline.job import STAGES, JobSummary, _count_file
 
-    def part(rows: int, errors: list[str]) -> dict[str, np.ndarray]:
+    retried = {("s3://b/missing.png", None), ("s3://b/part.pdf", 2)}
+
+    def counted(rows: int, errors: list[tuple[str, int | None]]) -> JobSummary:
         batch = {
             "path": np.array(["out/part-x.parquet"], dtype=object),
             "rows": np.array([rows]),
             "ok_pages": np.array([rows - len(errors)]),
             "error_rows": np.array([len(errors)]),
             "errors_by_type": np.array([json.dumps({"not_found": len(errors)} if errors else {})], dtype=object),
-            "error_sources": np.array([json.dumps(errors)], dtype=object),
+            "error_pages": np.array([json.dumps(errors)], dtype=object),
             "lines": np.array([0]),
             "sources_done": np.array([rows]),
             "written_at": np.array([0.0]),
-        }
-        return batch | {f"{t}_{s}": np.array([0.0]) for s in STAGES for t in "tc"}
+        } | {f"{t}_{s}": np.array([0.0]) for s in STAGES for t in "tc"}
+        summary = JobSummary(job_id="j", output="o", mode="resume")
+        _count_file(batch, summary, Counter(), defaultdict(float), defaultdict(float), None, None, retried)
+        return summary
 
-    retried = {"s3://b/missing.png", "s3://b/gone.pdf"}
-    again = JobSummary(job_id="j", output="o", mode="resume")
-    _count_file(
-        part(3, ["s3://b/missing.png", "s3://b/gone.pdf", "s3://b/gone.pdf"]),
-        again,
-        Counter(),
-        defaultdict(float),
-        defaultdict(float),
-        None,
-        None,
-        retried,
-    )
-    assert (again.error_rows, again.errors_again, again.budget_rate()) == (3, 3, 0.0)
-    new = JobSummary(job_id="j", output="o", mode="resume")  # the retried rows passed; two new sources failed
-    _count_file(
-        part(4, ["s3://b/new1.png", "s3://b/new2.png"]),
-        new,
-        Counter(),
-        defaultdict(float),
-        defaultdict(float),
-        None,
-        None,
-        retried,
-    )
+    again = counted(2, [("s3://b/missing.png", None), ("s3://b/part.pdf", 2)])
+    assert (again.error_rows, again.errors_again, again.budget_rate()) == (2, 2, 0.0)
+    new = counted(4, [("s3://b/new1.png", None), ("s3://b/new2.png", None)])  # the retried rows passed
     assert (new.errors_again, new.budget_rate()) == (0, 0.5)
     assert new.budget_message(0.2) == "error rate 50.0% above the budget of 20.0%"
-    mixed = JobSummary(job_id="j", output="o", mode="resume")
-    _count_file(
-        part(5, ["s3://b/missing.png", "s3://b/new1.png"]),
-        mixed,
-        Counter(),
-        defaultdict(float),
-        defaultdict(float),
-        None,
-        None,
-        retried,
-    )
+    turned_up = counted(3, [("s3://b/missing.png", 0), ("s3://b/missing.png", 1), ("s3://b/part.pdf", 0)])
+    assert (turned_up.errors_again, turned_up.budget_rate()) == (0, 1.0)  # pages never tried before count
+    mixed = counted(5, [("s3://b/missing.png", None), ("s3://b/new1.png", None)])
     assert mixed.budget_rate() == 0.25 and mixed.budget_message(0.2).endswith(
         "not counting 1 retried rows that failed again"
     )

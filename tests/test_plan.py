@@ -413,9 +413,31 @@ def test_an_output_inside_the_input_is_passed_over_without_a_word(tmp_path, monk
     (tmp_path / "in" / "out" / "_jobs" / "run1" / "summary.json").write_text("{}")
     monkeypatch.chdir(tmp_path)
     for output in ("in/out/", f"file://{tmp_path}/in/./out", "in/out"):
-        report = ListingReport(own_output=listing_form(output))
-        assert [u for chunk in iter_sources("in", "uri", {}, report=report) for u in chunk] == [
-            f"{tmp_path}/in/scan.png"
-        ]
-        assert dict(report.skipped) == {"not an image or PDF: .txt": 1}, output
+        for given in ("in", "./in/../in"):
+            report = ListingReport(own_output=listing_form(output))
+            sources = [u for chunk in iter_sources(given, "uri", {}, report=report) for u in chunk]
+            assert sources == [f"{tmp_path}/in/scan.png"]
+            assert dict(report.skipped) == {"not an image or PDF: .txt": 1}, (output, given)
+    # a glob names every file, the output's own too: those are passed over, the rest stay sources
+    report = ListingReport(own_output=listing_form("in/out"))
+    assert [u for chunk in iter_sources("in/**", "uri", {}, report=report) for u in chunk] == [
+        f"{tmp_path}/in/notes.txt",
+        f"{tmp_path}/in/scan.png",
+    ]
+    # an output that holds the input (input proj/raw, output proj): only its own files pass over
+    report = ListingReport(own_output=listing_form(str(tmp_path)))
+    assert [u for chunk in iter_sources("in", "uri", {}, report=report) for u in chunk] == [f"{tmp_path}/in/scan.png"]
+    assert report.total == 3  # notes.txt, and the inner output's part file and summary: not this output's
     assert listing_form("s3://bucket/out/") == "s3://bucket/out"
+
+
+def test_a_path_through_a_link_and_up_is_keyed_by_the_folder_it_reads_from(tmp_path):
+    """``link/../x.png`` reads from the link target's parent: that is its key, not the
+    lexical ``x.png`` beside the link; paths without ``..`` keep their links as named."""
+    from ocr_actors.io.listing import local_key
+
+    (tmp_path / "volume" / "scans").mkdir(parents=True)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "link").symlink_to(tmp_path / "volume" / "scans")
+    assert local_key(f"{tmp_path}/data/link/../x.png") == f"{tmp_path}/volume/x.png"
+    assert local_key(f"{tmp_path}/data/./link//x.png") == f"{tmp_path}/data/link/x.png"

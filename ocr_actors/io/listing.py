@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, ClassVar
 
+from ocr_actors.io.parquet import PART_PREFIX
 from ocr_actors.io.sources import expand_inputs, storage_access
 
 MANIFEST_SUFFIXES = (".txt", ".csv", ".parquet", ".lst")
@@ -28,10 +29,14 @@ def is_manifest(uri: str) -> bool:
 
 
 def local_key(path: str) -> str:
-    """A local path as sources are keyed: absolute, ``~`` expanded, with no ``.`` or ``..``
-    parts and no doubled slashes (lexically, as :func:`os.path.abspath` does: symbolic links
-    are kept as named)."""
-    absolute = os.path.abspath(os.path.expanduser(path))
+    """A local path as sources are keyed: absolute, ``~`` expanded, with no ``.`` parts or
+    doubled slashes, and symbolic links kept as named (lexically, as :func:`os.path.abspath`
+    does); a path with ``..`` parts is resolved (:func:`os.path.realpath`), since ``link/..``
+    is the link target's parent, the folder the file is read from."""
+    expanded = os.path.expanduser(path)
+    if ".." in expanded.split("/"):
+        return os.path.realpath(expanded)
+    absolute = os.path.abspath(expanded)
     return "/" + absolute.lstrip("/") if absolute.startswith("//") else absolute  # POSIX keeps a leading "//"
 
 
@@ -125,14 +130,24 @@ class ListingReport:
     examples: list[str] = field(default_factory=list)
     own_output: str = ""
     """The job's output folder, in the form listings give paths (:func:`listing_form`): its
-    files (part files, run records) are passed over without a word when the output lies
-    inside the input."""
+    own files (part files at its top, ``_jobs/``, ``_tmp/`` and the other ``_`` entries) are
+    passed over without a word when the output lies inside the input."""
 
     MAX_REASONS: ClassVar[int] = 50
     MAX_EXAMPLES: ClassVar[int] = 5
 
+    def is_own_output(self, path: str) -> bool:
+        """Whether ``path`` (as a listing gives it) is one of the job output's own files."""
+        if not self.own_output:
+            return False
+        key = path if "://" in path else local_key(path)
+        if not key.startswith(self.own_output + "/"):
+            return False
+        entry = key[len(self.own_output) + 1 :].split("/", 1)
+        return entry[0].startswith("_") or (len(entry) == 1 and entry[0].startswith(PART_PREFIX))
+
     def skip(self, path: str, reason: str) -> None:
-        if self.own_output and path.startswith(self.own_output + "/"):
+        if self.is_own_output(path):
             return
         if reason not in self.skipped and len(self.skipped) >= self.MAX_REASONS:
             reason = "other"
@@ -178,6 +193,8 @@ def _iter_sources(
     # ".." parts), so resume depends neither on the working folder nor on how the input was
     # spelt ("scans/../scans/" and "scans/" are the same files).
     uris = (u if "://" in u else local_key(u) for u in expand_inputs(uri, storage_options, on_skip))
+    if report is not None and report.own_output:  # a glob (in/**) names the output's own files too
+        uris = (u for u in uris if not report.is_own_output(u))
     yield from _chunked(uris, chunk_size)
 
 

@@ -30,7 +30,7 @@ import pyarrow as pa
 import yaml
 
 from ocr_actors.config import ConfigError, result_settings_changes, to_dict
-from ocr_actors.io.compact import CompactionSummary, compact, finish_compactions
+from ocr_actors.io.compact import CompactionSummary, compact, finish_compactions, read_part_sizes
 from ocr_actors.io.lease import LeaseLostError, LeaseRecord, OutputLease
 from ocr_actors.io.listing import ListingReport, iter_sources, listing_form
 from ocr_actors.io.parquet import (
@@ -194,9 +194,9 @@ class JobSummary:
     rows_retried: int = 0
     """Error rows of earlier runs (types in ``output.retry_errors``) removed to be done again."""
     errors_again: int = 0
-    """Error rows of those retried sources that failed again: not counted against
+    """Retried error rows (the same source and page) that failed again: not counted against
     ``max_error_rate`` (the run that first wrote them counted them), so a rerun that only
-    retries a missing object does not fail on it."""
+    retries a missing object does not fail on it. Other rows of a retried source count."""
     compaction: dict[str, int] = field(default_factory=dict)
     """With ``output.compact``: what the compaction at the end did (:class:`CompactionSummary`)."""
     rows_written: int = 0
@@ -559,11 +559,11 @@ def _count_file(
     stage_cpu_seconds: dict[str, float],
     progress: Progress | None = None,
     part_rows: dict[str, int] | None = None,
-    retried: set[str] | None = None,
+    retried: set[tuple[str, int | None]] | None = None,
 ) -> None:
     """Add the write stage's summary rows (one per part file written) to the run's totals, and
     each file's rows to ``part_rows`` (file name -> rows) when given; error rows of the
-    ``retried`` sources count as :attr:`JobSummary.errors_again`."""
+    ``retried`` ``(source_uri, page_index)`` count as :attr:`JobSummary.errors_again`."""
     for k in range(len(batch["path"])):
         if part_rows is not None:
             part_rows[str(batch["path"][k]).rsplit("/", 1)[-1]] = int(batch["rows"][k])
@@ -579,7 +579,7 @@ def _count_file(
         summary.pages_ok += int(batch["ok_pages"][k])
         summary.error_rows += int(batch["error_rows"][k])
         if retried:
-            summary.errors_again += sum(uri in retried for uri in json.loads(batch["error_sources"][k]))
+            summary.errors_again += sum((uri, page) in retried for uri, page in json.loads(batch["error_pages"][k]))
         summary.lines += int(batch["lines"][k])
         errors.update(json.loads(batch["errors_by_type"][k]))
         for stage in STAGES:
@@ -627,8 +627,7 @@ def _process(
     check_lease: Callable[[], None] = lambda: None,
     part_rows: dict[str, int] | None = None,
     seal: UriSeal | None = None,
-    retried: set[str] | None = None,
-    quiet: bool = False,
+    retried: set[tuple[str, int | None]] | None = None,
 ) -> JobConfig:
     """Run the planned work through the stages, filling ``summary`` from the written files
     (and ``part_rows``, when given, with each file's name and rows; error rows of ``retried``
@@ -637,9 +636,6 @@ def _process(
     Returns the configuration that ran (the CPU fallback's, when the cluster had no GPU)."""
     _ensure_ray(config)
     import ray.data
-
-    if quiet:  # Ray Data's plan and progress lines too (set after its import, which configures them)
-        logging.getLogger("ray.data").setLevel(logging.ERROR)
 
     embedded = not (config.ray.address or os.environ.get("RAY_ADDRESS"))
     if needs_gpus(config) and not wait_for_gpus(0.0 if embedded else config.ray.gpu_wait_s, say):
@@ -712,7 +708,8 @@ def _process(
                 settings_recorded = True
             summary.first_output_seconds = round(max(progress.first_written_at - started_at, 0.0), 3)
             report()
-            if summary.rows_written >= config.min_rows_for_budget and summary.budget_rate() > config.max_error_rate:
+            counted = summary.rows_written - summary.errors_again
+            if counted >= config.min_rows_for_budget and summary.budget_rate() > config.max_error_rate:
                 summary.status = "failed"
                 summary.message = summary.budget_message(config.max_error_rate) + "; stopped"
                 break
@@ -731,6 +728,24 @@ def _process(
     summary.seconds_per_stage = {k: round(v, 3) for k, v in stage_seconds.items() if v > 0}
     summary.cpu_seconds_per_stage = {k: round(v, 3) for k, v in stage_cpu_seconds.items() if stage_seconds[k] > 0}
     return config
+
+
+@contextlib.contextmanager
+def ray_data_quiet(quiet: bool) -> Iterator[None]:
+    """With ``quiet``, Ray Data's own plan and progress lines are left out while the block
+    runs (its logger at ERROR, set after its import configures it; restored after)."""
+    if not quiet:
+        yield
+        return
+    import ray.data  # noqa: F401 - its import sets its loggers' levels
+
+    logger = logging.getLogger("ray.data")
+    previous = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
 
 
 def _run_leased(
@@ -791,7 +806,7 @@ def _run_leased(
             )
         rewritten = {path.rsplit("/", 1)[-1] for path in done.retry_parts}  # files drop_retried_rows may change
         part_rows = {name: rows for name, rows in done.part_rows.items() if name not in rewritten}
-        retried = planner.retried  # small: the sources of error rows done again
+        retried = {(uri, page) for uri in planner.retried for page in done.retry.get(uri, ())}  # the rows redone
         del done, planner
         if overwrite and plan.sources_total == 0:
             raise FileNotFoundError(
@@ -814,19 +829,19 @@ def _run_leased(
             f"{plan.items} to process ({done_rows} rows already in {config.output.uri}){repeats}"
         )
         if plan.items:
-            config = _process(
-                config,
-                work_ranges(spool.files, min_items=config.resources.sources_per_range),
-                job_id,
-                summary,
-                say,
-                started,
-                lease.check,
-                part_rows,
-                spool.seal,
-                retried,
-                quiet,
-            )
+            with ray_data_quiet(quiet):
+                config = _process(
+                    config,
+                    work_ranges(spool.files, min_items=config.resources.sources_per_range),
+                    job_id,
+                    summary,
+                    say,
+                    started,
+                    lease.check,
+                    part_rows,
+                    spool.seal,
+                    retried,
+                )
     finally:
         try:
             spool.remove()
@@ -899,10 +914,12 @@ def plan_only(config: JobConfig, progress: TextIO | None = sys.stderr) -> dict[s
     settings_changed: dict[str, Any] = {}
     overwrite = config.output.mode == "overwrite"
     with storage_access(f"on the output {config.output.uri}"):
-        existing = scan_done(config.output.uri, config.output_storage_options, config.output.retry_errors)
-        parts_to_remove = len(list_parts(config.output.uri, config.output_storage_options)) if overwrite else 0
-        if not overwrite:
-            done = existing
+        if overwrite:  # what it would remove: the part files and their rows, from their footers
+            parts = read_part_sizes(config.output.uri, config.output_storage_options)
+            parts_to_remove, rows_in_output = len(parts), sum(part.rows for part in parts)
+        else:
+            done = scan_done(config.output.uri, config.output_storage_options, config.output.retry_errors)
+            parts_to_remove, rows_in_output = 0, done.rows
             settings_changed = settings_changes_since_last_run(config)
     if settings_changed:
         say(describe_settings_changes(settings_changed))
@@ -920,20 +937,20 @@ def plan_only(config: JobConfig, progress: TextIO | None = sys.stderr) -> dict[s
         "duplicate_sources": plan.duplicates,
         "sources_left_out": report.total,
         "left_out_by_reason": dict(report.skipped),
-        "rows_in_output": existing.rows,
+        "rows_in_output": rows_in_output,
         "error_rows_to_retry": retried,
         "part_files_to_remove": parts_to_remove,
         "settings_changed": settings_changed,
     }
     removal = (
-        f"; overwrite would remove the output's {parts_to_remove} part files and their {existing.rows} rows first"
+        f"; overwrite would remove the output's {parts_to_remove} part files and their {rows_in_output} rows first"
         if overwrite
         else ""
     )
     say(
         f"dry run ({config.output.mode}): {plan.sources_total} sources; {plan.sources_skipped} already done, "
         f"{plan.sources_partial} partly done, {plan.items} to process ({retried} error rows to do again; "
-        f"{existing.rows} rows already in {config.output.uri}); {report.total} entries of the listing left out"
+        f"{rows_in_output} rows already in {config.output.uri}); {report.total} entries of the listing left out"
         f"{removal}"
     )
     return result

@@ -19,9 +19,10 @@ class ServiceConfig:
         url_allowlist: host names URL inputs may come from (exact, or ``.example.com`` for
             subdomains); loopback, private, link-local and reserved addresses are refused
             whatever the list says.
-        body_timeout_s: the most a request's body may take to arrive; 408 past it (a client
-            that stalls mid-upload would otherwise hold one of ``max_ongoing_requests`` for
-            as long as it keeps its connection open).
+        body_timeout_s: the longest a request's body may stop arriving (no byte in that
+            long); 408 past it (a client that stalls mid-upload would otherwise hold one of
+            ``max_ongoing_requests`` for as long as it keeps its connection open). A slow but
+            steady upload is never cut.
         url_timeout_s: the most a URL input's download may take, name lookup included (and
             each socket operation in it); 422 past it.
         max_batch_size / batch_wait_timeout_s: concurrent requests are gathered into one

@@ -34,7 +34,7 @@ def write_parquet(
     writes it as one Parquet file.
 
     Returns one summary row per file: path, rows, ok pages, error rows, errors by type
-    (JSON), the sources of the error rows (JSON, as ``source_uri`` holds them), lines,
+    (JSON), the ``[source_uri, page_index]`` of the error rows (JSON), lines,
     sources whose last row is in the file, the time it was written (seconds since the epoch),
     and wall and CPU seconds spent per stage (``t_<stage>``, ``c_<stage>``: sums over the
     rows), so the driver never holds OCR results.
@@ -48,7 +48,9 @@ def write_parquet(
         "ok_pages": np.array([sum(r["status"] != ERROR for r in rows)]),
         "error_rows": np.array([sum(errors.values())]),
         "errors_by_type": np.array([json.dumps(dict(errors))], dtype=object),
-        "error_sources": np.array([json.dumps([r["source_uri"] for r in rows if r["status"] == ERROR])], dtype=object),
+        "error_pages": np.array(
+            [json.dumps([[r["source_uri"], r["page_index"]] for r in rows if r["status"] == ERROR])], dtype=object
+        ),
         "lines": np.array([sum(len(r["lines"] or ()) for r in rows)]),
         "sources_done": np.array([int(np.sum(batch["source_done"])) if "source_done" in batch else 0]),
         "written_at": np.array([time.time()]),
