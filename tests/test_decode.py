@@ -621,34 +621,31 @@ def test_a_bad_frame_of_a_multi_page_tiff_fails_that_page_only() -> None:
     buffer = io.BytesIO()
     frames[0].save(buffer, "TIFF", save_all=True, append_images=frames[1:], dpi=(300, 300))
     data = buffer.getvalue()
-    cut = data[:-100]  # inside the last frame's pixels
-    pages = list(decode_document(cut, yield_page_failures=True))
-    assert [(type(p).__name__, p.page_index, p.page_count) for p in pages] == [
-        ("Page", 0, 3),
-        ("Page", 1, 3),
-        ("PageFailure", 2, 3),
-    ]
-    assert [int(p.image[0, 0, 0]) for p in pages[:2]] == [50, 100]
-    assert isinstance(pages[2].error, TruncatedInputError) and str(pages[2].error).startswith("frame 2: ")
-    assert [p.page_index for p in decode_document(cut, yield_page_failures=True, page_indices=[2])] == [2]
-    with pytest.raises(TruncatedInputError, match="frame 2"):  # not asked for per-page failures: raised
-        list(decode_document(cut))
-    # cut inside the third frame's directory entry: the frames before it still come, the rest
-    # is one failed page; not asked for per-page failures, the file fails
     with Image.open(io.BytesIO(data)) as whole:
         whole.seek(1)
         frame_1_end = whole.tile[0].offset + 200 * 100  # raw pixels; frame 2's directory entry follows
-    cut_directory = data[: frame_1_end + 10]
-    pages = list(decode_document(cut_directory, yield_page_failures=True))
-    assert [(type(p).__name__, p.page_index, p.page_count) for p in pages] == [
-        ("Page", 0, 3),
-        ("Page", 1, 3),
-        ("PageFailure", 2, 3),
-    ]
-    assert [int(p.image[0, 0, 0]) for p in pages[:2]] == [50, 100]
-    assert isinstance(pages[2].error, CorruptInputError)
-    assert str(pages[2].error).startswith("frame 2: cannot read its directory entry (the file is cut short or corrupt)")
-    assert [p.dpi for p in pages[:2]] == [300.0, 300.0]  # read before the frame walk moved off frame 0
+    cut = data[:-100]  # inside the last frame's pixels
+    cut_directory = data[: frame_1_end + 10]  # inside the third frame's directory entry
+    for damaged, error, message in (
+        (cut, TruncatedInputError, "frame 2: "),
+        (
+            cut_directory,
+            CorruptInputError,
+            "frame 2: cannot read its directory entry (the file is cut short or corrupt)",
+        ),
+    ):  # the frames before the damage still come; the rest is one failed page
+        pages = list(decode_document(damaged, yield_page_failures=True))
+        assert [(type(p).__name__, p.page_index, p.page_count) for p in pages] == [
+            ("Page", 0, 3),
+            ("Page", 1, 3),
+            ("PageFailure", 2, 3),
+        ]
+        assert [int(p.image[0, 0, 0]) for p in pages[:2]] == [50, 100]
+        assert [p.dpi for p in pages[:2]] == [300.0, 300.0]  # read before a frame walk moves off frame 0
+        assert isinstance(pages[2].error, error) and str(pages[2].error).startswith(message)
+    assert [p.page_index for p in decode_document(cut, yield_page_failures=True, page_indices=[2])] == [2]
+    with pytest.raises(TruncatedInputError, match="frame 2"):  # not asked for per-page failures: raised
+        list(decode_document(cut))
     with pytest.raises(CorruptInputError, match="frame directory"):
         list(decode_document(cut_directory))
 
