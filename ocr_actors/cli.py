@@ -60,6 +60,7 @@ def _predict(args: argparse.Namespace) -> int:
     from ocr_actors.result import page_stem
     from ocr_actors.runtime.engines import EngineUnavailableError
     from ocr_actors.runtime.models import ModelNotFoundError
+    from ocr_actors.runtime.ocr import apply_switches, params_from_config
 
     overrides: dict[str, object] = {}
     for text in args.overrides:
@@ -78,9 +79,6 @@ def _predict(args: argparse.Namespace) -> int:
     from ocr_actors.config import OCRConfig, load_config
 
     config = load_config(OCRConfig, args.config, overrides)
-    if args.save_path:
-        _make_save_folder(args.save_path)
-    pipeline = create_pipeline("OCR", config=config, device=args.device)
     switches = {
         name: getattr(args, name)
         for name in (
@@ -95,7 +93,10 @@ def _predict(args: argparse.Namespace) -> int:
             "text_rec_score_thresh",
         )
     }
-    pipeline.engine.params(**switches)  # a bad value fails the command once (exit 2), not every file
+    apply_switches(params_from_config(config), **switches)  # a bad value: one error (exit 2), no model loaded
+    if args.save_path:
+        _make_save_folder(args.save_path)
+    pipeline = create_pipeline("OCR", config=config, device=args.device)
     pages, failed, inputs = 0, [], 0
     names = OutputNames()
 

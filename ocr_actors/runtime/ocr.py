@@ -192,6 +192,82 @@ def assemble_page(
     )
 
 
+def apply_switches(
+    base: PredictParams,
+    *,
+    use_doc_orientation_classify: bool | None = None,
+    use_doc_unwarping: bool | None = None,
+    use_textline_orientation: bool | None = None,
+    text_det_limit_side_len: int | None = None,
+    text_det_limit_type: str | None = None,
+    text_det_thresh: float | None = None,
+    text_det_box_thresh: float | None = None,
+    text_det_unclip_ratio: float | None = None,
+    text_rec_score_thresh: float | None = None,
+) -> PredictParams:
+    """``base`` with the given switches replaced, each checked (ValueError: a value out
+    of range, not finite, a side length that is not a whole number). Pure: no model is
+    needed, so a command checks its switches before it loads any."""
+    det = base.det
+    db: DBParams = det.db
+    if text_det_limit_type is not None and text_det_limit_type not in ("max", "min", "resize_long"):
+        raise ValueError(f"text_det_limit_type must be 'max', 'min' or 'resize_long', got {text_det_limit_type!r}")
+    for name, value in (
+        ("text_det_limit_side_len", text_det_limit_side_len),
+        ("text_det_thresh", text_det_thresh),
+        ("text_det_box_thresh", text_det_box_thresh),
+        ("text_det_unclip_ratio", text_det_unclip_ratio),
+        ("text_rec_score_thresh", text_rec_score_thresh),
+    ):  # NaN and infinities pass every comparison below (JSON parsers accept them)
+        try:
+            finite = value is None or math.isfinite(value)
+        except (OverflowError, TypeError) as exc:  # an int too large for a float; not a number
+            shown = str(value)
+            if len(shown) > 24:  # an integer of hundreds of digits: its start and its length
+                shown = f"{shown[:12]}... ({len(shown)} digits)"
+            raise ValueError(f"{name} must be a finite number, got {shown}") from exc
+        if not finite:
+            raise ValueError(f"{name} must be a finite number, got {value}")
+    if text_det_limit_side_len is not None and (
+        isinstance(text_det_limit_side_len, bool) or int(text_det_limit_side_len) != text_det_limit_side_len
+    ):
+        raise ValueError(f"text_det_limit_side_len must be a whole number of pixels, got {text_det_limit_side_len}")
+    for name, value in (
+        ("text_det_limit_side_len", text_det_limit_side_len),
+        ("text_det_unclip_ratio", text_det_unclip_ratio),
+    ):
+        if value is not None and value <= 0:
+            raise ValueError(f"{name} must be positive, got {value}")
+    for name, value in (("text_det_thresh", text_det_thresh), ("text_det_box_thresh", text_det_box_thresh)):
+        if value is not None and not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name} must lie in [0, 1], got {value}")
+    db = replace(
+        db,
+        thresh=db.thresh if text_det_thresh is None else float(text_det_thresh),
+        box_thresh=db.box_thresh if text_det_box_thresh is None else float(text_det_box_thresh),
+        unclip_ratio=db.unclip_ratio if text_det_unclip_ratio is None else float(text_det_unclip_ratio),
+    )
+    det = replace(
+        det,
+        limit_side_len=det.limit_side_len if text_det_limit_side_len is None else int(text_det_limit_side_len),
+        limit_type=det.limit_type if text_det_limit_type is None else text_det_limit_type,
+        db=db,
+    )
+    return PredictParams(
+        use_doc_orientation_classify=base.use_doc_orientation_classify
+        if use_doc_orientation_classify is None
+        else bool(use_doc_orientation_classify),
+        use_doc_unwarping=base.use_doc_unwarping if use_doc_unwarping is None else bool(use_doc_unwarping),
+        use_textline_orientation=base.use_textline_orientation
+        if use_textline_orientation is None
+        else bool(use_textline_orientation),
+        det=det,
+        text_rec_score_thresh=base.text_rec_score_thresh
+        if text_rec_score_thresh is None
+        else float(text_rec_score_thresh),
+    )
+
+
 def params_from_config(config: OCRConfig) -> PredictParams:
     """The configured switches as :class:`PredictParams`, without loading any model."""
     resolved = resolve_model(config.text_detection.model, config.engine.engine)
@@ -300,65 +376,19 @@ class OCREngine:
         text_det_unclip_ratio: float | None = None,
         text_rec_score_thresh: float | None = None,
     ) -> PredictParams:
-        """Per-call parameters: the config's defaults with the given switches replaced."""
-        base = self.default_params()
-        det = base.det
-        db: DBParams = det.db
-        if text_det_limit_type is not None and text_det_limit_type not in ("max", "min", "resize_long"):
-            raise ValueError(f"text_det_limit_type must be 'max', 'min' or 'resize_long', got {text_det_limit_type!r}")
-        for name, value in (
-            ("text_det_limit_side_len", text_det_limit_side_len),
-            ("text_det_thresh", text_det_thresh),
-            ("text_det_box_thresh", text_det_box_thresh),
-            ("text_det_unclip_ratio", text_det_unclip_ratio),
-            ("text_rec_score_thresh", text_rec_score_thresh),
-        ):  # NaN and infinities pass every comparison below (JSON parsers accept them)
-            try:
-                finite = value is None or math.isfinite(value)
-            except (OverflowError, TypeError) as exc:  # an int too large for a float; not a number
-                shown = str(value)
-                if len(shown) > 24:  # an integer of hundreds of digits: its start and its length
-                    shown = f"{shown[:12]}... ({len(shown)} digits)"
-                raise ValueError(f"{name} must be a finite number, got {shown}") from exc
-            if not finite:
-                raise ValueError(f"{name} must be a finite number, got {value}")
-        if text_det_limit_side_len is not None and (
-            isinstance(text_det_limit_side_len, bool) or int(text_det_limit_side_len) != text_det_limit_side_len
-        ):
-            raise ValueError(f"text_det_limit_side_len must be a whole number of pixels, got {text_det_limit_side_len}")
-        for name, value in (
-            ("text_det_limit_side_len", text_det_limit_side_len),
-            ("text_det_unclip_ratio", text_det_unclip_ratio),
-        ):
-            if value is not None and value <= 0:
-                raise ValueError(f"{name} must be positive, got {value}")
-        for name, value in (("text_det_thresh", text_det_thresh), ("text_det_box_thresh", text_det_box_thresh)):
-            if value is not None and not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must lie in [0, 1], got {value}")
-        db = replace(
-            db,
-            thresh=db.thresh if text_det_thresh is None else float(text_det_thresh),
-            box_thresh=db.box_thresh if text_det_box_thresh is None else float(text_det_box_thresh),
-            unclip_ratio=db.unclip_ratio if text_det_unclip_ratio is None else float(text_det_unclip_ratio),
-        )
-        det = replace(
-            det,
-            limit_side_len=det.limit_side_len if text_det_limit_side_len is None else int(text_det_limit_side_len),
-            limit_type=det.limit_type if text_det_limit_type is None else text_det_limit_type,
-            db=db,
-        )
-        return PredictParams(
-            use_doc_orientation_classify=base.use_doc_orientation_classify
-            if use_doc_orientation_classify is None
-            else bool(use_doc_orientation_classify),
-            use_doc_unwarping=base.use_doc_unwarping if use_doc_unwarping is None else bool(use_doc_unwarping),
-            use_textline_orientation=base.use_textline_orientation
-            if use_textline_orientation is None
-            else bool(use_textline_orientation),
-            det=det,
-            text_rec_score_thresh=base.text_rec_score_thresh
-            if text_rec_score_thresh is None
-            else float(text_rec_score_thresh),
+        """Per-call parameters: the config's defaults with the given switches replaced
+        (:func:`apply_switches`)."""
+        return apply_switches(
+            self.default_params(),
+            use_doc_orientation_classify=use_doc_orientation_classify,
+            use_doc_unwarping=use_doc_unwarping,
+            use_textline_orientation=use_textline_orientation,
+            text_det_limit_side_len=text_det_limit_side_len,
+            text_det_limit_type=text_det_limit_type,
+            text_det_thresh=text_det_thresh,
+            text_det_box_thresh=text_det_box_thresh,
+            text_det_unclip_ratio=text_det_unclip_ratio,
+            text_rec_score_thresh=text_rec_score_thresh,
         )
 
     def prepare(self, image: np.ndarray, params: PredictParams) -> PreparedPage:
