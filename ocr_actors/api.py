@@ -13,7 +13,7 @@ from ocr_actors.config import OCRConfig, load_config, to_dict
 from ocr_actors.io.decode import EmptyInputError, InputError, Page, PageFailure, UnsupportedInputError, decode_document
 from ocr_actors.io.sources import expand_inputs, read_bytes
 from ocr_actors.result import OCRResult
-from ocr_actors.runtime.ocr import OCREngine, PredictParams
+from ocr_actors.runtime.ocr import OCREngine, PredictParams, apply_switches
 
 PipelineInput = str | Path | np.ndarray | Iterable[str | Path | np.ndarray]
 
@@ -54,7 +54,8 @@ class OCRPipeline:
         Raises:
             InputError: an input cannot be read or decoded (the message says why).
         """
-        params = self.engine.params(
+        params = apply_switches(
+            self.engine.default_params(),
             use_doc_orientation_classify=use_doc_orientation_classify,
             use_doc_unwarping=use_doc_unwarping,
             use_textline_orientation=use_textline_orientation,

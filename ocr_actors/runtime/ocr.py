@@ -364,33 +364,6 @@ class OCREngine:
             text_rec_score_thresh=cfg.text_recognition.score_thresh,
         )
 
-    def params(
-        self,
-        use_doc_orientation_classify: bool | None = None,
-        use_doc_unwarping: bool | None = None,
-        use_textline_orientation: bool | None = None,
-        text_det_limit_side_len: int | None = None,
-        text_det_limit_type: str | None = None,
-        text_det_thresh: float | None = None,
-        text_det_box_thresh: float | None = None,
-        text_det_unclip_ratio: float | None = None,
-        text_rec_score_thresh: float | None = None,
-    ) -> PredictParams:
-        """Per-call parameters: the config's defaults with the given switches replaced
-        (:func:`apply_switches`)."""
-        return apply_switches(
-            self.default_params(),
-            use_doc_orientation_classify=use_doc_orientation_classify,
-            use_doc_unwarping=use_doc_unwarping,
-            use_textline_orientation=use_textline_orientation,
-            text_det_limit_side_len=text_det_limit_side_len,
-            text_det_limit_type=text_det_limit_type,
-            text_det_thresh=text_det_thresh,
-            text_det_box_thresh=text_det_box_thresh,
-            text_det_unclip_ratio=text_det_unclip_ratio,
-            text_rec_score_thresh=text_rec_score_thresh,
-        )
-
     def prepare(self, image: np.ndarray, params: PredictParams) -> PreparedPage:
         """Document preprocessing as the per-call switches ask."""
         return self.doc_preprocessor.prepare(image, params.use_doc_orientation_classify, params.use_doc_unwarping)

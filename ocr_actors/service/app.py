@@ -53,10 +53,11 @@ def build_app(config: ServiceConfig):  # type: ignore[no-untyped-def]
     @serve.ingress(api)
     class OCRService:
         def __init__(self, service_config: ServiceConfig) -> None:
-            from ocr_actors.runtime.ocr import OCREngine
+            from ocr_actors.runtime.ocr import OCREngine, apply_switches
 
             self.config = service_config
             self.engine = OCREngine(service_config.ocr)
+            self._apply_switches = apply_switches
             # Threads of their own: reading requests (URL downloads that may take url_timeout_s)
             # one per request in flight, so none waits for another's download, and the engine's
             # one, so OCR never waits behind downloads (the loop's default pool is shared).
@@ -88,7 +89,7 @@ def build_app(config: ServiceConfig):  # type: ignore[no-untyped-def]
                     self._parse_pool, partial(parse_request, payload, self.config, self._fetcher())
                 )
                 try:
-                    params = self.engine.params(**parsed.switches)
+                    params = self._apply_switches(self.engine.default_params(), **parsed.switches)
                 except ValueError as exc:
                     raise ApiError(422, request_names(str(exc))) from exc
                 results = await self._run_batch((parsed, params))
