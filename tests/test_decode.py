@@ -832,3 +832,16 @@ def test_bilevel_scans_decode_straight_to_grey() -> None:
         assert peak < 4 * bits.size, peak
         bgr = next(decode_document(data)).image
         assert bgr.shape == (1200, 1600, 3) and (bgr == page.image).all()
+
+
+def test_a_heic_without_pi_heif_installed_names_the_package(monkeypatch) -> None:
+    """Where pi-heif is missing (it is a dependency, but a trimmed image may lack it), a HEIC is
+    an unsupported input that names the package to install, not a "corrupt" one."""
+    from pathlib import Path
+
+    import ocr_actors.io.decode as decode
+
+    data = (Path(__file__).parent / "data" / "phone_photo.heic").read_bytes()
+    monkeypatch.setattr(decode, "heif_opener_registered", lambda: False)
+    with pytest.raises(UnsupportedInputError, match="needs the pi-heif package"):
+        decode_all(data)

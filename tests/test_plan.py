@@ -368,7 +368,7 @@ def test_a_folder_listing_counts_what_it_leaves_out(tmp_path):
     (tmp_path / "sub" / "b.PDF").write_bytes(b"x")
     (tmp_path / "notes.txt").write_text("x")
     (tmp_path / "README").write_text("x")
-    (tmp_path / "photo.HEIC").write_bytes(b"x")
+    (tmp_path / "layers.PSD").write_bytes(b"x")
     (tmp_path / "gone.png").symlink_to(tmp_path / "missing.png")
     (tmp_path / "loop.png").symlink_to(tmp_path / "loop.png")
     (tmp_path / "folder-link").symlink_to(tmp_path / "sub")
@@ -378,7 +378,7 @@ def test_a_folder_listing_counts_what_it_leaves_out(tmp_path):
     assert report.skipped == {
         "not an image or PDF: .txt": 1,
         "not an image or PDF: no suffix": 1,
-        "not an image or PDF: .heic": 1,
+        "not an image or PDF: .psd": 1,
         "a dangling or looping link": 2,
         "a link to a folder": 1,
     }

@@ -43,15 +43,15 @@ def test_expand_folder_recursive_sorted_documents_only(tree: Path) -> None:
 
 
 def test_a_folder_listing_takes_every_image_kind_the_decoder_reads(tmp_path: Path) -> None:
-    """JPEG 2000 codestreams, AVIF, JFIF and PNM names are listed like PNGs; HEIC (no decoder
-    here) and other names are left out with their suffix as the reason."""
-    names = ("a.j2k", "b.avif", "c.jfif", "d.pnm", "e.jpe", "f.heic", "g.doc")
+    """JPEG 2000 codestreams, AVIF, HEIC, JFIF and PNM names are listed like PNGs; other names
+    are left out with their suffix as the reason."""
+    names = ("a.j2k", "b.avif", "c.jfif", "d.pnm", "e.jpe", "f.HEIC", "g.hif", "h.psd", "i.doc")
     for name in names:
         (tmp_path / name).write_bytes(b"x")
     skipped: list[tuple[str, str]] = []
     found = list(expand_inputs(str(tmp_path), on_skip=lambda uri, why: skipped.append((Path(uri).name, why))))
-    assert found == [str(tmp_path / n) for n in names[:5]]
-    assert skipped == [("f.heic", "not an image or PDF: .heic"), ("g.doc", "not an image or PDF: .doc")]
+    assert found == [str(tmp_path / n) for n in names[:7]]
+    assert skipped == [("h.psd", "not an image or PDF: .psd"), ("i.doc", "not an image or PDF: .doc")]
 
 
 def test_a_glob_under_a_missing_folder_is_not_found_and_folders_named_like_patterns_are_walked(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ subclasses whose ``error_type`` is a short stable code (for error rows).
 
 from __future__ import annotations
 
+import functools
 import io
 import re
 import struct
@@ -94,8 +95,28 @@ IMAGE_SIGNATURES = (
 )
 
 
-HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1", b"avif", b"avis")
+HEVC_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1")
+"""ISO base media brands of HEIF still images (phone photos: ``.heic``); pi-heif decodes them."""
+HEIF_BRANDS = (*HEVC_BRANDS, b"avif", b"avis")
 """ISO base media brands of still images (HEIF, AVIF); other ``ftyp`` files are video or audio."""
+
+
+def is_heif(data: bytes) -> bool:
+    """True for a HEIF (HEVC-coded) still image by its ``ftyp`` box; AVIF is Pillow's own."""
+    return data[4:8] == b"ftyp" and data[8:12] in HEVC_BRANDS
+
+
+@functools.cache
+def heif_opener_registered() -> bool:
+    """Registers pi-heif's HEIF decoder with Pillow, once a process; False when pi-heif is not
+    installed. libheif applies the file's own rotation and mirroring (``irot``/``imir``) and
+    pi-heif then reports EXIF orientation 1, so pages come upright once, not twice."""
+    try:
+        import pi_heif
+    except ImportError:
+        return False
+    pi_heif.register_heif_opener()
+    return True
 
 
 BMP_HEADER_SIZES = tuple(size.to_bytes(4, "little") for size in (12, 16, 40, 52, 56, 64, 108, 124))
@@ -312,6 +333,8 @@ def decode_image(
     from PIL import Image, ImageFile, UnidentifiedImageError
 
     ImageFile.LOAD_TRUNCATED_IMAGES = False
+    if is_heif(data) and not heif_opener_registered():
+        raise UnsupportedInputError("HEIF/HEIC image: decoding it needs the pi-heif package (pip install pi-heif)")
     # Our own ``max_pixels`` check below is the guard; Pillow's global one must not be stricter.
     if Image.MAX_IMAGE_PIXELS is not None and max_pixels > Image.MAX_IMAGE_PIXELS:
         Image.MAX_IMAGE_PIXELS = max_pixels

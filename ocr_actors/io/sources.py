@@ -20,7 +20,7 @@ from ocr_actors.io.decode import (
 
 IMAGE_SUFFIXES = (
     *(".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".tif", ".tiff", ".bmp", ".dib", ".webp", ".gif"),
-    *(".jp2", ".j2k", ".j2c", ".jpf", ".jpx", ".avif", ".pbm", ".pgm", ".ppm", ".pnm"),
+    *(".jp2", ".j2k", ".j2c", ".jpf", ".jpx", ".avif", ".heic", ".heif", ".hif", ".pbm", ".pgm", ".ppm", ".pnm"),
 )
 """Names a folder listing takes as images (the content decides what a file is: :func:`sniff_kind`)."""
 DOCUMENT_SUFFIXES = (*IMAGE_SUFFIXES, ".pdf")
