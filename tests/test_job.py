@@ -688,11 +688,14 @@ def _cli(*args: str, env: dict[str, str] | None = None, **popen) -> subprocess.P
 
 def test_cli_run_prints_summary_and_exit_codes(inputs, tmp_path):
     folder, _ = inputs
-    proc = _cli("--input", f"{folder}/page*.png", "--output", str(tmp_path / "out"), "ray.num_cpus=2", "--quiet")
+    quiet_env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}  # Ray's default: warns it is on
+    args = ("--input", f"{folder}/page*.png", "--output", str(tmp_path / "out"), "ray.num_cpus=2", "--quiet")
+    proc = _cli(*args, env=quiet_env)
     stdout, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 0, stderr
     assert json.loads(stdout.strip().splitlines()[-1])["rows_written"] == 2
     assert "[ocr-batch" not in stderr and "Execution plan" not in stderr  # --quiet: Ray Data's lines too
+    assert "Token authentication" not in stderr  # and Ray's start-up warning
     proc = _cli("--input", str(folder), "--output", str(tmp_path / "o2"), "max_error_rate=0.1", "ray.num_cpus=2")
     _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 1 and "above the budget" in stderr

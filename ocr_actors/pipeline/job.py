@@ -730,22 +730,30 @@ def _process(
     return config
 
 
+QUIETED_RAY_LOGGERS = ("ray.data", "ray._private.authentication")
+"""Ray's Python loggers that ``--quiet`` sets to ERROR: Ray Data's plan and progress lines, and
+the start-up warning that token authentication is on."""
+
+
 @contextlib.contextmanager
 def ray_data_quiet(quiet: bool) -> Iterator[None]:
-    """With ``quiet``, Ray Data's own plan and progress lines are left out while the block
-    runs (its logger at ERROR, set after its import configures it; restored after)."""
+    """With ``quiet``, the warnings and progress lines of :data:`QUIETED_RAY_LOGGERS` are left
+    out while the block runs (set after Ray Data's import configures its loggers; restored
+    after)."""
     if not quiet:
         yield
         return
     import ray.data  # noqa: F401 - its import sets its loggers' levels
 
-    logger = logging.getLogger("ray.data")
-    previous = logger.level
-    logger.setLevel(logging.ERROR)
+    loggers = [logging.getLogger(name) for name in QUIETED_RAY_LOGGERS]
+    previous = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
     try:
         yield
     finally:
-        logger.setLevel(previous)
+        for logger, level in zip(loggers, previous, strict=True):
+            logger.setLevel(level)
 
 
 def _run_leased(
