@@ -422,6 +422,25 @@ def test_fused_ctc_decoding_reads_like_host_decoding(pipeline, model):
     assert len({t for t, _ in fused_read} & {line.text for line in page.lines}) >= 5
 
 
+def test_recognition_at_the_reference_settings_reads_each_crop_as_the_reference_does(pipeline):
+    """At the reference's geometry (``width_scale`` 1, ``space_bias`` 1, a crop a call),
+    PP-OCRv4's recogniser reads every crop as RapidOCR 1.4.4 does, whose numpy pre- and
+    post-processing are PaddleOCR's: the same texts, scores within 1e-5. This pins the resize
+    (rounded down past 320 px, as PaddleX does), the normalisation and the CTC decoding."""
+    from rapidocr_onnxruntime import RapidOCR
+
+    page = render_page(seed=141, lines_per_column=10, kinds=("prose", "number", "currency"))
+    crops = crop_lines(page.image, pipeline.engine.detector.detect([page.image])[0].quads)
+    assert sum(48 * c.shape[1] / c.shape[0] > 320 for c in crops) >= 5  # wide crops, where rounding differs
+    config = TextRecognitionConfig(model="PP-OCRv4_mobile_rec", width_scale=1.0, space_bias=1.0, batch_size=1)
+    ours = TextRecognizer(config, EngineConfig(threads=2)).recognize(crops)
+    reference = RapidOCR(intra_op_num_threads=2, inter_op_num_threads=1)
+    reference.text_rec.rec_batch_num = 1
+    theirs, _ = reference.text_rec(crops)
+    assert [text for text, _ in ours] == [text.strip() for text, _ in theirs]
+    assert max(abs(ours_score - score) for (_, ours_score), (_, score) in zip(ours, theirs, strict=True)) < 1e-5
+
+
 def test_bucketed_padded_batches_read_like_plain_ones_and_warm_every_bucket(pipeline):
     """GPU shape settings (fixed row count, width buckets, warm-up) change the input shapes
     only: the same texts, nearly the same scores, one warm-up run per reachable bucket."""

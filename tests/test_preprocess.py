@@ -148,6 +148,14 @@ def test_rec_resized_width() -> None:
     assert rec_resized_width(10, 1) == 5  # ceil(4.8)
     assert rec_resized_width(10, 10_000, max_width=3200) == 3200
     assert rec_resized_width(0, 5) == 240  # height guarded against 0
+    # PaddleX's rounding at width_scale 1: up within the reference width of 320 at height 48,
+    # down beyond it; narrowed crops always up
+    assert rec_resized_width(31, 206) == 319  # ceil(318.97)
+    assert rec_resized_width(31, 413) == 639  # floor(639.48), not 640
+    assert rec_resized_width(7, 300) == 2057  # floor(2057.1)
+    assert rec_resized_width(3, 20) == 320  # exactly 320: no rounding either way
+    assert rec_resized_width(32, 64, width_scale=0.8) == 77  # ceil(76.8)
+    assert rec_resized_width(31, 517, width_scale=0.8) == 641  # ceil(640.4) past 320 too
 
 
 def test_prepare_rec_batch_shape_and_padding() -> None:
