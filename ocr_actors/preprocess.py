@@ -342,6 +342,24 @@ def prepare_textline_cls_batch(crops: Sequence[np.ndarray], height: int = 48, wi
     return out
 
 
+def prepare_stretched_cls_batch(crops: Sequence[np.ndarray], width: int, height: int) -> np.ndarray:
+    """Input of PaddleX's PP-LCNet text-line classifiers (``ResizeImage: size [width, height]``
+    then ImageNet ``NormalizeImage``, in RGB): each crop stretched to ``width x height``,
+    aspect not kept, as PaddleX does.
+
+    Args:
+        crops: BGR ``(h, w, 3)`` or grey ``(h, w, 1)`` uint8 text-line crops.
+
+    Returns:
+        ``(N, 3, height, width)`` float32, channels R, G, B.
+    """
+    out = np.empty((len(crops), 3, height, width), dtype=np.float32)
+    for i, crop in enumerate(crops):
+        resized = cv2.resize(crop, (width, height), interpolation=cv2.INTER_LINEAR)
+        normalize_det(np.ascontiguousarray(resized[:, :, ::-1]) if resized.ndim == 3 else resized, out[i])
+    return out
+
+
 ORIENTATION_RESIZE_LIMIT = 4096
 """Above this many pixels on the resized page's long side, the orientation input samples its
 centre window directly instead of resizing the whole page first."""

@@ -244,6 +244,95 @@ def test_models_load_from_a_folder_and_from_a_uri(tmp_path, monkeypatch):
     assert exact_line_ratio(result["rec_texts"], [line.text for line in page.lines]) >= 0.75
 
 
+PADDLEX_TEXTLINE_YML = """\
+Global:
+  model_name: PP-LCNet_x0_25_textline_ori
+PreProcess:
+  transform_ops:
+  - ResizeImage:
+      size: [160, 80]
+  - NormalizeImage:
+      channel_num: 3
+      mean: [0.485, 0.456, 0.406]
+      order: ''
+      scale: 0.00392156862745098
+      std: [0.229, 0.224, 0.225]
+  - ToCHWImage: null
+PostProcess:
+  Topk:
+    topk: 1
+    label_list:
+    - 0_degree
+    - 180_degree
+"""
+"""PaddleX's ``inference.yml`` of its PP-LCNet text-line classifiers (the default one of its
+General OCR pipeline), as PaddleX ships it."""
+
+
+def _channel_classifier_onnx(path: Path) -> None:
+    """An ONNX classifier with PP-LCNet's text-line contract, input ``x`` of fixed
+    ``(N, 3, 80, 160)``, output ``(N, 2)`` softmax: class 0 when input channel 0 is brighter
+    on average than channel 2, else class 1."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    nodes = [
+        helper.make_node("ReduceMean", ["x", "axes"], ["means"], keepdims=0),
+        helper.make_node("Gather", ["means", "channels"], ["picked"], axis=1),
+        helper.make_node("Mul", ["picked", "gain"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["probs"], axis=1),
+    ]
+    initializers = [
+        helper.make_tensor("axes", TensorProto.INT64, [2], [2, 3]),
+        helper.make_tensor("channels", TensorProto.INT64, [2], [0, 2]),
+        helper.make_tensor("gain", TensorProto.FLOAT, [], [10.0]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "textline_ori",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 80, 160])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", 2])],
+        initializers,
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), path)
+
+
+def test_a_paddlex_pp_lcnet_textline_classifier_folder_gets_its_own_input_and_labels(tmp_path):
+    """A folder in PaddleX's layout (its ``inference.yml`` names a 160 x 80 ``ResizeImage`` and
+    labels ``0_degree``/``180_degree``) gets crops stretched to 160 x 80, ImageNet-normalised
+    in RGB order, and its labels read as 0 and 180; the PP-OCR classifier keeps its 192 x 48
+    keep-aspect input. The model here answers by colour: red crops (R brightest) are class 0,
+    blue ones class 1, so BGR order would swap the answers and a 192 x 48 input would not run."""
+    from ocr_actors.runtime.models import classifier_settings_from_yaml
+    from ocr_actors.runtime.runners import label_angle
+
+    folder = tmp_path / "PP-LCNet_x0_25_textline_ori"
+    folder.mkdir()
+    (folder / "inference.yml").write_text(PADDLEX_TEXTLINE_YML)
+    _channel_classifier_onnx(folder / "inference.onnx")
+    resolved = resolve_model(str(folder))
+    assert (resolved.labels, resolved.stretch_size) == (("0_degree", "180_degree"), (160, 80))
+    red = np.zeros((30, 400, 3), np.uint8)
+    red[:, :, 2] = 255
+    blue = np.zeros((52, 90, 3), np.uint8)
+    blue[:, :, 0] = 255
+    classifier = TextlineClassifier(str(folder), EngineConfig(threads=1))
+    read = classifier.classify([red, blue])
+    assert [angle for angle, _ in read] == [0, 180] and min(score for _, score in read) > 0.99
+    assert classifier.prepare([red, red[:, :, 2:]]).shape == (2, 3, 80, 160)  # a grey crop too
+    shipped = TextlineClassifier("ch_ppocr_mobile_v2.0_cls", EngineConfig(threads=1))
+    assert shipped.prepare([red]).shape == (1, 3, 48, 192) and shipped.angles == (0, 180)
+    assert classifier_settings_from_yaml(
+        {"PreProcess": {"transform_ops": [{"ResizeImage": {"resize_short": 256}}]}}
+    ) == (
+        (),
+        None,
+    )
+    assert [label_angle(label) for label in ("0", "90_degree", " 270 ")] == [0, 90, 270]
+    with pytest.raises(ValueError, match="names no angle"):
+        label_angle("upside_down")
+
+
 def test_unknown_model_and_missing_package_errors_name_the_fix():
     with pytest.raises(ModelNotFoundError, match="PP-OCRv6_small_rec"):
         resolve_model("PP-OCRv9_huge_rec")

@@ -115,6 +115,9 @@ class ResolvedModel:
         dictionary: recognition characters (without blank/space), if found.
         labels: classifier labels, if known.
         det_defaults: the model's own DB post-processing settings, if known.
+        stretch_size: ``(width, height)`` a classifier's inputs are stretched to, aspect not
+            kept (PaddleX's PP-LCNet models: ``ResizeImage: size`` in ``inference.yml``), or
+            None for the PP-OCR text-line classifier's keep-aspect 192 x 48 input.
     """
 
     name: str
@@ -124,6 +127,7 @@ class ResolvedModel:
     dictionary: tuple[str, ...] | None = None
     labels: tuple[str, ...] = ()
     det_defaults: dict[str, Any] = field(default_factory=dict)
+    stretch_size: tuple[int, int] | None = None
 
     def path_for(self, engine: str) -> Path:
         """The file or folder the named engine opens."""
@@ -173,19 +177,35 @@ def read_dictionary_file(path: Path) -> tuple[str, ...]:
         return tuple(line.rstrip("\r\n") for line in fh)
 
 
-def _dictionary_from_yaml(path: Path) -> tuple[str, ...] | None:
-    with open(path, encoding="utf-8") as fh:
-        data = yaml.safe_load(fh) or {}
+def _dictionary_from_yaml(data: dict[str, Any]) -> tuple[str, ...] | None:
+    """A recogniser's characters from its parsed ``inference.yml``, or None."""
     chars = (data.get("PostProcess") or {}).get("character_dict")
     return tuple(str(c) for c in chars) if chars else None
 
 
-def _det_defaults_from_yaml(path: Path) -> dict[str, Any]:
-    with open(path, encoding="utf-8") as fh:
-        data = yaml.safe_load(fh) or {}
+def _det_defaults_from_yaml(data: dict[str, Any]) -> dict[str, Any]:
+    """A detector's DB settings from its parsed ``inference.yml`` (those it states)."""
     post = data.get("PostProcess") or {}
     keys = ("thresh", "box_thresh", "unclip_ratio", "max_candidates")
     return {k: post[k] for k in keys if k in post}
+
+
+def classifier_settings_from_yaml(data: dict[str, Any]) -> tuple[tuple[str, ...], tuple[int, int] | None]:
+    """A PaddleX classifier's ``(labels, stretch size)`` from its parsed ``inference.yml``:
+    ``PostProcess.Topk.label_list`` (``("0_degree", "180_degree")``) and the ``(width,
+    height)`` of a ``ResizeImage: size`` step (``(160, 80)``); ``()`` and None where absent
+    (a ``resize_short`` step, as the page classifiers have, is no stretch)."""
+    topk = ((data.get("PostProcess") or {}).get("Topk")) or {}
+    labels = tuple(str(label) for label in topk.get("label_list") or ())
+    stretch: tuple[int, int] | None = None
+    for op in (data.get("PreProcess") or {}).get("transform_ops") or ():
+        size = (op or {}).get("ResizeImage", {}) if isinstance(op, dict) else {}
+        size = (size or {}).get("size")
+        if isinstance(size, (list, tuple)) and len(size) == 2:
+            stretch = (int(size[0]), int(size[1]))
+        elif isinstance(size, int):
+            stretch = (size, size)
+    return labels, stretch
 
 
 def resolve_folder(folder: Path, name: str, kind: str = "") -> ResolvedModel:
@@ -207,15 +227,21 @@ def resolve_folder(folder: Path, name: str, kind: str = "") -> ResolvedModel:
         raise ModelNotFoundError(f"no .onnx file and no Paddle inference model in {name!r}")
     dictionary = None
     det_defaults: dict[str, Any] = {}
+    labels: tuple[str, ...] = ()
+    stretch: tuple[int, int] | None = None
     yml = folder / "inference.yml"
     if yml.exists():
-        dictionary = _dictionary_from_yaml(yml)
-        det_defaults = _det_defaults_from_yaml(yml)
+        with open(yml, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh) or {}
+        dictionary = _dictionary_from_yaml(data)
+        det_defaults = _det_defaults_from_yaml(data)
+        labels, stretch = classifier_settings_from_yaml(data)
     if dictionary is None:
         txts = sorted(p for p in folder.glob("*.txt") if "dict" in p.name or "keys" in p.name)
         if txts:
             dictionary = read_dictionary_file(txts[0])
-    return ResolvedModel(name, kind, onnx_file, folder if has_paddle else None, dictionary, (), det_defaults)
+    paddle_dir = folder if has_paddle else None
+    return ResolvedModel(name, kind, onnx_file, paddle_dir, dictionary, labels, det_defaults, stretch)
 
 
 def cache_root() -> Path:

@@ -6,6 +6,7 @@ parameters are arguments, never stored on the runner.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Sequence
@@ -37,6 +38,7 @@ from ocr_actors.preprocess import (
     prepare_det_batch,
     prepare_doc_orientation_input,
     prepare_rec_batch,
+    prepare_stretched_cls_batch,
     prepare_textline_cls_batch,
     rec_batch_width,
     rec_resized_width,
@@ -530,19 +532,34 @@ class TextlineClassifier:
     def __init__(self, model: str, engine: EngineConfig, batch_size: int = 16, thresh: float = 0.9) -> None:
         self.model_name = model
         self._model, self._session = open_model(model, engine)
-        self.labels = self._model.labels or ("0", "180")
+        self.angles = tuple(label_angle(label) for label in self._model.labels or ("0", "180"))
         self.batch_size = batch_size
         self.thresh = thresh
+
+    def prepare(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+        """The model's input for these crops: PP-OCR's keep-aspect 192 x 48, or a PP-LCNet
+        model's stretched size (:attr:`ResolvedModel.stretch_size`)."""
+        if self._model.stretch_size is not None:
+            return prepare_stretched_cls_batch(crops, *self._model.stretch_size)
+        return prepare_textline_cls_batch(crops)
 
     def classify(self, crops: Sequence[np.ndarray]) -> list[tuple[int, float]]:
         """Returns ``(angle, score)`` per crop, angle 0 or 180."""
         out: list[tuple[int, float]] = []
         for start in range(0, len(crops), self.batch_size):
-            probs = self._session.run(prepare_textline_cls_batch(crops[start : start + self.batch_size]))
+            probs = self._session.run(self.prepare(crops[start : start + self.batch_size]))
             for row in probs:
                 label = int(row.argmax())
-                out.append((int(self.labels[label]), float(row[label])))
+                out.append((self.angles[label], float(row[label])))
         return out
+
+
+def label_angle(label: str) -> int:
+    """Degrees a classifier's label names: ``"180"`` and PaddleX's ``"180_degree"`` both 180."""
+    digits = re.match(r"\d+", label.strip())
+    if digits is None:
+        raise ValueError(f"classifier label {label!r} names no angle (expected e.g. '180' or '180_degree')")
+    return int(digits.group())
 
 
 class DocOrientationClassifier:
@@ -558,12 +575,13 @@ class DocOrientationClassifier:
         if not labels:
             labels = tuple(self._session.metadata.get("character", "0\n90\n180\n270").splitlines())
         self.labels = labels
+        self.angles = tuple(label_angle(label) for label in labels)
 
     def classify(self, image: np.ndarray) -> tuple[int, float]:
         """Clockwise turn (degrees) of the page content, and the class probability."""
         probs = self._session.run(prepare_doc_orientation_input(image))[0]
         label = int(probs.argmax())
-        return int(self.labels[label]), float(probs[label])
+        return self.angles[label], float(probs[label])
 
     @staticmethod
     def upright(image: np.ndarray, angle: int) -> np.ndarray:
