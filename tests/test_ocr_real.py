@@ -322,12 +322,8 @@ def test_a_paddlex_pp_lcnet_textline_classifier_folder_gets_its_own_input_and_la
     assert classifier.prepare([red, red[:, :, 2:]]).shape == (2, 3, 80, 160)  # a grey crop too
     shipped = TextlineClassifier("ch_ppocr_mobile_v2.0_cls", EngineConfig(threads=1))
     assert shipped.prepare([red]).shape == (1, 3, 48, 192) and shipped.angles == (0, 180)
-    assert classifier_settings_from_yaml(
-        {"PreProcess": {"transform_ops": [{"ResizeImage": {"resize_short": 256}}]}}
-    ) == (
-        (),
-        None,
-    )
+    page_classifier_yml = {"PreProcess": {"transform_ops": [{"ResizeImage": {"resize_short": 256}}]}}
+    assert classifier_settings_from_yaml(page_classifier_yml) == ((), None)
     assert [label_angle(label) for label in ("0", "90_degree", " 270 ")] == [0, 90, 270]
     with pytest.raises(ValueError, match="names no angle"):
         label_angle("upside_down")
