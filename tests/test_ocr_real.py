@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -329,6 +330,30 @@ def test_a_paddlex_pp_lcnet_textline_classifier_folder_gets_its_own_input_and_la
         label_angle("upside_down")
 
 
+def test_a_recogniser_folder_whose_inference_yml_states_another_height_gets_crops_that_high(pipeline, tmp_path):
+    """``RecResizeImg: image_shape [3, 32, 320]`` in a folder's ``inference.yml`` (PP-OCR
+    2.x-era recognisers) makes crops 32 px high, not 48; PP-OCRv4's recogniser (whose input
+    height is dynamic) then reads every line at 32 px, with its own scores."""
+    folder = tmp_path / "rec32"
+    folder.mkdir()
+    shutil.copy(resolve_model("PP-OCRv4_mobile_rec").onnx_file, folder / "inference.onnx")
+    (folder / "inference.yml").write_text(
+        "PreProcess:\n  transform_ops:\n  - DecodeImage: {img_mode: BGR}\n  - RecResizeImg:\n"
+        "      image_shape: [3, 32, 320]\n"
+    )
+    assert resolve_model(str(folder)).input_height == 32
+    page = render_page(seed=151, lines_per_column=6)
+    crops = crop_lines(page.image, pipeline.engine.detector.detect([page.image])[0].quads)
+    config = TextRecognitionConfig(model=str(folder), width_scale=1.0, space_bias=1.0)
+    at_32 = TextRecognizer(config, EngineConfig(threads=2))
+    at_48 = TextRecognizer(replace(config, model="PP-OCRv4_mobile_rec"), EngineConfig(threads=2))
+    assert at_32.height == 32 and at_48.height == 48
+    assert {shape[2] for shape in at_32.batch_shapes([c.shape[:2] for c in crops])} == {32}
+    read_32, read_48 = at_32.recognize(crops), at_48.recognize(crops)
+    assert sorted(text for text, _ in read_32) == sorted(line.text for line in page.lines)
+    assert all(abs(a - b) > 1e-4 for (_, a), (_, b) in zip(read_32, read_48, strict=True))
+
+
 def test_unknown_model_and_missing_package_errors_name_the_fix():
     with pytest.raises(ModelNotFoundError, match="PP-OCRv6_small_rec"):
         resolve_model("PP-OCRv9_huge_rec")
@@ -453,8 +478,6 @@ def test_detector_canvases_pad_each_page_to_the_smallest_that_holds_it():
     """``batch_canvases`` (job_gpu.yaml: 960 x 736 and 736 x 960): portrait and landscape
     pages go to their own canvas, a square page to the square one; every shape the detector
     runs was warmed, and the boxes match the one-square-canvas layout's."""
-    from dataclasses import replace
-
     from ocr_actors.config import ConfigError, TextDetectionConfig
     from ocr_actors.runtime.runners import TextDetector, group_by_padded_shape, padded_shape
 

@@ -118,6 +118,9 @@ class ResolvedModel:
         stretch_size: ``(width, height)`` a classifier's inputs are stretched to, aspect not
             kept (PaddleX's PP-LCNet models: ``ResizeImage: size`` in ``inference.yml``), or
             None for the PP-OCR text-line classifier's keep-aspect 192 x 48 input.
+        input_height: a recogniser's input height in pixels as its ``inference.yml`` states
+            it (``RecResizeImg: image_shape [3, H, W]``: 32 for PP-OCR 2.x-era models), or
+            None when it states none.
     """
 
     name: str
@@ -128,6 +131,7 @@ class ResolvedModel:
     labels: tuple[str, ...] = ()
     det_defaults: dict[str, Any] = field(default_factory=dict)
     stretch_size: tuple[int, int] | None = None
+    input_height: int | None = None
 
     def path_for(self, engine: str) -> Path:
         """The file or folder the named engine opens."""
@@ -190,6 +194,17 @@ def _det_defaults_from_yaml(data: dict[str, Any]) -> dict[str, Any]:
     return {k: post[k] for k in keys if k in post}
 
 
+def rec_height_from_yaml(data: dict[str, Any]) -> int | None:
+    """The height of a recogniser's ``RecResizeImg: image_shape [C, H, W]`` in its parsed
+    ``inference.yml``, or None."""
+    for op in (data.get("PreProcess") or {}).get("transform_ops") or ():
+        step = op.get("RecResizeImg") if isinstance(op, dict) else None
+        shape = (step or {}).get("image_shape")
+        if isinstance(shape, (list, tuple)) and len(shape) == 3 and int(shape[1]) > 0:
+            return int(shape[1])
+    return None
+
+
 def classifier_settings_from_yaml(data: dict[str, Any]) -> tuple[tuple[str, ...], tuple[int, int] | None]:
     """A PaddleX classifier's ``(labels, stretch size)`` from its parsed ``inference.yml``:
     ``PostProcess.Topk.label_list`` (``("0_degree", "180_degree")``) and the ``(width,
@@ -229,6 +244,7 @@ def resolve_folder(folder: Path, name: str, kind: str = "") -> ResolvedModel:
     det_defaults: dict[str, Any] = {}
     labels: tuple[str, ...] = ()
     stretch: tuple[int, int] | None = None
+    input_height: int | None = None
     yml = folder / "inference.yml"
     if yml.exists():
         with open(yml, encoding="utf-8") as fh:
@@ -236,12 +252,13 @@ def resolve_folder(folder: Path, name: str, kind: str = "") -> ResolvedModel:
         dictionary = _dictionary_from_yaml(data)
         det_defaults = _det_defaults_from_yaml(data)
         labels, stretch = classifier_settings_from_yaml(data)
+        input_height = rec_height_from_yaml(data)
     if dictionary is None:
         txts = sorted(p for p in folder.glob("*.txt") if "dict" in p.name or "keys" in p.name)
         if txts:
             dictionary = read_dictionary_file(txts[0])
     paddle_dir = folder if has_paddle else None
-    return ResolvedModel(name, kind, onnx_file, paddle_dir, dictionary, labels, det_defaults, stretch)
+    return ResolvedModel(name, kind, onnx_file, paddle_dir, dictionary, labels, det_defaults, stretch, input_height)
 
 
 def cache_root() -> Path:

@@ -346,7 +346,8 @@ class TextDetector:
 
 
 REC_HEIGHT = 48
-"""Input height of PP-OCR recognisers, pixels."""
+"""Input height of PP-OCR recognisers (PP-OCRv3 on), pixels; a model folder's ``inference.yml``
+may state another (:attr:`ResolvedModel.input_height`)."""
 
 
 class TextRecognizer:
@@ -365,6 +366,8 @@ class TextRecognizer:
         self._buffers = ThreadBuffers()
         with GpuSetupLock(engine.device, engine.gpu_setup_turns) as lock:
             self._model = resolve_model(config.model, engine.engine)
+            self.height = self._model.input_height or REC_HEIGHT
+            """The input height crops are resized to, pixels."""
             model_file = engine_model_file(self._model.path_for(engine.engine), engine)
             fused = None
             if fuse_decode and engine.engine != "paddle" and self._model.onnx_file is not None:
@@ -374,7 +377,7 @@ class TextRecognizer:
             session_file = fused[0] if fused else model_file
             pixel_file = pixel_model_file(session_file, REC_SCALE, REC_SHIFT, engine)
             self.pixels_in = pixel_file is not None
-            """The session takes ``(N, 48, W, C)`` uint16 pixels, normalised in its graph."""
+            """The session takes ``(N, height, W, C)`` uint16 pixels, normalised in its graph."""
             self._session = open_session(pixel_file or session_file, engine, convert=False)
             dictionary = self._model.dictionary
             if dictionary is None:
@@ -398,23 +401,23 @@ class TextRecognizer:
 
     @property
     def session(self) -> InferenceSession:
-        """The engine session (``(N, 3, 48, W)`` float32 in, or with :attr:`pixels_in` ``(N, 48,
+        """The engine session (``(N, 3, height, W)`` float32 in, or with :attr:`pixels_in` ``(N, height,
         W, C)`` uint16 pixels; with ``fused_decode`` the class index and score per step out)."""
         return self._session
 
     def batch_shapes(self, crop_sizes: Sequence[tuple[int, int]]) -> list[tuple[int, int, int, int]]:
-        """The input shapes ``(N, 3, 48, W)`` :meth:`recognize` sends to the session for
+        """The input shapes ``(N, 3, height, W)`` :meth:`recognize` sends to the session for
         crops of these ``(h, w)`` sizes, one per call, in call order (no pixels needed)."""
         cfg = self.config
         shapes = []
         for batch in self.batches(crop_sizes):
             widest = max(
-                rec_resized_width(crop_sizes[i][0], crop_sizes[i][1], REC_HEIGHT, cfg.max_width, cfg.width_scale)
+                rec_resized_width(crop_sizes[i][0], crop_sizes[i][1], self.height, cfg.max_width, cfg.width_scale)
                 for i in batch.indices
             )
             width = rec_batch_width(widest, cfg.min_width, cfg.width_multiple, cfg.width_buckets)
             rows = max(len(batch.indices), cfg.batch_size if cfg.pad_batch else 0)
-            shapes.append((rows, 3, REC_HEIGHT, width))
+            shapes.append((rows, 3, self.height, width))
         return shapes
 
     def batches(self, crop_sizes: Sequence[tuple[int, int]]) -> list[Batch]:
@@ -425,7 +428,7 @@ class TextRecognizer:
         if cfg.batch_by_bucket:
             groups = [
                 rec_batch_width(
-                    rec_resized_width(h, w, REC_HEIGHT, cfg.max_width, cfg.width_scale),
+                    rec_resized_width(h, w, self.height, cfg.max_width, cfg.width_scale),
                     cfg.min_width,
                     cfg.width_multiple,
                     cfg.width_buckets,
@@ -441,7 +444,7 @@ class TextRecognizer:
         widest = rec_batch_width(
             max(cfg.max_width, cfg.min_width), cfg.min_width, cfg.width_multiple, cfg.width_buckets
         )
-        return self._buffers.get(cfg.batch_size * 3 * REC_HEIGHT * widest, np.uint16 if self.pixels_in else np.float32)
+        return self._buffers.get(cfg.batch_size * 3 * self.height * widest, np.uint16 if self.pixels_in else np.float32)
 
     def prepare_batch(self, members: Sequence[np.ndarray]) -> np.ndarray:
         """The session's input for one batch of crops (:meth:`batches`), in the calling thread's
@@ -449,7 +452,7 @@ class TextRecognizer:
         cfg = self.config
         return prepare_rec_batch(
             members,
-            REC_HEIGHT,
+            self.height,
             cfg.min_width,
             cfg.max_width,
             cfg.width_scale,
@@ -479,7 +482,7 @@ class TextRecognizer:
         return ctc_greedy_decode(probs, self.characters, self.config.space_bias)
 
     def warmup_shapes(self) -> list[tuple[int, int, int, int]]:
-        """The input shapes ``(N, 3, 48, W)`` of the buckets a batch can land in, when the
+        """The input shapes ``(N, 3, height, W)`` of the buckets a batch can land in, when the
         batch dimension is fixed (``pad_batch``); else ``[]``. Batches wider than the last
         bucket (when ``max_width`` exceeds it) are not covered."""
         cfg = self.config
@@ -487,7 +490,7 @@ class TextRecognizer:
             return []
         narrowest = rec_batch_width(cfg.min_width, cfg.min_width, cfg.width_multiple, cfg.width_buckets)
         widest = rec_batch_width(cfg.max_width, cfg.min_width, cfg.width_multiple, cfg.width_buckets)
-        return [(cfg.batch_size, 3, REC_HEIGHT, w) for w in cfg.width_buckets if narrowest <= w <= widest]
+        return [(cfg.batch_size, 3, self.height, w) for w in cfg.width_buckets if narrowest <= w <= widest]
 
     def warm_up(self) -> list[tuple[tuple[int, int, int, int], float]]:
         """Run one blank batch of every shape in :meth:`warmup_shapes`; returns each shape
