@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ocr_actors.config import ConfigError, OCRConfig, _check
-from ocr_actors.redaction import redact_text
+from ocr_actors.redaction import redact_text, redact_uri, store_uri_has_credentials
 
 PARQUET_COMPRESSIONS = ("zstd", "snappy", "gzip", "brotli", "lz4", "none")
 """The codecs ``output.compression`` takes (pyarrow's Parquet writer)."""
@@ -35,6 +35,21 @@ class SourceConfig:
     manifest_column: str = "uri"
     pdf_pages: str = ""
     storage_options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_uri_credentials(self.uri, "source.uri", "source.storage_options")
+
+
+def check_uri_credentials(uri: str, key: str, options_key: str) -> None:
+    """Refuse credentials written into an object-store URI (``s3://KEY:SECRET@bucket/…``):
+    its storage library would not read them and would quote them in its errors. Raises
+    :class:`ConfigError` naming the URI redacted."""
+    if store_uri_has_credentials(uri):
+        scheme = uri.partition("://")[0]
+        raise ConfigError(
+            f"{key}: credentials written into a {scheme}:// URI are not read by its storage library; give them "
+            f"in {options_key} (key, secret) or the environment ({redact_uri(uri)})"
+        )
 
 
 ERROR_TYPES = (
@@ -90,6 +105,7 @@ class OutputConfig:
     retry_errors: tuple[str, ...] = ("read_failed", "not_found", "access_denied", "ocr_failed")
 
     def __post_init__(self) -> None:
+        check_uri_credentials(self.uri, "output.uri", "output.storage_options")
         _check(self.mode in ("resume", "incremental", "overwrite"), "output.mode", self.mode)
         _check(self.rows_per_file >= 1, "output.rows_per_file", self.rows_per_file)
         _check(self.lease_ttl_s >= 10, "output.lease_ttl_s", self.lease_ttl_s)

@@ -8,12 +8,18 @@ from __future__ import annotations
 import logging
 import re
 
-URL_CREDENTIALS = re.compile(r"[^\s/@:'\"]+:[^\s/@'\"]+@")  # user:password@, with or without a scheme before
+URL_CREDENTIALS = re.compile(r"[^\s/@:'\"]+:(?!//|\d+/)[^\s@'\"]+@")
+"""``user:password@``, with or without a scheme before; the password may hold ``/`` (about half
+of AWS secret keys do), so a path with ``:`` before an ``@`` is hidden too (errs on hiding);
+a scheme's ``://`` and a ``host:port/`` are no password."""
 SECRET_QUERY_PARAMETER = re.compile(
     r"(?i)(?<=[?&])((?:x-amz-|x-goog-)?(?:signature|credential|security-token)|sig|token|access_token"
     r"|awsaccesskeyid|key|api_key|apikey|password|secret)=[^&#\s'\"]+"
 )
 REDACTED = "***"
+PATH_SCHEMES = ("file", "local", "http", "https", "memory")
+"""Schemes whose first path part may hold ``:`` (a drive, a ``host:port``): no user
+information is read into one without an ``@`` in it."""
 
 
 def redact_text(text: str) -> str:
@@ -25,6 +31,14 @@ def redact_text(text: str) -> str:
         return text
     text = URL_CREDENTIALS.sub(f"{REDACTED}@", text)
     return SECRET_QUERY_PARAMETER.sub(lambda m: f"{m.group(1)}={REDACTED}", text)
+
+
+def store_uri_has_credentials(uri: str) -> bool:
+    """Whether an object-store URI (``s3://``, ``gs://``, …; not ``http(s)`` or a local path)
+    has user information written into it: ``s3://KEY:SECRET@bucket/…``, also with a ``/`` in
+    the secret. fsspec's object stores do not read it (they would take it for the bucket's
+    name, and quote it in their errors)."""
+    return "@" in uri and redact_uri(uri) != uri and uri.partition("://")[0].split("::")[-1].lower() not in PATH_SCHEMES
 
 
 def redact_uri(uri: str) -> str:
@@ -41,7 +55,12 @@ def redact_uri(uri: str) -> str:
     if not separator or not all(p.replace("+", "").replace("-", "").replace(".", "").isalnum() for p in protocols):
         return uri  # a local path: nothing in it is a credential
     authority, slash, path = rest.partition("/")
-    if "@" in authority:
+    if "@" not in authority and ":" in authority and "@" in rest and scheme.lower() not in PATH_SCHEMES:
+        # ``s3://KEY:SE/CRET@bucket/key``: a bucket name never holds ":", so this is user
+        # information whose secret holds "/" (about half of AWS secret keys), up to the first "@"
+        authority, slash, path = rest.split("@", 1)[1].partition("/")
+        authority = f"{REDACTED}@{authority}"
+    elif "@" in authority:
         authority = f"{REDACTED}@{authority.rsplit('@', 1)[1]}"
     if scheme.lower() in ("http", "https") and "=" in path:
         path = SECRET_QUERY_PARAMETER.sub(lambda m: f"{m.group(1)}={REDACTED}", path)

@@ -212,3 +212,89 @@ def test_memory_uri_limits_and_missing(memory_bucket: str) -> None:
         read_bytes(f"memory://{memory_bucket}/docs/missing.png")
     with pytest.raises(InputNotFoundError):
         list(expand_inputs(f"memory://{memory_bucket}/nothing-here.png"))
+
+
+def test_http_refusals_are_access_denied_server_errors_read_failures_and_only_404_not_found() -> None:
+    """An expired signed URL answers 403: that is access denied (re-sign it), not a missing
+    object; a 5xx is a failed read; only a 404 is "not found"."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from ocr_actors.io.decode import ReadFailedError
+    from ocr_actors.io.sources import SourceAccessError
+
+    class Refusing(BaseHTTPRequestHandler):
+        def do_HEAD(self) -> None:
+            self.do_GET()
+
+        def do_GET(self) -> None:
+            status = int(self.path.strip("/").split(".")[0])
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        for status in (401, 403):
+            with pytest.raises(SourceAccessError, match="access denied"):
+                read_bytes(f"{base}/{status}.png?X-Amz-Signature=abc")
+        with pytest.raises(ReadFailedError, match="HTTP 503"):
+            read_bytes(f"{base}/503.png")
+        with pytest.raises(InputNotFoundError):
+            read_bytes(f"{base}/404.png")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_credentials_written_into_a_store_uri_are_refused_without_showing_them(tmp_path: Path) -> None:
+    """``s3://KEY:SECRET@bucket/…`` (s3fs and gcsfs do not read it and would quote it in their
+    errors; half of AWS secrets hold "/", which once slipped past the redaction): the job's
+    config refuses it as input or output, a manifest's entry gets an unsupported-type error,
+    and no message shows the secret."""
+    from ocr_actors.config import ConfigError
+    from ocr_actors.io.decode import UnsupportedInputError
+    from ocr_actors.job_config import OutputConfig, SourceConfig
+    from ocr_actors.redaction import redact_text, redact_uri, store_uri_has_credentials
+
+    secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCY"
+    uri = f"s3://AKIAFAKE:{secret}@bucket/scans/"
+    assert redact_uri(uri) == "s3://***@bucket/scans/"
+    assert redact_uri(f"s3://AKIAFAKE:{secret}@bucket/a@b.png") == "s3://***@bucket/a@b.png"
+    assert redact_text(f"error: input not found: {uri} (x)") == "error: input not found: s3://***@bucket/scans/ (x)"
+    assert store_uri_has_credentials(uri) and store_uri_has_credentials("gs://K:S@b/x")
+    for plain in ("s3://bucket/a@b.png", "gs://b/x:y@z.png", "https://u:p@host/x", "/tmp/a:b@c.png", "s3://b/k?v=1"):
+        assert not store_uri_has_credentials(plain), plain
+    for make, key in ((lambda: SourceConfig(uri=uri), "source.uri"), (lambda: OutputConfig(uri=uri), "output.uri")):
+        with pytest.raises(ConfigError, match=f"{key}: credentials written into a s3:// URI") as refused:
+            make()
+        assert secret.split("/")[0] not in str(refused.value) and "s3://***@bucket/scans/" in str(refused.value)
+    with pytest.raises(UnsupportedInputError) as entry:
+        read_bytes(f"s3://AKIAFAKE:{secret}@bucket/a.png")
+    assert "AKIAFAKE" not in str(entry.value) and secret.split("/")[0] not in str(entry.value)
+
+
+def test_a_missing_manifest_is_an_input_not_found_that_names_it(tmp_path: Path) -> None:
+    from ocr_actors.io.listing import iter_sources
+
+    missing = tmp_path / "lists" / "nope.txt"
+    with pytest.raises(InputNotFoundError, match=f"input not found: the manifest {missing}"):
+        next(iter_sources(str(missing), "uri", {}))
+
+
+def test_a_store_that_never_answers_is_unreachable_not_an_unknown_failure() -> None:
+    """botocore's ReadTimeoutError (a store that takes connections and never answers) is an
+    unreachable store: exit 2 with "cannot reach the store", not a traceback and exit 5."""
+    from botocore.exceptions import ReadTimeoutError
+
+    from ocr_actors.io.sources import StorageUnreachableError, storage_access
+
+    unreachable = pytest.raises(StorageUnreachableError, match="cannot reach the store listing s3://b/")
+    with unreachable, storage_access("listing s3://b/"):
+        raise ReadTimeoutError(endpoint_url="http://127.0.0.1:9")

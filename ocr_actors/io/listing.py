@@ -60,7 +60,14 @@ def iter_manifest(uri: str, column: str, storage_options: Mapping[str, Any]) -> 
 
     fs, path = fsspec.core.url_to_fs(uri, **dict(storage_options))
     base = uri.rsplit("/", 1)[0] if "://" in uri else os.path.dirname(os.path.abspath(path))  # absolute: workers
-    with fs.open(path, "rb") as fh:
+    try:
+        opened = fs.open(path, "rb")
+    except (FileNotFoundError, IsADirectoryError) as exc:  # S3 says only the key, or "bucket does not exist"
+        from ocr_actors.io.decode import InputNotFoundError
+
+        what = "a folder, not a manifest file" if isinstance(exc, IsADirectoryError) else "not found"
+        raise InputNotFoundError(f"input not found: the manifest {uri} ({what}: {exc})") from exc
+    with opened as fh:
         try:
             for entry in _manifest_entries(fh, uri, column):
                 if "://" in entry:

@@ -162,6 +162,49 @@ def check_output_location(output: str, storage_options: Mapping[str, Any]) -> No
         raise ValueError(f"the output {output} is a file: give a folder or prefix (it may not exist yet)")
 
 
+@dataclass
+class JobRows:
+    """What one run wrote, read back from the output: its part files and rows by status."""
+
+    files: int = 0
+    rows: int = 0
+    pages_ok: int = 0
+    error_rows: int = 0
+    errors_by_type: dict[str, int] = field(default_factory=dict)
+
+
+def count_job_rows(
+    output: str, storage_options: Mapping[str, Any], job_id: str, skip_names: frozenset[str] = frozenset()
+) -> JobRows:
+    """The rows of ``job_id`` in the part files whose names are not in ``skip_names`` (those
+    the output held when the run started), counted from their ``job_id``, ``status`` and
+    ``error_type`` columns. For a run stopped midway: its driver hears of part files late, so
+    its own counts fall short of what the output holds."""
+    import fsspec
+    import pyarrow.compute as pc
+
+    fs, _ = fsspec.core.url_to_fs(output, **dict(storage_options))
+    found = JobRows()
+    errors: dict[str, int] = {}
+    for path in list_parts(output, storage_options):
+        if path.rsplit("/", 1)[-1] in skip_names:
+            continue
+        with fs.open(path, "rb") as fh:
+            table = pq.read_table(fh, columns=["job_id", "status", "error_type"])
+        ours = table.filter(pc.equal(table["job_id"], job_id))
+        if not ours.num_rows:
+            continue
+        found.files += 1
+        found.rows += ours.num_rows
+        found.pages_ok += pc.sum(pc.equal(ours["status"], "ok")).as_py() or 0
+        failed = ours.filter(pc.equal(ours["status"], "error"))
+        found.error_rows += failed.num_rows
+        for kind in failed["error_type"].to_pylist():
+            errors[kind or "unknown"] = errors.get(kind or "unknown", 0) + 1
+    found.errors_by_type = errors
+    return found
+
+
 def list_parts(output: str, storage_options: Mapping[str, Any]) -> list[str]:
     """Paths of the finished part files under the output (none if it does not exist)."""
     import fsspec

@@ -17,6 +17,7 @@ from ocr_actors.io.decode import (
     TooLargeInputError,
     UnsupportedInputError,
 )
+from ocr_actors.redaction import redact_uri, store_uri_has_credentials
 
 IMAGE_SUFFIXES = (
     *(".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".tif", ".tiff", ".bmp", ".dib", ".webp", ".gif"),
@@ -37,9 +38,11 @@ class StorageUnreachableError(SourceAccessError):
 UNREACHABLE_ERRORS = (
     "EndpointConnectionError",
     "ConnectTimeoutError",
+    "ReadTimeoutError",  # botocore: a store that accepts connections and never answers
     "ConnectionClosedError",
     "ClientConnectorError",
     "ServerTimeoutError",
+    "ReadTimeout",
 )
 
 
@@ -108,6 +111,15 @@ def expand_inputs(
     for item in items:
         with storage_access(f"listing {item}"):
             yield from _expand_one(item, storage_options, on_skip)
+
+
+def http_status(exc: BaseException | None) -> int | None:
+    """The HTTP status an HTTP client's error carries (aiohttp's ``status``, requests'
+    ``response.status_code``), or None."""
+    status = getattr(exc, "status", None)
+    if status is None:
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+    return status if isinstance(status, int) else None
 
 
 def _unreachable(exc: BaseException | None) -> bool:
@@ -204,6 +216,11 @@ def read_bytes(uri: str, storage_options: Mapping[str, Any] | None = None, max_b
     regular file (a folder, a named pipe: reading one would block). Raises an
     :class:`InputError` (``not_found``, ``too_large``, ``unsupported_type``, ``read_failed``
     for any other storage or I/O failure) or :class:`SourceAccessError`."""
+    if store_uri_has_credentials(uri):  # a manifest's entry: its storage library would quote them in errors
+        raise UnsupportedInputError(
+            f"{redact_uri(uri)}: credentials written into the URI are not read; give them as storage options "
+            "or through the environment"
+        )
     try:
         fs, path = _filesystem(uri, storage_options)
         with storage_access(f"reading {uri}"):
@@ -212,6 +229,11 @@ def read_bytes(uri: str, storage_options: Mapping[str, Any] | None = None, max_b
             except FileNotFoundError as exc:
                 if _unreachable(exc.__cause__):  # HTTP reports a refused connection as not found
                     raise ReadFailedError(f"could not read {uri}: {type(exc.__cause__).__name__}") from exc
+                status = http_status(exc.__cause__)  # and any refusal: an expired signed URL's 403 too
+                if status in (401, 403):
+                    raise PermissionError(f"HTTP {status}") from exc
+                if status is not None and status >= 500:
+                    raise ReadFailedError(f"could not read {uri}: the server answered HTTP {status}") from exc
                 raise InputNotFoundError(f"input not found: {uri}") from exc
             kind = info.get("type", "file")
             if kind != "file":  # "directory", or "other": a named pipe, socket or device

@@ -38,6 +38,7 @@ from ocr_actors.io.parquet import (
     DoneIndex,
     check_output_location,
     clean_tmp,
+    count_job_rows,
     drop_retried_rows,
     list_parts,
     remove_parts,
@@ -767,10 +768,12 @@ def _run_leased(
     started: float,
     lease: OutputLease,
     quiet: bool = False,
+    start: OutputAtStart | None = None,
 ) -> JobConfig:
     """Plan, process and summarise, holding the output's ``lease`` (checked between chunks and
     batches, and before anything is deleted); returns the config that ran. ``quiet``: no
-    progress lines, Ray Data's own included."""
+    progress lines, Ray Data's own included; ``start`` is told the part files the output held
+    before anything was written."""
     out_options = config.output_storage_options
     overwrite = config.output.mode == "overwrite"
     done = DoneIndex()
@@ -786,6 +789,8 @@ def _run_leased(
         if summary.settings_changed:
             say(describe_settings_changes(summary.settings_changed))
     done_rows = done.rows
+    if start is not None:
+        start.part_names = frozenset(done.part_rows)
     with storage_access(f"on the output {config.output.uri}"):
         spool = WorkSpool(config.output.uri, job_id, out_options)
     try:
@@ -1083,6 +1088,25 @@ def _clean_abandoned(config: JobConfig, abandoned: LeaseRecord, say: Callable[[s
         log.warning("could not remove the work files of job %s: %s", abandoned.job_id, type(exc).__name__)
 
 
+@dataclass
+class OutputAtStart:
+    """The output's part files when the run started (set once planned; None before)."""
+
+    part_names: frozenset[str] | None = None
+
+
+def _count_written(config: JobConfig, summary: JobSummary, before: frozenset[str]) -> None:
+    """Set ``summary``'s files, rows and error counts to what the output holds of this run
+    (:func:`count_job_rows` over the part files not in ``before``), where that is more than
+    the driver counted: a stopped run's write tasks may have committed files it never heard
+    of. Lines and stage times stay as counted."""
+    found = count_job_rows(config.output.uri, config.output_storage_options, summary.job_id, before)
+    if found.rows > summary.rows_written:
+        summary.files_written, summary.rows_written = found.files, found.rows
+        summary.pages_ok, summary.error_rows = found.pages_ok, found.error_rows
+        summary.errors_by_type = found.errors_by_type
+
+
 def run_job(config: JobConfig, progress: TextIO | None = sys.stderr) -> JobSummary:
     """Run the batch job to completion.
 
@@ -1118,19 +1142,22 @@ def run_job(config: JobConfig, progress: TextIO | None = sys.stderr) -> JobSumma
     lease = OutputLease(
         config.output.uri, job_id, out_options, config.output.lease_ttl_s, config.output.take_over_lease
     )
+    start = OutputAtStart()
     try:
         with storage_access(f"taking the lease of the output {config.output.uri}"):
             abandoned = lease.acquire()
         if abandoned is not None:
             _clean_abandoned(config, abandoned, say)
         quiet = progress is None
-        config = _run_leased(config, job_id, summary, first_chunk, listing, report, say, started, lease, quiet)
+        config = _run_leased(config, job_id, summary, first_chunk, listing, report, say, started, lease, quiet, start)
     except (KeyboardInterrupt, Terminated) as exc:
         summary.status = "interrupted"
         summary.message = "stopped by SIGTERM" if isinstance(exc, Terminated) else "interrupted (SIGINT)"
         summary.wall_seconds = round(time.perf_counter() - started, 3)
         try:  # what was written so far, under the lease still held
             with storage_access(f"writing the job summary under {config.output.uri}"):
+                if start.part_names is not None:  # the driver hears of files late: count the output's own
+                    _count_written(config, summary, start.part_names)
                 _write_job_files(config, summary)
         except Exception as write_error:
             log.warning("could not write the summary of the interrupted run: %s", type(write_error).__name__)
