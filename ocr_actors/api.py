@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -15,6 +16,7 @@ from ocr_actors.io.decode import (
     InputError,
     Page,
     PageFailure,
+    TooLargeInputError,
     UnsupportedInputError,
     decode_document,
     sniff_kind,
@@ -92,15 +94,17 @@ class OCRPipeline:
             yield OCRResult(page, path, page_index, image)
 
     def _pages(self, input: PipelineInput) -> Iterator[tuple[str | None, int | None, np.ndarray]]:
-        single = (str, Path, np.ndarray, bytes, bytearray, memoryview)
+        single = (str, os.PathLike, np.ndarray, bytes, bytearray, memoryview)
         items: Iterable[Any] = [input] if isinstance(input, single) else input
         cfg = self.config.input
         for item in items:
             if isinstance(item, np.ndarray):
                 yield None, None, as_bgr_page(item)
             elif isinstance(item, (bytes, bytearray, memoryview)):
+                if len(item) > cfg.max_bytes:  # as a file of that size is
+                    raise TooLargeInputError(f"the input is {len(item)} bytes, above the limit of {cfg.max_bytes}")
                 yield from self._decoded(None, bytes(item))
-            elif isinstance(item, (str, Path)):
+            elif isinstance(item, (str, os.PathLike)):
                 for uri in expand_inputs(str(item), cfg.storage_options):
                     yield from self._decoded(uri, read_bytes(uri, cfg.storage_options, cfg.max_bytes))
             else:

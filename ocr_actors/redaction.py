@@ -12,14 +12,18 @@ URL_CREDENTIALS = re.compile(r"[^\s/@:'\"]+:(?!//|\d+/)[^\s@'\"]+@")
 """``user:password@``, with or without a scheme before; the password may hold ``/`` (about half
 of AWS secret keys do), so a path with ``:`` before an ``@`` is hidden too (errs on hiding);
 a scheme's ``://`` and a ``host:port/`` are no password."""
+STORE_URL_CREDENTIALS = re.compile(r"(?i)\b((?:s3a?|gcs|gs)://)[^\s/@:'\"]+:[^\s@'\"]+@")
+"""``user:password@`` right after an object store's scheme, whatever the password starts with
+(``s3://KEY:1/ab…@``, ``s3://KEY://ab…@``, which :data:`URL_CREDENTIALS` takes for a port or a
+scheme): a bucket name never holds ``:``."""
 SECRET_QUERY_PARAMETER = re.compile(
     r"(?i)(?<=[?&])((?:x-amz-|x-goog-)?(?:signature|credential|security-token)|sig|token|access_token"
     r"|awsaccesskeyid|key|api_key|apikey|password|secret)=[^&#\s'\"]+"
 )
 REDACTED = "***"
-PATH_SCHEMES = ("file", "local", "http", "https", "memory")
-"""Schemes whose first path part may hold ``:`` (a drive, a ``host:port``): no user
-information is read into one without an ``@`` in it."""
+STORE_SCHEMES = ("s3", "s3a", "gs", "gcs")
+"""Object stores whose bucket names never hold ``:`` or ``@``: there ``KEY:SECRET@`` is user
+information even with a ``/`` in the secret, and their libraries do not read it."""
 
 
 def redact_text(text: str) -> str:
@@ -29,16 +33,17 @@ def redact_text(text: str) -> str:
     :func:`redact_uri`."""
     if "@" not in text and "=" not in text:
         return text
+    text = STORE_URL_CREDENTIALS.sub(lambda m: f"{m.group(1)}{REDACTED}@", text)
     text = URL_CREDENTIALS.sub(f"{REDACTED}@", text)
     return SECRET_QUERY_PARAMETER.sub(lambda m: f"{m.group(1)}={REDACTED}", text)
 
 
 def store_uri_has_credentials(uri: str) -> bool:
-    """Whether an object-store URI (``s3://``, ``gs://``, …; not ``http(s)`` or a local path)
-    has user information written into it: ``s3://KEY:SECRET@bucket/…``, also with a ``/`` in
-    the secret. fsspec's object stores do not read it (they would take it for the bucket's
-    name, and quote it in their errors)."""
-    return "@" in uri and redact_uri(uri) != uri and uri.partition("://")[0].split("::")[-1].lower() not in PATH_SCHEMES
+    """Whether an S3 or GCS URI (:data:`STORE_SCHEMES`) has credentials written into it:
+    ``s3://KEY:SECRET@bucket/…``, also with a ``/`` in the secret. s3fs and gcsfs do not read
+    them (they would take them for the bucket's name, and quote them in their errors)."""
+    scheme = uri.partition("://")[0].split("::")[-1].lower()
+    return "@" in uri and scheme in STORE_SCHEMES and redact_uri(uri) != uri
 
 
 def redact_uri(uri: str) -> str:
@@ -55,12 +60,15 @@ def redact_uri(uri: str) -> str:
     if not separator or not all(p.replace("+", "").replace("-", "").replace(".", "").isalnum() for p in protocols):
         return uri  # a local path: nothing in it is a credential
     authority, slash, path = rest.partition("/")
-    if "@" not in authority and ":" in authority and "@" in rest and scheme.lower() not in PATH_SCHEMES:
+    web = scheme.lower() in ("http", "https")
+    if "@" not in authority and ":" in authority and "@" in rest and scheme.lower() in STORE_SCHEMES:
         # ``s3://KEY:SE/CRET@bucket/key``: a bucket name never holds ":", so this is user
         # information whose secret holds "/" (about half of AWS secret keys), up to the first "@"
         authority, slash, path = rest.split("@", 1)[1].partition("/")
         authority = f"{REDACTED}@{authority}"
-    elif "@" in authority:
+    elif "@" in authority and (web or ":" in authority.rsplit("@", 1)[0]):
+        # any user information of a URL (a token alone may be one); elsewhere a password's
+        # ``user:password@`` only: ``abfs://container@account…`` names a container, not a secret
         authority = f"{REDACTED}@{authority.rsplit('@', 1)[1]}"
     if scheme.lower() in ("http", "https") and "=" in path:
         path = SECRET_QUERY_PARAMETER.sub(lambda m: f"{m.group(1)}={REDACTED}", path)

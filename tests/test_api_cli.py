@@ -104,6 +104,9 @@ def test_a_files_bytes_are_an_input_and_other_types_are_refused_by_name(pipeline
         next(pipeline.predict([str(folder / "a.png"), 7]))
     with pytest.raises(EmptyInputError):
         next(pipeline.predict(b""))
+    small = create_pipeline("OCR", input__max_bytes=len(png) - 1)  # bytes are held to the file size limit too
+    with pytest.raises(TooLargeInputError, match=f"{len(png)} bytes"):
+        next(small.predict(png))
 
 
 def _one_page_pdf(image: np.ndarray) -> bytes:

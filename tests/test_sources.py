@@ -221,6 +221,7 @@ def test_http_refusals_are_access_denied_server_errors_read_failures_and_only_40
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     from ocr_actors.io.decode import ReadFailedError
+    from ocr_actors.io.listing import iter_sources
     from ocr_actors.io.sources import SourceAccessError
 
     class Refusing(BaseHTTPRequestHandler):
@@ -244,10 +245,14 @@ def test_http_refusals_are_access_denied_server_errors_read_failures_and_only_40
         for status in (401, 403):
             with pytest.raises(SourceAccessError, match="access denied"):
                 read_bytes(f"{base}/{status}.png?X-Amz-Signature=abc")
-        with pytest.raises(ReadFailedError, match="HTTP 503"):
-            read_bytes(f"{base}/503.png")
-        with pytest.raises(InputNotFoundError):
-            read_bytes(f"{base}/404.png")
+        for status in (400, 429, 503):  # GCS's expired signed URL is a 400 ExpiredToken
+            with pytest.raises(ReadFailedError, match=f"HTTP {status}"):
+                read_bytes(f"{base}/{status}.png")
+        for status in (404, 410):
+            with pytest.raises(InputNotFoundError):
+                read_bytes(f"{base}/{status}.png")
+        with pytest.raises(SourceAccessError, match="access denied reading the manifest"):  # a signed manifest URL
+            next(iter_sources(f"{base}/403.txt?X-Amz-Signature=abc", "uri", {}))
     finally:
         server.shutdown()
         server.server_close()
@@ -271,6 +276,19 @@ def test_credentials_written_into_a_store_uri_are_refused_without_showing_them(t
     assert store_uri_has_credentials(uri) and store_uri_has_credentials("gs://K:S@b/x")
     for plain in ("s3://bucket/a@b.png", "gs://b/x:y@z.png", "https://u:p@host/x", "/tmp/a:b@c.png", "s3://b/k?v=1"):
         assert not store_uri_has_credentials(plain), plain
+    # secrets starting with digits and "/" or with "//" (a port or a scheme to the general rule)
+    assert redact_text("s3://KEY:1/abc@bucket x") == "s3://***@bucket x"
+    assert redact_text("at s3://AKIAX://abcdef@bucket/k.png") == "at s3://***@bucket/k.png"
+    # other stores' names are kept whole: a container, a user name, a port before an "@" in a key
+    for kept in (
+        "abfs://container@account.dfs.core.windows.net/a.png",
+        "sftp://user@host/a",
+        "hdfs://nn:8020/a/x@1.png",
+    ):
+        assert redact_uri(kept) == kept and not store_uri_has_credentials(kept), kept
+    assert redact_uri("hdfs://nn:8020/a/x@1.png") != redact_uri("hdfs://nn:8020/b/x@1.png")
+    with pytest.raises(UnsupportedInputError, match="credentials written into the URI"):  # the API's listing
+        next(expand_inputs(uri))
     for make, key in ((lambda: SourceConfig(uri=uri), "source.uri"), (lambda: OutputConfig(uri=uri), "output.uri")):
         with pytest.raises(ConfigError, match=f"{key}: credentials written into a s3:// URI") as refused:
             make()

@@ -17,15 +17,21 @@ from itertools import islice
 from typing import Any, ClassVar
 
 from ocr_actors.io.parquet import PART_PREFIX
-from ocr_actors.io.sources import expand_inputs, storage_access
+from ocr_actors.io.sources import expand_inputs, refuse_http_status, storage_access
 
 MANIFEST_SUFFIXES = (".txt", ".csv", ".parquet", ".lst")
 CHUNK_SIZE = 50_000
 
 
+def manifest_name(uri: str) -> str:
+    """The part of a URI whose suffix says what a manifest is: an ``http(s)`` URL without its
+    query (a signed URL: ``…/list.txt?X-Amz-Signature=…``), anything else as it is."""
+    return uri.split("?", 1)[0] if uri.lower().startswith(("http://", "https://")) else uri
+
+
 def is_manifest(uri: str) -> bool:
     """A manifest is a ``.txt``/``.lst``, ``.csv`` or ``.parquet`` file of URIs."""
-    return uri.lower().endswith(MANIFEST_SUFFIXES)
+    return manifest_name(uri).lower().endswith(MANIFEST_SUFFIXES)
 
 
 def local_key(path: str) -> str:
@@ -59,12 +65,15 @@ def iter_manifest(uri: str, column: str, storage_options: Mapping[str, Any]) -> 
     import fsspec
 
     fs, path = fsspec.core.url_to_fs(uri, **dict(storage_options))
-    base = uri.rsplit("/", 1)[0] if "://" in uri else os.path.dirname(os.path.abspath(path))  # absolute: workers
+    # a store's folder as written (a signed URL's without its query); a local one absolute, for the workers
+    base = manifest_name(uri).rsplit("/", 1)[0] if "://" in uri else os.path.dirname(os.path.abspath(path))
     try:
         opened = fs.open(path, "rb")
     except (FileNotFoundError, IsADirectoryError) as exc:  # S3 says only the key, or "bucket does not exist"
         from ocr_actors.io.decode import InputNotFoundError
 
+        if isinstance(exc, FileNotFoundError):
+            refuse_http_status(exc, uri)  # a manifest behind a signed URL that expired: access denied
         what = "a folder, not a manifest file" if isinstance(exc, IsADirectoryError) else "not found"
         raise InputNotFoundError(f"input not found: the manifest {uri} ({what}: {exc})") from exc
     with opened as fh:
@@ -83,7 +92,7 @@ def iter_manifest(uri: str, column: str, storage_options: Mapping[str, Any]) -> 
 def _manifest_entries(fh: Any, uri: str, column: str) -> Iterator[str]:
     import pyarrow.parquet as pq
 
-    lower = uri.lower()
+    lower = manifest_name(uri).lower()
     if lower.endswith(".parquet"):
         parquet = pq.ParquetFile(fh)
         if column not in parquet.schema_arrow.names:

@@ -174,34 +174,48 @@ class JobRows:
 
 
 def count_job_rows(
-    output: str, storage_options: Mapping[str, Any], job_id: str, skip_names: frozenset[str] = frozenset()
+    output: str,
+    storage_options: Mapping[str, Any],
+    job_id: str,
+    skip_names: frozenset[str] = frozenset(),
+    timeout_s: float | None = None,
 ) -> JobRows:
     """The rows of ``job_id`` in the part files whose names are not in ``skip_names`` (those
-    the output held when the run started), counted from their ``job_id``, ``status`` and
-    ``error_type`` columns. For a run stopped midway: its driver hears of part files late, so
-    its own counts fall short of what the output holds."""
+    the output held before the run wrote any), counted from their ``job_id``, ``status`` and
+    ``error_type`` columns, eight files at a time. For a run stopped midway: its driver hears of
+    part files late, so its own counts fall short of what the output holds.
+
+    Raises:
+        TimeoutError: the files could not all be read within ``timeout_s``.
+    """
+    import concurrent.futures
+
     import fsspec
     import pyarrow.compute as pc
 
     fs, _ = fsspec.core.url_to_fs(output, **dict(storage_options))
-    found = JobRows()
-    errors: dict[str, int] = {}
-    for path in list_parts(output, storage_options):
-        if path.rsplit("/", 1)[-1] in skip_names:
-            continue
+
+    def rows_of_job(path: str) -> pa.Table:
         with fs.open(path, "rb") as fh:
             table = pq.read_table(fh, columns=["job_id", "status", "error_type"])
-        ours = table.filter(pc.equal(table["job_id"], job_id))
-        if not ours.num_rows:
-            continue
-        found.files += 1
-        found.rows += ours.num_rows
-        found.pages_ok += pc.sum(pc.equal(ours["status"], "ok")).as_py() or 0
-        failed = ours.filter(pc.equal(ours["status"], "error"))
-        found.error_rows += failed.num_rows
-        for kind in failed["error_type"].to_pylist():
-            errors[kind or "unknown"] = errors.get(kind or "unknown", 0) + 1
-    found.errors_by_type = errors
+        return table.filter(pc.equal(table["job_id"], job_id))
+
+    paths = [p for p in list_parts(output, storage_options) if p.rsplit("/", 1)[-1] not in skip_names]
+    found = JobRows()
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=8)
+    try:
+        for ours in pool.map(rows_of_job, paths, timeout=timeout_s):
+            if not ours.num_rows:
+                continue
+            found.files += 1
+            found.rows += ours.num_rows
+            found.pages_ok += pc.sum(pc.equal(ours["status"], "ok")).as_py() or 0
+            failed = ours.filter(pc.equal(ours["status"], "error"))
+            found.error_rows += failed.num_rows
+            for kind in failed["error_type"].to_pylist():
+                found.errors_by_type[kind or "unknown"] = found.errors_by_type.get(kind or "unknown", 0) + 1
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
     return found
 
 

@@ -122,6 +122,18 @@ def http_status(exc: BaseException | None) -> int | None:
     return status if isinstance(status, int) else None
 
 
+def refuse_http_status(exc: FileNotFoundError, uri: str) -> None:
+    """Raise what an HTTP answer behind a "not found" really was: 401 and 403 (an expired
+    signed URL too) a :class:`PermissionError` (access denied), any other status but 404 and
+    410 (a 400 ``ExpiredToken``, a 429, a 5xx) a :class:`ReadFailedError` naming it. Returns
+    for a real "not found" and for errors that carry no status."""
+    status = http_status(exc.__cause__)
+    if status in (401, 403):
+        raise PermissionError(f"HTTP {status}") from exc
+    if status is not None and status not in (404, 410):
+        raise ReadFailedError(f"could not read {uri}: the server answered HTTP {status}") from exc
+
+
 def _unreachable(exc: BaseException | None) -> bool:
     """A failure to reach the store at all (not an answer from it)."""
     if exc is None:
@@ -178,6 +190,12 @@ def _expand_one(
     """Expand one path, folder, glob or URI."""
     from ocr_actors.io.objectlist import iter_files, iter_glob
 
+    if store_uri_has_credentials(item):  # its storage library would quote them in its errors
+        raise UnsupportedInputError(
+            f"{redact_uri(item)}: credentials written into the URI are not read; give them as storage options "
+            "or through the environment"
+        )
+
     if item.lower().startswith(("http://", "https://")):
         yield item  # one object (a signed URL's "?" starts its query, never a pattern); a bad one is an error row
         return
@@ -229,11 +247,7 @@ def read_bytes(uri: str, storage_options: Mapping[str, Any] | None = None, max_b
             except FileNotFoundError as exc:
                 if _unreachable(exc.__cause__):  # HTTP reports a refused connection as not found
                     raise ReadFailedError(f"could not read {uri}: {type(exc.__cause__).__name__}") from exc
-                status = http_status(exc.__cause__)  # and any refusal: an expired signed URL's 403 too
-                if status in (401, 403):
-                    raise PermissionError(f"HTTP {status}") from exc
-                if status is not None and status >= 500:
-                    raise ReadFailedError(f"could not read {uri}: the server answered HTTP {status}") from exc
+                refuse_http_status(exc, uri)  # fsspec's HTTP filesystem reports every refusal as not found
                 raise InputNotFoundError(f"input not found: {uri}") from exc
             kind = info.get("type", "file")
             if kind != "file":  # "directory", or "other": a named pipe, socket or device

@@ -789,8 +789,6 @@ def _run_leased(
         if summary.settings_changed:
             say(describe_settings_changes(summary.settings_changed))
     done_rows = done.rows
-    if start is not None:
-        start.part_names = frozenset(done.part_rows)
     with storage_access(f"on the output {config.output.uri}"):
         spool = WorkSpool(config.output.uri, job_id, out_options)
     try:
@@ -842,6 +840,11 @@ def _run_leased(
             f"{plan.items} to process ({done_rows} rows already in {config.output.uri}){repeats}"
         )
         if plan.items:
+            if start is not None:  # after any overwrite removal or retried rows' rewrite
+                with storage_access(f"on the output {config.output.uri}"):
+                    start.part_names = frozenset(
+                        p.rsplit("/", 1)[-1] for p in list_parts(config.output.uri, out_options)
+                    )
             with ray_data_quiet(quiet):
                 config = _process(
                     config,
@@ -855,6 +858,8 @@ def _run_leased(
                     spool.seal,
                     retried,
                 )
+            if start is not None:
+                start.processed = True
     finally:
         try:
             spool.remove()
@@ -1090,21 +1095,36 @@ def _clean_abandoned(config: JobConfig, abandoned: LeaseRecord, say: Callable[[s
 
 @dataclass
 class OutputAtStart:
-    """The output's part files when the run started (set once planned; None before)."""
+    """The output's part files just before the run's processing began (None until then), and
+    whether the processing ended (then the driver's counts are whole: a compaction that
+    follows may hold a file twice for a moment)."""
 
     part_names: frozenset[str] | None = None
+    processed: bool = False
 
 
-def _count_written(config: JobConfig, summary: JobSummary, before: frozenset[str]) -> None:
+RECOUNT_TIMEOUT_S = 20.0
+"""How long a stopped run may spend reading back what it wrote (a scheduler's kill grace
+period is often 30 s); past it, the summary keeps the driver's counts."""
+
+
+def _recount_written(config: JobConfig, summary: JobSummary, start: OutputAtStart) -> bool:
     """Set ``summary``'s files, rows and error counts to what the output holds of this run
-    (:func:`count_job_rows` over the part files not in ``before``), where that is more than
+    (:func:`count_job_rows` over the part files not in ``start``), where that is more than
     the driver counted: a stopped run's write tasks may have committed files it never heard
-    of. Lines and stage times stay as counted."""
-    found = count_job_rows(config.output.uri, config.output_storage_options, summary.job_id, before)
-    if found.rows > summary.rows_written:
-        summary.files_written, summary.rows_written = found.files, found.rows
-        summary.pages_ok, summary.error_rows = found.pages_ok, found.error_rows
-        summary.errors_by_type = found.errors_by_type
+    of. True when it changed the summary. Lines and stage times stay as counted."""
+    if start.part_names is None or start.processed:
+        return False
+    found = count_job_rows(
+        config.output.uri, config.output_storage_options, summary.job_id, start.part_names, RECOUNT_TIMEOUT_S
+    )
+    if found.rows <= summary.rows_written:
+        return False
+    summary.files_written, summary.rows_written = found.files, found.rows
+    summary.pages_ok, summary.error_rows = found.pages_ok, found.error_rows
+    summary.errors_by_type = found.errors_by_type
+    summary.error_rate = round(summary.error_rows / max(summary.rows_written, 1), 4)  # as a finished run's
+    return True
 
 
 def run_job(config: JobConfig, progress: TextIO | None = sys.stderr) -> JobSummary:
@@ -1156,11 +1176,15 @@ def run_job(config: JobConfig, progress: TextIO | None = sys.stderr) -> JobSumma
         summary.wall_seconds = round(time.perf_counter() - started, 3)
         try:  # what was written so far, under the lease still held
             with storage_access(f"writing the job summary under {config.output.uri}"):
-                if start.part_names is not None:  # the driver hears of files late: count the output's own
-                    _count_written(config, summary, start.part_names)
                 _write_job_files(config, summary)
         except Exception as write_error:
             log.warning("could not write the summary of the interrupted run: %s", type(write_error).__name__)
+        try:  # the driver hears of part files late: count what the output holds of this run, then say it
+            if _recount_written(config, summary, start):
+                with storage_access(f"writing the job summary under {config.output.uri}"):
+                    _write_job_files(config, summary)
+        except Exception as count_error:
+            log.warning("could not count what the interrupted run wrote: %s", type(count_error).__name__)
         raise
     finally:
         try:
