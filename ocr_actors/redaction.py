@@ -70,7 +70,7 @@ def redact_uri(uri: str) -> str:
         # any user information of a URL (a token alone may be one); elsewhere a password's
         # ``user:password@`` only: ``abfs://container@account…`` names a container, not a secret
         authority = f"{REDACTED}@{authority.rsplit('@', 1)[1]}"
-    if scheme.lower() in ("http", "https") and "=" in path:
+    if web and "=" in path:
         path = SECRET_QUERY_PARAMETER.sub(lambda m: f"{m.group(1)}={REDACTED}", path)
     return f"{head}{separator}{authority}{slash}{path}"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -177,11 +177,11 @@ def count_job_rows(
     output: str,
     storage_options: Mapping[str, Any],
     job_id: str,
-    skip_names: frozenset[str] = frozenset(),
+    skip_names: Container[str] = (),
     timeout_s: float | None = None,
 ) -> JobRows:
     """The rows of ``job_id`` in the part files whose names are not in ``skip_names`` (those
-    the output held before the run wrote any), counted from their ``job_id``, ``status`` and
+    already counted, or known to hold none), counted from their ``job_id``, ``status`` and
     ``error_type`` columns, eight files at a time. For a run stopped midway: its driver hears of
     part files late, so its own counts fall short of what the output holds.
 

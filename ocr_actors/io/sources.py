@@ -42,7 +42,7 @@ UNREACHABLE_ERRORS = (
     "ConnectionClosedError",
     "ClientConnectorError",
     "ServerTimeoutError",
-    "ReadTimeout",
+    "ReadTimeout",  # requests (Google's auth library)
 )
 
 
@@ -111,6 +111,17 @@ def expand_inputs(
     for item in items:
         with storage_access(f"listing {item}"):
             yield from _expand_one(item, storage_options, on_skip)
+
+
+def refuse_uri_credentials(uri: str) -> None:
+    """Raise :class:`UnsupportedInputError` (naming the URI redacted) for credentials written
+    into an S3 or GCS URI (:func:`store_uri_has_credentials`): its storage library does not
+    read them, and would quote them in its errors."""
+    if store_uri_has_credentials(uri):
+        raise UnsupportedInputError(
+            f"{redact_uri(uri)}: credentials written into the URI are not read; give them as storage options "
+            "or through the environment"
+        )
 
 
 def http_status(exc: BaseException | None) -> int | None:
@@ -190,12 +201,7 @@ def _expand_one(
     """Expand one path, folder, glob or URI."""
     from ocr_actors.io.objectlist import iter_files, iter_glob
 
-    if store_uri_has_credentials(item):  # its storage library would quote them in its errors
-        raise UnsupportedInputError(
-            f"{redact_uri(item)}: credentials written into the URI are not read; give them as storage options "
-            "or through the environment"
-        )
-
+    refuse_uri_credentials(item)
     if item.lower().startswith(("http://", "https://")):
         yield item  # one object (a signed URL's "?" starts its query, never a pattern); a bad one is an error row
         return
@@ -234,11 +240,7 @@ def read_bytes(uri: str, storage_options: Mapping[str, Any] | None = None, max_b
     regular file (a folder, a named pipe: reading one would block). Raises an
     :class:`InputError` (``not_found``, ``too_large``, ``unsupported_type``, ``read_failed``
     for any other storage or I/O failure) or :class:`SourceAccessError`."""
-    if store_uri_has_credentials(uri):  # a manifest's entry: its storage library would quote them in errors
-        raise UnsupportedInputError(
-            f"{redact_uri(uri)}: credentials written into the URI are not read; give them as storage options "
-            "or through the environment"
-        )
+    refuse_uri_credentials(uri)  # a manifest's entry
     try:
         fs, path = _filesystem(uri, storage_options)
         with storage_access(f"reading {uri}"):

@@ -772,8 +772,8 @@ def _run_leased(
 ) -> JobConfig:
     """Plan, process and summarise, holding the output's ``lease`` (checked between chunks and
     batches, and before anything is deleted); returns the config that ran. ``quiet``: no
-    progress lines, Ray Data's own included; ``start`` is told the part files the output held
-    before anything was written."""
+    progress lines, Ray Data's own included; ``start`` is given the part files the driver knows
+    of (:class:`OutputAtStart`)."""
     out_options = config.output_storage_options
     overwrite = config.output.mode == "overwrite"
     done = DoneIndex()
@@ -840,11 +840,8 @@ def _run_leased(
             f"{plan.items} to process ({done_rows} rows already in {config.output.uri}){repeats}"
         )
         if plan.items:
-            if start is not None:  # after any overwrite removal or retried rows' rewrite
-                with storage_access(f"on the output {config.output.uri}"):
-                    start.part_names = frozenset(
-                        p.rsplit("/", 1)[-1] for p in list_parts(config.output.uri, out_options)
-                    )
+            if start is not None:  # the files the driver knows of: the output's, then each one it counts
+                start.known_parts = part_rows
             with ray_data_quiet(quiet):
                 config = _process(
                     config,
@@ -1095,11 +1092,12 @@ def _clean_abandoned(config: JobConfig, abandoned: LeaseRecord, say: Callable[[s
 
 @dataclass
 class OutputAtStart:
-    """The output's part files just before the run's processing began (None until then), and
-    whether the processing ended (then the driver's counts are whole: a compaction that
-    follows may hold a file twice for a moment)."""
+    """The part files a run's driver knows of once processing begins (None until then): the
+    output's own at the start (less those rewritten for retries) and, as it goes, each file it
+    has counted (file name -> rows); and whether processing ended (then its counts are whole,
+    and a compaction that follows may hold a file twice for a moment)."""
 
-    part_names: frozenset[str] | None = None
+    known_parts: dict[str, int] | None = None
     processed: bool = False
 
 
@@ -1109,20 +1107,22 @@ period is often 30 s); past it, the summary keeps the driver's counts."""
 
 
 def _recount_written(config: JobConfig, summary: JobSummary, start: OutputAtStart) -> bool:
-    """Set ``summary``'s files, rows and error counts to what the output holds of this run
-    (:func:`count_job_rows` over the part files not in ``start``), where that is more than
-    the driver counted: a stopped run's write tasks may have committed files it never heard
-    of. True when it changed the summary. Lines and stage times stay as counted."""
-    if start.part_names is None or start.processed:
+    """Add to ``summary`` the rows of this run in the part files its driver never heard of
+    (:func:`count_job_rows` over the files not in ``start.known_parts``): a stopped run's write
+    tasks may have committed them just before it stopped. True when there were any. Lines and
+    stage times stay as counted."""
+    if start.known_parts is None or start.processed:
         return False
     found = count_job_rows(
-        config.output.uri, config.output_storage_options, summary.job_id, start.part_names, RECOUNT_TIMEOUT_S
+        config.output.uri, config.output_storage_options, summary.job_id, start.known_parts.keys(), RECOUNT_TIMEOUT_S
     )
-    if found.rows <= summary.rows_written:
+    if not found.rows:
         return False
-    summary.files_written, summary.rows_written = found.files, found.rows
-    summary.pages_ok, summary.error_rows = found.pages_ok, found.error_rows
-    summary.errors_by_type = found.errors_by_type
+    summary.files_written += found.files
+    summary.rows_written += found.rows
+    summary.pages_ok += found.pages_ok
+    summary.error_rows += found.error_rows
+    summary.errors_by_type = dict(Counter(summary.errors_by_type) + Counter(found.errors_by_type))
     summary.error_rate = round(summary.error_rows / max(summary.rows_written, 1), 4)  # as a finished run's
     return True
 
