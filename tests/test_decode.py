@@ -845,3 +845,27 @@ def test_a_heic_without_pi_heif_installed_names_the_package(monkeypatch) -> None
     monkeypatch.setattr(decode, "heif_opener_registered", lambda: False)
     with pytest.raises(UnsupportedInputError, match="needs the pi-heif package"):
         decode_all(data)
+
+
+def test_an_interlaced_png_decodes_and_one_whose_passes_run_short_is_truncated() -> None:
+    """Adam7 PNGs: a whole one gives its pixels; one whose complete zlib stream stops before
+    the last passes (the row count check does not cover interlaced files) is refused as
+    truncated, not filled in: OpenCV gives no image and Pillow raises."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+    width, height = 400, 600
+    pixels = np.full((height, width), 255, np.uint8)
+    pixels[:, :8] = np.random.default_rng(1).integers(0, 256, (height, 8))
+    adam7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+    raw = b"".join(b"\x00" + row.tobytes() for x0, y0, dx, dy in adam7 for row in pixels[y0::dy, x0::dx])
+    header = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 1))
+
+    def interlaced(data: bytes) -> bytes:
+        return header + chunk(b"IDAT", zlib.compress(data)) + chunk(b"IEND", b"")
+
+    assert (decode_all(interlaced(raw))[0].image[:, :, 0] == pixels).all()
+    for kept in (len(raw) // 2, len(raw) - 5000):
+        with pytest.raises(TruncatedInputError):
+            decode_all(interlaced(raw[:kept]))

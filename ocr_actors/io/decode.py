@@ -253,7 +253,8 @@ def png_row_shortfall(data: bytes) -> str | None:
     """Why a PNG's complete zlib stream holds fewer bytes than its rows need, or None: the
     stream is inflated once (1 MiB at a time, nothing kept) when compressed more than
     :data:`PNG_CHECK_RATIO` times; for a decoded page whose last row is blank (the decoders
-    fill missing rows with zeros and say nothing). Interlaced images are not checked."""
+    fill missing rows with zeros and say nothing). Interlaced images need no check: OpenCV gives
+    none and Pillow raises "truncated" when their passes run short (tested)."""
     layout = _png_layout(data)
     if layout is None:
         return None
