@@ -178,6 +178,18 @@ def test_a_multi_frame_tiff_gets_one_result_per_frame_with_its_index(service):
         assert page_cer(answer["rec_texts"], [line.text for line in page.lines]) < 0.02
 
 
+def test_a_heic_phone_photo_is_read_upright(service):
+    """A HEIC upload (an iPhone's photo format, turned by its own rotation) reads like any image."""
+    from pathlib import Path
+
+    heic = (Path(__file__).parent / "data" / "phone_photo.heic").read_bytes()
+    response = post(service, {"file": base64.b64encode(heic).decode(), "fileType": 1, "visualize": False})
+    assert response.status_code == 200, response.text
+    result = response.json()["result"]
+    assert result["dataInfo"] == {"type": "image", "width": 960, "height": 320}
+    assert result["ocrResults"][0]["prunedResult"]["rec_texts"] == ["Invoice 2024-117", "Total due 482.50"]
+
+
 def test_pdf_pages_are_limited_and_every_switch_is_honoured(service):
     # Half-height pages keep the uncompressed PDF under the service's 8 MiB body limit.
     pages = [render_page(seed=1010 + i, lines_per_column=3, height=900) for i in range(3)]
