@@ -194,14 +194,21 @@ def _det_defaults_from_yaml(data: dict[str, Any]) -> dict[str, Any]:
     return {k: post[k] for k in keys if k in post}
 
 
+def _preprocess_step(data: dict[str, Any], name: str) -> dict[str, Any]:
+    """The settings of the first ``PreProcess.transform_ops`` step called ``name`` in a parsed
+    ``inference.yml`` (``{}`` when there is none, or it has none)."""
+    for op in (data.get("PreProcess") or {}).get("transform_ops") or ():
+        if isinstance(op, dict) and name in op:
+            return op[name] or {}
+    return {}
+
+
 def rec_height_from_yaml(data: dict[str, Any]) -> int | None:
     """The height of a recogniser's ``RecResizeImg: image_shape [C, H, W]`` in its parsed
     ``inference.yml``, or None."""
-    for op in (data.get("PreProcess") or {}).get("transform_ops") or ():
-        step = op.get("RecResizeImg") if isinstance(op, dict) else None
-        shape = (step or {}).get("image_shape")
-        if isinstance(shape, (list, tuple)) and len(shape) == 3 and int(shape[1]) > 0:
-            return int(shape[1])
+    shape = _preprocess_step(data, "RecResizeImg").get("image_shape")
+    if isinstance(shape, (list, tuple)) and len(shape) == 3 and int(shape[1]) > 0:
+        return int(shape[1])
     return None
 
 
@@ -212,15 +219,12 @@ def classifier_settings_from_yaml(data: dict[str, Any]) -> tuple[tuple[str, ...]
     (a ``resize_short`` step, as the page classifiers have, is no stretch)."""
     topk = ((data.get("PostProcess") or {}).get("Topk")) or {}
     labels = tuple(str(label) for label in topk.get("label_list") or ())
-    stretch: tuple[int, int] | None = None
-    for op in (data.get("PreProcess") or {}).get("transform_ops") or ():
-        size = (op or {}).get("ResizeImage", {}) if isinstance(op, dict) else {}
-        size = (size or {}).get("size")
-        if isinstance(size, (list, tuple)) and len(size) == 2:
-            stretch = (int(size[0]), int(size[1]))
-        elif isinstance(size, int):
-            stretch = (size, size)
-    return labels, stretch
+    size = _preprocess_step(data, "ResizeImage").get("size")
+    if isinstance(size, (list, tuple)) and len(size) == 2:
+        return labels, (int(size[0]), int(size[1]))
+    if isinstance(size, int):
+        return labels, (size, size)
+    return labels, None
 
 
 def resolve_folder(folder: Path, name: str, kind: str = "") -> ResolvedModel:
